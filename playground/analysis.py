@@ -1,0 +1,111 @@
+"""Everything the Architect page and ``summary`` show for a spec: params,
+MACs, the per-layer RF table, the assignment's rule checks and a torchinfo
+summary. Cheap enough (well under 150 ms) to run on every slider change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torchinfo import summary as torchinfo_summary
+
+from .arch import Net
+from .builder import build_model
+from .geometry import Trace, trace
+
+PARAM_BUDGET = 200_000
+RF_TARGET = 44
+
+
+@dataclass
+class Rule:
+    name: str
+    passed: bool
+    reason: str
+
+
+@dataclass
+class Analysis:
+    trace: Trace
+    rules: list[Rule] = field(default_factory=list)
+    macs: int = 0
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.trace.ok
+
+    @property
+    def problems(self) -> list[str]:
+        return self.trace.problems
+
+    @property
+    def params(self) -> int:
+        return self.trace.params
+
+    @property
+    def coverage(self) -> float:
+        """Share of the input image seen by the centre output unit (clipped to the image)."""
+        t, size = self.trace, 32
+        centre = t.start + (t.out_size - 1) // 2 * t.jump
+        lo, hi = max(0.0, centre - (t.rf - 1) / 2), min(size - 1.0, centre + (t.rf - 1) / 2)
+        side = max(0.0, hi - lo + 1)
+        return (side / size) ** 2
+
+    def table(self) -> list[dict]:
+        """Per-layer rows for display: n, j, r, start, k_eff and params."""
+        return [dict(layer=r.name, type=r.kind, c_in=r.c_in, c_out=r.c_out, k=r.kernel, s=r.stride,
+                     p=r.padding, d=r.dilation, k_eff=r.k_eff, n=r.n, j=r.j, r=r.r, start=r.start,
+                     params=r.params) for r in self.trace.rows]
+
+
+def _is_separable(net: Net) -> bool:
+    """A sep layer, or a grouped k x k conv directly followed by a 1 x 1 conv."""
+    layers = [layer for block in net.blocks for layer in block.layers]
+    for a, b in zip(layers, layers[1:] + [None]):
+        if a.kind == "sep":
+            return True
+        if a.kind in ("grouped", "conv") and a.groups > 1 and b is not None and b.kernel == 1 and not b.is_pool:
+            return True
+    return False
+
+
+def check_rules(net: Net, t: Trace) -> list[Rule]:
+    """The classic assignment's rules, each pass/fail with a one-line reason."""
+    dilated = [f"C{r.block + 1}.{r.index + 1}" for r in t.rows if r.dilation > 1]
+    sep_ok = _is_separable(net)
+    n_blocks = len(net.blocks)
+    return [
+        Rule("params < 200k", t.params < PARAM_BUDGET,
+             f"{t.params:,} parameters ({t.params / PARAM_BUDGET:.0%} of the 200,000 budget)"),
+        Rule("RF > 44", t.rf > RF_TARGET,
+             f"receptive field {t.rf:g} px before GAP ({t.rf_with_gap:g} counting GAP as the seeds do)"),
+        Rule("dilated + depthwise", bool(dilated) and sep_ok,
+             ("dilated: " + (", ".join(dilated) if dilated else "none")) +
+             ("; depthwise-separable: yes" if sep_ok else "; depthwise-separable: none")),
+        Rule("GAP head", net.head.gap,
+             "global average pooling before the classifier" if net.head.gap else "the head flattens instead of GAP"),
+        Rule("C1C2C3C4O", n_blocks == 4,
+             f"{n_blocks} conv blocks + output" + ("" if n_blocks == 4 else " (the form asks for exactly 4)")),
+    ]
+
+
+def torchinfo_text(net: Net, depth: int = 3) -> tuple[str, int]:
+    model = build_model(net).eval()
+    stats = torchinfo_summary(model, input_size=(1, net.in_channels, net.input_size, net.input_size),
+                              col_names=("output_size", "num_params", "mult_adds"), depth=depth,
+                              row_settings=("var_names",), verbose=0, device="cpu")
+    return str(stats), int(stats.total_mult_adds)
+
+
+def analyze(net: Net, with_summary: bool = True) -> Analysis:
+    """Trace the spec; if valid, add rule checks, MACs and the torchinfo summary."""
+    t = trace(net)
+    result = Analysis(trace=t)
+    if not t.ok:
+        return result
+    result.rules = check_rules(net, t)
+    if with_summary:
+        with torch.no_grad():
+            result.summary, result.macs = torchinfo_text(net)
+    return result

@@ -1,0 +1,132 @@
+"""Architecture spec: the one description of a network that every part reads.
+
+A network is an input, blocks C1..Cn of layers, and a head. The spec is plain
+data; ``geometry.trace`` checks it and ``builder.build_model`` turns it into
+an ``nn.Module``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from . import serde
+
+ARCH_VERSION = 1
+
+LayerKind = Literal["conv", "sep", "grouped", "maxpool", "avgpool"]
+Order = Literal["bn-relu", "relu-bn", "bn", "relu", "none"]
+LAYER_KINDS: tuple[str, ...] = ("conv", "sep", "grouped", "maxpool", "avgpool")
+KIND_LABELS = {
+    "conv": "conv",
+    "sep": "depthwise-separable",
+    "grouped": "grouped conv",
+    "maxpool": "max-pool",
+    "avgpool": "avg-pool",
+}
+ORDERS: tuple[str, ...] = ("bn-relu", "relu-bn", "bn", "relu", "none")
+
+
+@dataclass
+class Layer:
+    """One layer. ``sep`` is a depthwise k x k followed by a pointwise 1 x 1.
+
+    ``order`` is what follows the convolution: conv->BN->ReLU ("bn-relu"),
+    conv->ReLU->BN ("relu-bn"), only one of them, or nothing. ``mid`` puts the
+    same norm/activation between the depthwise and pointwise halves of a
+    ``sep`` layer. Pools keep the channel count; their ``out`` is ignored.
+    """
+
+    kind: str = "conv"
+    out: int = 32
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 1
+    dilation: int = 1
+    groups: int = 1
+    bias: bool = False
+    order: str = "bn-relu"
+    dropout: float = 0.0
+    dropout2d: bool = False
+    padding_mode: str = "zeros"
+    mid: bool = False
+
+    @property
+    def k_eff(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def is_pool(self) -> bool:
+        return self.kind in ("maxpool", "avgpool")
+
+
+@dataclass
+class Block:
+    """Layers applied in order; ``skip`` adds a residual around layers[skip_from:]."""
+
+    layers: list[Layer] = field(default_factory=list)
+    skip: bool = False
+    skip_from: int = 0
+
+
+@dataclass
+class Head:
+    """Global average pooling (if ``gap``) then a 1x1 conv or a linear layer."""
+
+    kind: str = "conv1x1"
+    gap: bool = True
+    bias: bool = False
+    log_softmax: bool = False
+
+
+@dataclass
+class Net:
+    name: str = "custom"
+    blocks: list[Block] = field(default_factory=list)
+    head: Head = field(default_factory=Head)
+    in_channels: int = 3
+    input_size: int = 32
+    num_classes: int = 10
+    version: int = ARCH_VERSION
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return serde.to_json(self, indent)
+
+    def to_dict(self) -> dict:
+        return serde.to_dict(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Net":
+        return serde.from_json(cls, text, ARCH_VERSION)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Net":
+        return serde.from_dict(cls, data, ARCH_VERSION)
+
+    def copy(self, **changes) -> "Net":
+        return Net.from_dict({**self.to_dict(), **changes}) if changes else Net.from_dict(self.to_dict())
+
+
+def block_name(index: int) -> str:
+    return f"c{index + 1}"
+
+
+def layer_label(block: int, layer: int) -> str:
+    return f"C{block + 1} layer {layer + 1}"
+
+
+def conv(out: int, kernel: int = 3, *, padding: int | None = None, **kw) -> Layer:
+    """Shorthand used by presets: padding defaults to 'same' for odd kernels."""
+    dilation = kw.get("dilation", 1)
+    pad = dilation * (kernel - 1) // 2 if padding is None else padding
+    return Layer(kind=kw.pop("kind", "conv"), out=out, kernel=kernel, padding=pad, **kw)
+
+
+def sep(out: int, kernel: int = 3, **kw) -> Layer:
+    return conv(out, kernel, kind="sep", **kw)
+
+
+def pool(kind: str = "maxpool", kernel: int = 2, stride: int = 2, padding: int = 0) -> Layer:
+    return Layer(kind=kind, out=0, kernel=kernel, stride=stride, padding=padding, order="none")
+
+
+__all__ = ["Layer", "Block", "Head", "Net", "conv", "sep", "pool", "replace", "ARCH_VERSION"]

@@ -1,0 +1,285 @@
+"""Augmentation spec: a registry of Albumentations transforms with parameter
+schemas (from which the UI generates widgets), and the one function that
+turns a spec into the pipeline the preview, the trainer and the exported
+script all use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from . import serde
+
+AUG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Param:
+    """Schema of one parameter. ``kind``: float, int, bool, choice, int_range or float_range."""
+
+    name: str
+    kind: str
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> str | None:
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "expected true/false"
+        if self.kind == "choice":
+            return None if value in self.choices else f"choose one of {', '.join(self.choices)}"
+        values = list(value) if self.kind.endswith("range") and isinstance(value, (list, tuple)) else [value]
+        if self.kind.endswith("range") and len(values) != 2:
+            return "expected [low, high]"
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"expected a number, got {v!r}"
+            if self.kind.startswith("int") and not float(v).is_integer():
+                return f"expected an integer, got {v!r}"
+            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                return f"{v} is outside [{self.min}, {self.max}]"
+        if self.kind.endswith("range") and values[0] > values[1]:
+            return f"low {values[0]} is above high {values[1]}"
+        return None
+
+
+# A call is (Albumentations class name, kwargs, child calls); it both builds
+# the transform and prints as the code that rebuilds it.
+Call = tuple[str, dict, list]
+Context = dict  # {"fill": (r, g, b) dataset mean on the 0-255 scale}
+
+
+@dataclass(frozen=True)
+class TransformDef:
+    name: str
+    help: str
+    params: tuple[Param, ...]
+    call: Callable[[dict, Context], Call]
+    default_p: float = 0.5
+
+
+def _border(name: str) -> int:
+    return {"reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
+            "replicate": cv2.BORDER_REPLICATE}[name]
+
+
+def _fill(choice: str, ctx: Context) -> Any:
+    return {"mean": tuple(ctx["fill"]), "zero": 0, "random": "random"}[choice]
+
+
+BORDER = Param("border", "choice", "reflect", choices=("reflect", "constant", "replicate"),
+               help="how pixels moved in from outside the image are filled (constant = dataset mean)")
+
+REGISTRY: dict[str, TransformDef] = {t.name: t for t in [
+    TransformDef("HorizontalFlip", "Mirror the image left-right.", (),
+                 lambda p, c: ("HorizontalFlip", {}, [])),
+    TransformDef(
+        "Affine", "Shift, scale and rotate (replaces the deprecated ShiftScaleRotate).",
+        (Param("shift", "float", 0.1, 0.0, 0.5, 0.01, "max shift as a fraction of the image side"),
+         Param("scale", "float", 0.1, 0.0, 0.5, 0.01, "zoom range: 1 ± scale"),
+         Param("rotate", "int", 15, 0, 180, 1, "max rotation in degrees"),
+         BORDER),
+        lambda p, c: ("Affine", dict(translate_percent=(-p["shift"], p["shift"]),
+                                     scale=(1 - p["scale"], 1 + p["scale"]), keep_ratio=True,
+                                     rotate=(-p["rotate"], p["rotate"]),
+                                     border_mode=_border(p["border"]), fill=tuple(c["fill"])), [])),
+    TransformDef(
+        "CoarseDropout", "Cut out rectangular holes (Cutout), filled with the dataset mean by default.",
+        (Param("holes", "int_range", (1, 1), 1, 8, 1, "number of holes"),
+         Param("size", "int_range", (16, 16), 1, 32, 1, "hole side in pixels"),
+         Param("fill", "choice", "mean", choices=("mean", "zero", "random"), help="what fills each hole")),
+        lambda p, c: ("CoarseDropout", dict(num_holes_range=tuple(p["holes"]), hole_height_range=tuple(p["size"]),
+                                            hole_width_range=tuple(p["size"]), fill=_fill(p["fill"], c)), [])),
+    TransformDef(
+        "RandomCrop", "Pad, then crop a random 32×32 window (the classic CIFAR crop).",
+        (Param("padding", "int", 4, 1, 16, 1, "pixels of padding on each side"), BORDER),
+        lambda p, c: ("Sequential", {}, [
+            ("PadIfNeeded", dict(min_height=32 + 2 * p["padding"], min_width=32 + 2 * p["padding"],
+                                 border_mode=_border(p["border"]), fill=tuple(c["fill"]), p=1.0), []),
+            ("RandomCrop", dict(height=32, width=32, p=1.0), [])]),
+        default_p=1.0),
+    TransformDef("ToGray", "Convert to grayscale (kept as 3 channels).", (),
+                 lambda p, c: ("ToGray", dict(num_output_channels=3), []), default_p=0.1),
+    TransformDef(
+        "ColorJitter", "Random brightness, contrast, saturation and hue.",
+        (Param("brightness", "float", 0.2, 0.0, 1.0, 0.05, "factor range 1 ± brightness"),
+         Param("contrast", "float", 0.2, 0.0, 1.0, 0.05, "factor range 1 ± contrast"),
+         Param("saturation", "float", 0.2, 0.0, 1.0, 0.05, "factor range 1 ± saturation"),
+         Param("hue", "float", 0.05, 0.0, 0.5, 0.01, "hue shift range ± hue")),
+        lambda p, c: ("ColorJitter", dict(brightness=(1 - p["brightness"], 1 + p["brightness"]),
+                                          contrast=(1 - p["contrast"], 1 + p["contrast"]),
+                                          saturation=(1 - p["saturation"], 1 + p["saturation"]),
+                                          hue=(-p["hue"], p["hue"])), [])),
+    TransformDef(
+        "RandomBrightnessContrast", "Shift brightness and stretch contrast.",
+        (Param("brightness", "float", 0.2, 0.0, 1.0, 0.05, "brightness shift limit"),
+         Param("contrast", "float", 0.2, 0.0, 1.0, 0.05, "contrast change limit")),
+        lambda p, c: ("RandomBrightnessContrast", dict(brightness_limit=(-p["brightness"], p["brightness"]),
+                                                       contrast_limit=(-p["contrast"], p["contrast"])), [])),
+]}
+
+
+@dataclass
+class TransformSpec:
+    name: str
+    p: float = 0.5
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugSpec:
+    transforms: list[TransformSpec] = field(default_factory=list)
+    version: int = AUG_VERSION
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return serde.to_json(self, indent)
+
+    def to_dict(self) -> dict:
+        return serde.to_dict(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AugSpec":
+        return _checked(serde.from_json(cls, text, AUG_VERSION))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AugSpec":
+        return _checked(serde.from_dict(cls, data, AUG_VERSION))
+
+
+def make_transform(name: str, p: float | None = None, **params: Any) -> TransformSpec:
+    """A transform with every parameter at its schema default unless given."""
+    if name not in REGISTRY:
+        raise serde.SpecError([f"unknown transform {name!r} (choose one of {', '.join(REGISTRY)})"])
+    d = REGISTRY[name]
+    values = {prm.name: params.get(prm.name, prm.default) for prm in d.params}
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return TransformSpec(name, d.default_p if p is None else p, values)
+
+
+def default_aug() -> AugSpec:
+    """The seeds' pipeline: flip, shift-scale-rotate, one 16x16 hole filled with the mean."""
+    return AugSpec([make_transform("HorizontalFlip", 0.5), make_transform("Affine", 0.5),
+                    make_transform("CoarseDropout", 0.5)])
+
+
+def validate_aug(spec: AugSpec) -> list[str]:
+    problems = []
+    for i, t in enumerate(spec.transforms):
+        where = f"transform {i + 1} ({t.name})"
+        if t.name not in REGISTRY:
+            problems.append(f"{where}: unknown transform (choose one of {', '.join(REGISTRY)})")
+            continue
+        if not (0.0 <= t.p <= 1.0):
+            problems.append(f"{where}: p must be in [0, 1], got {t.p}")
+        schema = {prm.name: prm for prm in REGISTRY[t.name].params}
+        for key in t.params:
+            if key not in schema:
+                problems.append(f"{where}: unknown parameter {key!r}")
+        for prm in schema.values():
+            if prm.name not in t.params:
+                problems.append(f"{where}: missing parameter {prm.name!r}")
+            elif (msg := prm.check(t.params[prm.name])) is not None:
+                problems.append(f"{where}: {prm.name}: {msg}")
+    return problems
+
+
+def _checked(spec: AugSpec) -> AugSpec:
+    problems = validate_aug(spec)
+    if problems:
+        raise serde.SpecError(problems)
+    return spec
+
+
+def _calls(spec: AugSpec, mean: tuple[float, float, float]) -> list[Call]:
+    ctx = {"fill": tuple(int(round(m * 255)) for m in mean)}
+    calls = []
+    for t in spec.transforms:
+        name, kwargs, children = REGISTRY[t.name].call(t.params, ctx)
+        calls.append((name, {**kwargs, "p": t.p}, children))
+    return calls
+
+
+def _instantiate(call: Call) -> A.BasicTransform:
+    name, kwargs, children = call
+    if children:
+        return getattr(A, name)([_instantiate(c) for c in children], **kwargs)
+    return getattr(A, name)(**kwargs)
+
+
+def build_pipeline(spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None,
+                   replay: bool = False) -> A.Compose:
+    """The spec as an A.Compose (or ReplayCompose, which records what each image drew)."""
+    _checked(spec)
+    transforms = [_instantiate(c) for c in _calls(spec, mean)]
+    if replay:
+        pipe = A.ReplayCompose(transforms)
+        if seed is not None:
+            pipe.set_random_seed(seed)
+        return pipe
+    return A.Compose(transforms, seed=seed)
+
+
+def _code(call: Call, indent: int) -> str:
+    name, kwargs, children = call
+    pad = " " * indent
+    args = [repr_arg(k, v) for k, v in kwargs.items()]
+    if children:
+        inner = ",\n".join(_code(c, indent + 4) for c in children)
+        return f"{pad}A.{name}([\n{inner},\n{pad}], {', '.join(args)})"
+    return f"{pad}A.{name}({', '.join(args)})"
+
+
+def repr_arg(key: str, value: Any) -> str:
+    if key == "border_mode":
+        names = {cv2.BORDER_REFLECT_101: "cv2.BORDER_REFLECT_101", cv2.BORDER_CONSTANT: "cv2.BORDER_CONSTANT",
+                 cv2.BORDER_REPLICATE: "cv2.BORDER_REPLICATE"}
+        return f"{key}={names[value]}"
+    if isinstance(value, float):
+        value = round(value, 6)
+    if isinstance(value, tuple):
+        value = tuple(round(v, 6) if isinstance(v, float) else v for v in value)
+    return f"{key}={value!r}"
+
+
+def to_python(spec: AugSpec, mean: tuple[float, float, float]) -> str:
+    """Readable code that rebuilds the same pipeline with plain Albumentations."""
+    body = ",\n".join(_code(c, 4) for c in _calls(spec, mean))
+    return ("import albumentations as A\nimport cv2\n\n"
+            f"# dataset mean (0-1): {tuple(round(m, 4) for m in mean)}\n"
+            f"train_transform = A.Compose([\n{body},\n])\n")
+
+
+def describe_replay(replay: dict) -> list[str]:
+    """One line per transform of a ReplayCompose record: what was applied and with which draws."""
+    lines = []
+    for t in replay.get("transforms", []):
+        name = t["__class_fullname__"].split(".")[-1]
+        if not t.get("applied"):
+            lines.append(f"{name}: skipped")
+            continue
+        params = t.get("params") or {}
+        shown = {k: v for k, v in params.items() if k in ("angle", "rotate", "scale", "translate_px", "holes", "x_min",
+                                                         "y_min", "brightness", "contrast", "alpha", "beta")}
+        children = t.get("transforms")
+        if children:
+            lines += [f"{name} > {line}" for line in describe_replay({"transforms": children})]
+        else:
+            lines.append(f"{name}: " + (", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "applied"))
+    return lines
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, np.ndarray):
+        return str(v.tolist())
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in v.items()) + "}"
+    return str(v)

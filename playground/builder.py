@@ -1,0 +1,138 @@
+"""Spec -> nn.Module, with module names (c1.0, c1.1, ..., head) that read well in summaries."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .arch import Block, Layer, Net, block_name
+from .geometry import trace
+from .serde import SpecError
+
+
+def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
+    mods: list[tuple[str, nn.Module]] = []
+    for part in order.split("-"):
+        if part == "bn":
+            mods.append(("bn", nn.BatchNorm2d(channels)))
+        elif part == "relu":
+            mods.append(("relu", nn.ReLU(inplace=True)))
+    return mods
+
+
+class Unit(nn.Sequential):
+    """One spec layer: conv (or depthwise+pointwise, or pool), norm/act, dropout."""
+
+    def __init__(self, layer: Layer, c_in: int):
+        mods: list[tuple[str, nn.Module]] = []
+        kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                  bias=layer.bias, padding_mode=layer.padding_mode)
+        if layer.kind == "maxpool":
+            mods.append(("pool", nn.MaxPool2d(layer.kernel, layer.stride, layer.padding)))
+        elif layer.kind == "avgpool":
+            mods.append(("pool", nn.AvgPool2d(layer.kernel, layer.stride, layer.padding)))
+        elif layer.kind == "sep":
+            mods.append(("dw", nn.Conv2d(c_in, c_in, layer.kernel, groups=c_in, **kw)))
+            if layer.mid:
+                mods += [(f"dw_{n}", m) for n, m in _post(layer.order, c_in)]
+            mods.append(("pw", nn.Conv2d(c_in, layer.out, 1, bias=layer.bias)))
+        else:
+            mods.append(("conv", nn.Conv2d(c_in, layer.out, layer.kernel, groups=layer.groups, **kw)))
+        if not layer.is_pool:
+            mods += _post(layer.order, layer.out)
+        if layer.dropout > 0:
+            mods.append(("drop", nn.Dropout2d(layer.dropout) if layer.dropout2d else nn.Dropout(layer.dropout)))
+        super().__init__()
+        for name, mod in mods:
+            self.add_module(name, mod)
+
+
+class ConvBlock(nn.Module):
+    """Layers named 0..n-1; an optional residual around layers[skip_from:] via ``proj``."""
+
+    def __init__(self, block: Block, c_in: int, channels: list[int]):
+        super().__init__()
+        self.skip_from = block.skip_from if block.skip else None
+        c, c_skip = c_in, c_in
+        for i, layer in enumerate(block.layers):
+            if i == self.skip_from:
+                c_skip = c
+            self.add_module(str(i), Unit(layer, c))
+            c = channels[i]
+        self.n_layers = len(block.layers)
+        stride = 1
+        for later in block.layers[self.skip_from or 0:]:
+            stride *= later.stride
+        needs_proj = self.skip_from is not None and (c_skip != c or stride != 1)
+        self.proj = nn.Conv2d(c_skip, c, 1, stride=stride, bias=False) if needs_proj else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = None
+        for i in range(self.n_layers):
+            if i == self.skip_from:
+                shortcut = x
+            x = self._modules[str(i)](x)
+        if shortcut is not None:
+            x = x + (self.proj(shortcut) if self.proj is not None else shortcut)
+        return x
+
+
+class Head(nn.Module):
+    def __init__(self, kind: str, gap: bool, c: int, n: int, classes: int, bias: bool, log_softmax: bool):
+        super().__init__()
+        self.gap = nn.AdaptiveAvgPool2d(1) if gap else None
+        self.fc = (nn.Conv2d(c, classes, 1, bias=bias) if kind == "conv1x1"
+                   else nn.Linear(c if gap else c * n * n, classes, bias=bias))
+        self.log_softmax = nn.LogSoftmax(dim=1) if log_softmax else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gap is not None:
+            x = self.gap(x)
+        x = self.fc(x) if isinstance(self.fc, nn.Conv2d) else self.fc(torch.flatten(x, 1))
+        x = torch.flatten(x, 1)
+        return self.log_softmax(x) if self.log_softmax is not None else x
+
+
+class SpecNet(nn.Module):
+    """A network built from a spec; ``features`` is the conv stack before GAP."""
+
+    def __init__(self, net: Net):
+        super().__init__()
+        t = trace(net)
+        if t.problems:
+            raise SpecError(t.problems)
+        self.spec_name = net.name
+        self.block_names: list[str] = []
+        rows = iter(t.rows)
+        c = net.in_channels
+        for b, block in enumerate(net.blocks):
+            channels = [next(rows).c_out for _ in block.layers]
+            self.add_module(block_name(b), ConvBlock(block, c, channels))
+            self.block_names.append(block_name(b))
+            c = channels[-1]
+        self.head = Head(net.head.kind, net.head.gap, c, t.out_size, net.num_classes,
+                         net.head.bias, net.head.log_softmax)
+        self.outputs_log_probs = net.head.log_softmax
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.block_names:
+            x = self._modules[name](x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_model(net: Net) -> SpecNet:
+    """Build the module; raises SpecError (listing every problem) for an invalid spec."""
+    return SpecNet(net)
+
+
+def last_conv(model: nn.Module) -> nn.Conv2d:
+    """The last Conv2d before the head: the default Grad-CAM target."""
+    found = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d) and not name.startswith("head"):
+            found = mod
+    if found is None:
+        raise ValueError("the model has no convolution layer")
+    return found

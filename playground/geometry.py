@@ -1,0 +1,218 @@
+"""Shape, parameter and receptive-field tracing of an architecture spec.
+
+This is the single validator: anything ``trace`` reports as a problem would
+otherwise build a broken model or crash inside PyTorch. It is pure Python so
+it can run on every slider change.
+
+Receptive-field convention (per layer, with k_eff = d(k-1)+1):
+    n_out = floor((n_in + 2p - k_eff) / s) + 1
+    j_out = j_in * s
+    r_out = r_in + (k_eff - 1) * j_in
+    start_out = start_in + ((k_eff - 1) / 2 - p) * j_in
+``rf`` is the conv stack's RF *before* global average pooling. The seed
+repositories also count GAP as one more layer with kernel n (adding
+(n-1)*j); that figure is reported as ``rf_with_gap``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .arch import KIND_LABELS, LAYER_KINDS, ORDERS, Layer, Net, block_name, layer_label
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+HEAD_KINDS = ("conv1x1", "linear")
+MAX_CHANNELS = 2048
+MAX_KERNEL = 31
+MAX_PARAMS = 20_000_000
+
+
+@dataclass
+class Row:
+    """Geometry after one layer (or the head)."""
+
+    name: str
+    block: int
+    index: int
+    kind: str
+    c_in: int
+    c_out: int
+    n_in: int
+    n: int
+    j: float
+    r: float
+    start: float
+    k_eff: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    params: int
+
+
+@dataclass
+class Trace:
+    rows: list[Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    params: int = 0
+    out_channels: int = 0
+    out_size: int = 0
+    rf: float = 0
+    jump: float = 1
+    start: float = 0
+    rf_with_gap: float = 0
+    skip_params: dict[int, int] = field(default_factory=dict)
+    head_params: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _has_bn(order: str) -> bool:
+    return "bn" in order
+
+
+def _field_problems(where: str, layer: Layer) -> list[str]:
+    p: list[str] = []
+    if layer.kind not in LAYER_KINDS:
+        return [f"{where}: unknown layer kind {layer.kind!r} (choose one of {', '.join(LAYER_KINDS)})"]
+    if not layer.is_pool and not (1 <= layer.out <= MAX_CHANNELS):
+        p.append(f"{where}: channels must be between 1 and {MAX_CHANNELS}, got {layer.out}")
+    if not (1 <= layer.kernel <= MAX_KERNEL):
+        p.append(f"{where}: kernel must be between 1 and {MAX_KERNEL}, got {layer.kernel}")
+    if layer.stride < 1:
+        p.append(f"{where}: stride must be at least 1, got {layer.stride}")
+    if layer.dilation < 1:
+        p.append(f"{where}: dilation must be at least 1, got {layer.dilation}")
+    if layer.padding < 0:
+        p.append(f"{where}: padding cannot be negative, got {layer.padding}")
+    if layer.groups < 1:
+        p.append(f"{where}: groups must be at least 1, got {layer.groups}")
+    if layer.order not in ORDERS:
+        p.append(f"{where}: unknown norm/activation order {layer.order!r} (choose one of {', '.join(ORDERS)})")
+    if not (0.0 <= layer.dropout < 1.0):
+        p.append(f"{where}: dropout must be in [0, 1), got {layer.dropout}")
+    if layer.padding_mode not in PADDING_MODES:
+        p.append(f"{where}: unknown padding mode {layer.padding_mode!r} (choose one of {', '.join(PADDING_MODES)})")
+    if layer.is_pool:
+        if layer.dilation != 1:
+            p.append(f"{where}: pooling layers cannot be dilated")
+        if layer.padding * 2 > layer.kernel:
+            p.append(f"{where}: pool padding {layer.padding} must be at most half the kernel {layer.kernel}")
+    return p
+
+
+def _layer_params(layer: Layer, c_in: int) -> int:
+    bias = 1 if layer.bias else 0
+    bn = 2 if _has_bn(layer.order) else 0
+    k2 = layer.kernel * layer.kernel
+    if layer.is_pool:
+        return 0
+    if layer.kind == "sep":
+        dw = c_in * k2 + bias * c_in + (bn * c_in if layer.mid else 0)
+        return dw + layer.out * c_in + bias * layer.out + bn * layer.out
+    return layer.out * (c_in // layer.groups) * k2 + bias * layer.out + bn * layer.out
+
+
+def _shape_problem(where: str, layer: Layer, c_in: int, n_in: int) -> str | None:
+    k_eff = layer.k_eff
+    if not layer.is_pool:
+        g = layer.groups
+        if layer.kind != "sep" and (c_in % g or layer.out % g):
+            return (f"{where}: groups {g} must divide both the input channels ({c_in}) "
+                    f"and the output channels ({layer.out})")
+    if n_in + 2 * layer.padding < k_eff:
+        dil = f" at dilation {layer.dilation}" if layer.dilation > 1 else ""
+        pad = f" (with padding {layer.padding})" if layer.padding else ""
+        return (f"{where}: kernel {layer.kernel}{dil} needs at least {k_eff} px of input{pad} "
+                f"but the map is {n_in}×{n_in}")
+    if layer.padding_mode in ("reflect", "circular") and layer.padding >= n_in and not layer.is_pool:
+        return f"{where}: {layer.padding_mode} padding {layer.padding} needs a map larger than {n_in}×{n_in}"
+    return None
+
+
+def trace(net: Net) -> Trace:
+    """Walk the spec once: every problem, plus per-layer shapes, params and RF."""
+    t = Trace()
+    if net.in_channels < 1:
+        t.problems.append(f"input: channels must be positive, got {net.in_channels}")
+    if not (4 <= net.input_size <= 512):
+        t.problems.append(f"input: size must be between 4 and 512, got {net.input_size}")
+    if net.num_classes < 2:
+        t.problems.append(f"head: needs at least 2 classes, got {net.num_classes}")
+    if not net.blocks:
+        t.problems.append("the network has no blocks; add at least C1")
+    # start: centre of output unit 0 in input pixel indices (pixel 0 is at 0).
+    c, n, j, r, start = net.in_channels, net.input_size, 1, 1, 0.0
+    geometry_ok = not t.problems
+    for b, block in enumerate(net.blocks):
+        name = block_name(b).upper()
+        if not block.layers:
+            t.problems.append(f"{name}: has no layers; add one or remove the block")
+            continue
+        if block.skip and not (0 <= block.skip_from < len(block.layers)):
+            t.problems.append(f"{name}: skip starts at layer {block.skip_from + 1} "
+                              f"but the block has {len(block.layers)} layers")
+        skip_in = None
+        for i, layer in enumerate(block.layers):
+            where = layer_label(b, i)
+            if block.skip and i == block.skip_from:
+                skip_in = (c, n)
+            field_probs = _field_problems(where, layer)
+            t.problems.extend(field_probs)
+            if field_probs or not geometry_ok:
+                geometry_ok = False
+                continue
+            shape_prob = _shape_problem(where, layer, c, n)
+            if shape_prob:
+                t.problems.append(shape_prob)
+                geometry_ok = False
+                continue
+            k_eff = layer.k_eff
+            n_out = (n + 2 * layer.padding - k_eff) // layer.stride + 1
+            c_out = c if layer.is_pool else layer.out
+            params = _layer_params(layer, c)
+            r = r + (k_eff - 1) * j
+            start = start + ((k_eff - 1) / 2 - layer.padding) * j
+            t.rows.append(Row(f"{block_name(b)}.{i}", b, i, layer.kind, c, c_out, n, n_out, j * layer.stride,
+                              r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params))
+            j *= layer.stride
+            t.params += params
+            c, n = c_out, n_out
+        if block.skip and skip_in is not None and geometry_ok:
+            c_a, n_a = skip_in
+            s = 1
+            for layer in block.layers[block.skip_from:]:
+                s *= layer.stride
+            n_proj = (n_a - 1) // s + 1
+            if n_proj != n:
+                t.problems.append(
+                    f"{name}: the skip cannot match shapes: the block maps {n_a}×{n_a} to {n}×{n}, "
+                    f"but a 1×1 projection with stride {s} gives {n_proj}×{n_proj}; pad to keep the size")
+                geometry_ok = False
+            elif c_a != c or s != 1:
+                t.skip_params[b] = c_a * c
+                t.params += c_a * c
+    if net.head.kind not in HEAD_KINDS:
+        t.problems.append(f"head: unknown kind {net.head.kind!r} (choose one of {', '.join(HEAD_KINDS)})")
+    elif net.head.kind == "conv1x1" and not net.head.gap:
+        t.problems.append("head: a 1×1 conv head needs global average pooling first")
+    if geometry_ok and net.head.kind in HEAD_KINDS and net.blocks:
+        features = c if net.head.gap else c * n * n
+        t.head_params = features * net.num_classes + (net.num_classes if net.head.bias else 0)
+        t.params += t.head_params
+        if t.params > MAX_PARAMS:
+            t.problems.append(f"the network has {t.params:,} parameters; the playground builds at most "
+                              f"{MAX_PARAMS:,}")
+    t.out_channels, t.out_size, t.rf, t.jump, t.start = c, n, r, j, start
+    t.rf_with_gap = r + (n - 1) * j
+    return t
+
+
+def validate(net: Net) -> list[str]:
+    """Every problem with the spec, each naming its block and layer; empty if it builds."""
+    return trace(net).problems
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)

@@ -1,0 +1,157 @@
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from playground.analysis import analyze
+from playground.arch import Block, Head, Layer, Net, conv, sep
+from playground.builder import build_model
+from playground.geometry import trace, validate
+from playground.presets import PRESETS, preset_net
+from playground.serde import SpecError
+
+SEED_PARAMS = {"seed-000": 120_330, "seed-001": 68_992, "seed-002": 100_416, "seed-003": 163_744,
+               "seed-004": 197_413}
+
+
+@pytest.mark.parametrize("name,expected", SEED_PARAMS.items())
+def test_seed_presets_match_exact_parameter_counts(name, expected):
+    net = preset_net(name)
+    model = build_model(net)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert trace(net).params == expected
+
+
+def test_seed_shapes_match_their_summaries():
+    # Final feature-map shapes quoted in the seed READMEs.
+    expected = {"seed-000": (128, 15), "seed-001": (128, 24), "seed-002": (64, 26), "seed-003": (64, 32),
+                "seed-004": (224, 2)}
+    for name, (c, n) in expected.items():
+        feats = build_model(preset_net(name)).eval().features(torch.zeros(1, 3, 32, 32))
+        assert tuple(feats.shape) == (1, c, n, n), name
+
+
+def test_seed_macs_match_torchinfo_reports():
+    assert round(analyze(preset_net("seed-000")).macs / 1e6, 2) == 57.72
+    assert round(analyze(preset_net("seed-004")).macs / 1e6, 2) == 7.39
+
+
+def test_presets_record_metadata_and_ours_pass_every_rule():
+    assert PRESETS["seed-001"].reported_accuracy == 87.10 and PRESETS["seed-001"].reported_epochs == 75
+    assert PRESETS["seed-003"].reported_epochs == 30
+    for name, p in PRESETS.items():
+        if p.source == "ours":
+            rules = analyze(p.net, with_summary=False).rules
+            assert all(r.passed for r in rules), (name, [(r.name, r.reason) for r in rules if not r.passed])
+
+
+def test_rules_report_reasons():
+    rules = {r.name: r for r in analyze(preset_net("seed-001"), with_summary=False).rules}
+    assert not rules["C1C2C3C4O"].passed and "3 conv blocks" in rules["C1C2C3C4O"].reason
+    assert not rules["RF > 44"].passed and "counting GAP" in rules["RF > 44"].reason
+    assert rules["params < 200k"].passed and "68,992" in rules["params < 200k"].reason
+
+
+def test_module_names_read_well():
+    names = {n for n, _ in build_model(preset_net("seed-003")).named_modules()}
+    assert {"c1.0", "c1.1", "c4.2", "c1.proj", "head"} <= names
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_json_round_trip_is_lossless(name):
+    net = preset_net(name)
+    again = Net.from_json(net.to_json())
+    assert again == net and again.to_json() == net.to_json()
+
+
+def test_invalid_specs_name_block_and_layer():
+    net = Net(blocks=[Block([conv(16)]), Block([conv(16, stride=2)] * 3),
+                      Block([conv(16), conv(16, 3, dilation=4, padding=0)])])
+    net.blocks[1].layers = [conv(16, stride=2), conv(16, stride=2), conv(16, stride=2)]
+    problems = validate(net)
+    assert problems == ["C3 layer 2: kernel 3 at dilation 4 needs at least 9 px of input but the map is 4×4"]
+
+
+def test_every_problem_is_reported():
+    net = Net(blocks=[Block([Layer(kind="conv", out=0), Layer(kind="warp"), Layer(kind="grouped", out=30, groups=4)]),
+                      Block([])], head=Head(kind="mlp"))
+    problems = validate(net)
+    assert any(p.startswith("C1 layer 1: channels must be") for p in problems)
+    assert any(p.startswith("C1 layer 2: unknown layer kind 'warp'") for p in problems)
+    assert any("C2: has no layers" in p for p in problems)
+    assert any(p.startswith("head: unknown kind 'mlp'") for p in problems)
+    net = Net(blocks=[Block([Layer(kind="grouped", out=30, groups=4)])])
+    assert validate(net) == ["C1 layer 1: groups 4 must divide both the input channels (3) and the output "
+                             "channels (30)"]
+
+
+def test_skip_with_mismatched_size_is_explained():
+    net = Net(blocks=[Block([conv(8, padding=0)], skip=True)])
+    (problem,) = validate(net)
+    assert problem.startswith("C1: the skip cannot match shapes")
+
+
+def test_invalid_spec_never_builds():
+    with pytest.raises(SpecError) as e:
+        build_model(Net(blocks=[Block([conv(-3)])]))
+    assert "C1 layer 1" in str(e.value)
+
+
+def test_newer_version_and_unknown_fields_are_rejected():
+    data = preset_net("fast").to_dict()
+    with pytest.raises(SpecError, match="newer than this playground"):
+        Net.from_dict({**data, "version": 99})
+    with pytest.raises(SpecError, match="blocks\\[0\\].layers\\[0\\].kernal: unknown field"):
+        bad = json.loads(json.dumps(data))
+        bad["blocks"][0]["layers"][0]["kernal"] = 3
+        Net.from_dict(bad)
+    with pytest.raises(SpecError, match="invalid JSON"):
+        Net.from_json("{not json")
+    with pytest.raises(SpecError, match="expected an integer"):
+        bad = json.loads(json.dumps(data))
+        bad["blocks"][0]["layers"][0]["out"] = "wide"
+        Net.from_dict(bad)
+
+
+json_junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["kind", "out", "kernel", "blocks", "layers", "head", "stride", "gap", "x", "version"]),
+        children, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_junk)
+def test_junk_json_gives_spec_errors_never_crashes(data):
+    try:
+        net = Net.from_dict(data)
+    except SpecError as e:
+        assert e.problems and all(isinstance(p, str) for p in e.problems)
+        return
+    problems = validate(net)
+    if not problems:
+        build_model(net)
+
+
+layer_fields = st.fixed_dictionaries({
+    "kind": st.sampled_from(["conv", "sep", "grouped", "maxpool", "avgpool", "nope"]),
+    "out": st.integers(-2, 64), "kernel": st.integers(0, 9), "stride": st.integers(0, 3),
+    "padding": st.integers(-1, 5), "dilation": st.integers(0, 5), "groups": st.integers(0, 8),
+    "order": st.sampled_from(["bn-relu", "relu-bn", "none", "bn", "gelu"]),
+    "dropout": st.floats(-0.5, 1.5), "padding_mode": st.sampled_from(["zeros", "reflect", "circular", "wrap"]),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(layer_fields, min_size=0, max_size=3), min_size=0, max_size=4), st.booleans())
+def test_random_layer_values_validate_or_build(blocks, skip):
+    net = Net.from_dict({"blocks": [{"layers": b, "skip": skip} for b in blocks]})
+    problems = validate(net)
+    if problems:
+        assert all(p.split(":")[0] for p in problems)
+        return
+    model = build_model(net).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
