@@ -1,0 +1,82 @@
+"""Throughput measurements: our trainer against a seed-style reference pipeline
+(per-image Albumentations in a torch DataLoader with 2 workers, NCHW, batch 128),
+on the same network, in the same process, so the ratio is meaningful."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import build_pipeline, default_aug
+from .builder import build_model
+from .config import RunSpec, TrainSpec
+from .data import load_dataset
+from .presets import preset_net
+from .trainer import Trainer
+
+
+def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, warmup: int = 3,
+                  reference: bool = True) -> dict:
+    ds = load_dataset(data)
+    ours = our_img_per_s(ds, preset, steps, batch_size, warmup)
+    out = dict(preset=preset, batch_size=batch_size, steps=steps, img_per_s=round(ours, 1),
+               threads=torch.get_num_threads())
+    if reference:
+        ref = reference_img_per_s(ds, preset, steps, batch_size, warmup)
+        out.update(reference_img_per_s=round(ref, 1), ratio=round(ours / ref, 2))
+    return out
+
+
+def our_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int) -> float:
+    n = (steps + warmup) * batch_size
+    run = RunSpec(preset_net(preset), default_aug(),
+                  TrainSpec(epochs=1, batch_size=batch_size, train_subset=min(n, len(ds.y_train)), test_subset=10,
+                            device="cpu"))
+    stamps: dict[int, float] = {}
+
+    def on_batch(event) -> None:
+        if event.kind == "batch":
+            stamps[event.data["batch"]] = time.perf_counter()
+
+    Trainer(ds, run, [on_batch]).fit()
+    last = max(stamps)
+    return (last - warmup) * batch_size / (stamps[last] - stamps[warmup])
+
+
+class _SeedStyleDataset(torch.utils.data.Dataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray, mean, std):
+        import albumentations as A
+        from albumentations.pytorch import ToTensorV2
+
+        self.x, self.y = x, y
+        seed_aug = build_pipeline(default_aug(), mean).transforms
+        self.tf = A.Compose([*seed_aug, A.Normalize(mean=mean, std=std), ToTensorV2()])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.tf(image=self.x[i])["image"], int(self.y[i])
+
+
+def reference_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int, workers: int = 2) -> float:
+    """How the seed repositories train: DataLoader workers, per-image transforms, NCHW."""
+    torch.manual_seed(0)
+    model = build_model(preset_net(preset))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    n = (steps + warmup) * batch_size
+    loader = torch.utils.data.DataLoader(_SeedStyleDataset(ds.x_train[:n], ds.y_train[:n], ds.mean, ds.std),
+                                         batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    model.train()
+    t0 = None
+    for b, (x, y) in enumerate(loader):
+        if b == warmup:
+            t0 = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        last = b
+    return (last + 1 - warmup) * batch_size / (time.perf_counter() - t0)

@@ -1,0 +1,227 @@
+"""Headless CLI: ``python -m playground presets|summary|train|evaluate|bench|export``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .serde import SpecError
+
+EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz of one); "
+          "defaults to $PLAYGROUND_DATA, then cifar10. Runs: --runs DIR, defaults to $PLAYGROUND_RUNS, then ./runs.")
+
+
+def _net_from_args(args):
+    from .arch import Net
+    from .presets import preset_net
+
+    if getattr(args, "spec", None):
+        return Net.from_json(Path(args.spec).read_text())
+    return preset_net(args.preset or "fast")
+
+
+def cmd_presets(args) -> int:
+    from .analysis import analyze
+    from .presets import PRESETS
+
+    print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  reported")
+    for p in PRESETS.values():
+        a = analyze(p.net)
+        rules = "".join("✓" if r.passed else "✗" for r in a.rules)
+        rep = f"{p.reported_accuracy:.2f}%" if p.reported_accuracy else "-"
+        if p.reported_epochs:
+            rep += f" @ {p.reported_epochs} ep"
+        print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {rep}")
+    print("rules: params < 200k, RF > 44, dilated + depthwise, GAP head, C1C2C3C4O")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .analysis import analyze
+
+    a = analyze(_net_from_args(args))
+    if not a.ok:
+        print("invalid architecture:\n  " + "\n  ".join(a.problems), file=sys.stderr)
+        return 2
+    print(a.summary)
+    print(f"{'layer':7} {'type':8} {'c_out':>5} {'k':>2} {'s':>2} {'d':>2} {'k_eff':>5} {'n':>3} {'j':>3} {'RF':>4}")
+    for r in a.table():
+        print(f"{r['layer']:7} {r['type']:8} {r['c_out']:>5} {r['k']:>2} {r['s']:>2} {r['d']:>2} {r['k_eff']:>5} "
+              f"{r['n']:>3} {r['j']:>3g} {r['r']:>4g}")
+    print(f"RF before GAP: {a.trace.rf:g} px (covers {a.coverage:.0%} of the image); counting GAP: "
+          f"{a.trace.rf_with_gap:g}")
+    for rule in a.rules:
+        print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.name}: {rule.reason}")
+    return 0
+
+
+def _train_spec(args):
+    from .config import TrainSpec, load_train_spec
+
+    t = load_train_spec(Path(args.train).read_text()) if args.train else TrainSpec()
+    for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
+                 "seed", "device", "train_subset", "test_subset", "ema"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(t, name, value)
+    if args.tta:
+        t.tta = True
+    return t
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .augment import AugSpec, default_aug
+    from .config import RunSpec, checked
+    from .data import load_dataset, resolve_source
+    from .runner import execute
+    from .store import RunStore
+
+    run = checked(RunSpec(_net_from_args(args), AugSpec.from_json(Path(args.aug).read_text()) if args.aug
+                          else default_aug(), _train_spec(args), resolve_source(args.data)))
+    data = load_dataset(args.data)
+    if data.skipped:
+        print(f"warning: skipped {len(data.skipped)} unreadable images, e.g. {data.skipped[0]}", file=sys.stderr)
+    bar = None
+
+    def show(event) -> None:
+        nonlocal bar
+        d = event.data
+        if event.kind == "start":
+            print(f"training {run.net.name} ({d['params']:,} params) on {d['train_size']:,} images, "
+                  f"testing on {d['test_size']:,}, device {d['device']}")
+        elif event.kind == "batch":
+            if bar is None:
+                bar = tqdm(total=d["steps"] // run.train.epochs + 1, desc=f"epoch {d['epoch']}", leave=False,
+                           disable=args.quiet)
+            bar.update(1)
+            bar.set_postfix(loss=f"{d['loss']:.3f}", img_s=f"{d['img_per_s']:.0f}")
+        elif event.kind == "epoch":
+            if bar is not None:
+                bar.close()
+                bar = None
+            tqdm.write(f"epoch {d['epoch']:3d}  train loss {d['train_loss']:.4f} acc {d['train_acc']:.2%}  "
+                       f"test loss {d['test_loss']:.4f} acc {d['test_acc']:.2%}  lr {d['lr']:.4f}  "
+                       f"{d['img_per_s']:.0f} img/s  {d['elapsed']:.0f}s")
+        elif event.kind == "end" and bar is not None:
+            bar.close()
+
+    run_id, result = execute(RunStore(args.runs), run, data, [show])
+    if result.status != "finished":
+        print(f"run {result.status}: {result.message}", file=sys.stderr)
+    print(f"run id: {run_id}")
+    return 0 if result.status == "finished" else 1
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .evaluate import evaluate, load_run
+    from .store import RunStore
+
+    store = RunStore(args.runs)
+    record = store.get(args.run_id)
+    if record is None:
+        print(f"no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    loaded = load_run(store, args.run_id)
+    data = load_dataset(args.data or record.spec.get("data") or None)
+    report = evaluate(loaded, data.x_test, data.y_test, tta=args.tta)
+    print(json.dumps({"run_id": args.run_id, **report.summary(), "params": record.params, "tta": args.tta}))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_trainer
+
+    print(json.dumps(bench_trainer(args.preset, args.data, args.steps, args.batch_size, args.warmup)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .evaluate import load_run
+    from .export import default_filename, export
+    from .store import RunStore
+
+    store = RunStore(args.runs)
+    if store.get(args.run_id) is None:
+        print(f"no run {args.run_id!r} in {store.root}", file=sys.stderr)
+        return 2
+    out = Path(args.out or default_filename(args.run_id, args.format))
+    export(load_run(store, args.run_id), args.format, out, args.run_id)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
+                                 epilog=EPILOG)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="list presets with params, RF and rule checks")
+
+    def arch(p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--preset", help="preset name (see `presets`); default: fast")
+        g.add_argument("--spec", help="architecture JSON file (as exported by the Architect page)")
+
+    s = sub.add_parser("summary", help="torchinfo summary, RF table and rule checks")
+    arch(s)
+    t = sub.add_parser("train", help="train and record a run", epilog=EPILOG)
+    arch(t)
+    t.add_argument("--aug", help="augmentation JSON file (default: the seeds' flip + affine + cutout)")
+    t.add_argument("--train", help="training spec JSON file; flags below override it")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, dest="batch_size")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    t.add_argument("--schedule", choices=("onecycle", "cosine", "constant"))
+    t.add_argument("--max-lr", type=float, dest="max_lr")
+    t.add_argument("--weight-decay", type=float, dest="weight_decay")
+    t.add_argument("--label-smoothing", type=float, dest="label_smoothing")
+    t.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default off)")
+    t.add_argument("--tta", action="store_true", help="flip test-time augmentation when evaluating")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--train-subset", type=int, dest="train_subset", help="train on N random images (quick runs)")
+    t.add_argument("--test-subset", type=int, dest="test_subset")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser("evaluate", help="accuracy and per-class accuracy of a run, as one JSON line")
+    e.add_argument("run_id")
+    e.add_argument("--tta", action="store_true")
+    b = sub.add_parser("bench", help="training images/s after warm-up, as one JSON line")
+    b.add_argument("--preset", default="seed-004")
+    b.add_argument("--steps", type=int, default=30)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--batch-size", type=int, default=128, dest="batch_size")
+    x = sub.add_parser("export", help="export a run as ONNX, TorchScript or a standalone training script")
+    x.add_argument("run_id")
+    x.add_argument("--format", choices=("onnx", "torchscript", "script"), default="onnx")
+    x.add_argument("--out", help="output file (default: named after the run)")
+    for p in (t, e, b):
+        p.add_argument("--data", help="cifar10 | cifar100 | PATH (default: $PLAYGROUND_DATA, then cifar10)")
+    for p in (t, e, x):
+        p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
+    return ap
+
+
+COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
+                bench=cmd_bench, export=cmd_export)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .device import DeviceError
+    from .store import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as e:
+        print("invalid spec:\n  " + "\n  ".join(e.problems), file=sys.stderr)
+    except (DataError, DeviceError, CheckpointError, KeyError, OSError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2

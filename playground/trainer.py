@@ -1,0 +1,278 @@
+"""The training loop the app, the CLI and the benchmarks share.
+
+It reads uint8 batches from memory, augments them with exactly the
+Albumentations pipeline the Augment page previews, normalises with the
+dataset statistics, and reports progress as events to callbacks. A stop
+request takes effect within one batch; a non-finite loss or running out of
+memory ends the run with a message that says what to change.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .augment import build_pipeline
+from .builder import build_model
+from .config import RunSpec, TrainSpec, checked
+from .data import Dataset
+from .device import configure_threads, pick_device, speed_settings
+
+
+class TrainingError(RuntimeError):
+    """The run could not continue (diverged, out of memory); the message says why and what to try."""
+
+
+@dataclass
+class Event:
+    kind: str  # "start", "batch", "epoch", "end"
+    data: dict = field(default_factory=dict)
+
+
+Callback = Callable[[Event], None]
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished", "stopped", "failed"
+    model: nn.Module
+    epochs: list[dict]
+    message: str = ""
+    elapsed: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def normalize(x_uint8_nhwc: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in channels_last memory (a permute, no copy of layout)."""
+    x = x_uint8_nhwc.permute(0, 3, 1, 2).to(dtype)
+    return x.sub_(mean).div_(std)
+
+
+def make_optimizer(model: nn.Module, t: TrainSpec) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.max_lr, momentum=t.momentum, nesterov=t.momentum > 0)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.max_lr)
+    return torch.optim.AdamW(groups, lr=t.max_lr)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
+    """LR multiplier at ``step``: onecycle = linear warmup from 0.1x then linear decay to
+    0.001x, cosine = linear warmup then cosine decay, constant = 1. Safe for tiny runs."""
+    if schedule == "constant":
+        return 1.0
+    warm = int(warmup * total)
+    if step < warm:
+        return 0.1 + 0.9 * step / warm if schedule == "onecycle" else (step + 1) / warm
+    frac = min(1.0, (step - warm) / max(1, total - warm))
+    if schedule == "onecycle":
+        return 1.0 - frac * (1.0 - 1e-3)
+    return 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def make_schedule(opt: torch.optim.Optimizer, t: TrainSpec, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(t.schedule, step, total_steps, t.warmup))
+
+
+class BatchSource:
+    """Shuffled, augmented uint8 batches; optionally produced one batch ahead in a thread."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, pipeline, batch_size: int, seed: int, threads: int):
+        self.x, self.y, self.pipeline = x, y, pipeline
+        self.batch_size, self.threads = batch_size, threads
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.empty((len(idx), *self.x.shape[1:]), np.uint8)
+        for k, i in enumerate(idx):
+            out[k] = self.pipeline(image=self.x[i])["image"]
+        return out, self.y[idx]
+
+    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        order = self.rng.permutation(len(self.y))
+        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.threads == 0:
+            for idx in chunks:
+                yield self._make(idx)
+            return
+        q: queue.Queue = queue.Queue(maxsize=2)
+        done = threading.Event()
+
+        def produce() -> None:
+            for idx in chunks:
+                if done.is_set():
+                    return
+                q.put(self._make(idx))
+            q.put(None)
+
+        worker = threading.Thread(target=produce, daemon=True, name="playground-augment")
+        worker.start()
+        try:
+            while (item := q.get()) is not None:
+                yield item
+        finally:
+            done.set()
+            while worker.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    worker.join(0.01)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
+            batch: int = 1000, tta: bool = False) -> torch.Tensor:
+    """Class probabilities (N, classes) for uint8 NHWC images; flip-TTA averages both views."""
+    settings = speed_settings(device)
+    model.eval()
+    probs = []
+    for i in range(0, len(x), batch):
+        xb = normalize(torch.from_numpy(x[i:i + batch]).to(device), mean, std)
+        with torch.autocast(device.type, settings.amp_dtype, enabled=settings.amp_dtype is not None):
+            logits = model(xb).float()
+            p = logits.softmax(1)
+            if tta:
+                p = 0.5 * (p + model(torch.flip(xb, dims=[3])).float().softmax(1))
+        probs.append(p.cpu())
+    return torch.cat(probs) if probs else torch.empty(0)
+
+
+def _oom(e: BaseException) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and
+                                                          "out of memory" in str(e).lower())
+
+
+class Trainer:
+    def __init__(self, data: Dataset, run: RunSpec, callbacks: list[Callback] | None = None,
+                 stop: threading.Event | None = None):
+        self.run = checked(run)
+        t = run.train
+        self.data = data.subset(t.train_subset, t.test_subset, seed=t.seed) if (
+            t.train_subset or t.test_subset) else data
+        self.callbacks = callbacks or []
+        self.stop = stop or threading.Event()
+        self.device = pick_device(t.device)
+        self.settings = speed_settings(self.device)
+        self.model: nn.Module | None = None
+
+    def emit(self, kind: str, **data) -> None:
+        event = Event(kind, data)
+        for cb in self.callbacks:
+            cb(event)
+
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, 3, 1, 1)
+        mean = torch.tensor(self.data.mean, device=self.device).view(shape) * 255
+        std = torch.tensor(self.data.std, device=self.device).view(shape) * 255
+        return mean, std
+
+    def fit(self) -> TrainResult:
+        t, s, dev = self.run.train, self.settings, self.device
+        if dev.type == "cpu":
+            configure_threads()
+        seed_everything(t.seed)
+        model = build_model(self.run.net).to(dev)
+        if s.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
+        mean, std = self._stats()
+        pipeline = build_pipeline(self.run.aug, self.data.mean, seed=t.seed)
+        source = BatchSource(self.data.x_train, self.data.y_train, pipeline, t.batch_size, t.seed, t.loader_threads)
+        steps = len(source) * t.epochs
+        opt = make_optimizer(model, t)
+        sched = make_schedule(opt, t, steps)
+        scaler = torch.amp.GradScaler(dev.type, enabled=s.grad_scaler)
+        log_probs = getattr(model, "outputs_log_probs", False)
+        epochs: list[dict] = []
+        start = time.perf_counter()
+        self.emit("start", steps=steps, epochs=t.epochs, batches=len(source), train_size=len(self.data.y_train),
+                  test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()))
+        status, message, step = "finished", "", 0
+        try:
+            for epoch in range(1, t.epochs + 1):
+                model.train()
+                seen = correct = 0
+                loss_sum = 0.0
+                t_epoch = time.perf_counter()
+                for b, (xb_np, yb_np) in enumerate(source.epoch()):
+                    if self.stop.is_set():
+                        break
+                    xb = normalize(torch.from_numpy(xb_np).to(dev, non_blocking=True), mean, std)
+                    yb = torch.from_numpy(yb_np).to(dev, non_blocking=True)
+                    with torch.autocast(dev.type, s.amp_dtype, enabled=s.amp_dtype is not None):
+                        out = model(xb)
+                        loss = (F.nll_loss(out, yb) if log_probs and not t.label_smoothing else
+                                F.cross_entropy(out.float(), yb, label_smoothing=t.label_smoothing))
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(
+                            f"the loss became {loss_value} at epoch {epoch}, batch {b + 1} "
+                            f"(LR {sched.get_last_lr()[0]:.4g}); try a lower max LR, e.g. {t.max_lr / 10:.3g}")
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    sched.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    step += 1
+                    n = len(yb_np)
+                    seen += n
+                    batch_correct = int((out.argmax(1) == yb).sum())
+                    correct += batch_correct
+                    loss_sum += loss_value * n
+                    dt = time.perf_counter() - t_epoch
+                    self.emit("batch", epoch=epoch, batch=b + 1, step=step, steps=steps, loss=loss_value,
+                              acc=batch_correct / n, lr=sched.get_last_lr()[0], img_per_s=seen / max(dt, 1e-9),
+                              elapsed=time.perf_counter() - start)
+                if self.stop.is_set():
+                    status, message = "stopped", f"stopped by request during epoch {epoch}"
+                    break
+                train_time = time.perf_counter() - t_epoch
+                eval_model = ema.module if ema is not None else model
+                probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta)
+                y_test = torch.from_numpy(self.data.y_test)
+                test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else float("nan")
+                test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else float("nan")
+                record = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                              test_loss=test_loss, test_acc=test_acc, lr=sched.get_last_lr()[0],
+                              img_per_s=seen / max(train_time, 1e-9), epoch_time=time.perf_counter() - t_epoch,
+                              elapsed=time.perf_counter() - start)
+                epochs.append(record)
+                self.emit("epoch", **record, model=eval_model)
+        except TrainingError as e:
+            status, message = "failed", str(e)
+        except RuntimeError as e:
+            if not _oom(e):
+                raise
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            status, message = "failed", (f"ran out of memory on {dev} at batch size {t.batch_size}; "
+                                         f"try a smaller batch size or a narrower network")
+        final = ema.module if ema is not None else model
+        elapsed = time.perf_counter() - start
+        self.emit("end", status=status, message=message, elapsed=elapsed, model=final)
+        return TrainResult(status, final, epochs, message, elapsed)

@@ -1,0 +1,205 @@
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from playground.arch import Block, Net, conv, pool, sep
+from playground.augment import default_aug
+from playground.config import RunSpec, TrainSpec
+from playground.data import load_dataset
+from playground.device import DeviceError, pick_device, speed_settings
+from playground.evaluate import evaluate, gradcam, load_run
+from playground.export import export
+from playground.runner import execute
+from playground.serde import SpecError
+from playground.store import CheckpointError, RunStore
+from playground.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_net() -> Net:
+    return Net(name="tiny", blocks=[Block([conv(8), pool()]), Block([sep(16, dilation=2)])])
+
+
+def tiny_run(**train) -> RunSpec:
+    return RunSpec(tiny_net(), default_aug(), TrainSpec(**{"epochs": 1, "batch_size": 32, "device": "cpu", **train}))
+
+
+def test_tiny_run_trains_evaluates_and_is_stored(image_folder, tmp_path):
+    data = load_dataset(str(image_folder))
+    store = RunStore(tmp_path / "runs")
+    events = []
+    run_id, result = execute(store, tiny_run(epochs=2, max_lr=0.05), data, [events.append])
+    assert result.status == "finished" and len(result.epochs) == 2
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 2 and "batch" in kinds
+    batch = next(e.data for e in events if e.kind == "batch")
+    assert {"loss", "acc", "lr", "img_per_s", "elapsed"} <= set(batch)
+    record = RunStore(tmp_path / "runs").get(run_id)  # a fresh store object: reload after restart
+    assert record.status == "finished" and len(record.epochs) == 2 and record.params == tiny_net_params()
+    loaded = load_run(store, run_id)
+    report = evaluate(loaded, data.x_test, data.y_test, tta=True)
+    assert report.probs.shape == (40, 10) and report.confusion().sum() == 40
+    assert set(report.per_class()) == set(data.classes)
+    wrong = report.misclassified("loss")
+    losses = report.losses()[wrong]
+    assert np.all(np.diff(losses) <= 1e-9)
+    cam, cls = gradcam(loaded, data.x_test[0])
+    assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 and 0 <= cls < 10
+
+
+def tiny_net_params() -> int:
+    return sum(p.numel() for p in __import__("playground.builder", fromlist=["x"]).build_model(tiny_net()).parameters())
+
+
+def test_same_seed_same_first_epoch(image_folder):
+    data = load_dataset(str(image_folder))
+    a = Trainer(data, tiny_run(seed=3)).fit().epochs[0]
+    b = Trainer(data, tiny_run(seed=3)).fit().epochs[0]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_nan_loss_stops_with_advice_and_keeps_store_consistent(image_folder, tmp_path, monkeypatch):
+    import playground.trainer as trainer_mod
+    real, calls = trainer_mod.F.cross_entropy, []
+
+    def diverging(*args, **kwargs):  # the loss blows up on the 6th batch (second epoch)
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 6 else loss
+
+    monkeypatch.setattr(trainer_mod.F, "cross_entropy", diverging)
+    data = load_dataset(str(image_folder))
+    store = RunStore(tmp_path)
+    run_id, result = execute(store, tiny_run(epochs=3), data)
+    assert result.status == "failed" and "lower max LR" in result.message
+    rec = store.get(run_id)
+    assert rec.status == "failed" and "lower max LR" in rec.message and "epoch 2" in rec.message
+    assert len(rec.epochs) == 1 and load_run(store, run_id).epoch == 1  # the last good epoch survives
+
+
+def test_stop_mid_epoch_takes_effect_within_one_batch(image_folder, tmp_path):
+    data = load_dataset(str(image_folder))
+    store, stop, batches = RunStore(tmp_path), threading.Event(), []
+
+    def on_event(event):
+        if event.kind == "batch":
+            batches.append(event.data["batch"])
+            if event.data["batch"] == 2:
+                stop.set()
+
+    run_id, result = execute(store, tiny_run(epochs=5, batch_size=8), data, [on_event], stop)
+    assert result.status == "stopped" and batches == [1, 2]
+    assert store.get(run_id).status == "stopped"
+    assert load_run(store, run_id).model is not None  # the last good state is kept
+
+
+def test_two_trainers_into_one_store(image_folder, tmp_path):
+    data = load_dataset(str(image_folder))
+    results = {}
+
+    def work(i):
+        results[i] = execute(RunStore(tmp_path), tiny_run(seed=i, epochs=2), data)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    store = RunStore(tmp_path)
+    assert len(store.list()) == 2
+    assert all(r.status == "finished" and len(r.epochs) == 2 for r in store.list())
+    for run_id, _ in results.values():
+        load_run(store, run_id)
+
+
+def test_truncated_checkpoint_is_reported(image_folder, tmp_path):
+    data = load_dataset(str(image_folder))
+    store = RunStore(tmp_path)
+    run_id, _ = execute(store, tiny_run(), data)
+    path = store.checkpoint_path(run_id)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_run(store, run_id)
+
+
+def test_invalid_spec_and_device_fail_before_training(image_folder, tmp_path):
+    data = load_dataset(str(image_folder))
+    bad = tiny_run()
+    bad.net.blocks[0].layers[0].out = 0
+    with pytest.raises(SpecError, match="architecture: C1 layer 1"):
+        execute(RunStore(tmp_path), bad, data)
+    assert RunStore(tmp_path).list() == []
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+def test_cuda_path_settings_without_a_gpu():
+    cuda = speed_settings(torch.device("cuda"))
+    assert cuda.amp_dtype == torch.float16 and cuda.grad_scaler and cuda.channels_last and cuda.data_on_device
+    cpu = speed_settings(torch.device("cpu"))
+    assert cpu.amp_dtype is None and not cpu.grad_scaler and cpu.channels_last
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "playground", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_train_evaluate_export(image_folder, tmp_path):
+    import os
+    env = {**os.environ, "PLAYGROUND_RUNS": str(tmp_path / "runs")}
+    spec = tmp_path / "net.json"
+    spec.write_text(tiny_net().to_json())
+    out = run_cli("train", "--spec", str(spec), "--epochs", "1", "--batch-size", "32", "--data", str(image_folder),
+                  "--quiet", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "epoch   1" in out.stdout
+    run_id = out.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+    ev = run_cli("evaluate", run_id, "--data", str(image_folder), env=env)
+    result = json.loads(ev.stdout)
+    assert {"accuracy", "per_class", "params"} <= set(result) and result["params"] == tiny_net_params()
+    for fmt in ("onnx", "torchscript"):
+        target = tmp_path / f"model.{fmt}"
+        res = run_cli("export", run_id, "--format", fmt, "--out", str(target), env=env)
+        assert res.returncode == 0 and target.stat().st_size > 1000, res.stderr
+    script = tmp_path / "train_script.py"
+    assert run_cli("export", run_id, "--format", "script", "--out", str(script), env=env).returncode == 0
+    done = subprocess.run([sys.executable, str(script), "--data", str(image_folder), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "epoch 1: loss" in done.stdout and "test accuracy" in done.stdout
+
+
+def test_cli_errors_are_clear(tmp_path):
+    out = run_cli("train", "--preset", "fast", "--data", str(tmp_path / "missing"), "--epochs", "1")
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("summary", "--preset", "nope")
+    assert out.returncode == 2 and "unknown preset" in out.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"blocks": [{"layers": [{"kind": "conv", "out": 0}]}]}')
+    out = run_cli("summary", "--spec", str(bad))
+    assert out.returncode == 2 and "C1 layer 1: channels" in out.stderr
+
+
+def test_cli_presets_lists_every_preset():
+    out = run_cli("presets")
+    assert out.returncode == 0
+    for name in ("seed-000", "seed-004", "fast"):
+        assert name in out.stdout
+    assert "197,413" in out.stdout
+
+
+def test_onnx_matches_torch(image_folder, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    data = load_dataset(str(image_folder))
+    store = RunStore(tmp_path)
+    run_id, _ = execute(store, tiny_run(), data)
+    path = export(load_run(store, run_id), "onnx", tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(path)))
