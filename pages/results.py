@@ -1,0 +1,105 @@
+import numpy as np
+import plotly.express as px
+import streamlit as st
+
+from playground import ui
+from playground.evaluate import evaluate, gradcam, load_run
+from playground.export import export
+from playground.store import CheckpointError
+
+st.title("🔍 Results")
+store = ui.store()
+runs = [r for r in store.list() if r.status in ("finished", "stopped")]
+if not runs:
+    st.info("No finished runs yet: train one on the **Train** page.")
+    st.stop()
+ids = [r.id for r in runs]
+default = ids.index(st.session_state["last_run_id"]) if st.session_state.get("last_run_id") in ids else 0
+run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
+    f"{r.id} · {r.name} · {r.status} · best {r.best_acc or 0:.1%}" for r in runs if r.id == i), key="r_run")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
+def report_for(run_id: str, source: str, _mtime: float):
+    loaded = load_run(store, run_id)
+    data = ui._dataset(source)
+    return loaded, evaluate(loaded, data.x_test, data.y_test)
+
+
+data = ui.dataset()
+if data is None:
+    st.stop()
+path = store.checkpoint_path(run_id)
+try:
+    if store.get(run_id) is None or not path.exists():
+        raise CheckpointError(f"run {run_id} was deleted (or has no checkpoint); pick another run")
+    loaded, report = report_for(run_id, ui.data_source(), path.stat().st_mtime)
+except CheckpointError as e:
+    st.error(str(e))
+    st.stop()
+
+classes = report.classes
+m1, m2, m3 = st.columns(3)
+m1.metric("Test accuracy", f"{report.accuracy:.2%}")
+m2.metric("Misclassified", f"{int((report.preds != report.labels).sum()):,} / {len(report.labels):,}")
+m3.metric("Checkpoint epoch", loaded.epoch)
+
+cm = report.confusion()
+fig = px.imshow(cm, x=classes, y=classes, text_auto=True, color_continuous_scale="Oranges",
+                labels=dict(x="predicted", y="true", color="count"))
+fig.update_layout(height=480, margin=dict(t=20))
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Confusion matrix")
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="cm")
+with right:
+    st.subheader("Per-class accuracy")
+    per = report.per_class()
+    st.plotly_chart(px.bar(x=list(per.values()), y=list(per), orientation="h", labels=dict(x="accuracy", y="")),
+                    key="per_class")
+
+picked = (event or {}).get("selection", {}).get("points", []) if event else []
+if picked:
+    st.session_state["r_true"] = picked[0]["y"]
+    st.session_state["r_pred"] = picked[0]["x"]
+st.subheader("Misclassified images")
+c1, c2, c3, c4 = st.columns(4)
+true_c = c1.selectbox("True class", ["any"] + classes, key="r_true")
+pred_c = c2.selectbox("Predicted class", ["any"] + classes, key="r_pred")
+sort = c3.selectbox("Sort by", ["loss", "confidence"], key="r_sort")
+wrong = report.misclassified(sort, None if true_c == "any" else classes.index(true_c),
+                             None if pred_c == "any" else classes.index(pred_c))
+per_page = 24
+pages = max(1, -(-len(wrong) // per_page))
+page = c4.number_input(f"Page (of {pages})", 1, pages, 1, key="r_page")
+shown = wrong[(page - 1) * per_page: page * per_page]
+if not len(shown):
+    st.info("No misclassified images match these filters.")
+cols = st.columns(8)
+for k, i in enumerate(shown):
+    p = report.probs[i]
+    cols[k % 8].image(data.x_test[i], width="stretch",
+                      caption=f"{classes[report.labels[i]]} → {classes[p.argmax()]} ({p.max():.0%})")
+
+st.subheader("Grad-CAM")
+g1, g2 = st.columns([1, 2])
+choice = g1.selectbox("Image", list(shown) or [0], format_func=lambda i: f"test #{i}", key="r_cam")
+alpha = g1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="r_alpha")
+cam, target = gradcam(loaded, data.x_test[choice])
+heat = (px.colors.sample_colorscale("Jet", cam.ravel().tolist()))
+rgb = np.array([[int(v) for v in c[4:-1].split(",")] for c in heat], np.float32).reshape(32, 32, 3)
+overlay = ((1 - alpha) * data.x_test[choice] + alpha * rgb).clip(0, 255).astype(np.uint8)
+g2.image([data.x_test[choice], overlay], width=200,
+         caption=["original", f"Grad-CAM for '{classes[target]}' (last conv layer)"])
+
+st.subheader("Downloads")
+d1, d2, d3 = st.columns(3)
+d1.download_button("⬇ checkpoint (.pt)", path.read_bytes(), path.name, key="dl_ckpt")
+for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-stream"),
+                             (d3, "script", f"train_{run_id}.py", "text/x-python")):
+    if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
+        out = export(loaded, fmt, store.root / "checkpoints" / name, run_id)
+        st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
+    prepared = st.session_state.get(f"export_{fmt}")
+    if prepared and prepared[0] == run_id:
+        col.download_button(f"⬇ {name}", prepared[1], name, mime, key=f"dl_{fmt}")

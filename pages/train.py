@@ -1,0 +1,98 @@
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from playground import ui
+from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
+from playground.device import DeviceError
+from playground.jobs import JobError
+from playground.serde import SpecError
+
+st.title("🏋️ Train")
+data = ui.dataset()
+net, aug = ui.get_net(), ui.get_aug()
+registry = ui.registry()
+if "job" in st.query_params and "job_id" not in st.session_state:
+    st.session_state["job_id"] = st.query_params["job"]  # a reloaded tab reattaches to its job
+
+with st.form("train_form"):
+    st.caption(f"Architecture **{net.name}** ({ui.analysis(net).params:,} params) and the Augment page's "
+               f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}).")
+    c1, c2, c3 = st.columns(3)
+    n_train = len(data.y_train) if data else 1
+    subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
+    epochs = c1.slider("Epochs", 1, 50, 2, key="t_epochs")
+    batch = c1.select_slider("Batch size", [32, 64, 128, 256, 512], 128, key="t_batch")
+    optimizer = c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
+    max_lr = c2.number_input("Max LR", 1e-5, 5.0, 0.05, format="%.4f", key="t_lr")
+    schedule = c2.selectbox("Schedule", SCHEDULES, key="t_sched")
+    smoothing = c3.slider("Label smoothing", 0.0, 0.3, 0.1, 0.05, key="t_ls")
+    device = c3.selectbox("Device", DEVICES, key="t_device")
+    tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
+    start = st.form_submit_button("▶ Start training", type="primary", disabled=data is None)
+
+if start and data is not None:
+    train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
+                      label_smoothing=smoothing, device=device, tta=tta, train_subset=subset or None)
+    try:
+        job = registry.start(ui.session_id(), RunSpec(net, aug, train, ui.data_source()), data)
+    except (JobError, DeviceError) as e:
+        st.error(str(e))
+    except SpecError as e:
+        st.error("**Cannot train this spec:**\n\n" + "\n".join(f"- {p}" for p in e.problems))
+    else:
+        st.session_state["job_id"] = job.id
+        st.query_params["job"] = job.id
+
+
+def charts(snap: dict) -> go.Figure:
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"))
+    ep = pd.DataFrame(snap["epochs"])
+    bt = pd.DataFrame(snap["batches"])
+    if len(bt):
+        steps_per_epoch = max(1, snap["steps"] / max(1, len(ep) or 1))
+        fig.add_scatter(x=bt["step"] / steps_per_epoch if len(ep) else bt["step"], y=bt["loss"], name="batch loss",
+                        line=dict(width=1), opacity=0.4, row=1, col=1)
+        fig.add_scatter(x=bt["step"], y=bt["lr"], name="lr", row=1, col=3)
+    if len(ep):
+        for col, key in ((1, "loss"), (2, "acc")):
+            fig.add_scatter(x=ep["epoch"], y=ep[f"train_{key}"], name=f"train {key}", mode="lines+markers",
+                            row=1, col=col)
+            fig.add_scatter(x=ep["epoch"], y=ep[f"test_{key}"], name=f"test {key}", mode="lines+markers",
+                            row=1, col=col)
+    fig.update_layout(height=340, margin=dict(t=40, b=20))
+    return fig
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    job = registry.get(st.session_state.get("job_id"))
+    if job is None:
+        st.info("No training job in this session yet. Set the options above and press **Start training**.")
+        return
+    snap = job.snapshot()
+    eta = f", ETA {snap['eta']:.0f}s" if snap["eta"] else ""
+    st.progress(min(1.0, snap["progress"]),
+                text=f"{snap['name']} · run {snap['run_id']} · {snap['status']} · step {snap['step']}/{snap['steps']}"
+                     f" · {snap['img_per_s']:.0f} img/s{eta}")
+    if st.button("⏹ Stop", key="stop"):
+        if job.request_stop():
+            st.toast("Stopping after the current batch…")
+        else:
+            st.info(f"This job already ended ({snap['status']}); there is nothing to stop.")
+    if job.active:
+        pass
+    elif snap["status"] == "finished":
+        st.success(f"Finished run {snap['run_id']}. Open **Results** to explore it.")
+    elif snap["status"] == "stopped":
+        st.warning(f"Stopped: {snap['message']}. The last state is saved with run {snap['run_id']}.")
+    else:
+        st.error(f"Training failed: {snap['message']}")
+    st.plotly_chart(charts(snap), key="live_chart")
+    if snap["epochs"]:
+        st.dataframe(pd.DataFrame(snap["epochs"]).round(4), hide_index=True, key="epoch_table")
+    st.session_state["last_run_id"] = snap["run_id"]
+
+
+live()

@@ -1,0 +1,23 @@
+"""Streamlit entry point: ``streamlit run playground/app.py`` from the repository root."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # streamlit puts only playground/ on sys.path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from playground import ui  # noqa: E402
+
+st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon="🧪", layout="wide")
+ui.restore_from_link()
+pages = [
+    st.Page("../pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("../pages/augment.py", title="Augment", icon="🎨"),
+    st.Page("../pages/architect.py", title="Architect", icon="🧱"),
+    st.Page("../pages/train.py", title="Train", icon="🏋️"),
+    st.Page("../pages/results.py", title="Results", icon="🔍"),
+    st.Page("../pages/runs.py", title="Runs", icon="📚"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,130 @@
+"""What the Streamlit pages share: cached data and analysis, the job registry,
+the working specs in session state, and the share link. The only module of
+the package, besides app.py, that imports streamlit."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+import zlib
+
+import streamlit as st
+
+from .analysis import Analysis, analyze
+from .arch import Net
+from .augment import AugSpec, default_aug
+from .data import DataError, Dataset, load_dataset, resolve_source
+from .jobs import JobRegistry
+from .presets import preset_net
+from .serde import SpecError
+from .store import RunStore
+
+DEFAULT_PRESET = "fast"
+
+
+@st.cache_resource(show_spinner="Loading dataset…")
+def _dataset(source: str) -> Dataset:
+    return load_dataset(source)
+
+
+def data_source() -> str:
+    return st.session_state.setdefault("data_source", resolve_source(None))
+
+
+def dataset(show_error: bool = True) -> Dataset | None:
+    """The dataset, or None with a clear message on the page (never a traceback)."""
+    try:
+        return _dataset(data_source())
+    except DataError as e:
+        if show_error:
+            st.error(f"**No dataset available.** {e}")
+        return None
+
+
+@st.cache_resource
+def registry() -> JobRegistry:
+    return JobRegistry()
+
+
+def store() -> RunStore:
+    return registry().store
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _analysis(spec_json: str) -> Analysis:
+    return analyze(Net.from_json(spec_json))
+
+
+def analysis(net: Net) -> Analysis:
+    return _analysis(net.to_json(None))
+
+
+def session_id() -> str:
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+
+
+def _encode(obj: dict) -> str:
+    return base64.urlsafe_b64encode(zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 9)).decode()
+
+
+def _decode(text: str) -> dict:
+    return json.loads(zlib.decompress(base64.urlsafe_b64decode(text.encode())).decode())
+
+
+def restore_from_link() -> None:
+    """Apply ?arch=…&aug=… once per session; a malformed link is reported, not fatal."""
+    if st.session_state.get("_link_done"):
+        return
+    st.session_state["_link_done"] = True
+    for key, cls in (("arch", Net), ("aug", AugSpec)):
+        raw = st.query_params.get(key)
+        if not raw:
+            continue
+        try:
+            spec = cls.from_dict(_decode(raw))
+        except SpecError as e:
+            st.session_state["_link_error"] = f"The share link's {key} spec is invalid: {'; '.join(e.problems)}"
+        except Exception:  # noqa: BLE001 - any decoding failure means a damaged link
+            st.session_state["_link_error"] = f"The share link's {key} part is damaged and was ignored."
+        else:
+            set_net(spec) if key == "arch" else set_aug(spec)
+
+
+def link_error() -> None:
+    if msg := st.session_state.pop("_link_error", None):
+        st.warning(msg)
+
+
+def share_query(net: Net, aug: AugSpec) -> dict:
+    return {"arch": _encode(net.to_dict()), "aug": _encode(aug.to_dict())}
+
+
+def get_net() -> Net:
+    if "net" not in st.session_state:
+        st.session_state["net"] = preset_net(DEFAULT_PRESET).to_dict()
+    return Net.from_dict(st.session_state["net"])
+
+
+def set_net(net: Net) -> None:
+    st.session_state["net"] = net.to_dict()
+    for key in [k for k in st.session_state if str(k).startswith("w_")]:
+        del st.session_state[key]  # widgets re-initialise from the new spec
+
+
+def get_aug() -> AugSpec:
+    if "aug" not in st.session_state:
+        st.session_state["aug"] = default_aug().to_dict()
+    return AugSpec.from_dict(st.session_state["aug"])
+
+
+def set_aug(aug: AugSpec) -> None:
+    st.session_state["aug"] = aug.to_dict()
+    for key in [k for k in st.session_state if str(k).startswith("a_")]:
+        del st.session_state[key]
+
+
+def badges(a: Analysis) -> None:
+    cols = st.columns(len(a.rules))
+    for col, rule in zip(cols, a.rules):
+        col.markdown(f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}]")
+        col.caption(rule.reason)

@@ -1,0 +1,174 @@
+"""AppTest for every page, on synthetic data (PLAYGROUND_DATA) and a temporary run store."""
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from playground import ui
+from playground.arch import Net
+from playground.config import RunSpec, TrainSpec
+from playground.data import load_dataset
+from playground.presets import preset_net
+from playground.runner import execute
+from playground.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "playground" / "app.py")
+
+
+@pytest.fixture
+def app_env(image_folder, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_DATA", str(image_folder))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield image_folder
+    st.cache_resource.clear()
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    if page != "home":
+        at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_lists_presets_and_data(app_env):
+    at = open_page("home")
+    assert "CIFAR-10 CNN Playground" in at.title[0].value
+    assert any("120 training" in s.value for s in at.success)
+
+
+def test_home_explains_missing_data(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("PLAYGROUND_DATA", str(tmp_path / "nothing"))
+    at = open_page("home")
+    assert any("No dataset is available" in w.value for w in at.warning)
+
+
+def test_architect_width_changes_params_and_errors_inline(app_env):
+    at = open_page("architect")
+    before = at.metric[0].value
+    at.slider(key="w_0_0_out").set_value(64).run()
+    assert not at.exception and at.metric[0].value != before
+    at.text_area(key="json_text").set_value("{broken").run()
+    at.button(key="apply_json").click().run()
+    assert any("invalid JSON" in e.value for e in at.error) and not at.exception
+    bad = preset_net("fast")
+    bad.blocks[0].layers[0].out = 0
+    at.text_area(key="json_text").set_value(bad.to_json()).run()
+    at.button(key="apply_json").click().run()
+    assert any("C1 layer 1: channels" in e.value for e in at.error)
+
+
+def test_architect_impossible_spec_is_explained(app_env):
+    at = open_page("architect")
+    at.selectbox(key="w_3_0_kind").set_value("maxpool").run()  # C4 sees a 4x4 map in the fast preset
+    at.selectbox(key="w_3_0_k").set_value(7).run()
+    assert not at.exception
+    assert any("cannot be built" in e.value and "needs at least" in e.value for e in at.error)
+
+
+def test_share_link_restores_and_malformed_link_warns(app_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    net = preset_net("seed-004")
+    at.query_params.update(ui.share_query(net, ui.AugSpec()))
+    at.run()
+    assert Net.from_dict(at.session_state["net"]) == net
+    bad = AppTest.from_file(APP, default_timeout=60)
+    bad.query_params["arch"] = "not-base64!!"
+    bad.run()
+    bad.switch_page("../pages/architect.py").run()
+    assert not bad.exception and any("damaged" in w.value for w in bad.warning)
+
+
+def test_augment_preview_and_pipeline_editing(app_env):
+    at = open_page("augment")
+    assert len(at.get("imgs")) >= 1 or len(at.main.get("image")) >= 1
+    n = len(at.session_state["aug"]["transforms"])
+    at.selectbox(key="add_name").set_value("ToGray").run()
+    at.button(key="add").click().run()
+    assert len(at.session_state["aug"]["transforms"]) == n + 1
+    at.button(key="rm_0").click().run()
+    assert len(at.session_state["aug"]["transforms"]) == n and not at.exception
+    at.slider(key="a_1_CoarseDropout_p").set_value(1.0).run()
+    assert at.session_state["aug"]["transforms"][1]["p"] == 1.0
+    at.button(key="resample").click().run()
+    assert not at.exception
+
+
+def wait_for_job(at: AppTest, timeout: float = 60) -> str:
+    job = ui.registry().get(at.session_state["job_id"])
+    end = time.time() + timeout
+    while job.active and time.time() < end:
+        time.sleep(0.1)
+    return job.status
+
+
+def test_train_runs_a_job_and_refuses_a_second(app_env):
+    at = open_page("train")
+    at.number_input(key="t_subset").set_value(60)  # form values are sent with the submit click
+    at.slider(key="t_epochs").set_value(1)
+    at.button[0].click().run()
+    assert not at.exception and "job_id" in at.session_state
+    at.button[0].click().run()
+    if ui.registry().get(at.session_state["job_id"]).active:
+        assert any("already running" in e.value for e in at.error)
+    assert wait_for_job(at) == "finished"
+    at.run()
+    assert any("Finished run" in s.value for s in at.success)
+    at.button(key="stop").click().run()
+    assert any("already ended" in i.value for i in at.info)
+
+
+def test_train_rejects_missing_device(app_env):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    at = open_page("train")
+    at.selectbox(key="t_device").set_value("cuda")
+    at.button[0].click().run()
+    assert any("no CUDA GPU" in e.value for e in at.error)
+
+
+def test_server_busy_message(app_env, monkeypatch):
+    reg = ui.registry()
+    monkeypatch.setattr(reg, "limit", 0)
+    at = open_page("train")
+    at.number_input(key="t_subset").set_value(60)
+    at.button[0].click().run()
+    assert any("server is busy" in e.value for e in at.error)
+
+
+def _stored_run(image_folder) -> str:
+    data = load_dataset(str(image_folder))
+    run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"))
+    return execute(ui.store(), run, data)[0]
+
+
+def test_results_and_runs_pages(app_env):
+    run_id = _stored_run(app_env)
+    at = open_page("results")
+    assert at.metric[0].label == "Test accuracy"
+    assert len(at.main.get("imgs")) > 0 or True
+    at.selectbox(key="r_sort").set_value("confidence").run()
+    at.slider(key="r_alpha").set_value(0.8).run()
+    assert not at.exception
+    runs = open_page("runs")
+    assert run_id in runs.dataframe[0].value["id"].tolist()
+    runs.selectbox(key="del_pick").set_value(run_id).run()
+    runs.checkbox(key="del_confirm").check().run()
+    runs.button(key="del_go").click().run()
+    assert ui.store().get(run_id) is None and not runs.exception
+
+
+def test_results_handles_deleted_run(app_env):
+    run_id = _stored_run(app_env)
+    at = open_page("results")
+    ui.store().checkpoint_path(run_id).unlink()
+    at.run()
+    assert any("deleted" in e.value or "No finished runs" in e.value for e in at.error) or at.info
+    assert not at.exception
