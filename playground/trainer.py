@@ -39,6 +39,7 @@ class Event:
 
 
 Callback = Callable[[Event], None]
+BN_RECALIBRATE_BELOW = 300  # optimizer steps; longer runs have settled running stats
 
 
 @dataclass
@@ -188,6 +189,26 @@ class Trainer:
         std = torch.tensor(self.data.std, device=self.device).view(shape) * 255
         return mean, std
 
+    @torch.no_grad()
+    def _recalibrate_bn(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Short runs leave BN running stats dominated by their initial values (mean 0, var 1),
+        which makes eval-mode predictions collapse; re-estimate them from training images."""
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        saved = [(m.momentum, m.training) for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        pick = np.random.default_rng(0).permutation(len(self.data.y_train))[:2048]
+        x = self.data.x_train[np.sort(pick)]
+        for i in range(0, len(x), 256):
+            model(normalize(torch.from_numpy(x[i:i + 256]).to(self.device), mean, std))
+        for m, (momentum, _) in zip(bns, saved):
+            m.momentum = momentum
+        model.eval()
+
     def fit(self) -> TrainResult:
         t, s, dev = self.run.train, self.settings, self.device
         if dev.type == "cpu":
@@ -253,6 +274,8 @@ class Trainer:
                     break
                 train_time = time.perf_counter() - t_epoch
                 eval_model = ema.module if ema is not None else model
+                if step < BN_RECALIBRATE_BELOW:
+                    self._recalibrate_bn(eval_model, mean, std)
                 probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta)
                 y_test = torch.from_numpy(self.data.y_test)
                 test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else float("nan")

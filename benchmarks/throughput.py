@@ -1,0 +1,23 @@
+"""Our trainer's images/s against the seed-style reference, same network, same run.
+
+    python benchmarks/throughput.py --data PATH [--preset seed-004] [--steps 60] [--batch-size 128]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from playground.bench import bench_trainer  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--data")
+ap.add_argument("--preset", default="seed-004")
+ap.add_argument("--steps", type=int, default=60)
+ap.add_argument("--batch-size", type=int, default=128)
+args = ap.parse_args()
+result = bench_trainer(args.preset, args.data, args.steps, args.batch_size)
+print(f"ours      {result['img_per_s']:8.1f} img/s")
+print(f"reference {result['reference_img_per_s']:8.1f} img/s (DataLoader, 2 workers, per-image Albumentations, NCHW)")
+print(f"ratio     {result['ratio']:8.2f}x")
+print(json.dumps(result))
