@@ -126,6 +126,12 @@ def _shape_problem(where: str, layer: Layer, c_in: int, n_in: int) -> str | None
         pad = f" (with padding {layer.padding})" if layer.padding else ""
         return (f"{where}: kernel {layer.kernel}{dil} needs at least {k_eff} px of input{pad} "
                 f"but the map is {n_in}×{n_in}")
+    n_out = (n_in + 2 * layer.padding - k_eff) // layer.stride + 1
+    for o in range(n_out):
+        taps = (o * layer.stride - layer.padding + t * layer.dilation for t in range(layer.kernel))
+        if not any(0 <= x < n_in for x in taps):
+            return (f"{where}: with dilation {layer.dilation} and padding {layer.padding}, output pixel {o} "
+                    f"sees only padding of the {n_in}×{n_in} map; lower the dilation or the padding")
     if layer.padding_mode in ("reflect", "circular") and layer.padding >= n_in and not layer.is_pool:
         return f"{where}: {layer.padding_mode} padding {layer.padding} needs a map larger than {n_in}×{n_in}"
     return None

@@ -155,3 +155,9 @@ def test_random_layer_values_validate_or_build(blocks, skip):
     model = build_model(net).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_dilated_kernel_that_only_sees_padding_is_rejected():
+    net = Net(blocks=[Block([conv(8, stride=2)] * 4 + [conv(8, 2, dilation=3, padding=1)])])
+    (problem,) = validate(net)
+    assert problem.startswith("C1 layer 5: with dilation 3 and padding 1") and "sees only padding" in problem
