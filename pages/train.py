@@ -81,13 +81,11 @@ def live() -> None:
             st.toast("Stopping after the current batch…")
         else:
             st.info(f"This job already ended ({snap['status']}); there is nothing to stop.")
-    if job.active:
-        pass
-    elif snap["status"] == "finished":
+    if snap["status"] == "finished":
         st.success(f"Finished run {snap['run_id']}. Open **Results** to explore it.")
     elif snap["status"] == "stopped":
         st.warning(f"Stopped: {snap['message']}. The last state is saved with run {snap['run_id']}.")
-    else:
+    elif snap["status"] == "failed":
         st.error(f"Training failed: {snap['message']}")
     st.plotly_chart(charts(snap), key="live_chart")
     if snap["epochs"]:

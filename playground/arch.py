@@ -79,7 +79,7 @@ class Head:
 
 
 @dataclass
-class Net:
+class Net(serde.JsonSpec):
     name: str = "custom"
     blocks: list[Block] = field(default_factory=list)
     head: Head = field(default_factory=Head)
@@ -88,22 +88,10 @@ class Net:
     num_classes: int = 10
     version: int = ARCH_VERSION
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return serde.to_json(self, indent)
-
-    def to_dict(self) -> dict:
-        return serde.to_dict(self)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Net":
-        return serde.from_json(cls, text, ARCH_VERSION)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Net":
-        return serde.from_dict(cls, data, ARCH_VERSION)
+    SPEC_VERSION = ARCH_VERSION
 
     def copy(self, **changes) -> "Net":
-        return Net.from_dict({**self.to_dict(), **changes}) if changes else Net.from_dict(self.to_dict())
+        return Net.from_dict({**self.to_dict(), **changes})
 
 
 def block_name(index: int) -> str:

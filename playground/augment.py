@@ -134,23 +134,15 @@ class TransformSpec:
 
 
 @dataclass
-class AugSpec:
+class AugSpec(serde.JsonSpec):
     transforms: list[TransformSpec] = field(default_factory=list)
     version: int = AUG_VERSION
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return serde.to_json(self, indent)
-
-    def to_dict(self) -> dict:
-        return serde.to_dict(self)
+    SPEC_VERSION = AUG_VERSION
 
     @classmethod
-    def from_json(cls, text: str) -> "AugSpec":
-        return _checked(serde.from_json(cls, text, AUG_VERSION))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AugSpec":
-        return _checked(serde.from_dict(cls, data, AUG_VERSION))
+    def _validated(cls, spec: "AugSpec") -> "AugSpec":
+        return _checked(spec)
 
 
 def make_transform(name: str, p: float | None = None, **params: Any) -> TransformSpec:

@@ -58,9 +58,9 @@ def cmd_summary(args) -> int:
 
 
 def _train_spec(args):
-    from .config import TrainSpec, load_train_spec
+    from .config import TrainSpec
 
-    t = load_train_spec(Path(args.train).read_text()) if args.train else TrainSpec()
+    t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else TrainSpec()
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
                  "seed", "device", "train_subset", "test_subset", "ema"):
         value = getattr(args, name, None)

@@ -19,7 +19,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class TrainSpec:
+class TrainSpec(serde.JsonSpec):
     epochs: int = 10
     batch_size: int = 256
     optimizer: str = "sgd"  # SGD uses nesterov momentum
@@ -37,6 +37,15 @@ class TrainSpec:
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
     version: int = TRAIN_VERSION
+
+    SPEC_VERSION = TRAIN_VERSION
+
+    @classmethod
+    def _validated(cls, spec: "TrainSpec") -> "TrainSpec":
+        found = validate_train(spec)
+        if found:
+            raise serde.SpecError(found)
+        return spec
 
 
 def validate_train(t: TrainSpec) -> list[str]:
@@ -73,25 +82,15 @@ def validate_train(t: TrainSpec) -> list[str]:
 
 
 @dataclass
-class RunSpec:
+class RunSpec(serde.JsonSpec):
     net: Net
     aug: AugSpec = field(default_factory=default_aug)
     train: TrainSpec = field(default_factory=TrainSpec)
     data: str = ""  # the data source the run was trained on
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return serde.to_json(self, indent)
-
-    def to_dict(self) -> dict:
-        return serde.to_dict(self)
-
     @classmethod
-    def from_json(cls, text: str) -> "RunSpec":
-        return checked(serde.from_json(cls, text))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RunSpec":
-        return checked(serde.from_dict(cls, data))
+    def _validated(cls, spec: "RunSpec") -> "RunSpec":
+        return checked(spec)
 
 
 def problems(run: RunSpec) -> list[str]:
@@ -108,10 +107,3 @@ def checked(run: RunSpec) -> RunSpec:
         raise serde.SpecError(found)
     return run
 
-
-def load_train_spec(text: str) -> TrainSpec:
-    t = serde.from_json(TrainSpec, text, TRAIN_VERSION)
-    found = validate_train(t)
-    if found:
-        raise serde.SpecError(found)
-    return t

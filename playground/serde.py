@@ -148,3 +148,31 @@ def from_json(cls: type[T], text: str, version: int | None = None) -> T:
     except json.JSONDecodeError as e:
         raise SpecError([f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from None
     return from_dict(cls, data, version)
+
+
+class JsonSpec:
+    """Mixin for top-level specs: JSON/dict round trips through this module.
+
+    Subclasses set ``SPEC_VERSION`` (None: unversioned) and may override
+    ``_validated`` to reject specs that parse but are invalid.
+    """
+
+    SPEC_VERSION: int | None = None
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return to_json(self, indent)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls._validated(from_json(cls, text, cls.SPEC_VERSION))
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls._validated(from_dict(cls, data, cls.SPEC_VERSION))
+
+    @classmethod
+    def _validated(cls, spec):
+        return spec

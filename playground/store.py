@@ -148,9 +148,8 @@ class RunStore:
     def delete(self, run_id: str) -> bool:
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
-        for ext in (".pt", ".onnx", ".ts.pt", ".py"):
-            p = self.checkpoint_path(run_id).with_suffix(ext) if ext != ".pt" else self.checkpoint_path(run_id)
-            p.unlink(missing_ok=True)
+        for path in (self.root / "checkpoints").glob(f"*{run_id}*"):  # checkpoint and its exports
+            path.unlink(missing_ok=True)
         return bool(n)
 
     # -- checkpoints -------------------------------------------------------

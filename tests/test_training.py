@@ -204,3 +204,10 @@ def test_onnx_matches_torch(image_folder, tmp_path):
     run_id, _ = execute(store, tiny_run(), data)
     path = export(load_run(store, run_id), "onnx", tmp_path / "m.onnx")
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def test_train_spec_json_round_trip_and_validation():
+    t = TrainSpec(epochs=3, optimizer="adamw", ema=0.99, train_subset=100)
+    assert TrainSpec.from_json(t.to_json()) == t
+    with pytest.raises(SpecError, match="unknown optimizer 'lamb'"):
+        TrainSpec.from_json('{"optimizer": "lamb"}')
