@@ -142,7 +142,7 @@ class AugSpec(serde.JsonSpec):
 
     @classmethod
     def _validated(cls, spec: "AugSpec") -> "AugSpec":
-        return _checked(spec)
+        return checked_aug(spec)
 
 
 def make_transform(name: str, p: float | None = None, **params: Any) -> TransformSpec:
@@ -182,14 +182,15 @@ def validate_aug(spec: AugSpec) -> list[str]:
     return problems
 
 
-def _checked(spec: AugSpec) -> AugSpec:
+def checked_aug(spec: AugSpec) -> AugSpec:
     problems = validate_aug(spec)
     if problems:
         raise serde.SpecError(problems)
     return spec
 
 
-def _calls(spec: AugSpec, mean: tuple[float, float, float]) -> list[Call]:
+def albumentations_calls(spec: AugSpec, mean: tuple[float, float, float]) -> list[Call]:
+    """The spec as (class name, kwargs, children) calls: what both training paths build from."""
     ctx = {"fill": tuple(int(round(m * 255)) for m in mean)}
     calls = []
     for t in spec.transforms:
@@ -198,24 +199,33 @@ def _calls(spec: AugSpec, mean: tuple[float, float, float]) -> list[Call]:
     return calls
 
 
-def _instantiate(call: Call) -> A.BasicTransform:
+def instantiate(call: Call) -> A.BasicTransform:
     name, kwargs, children = call
     if children:
-        return getattr(A, name)([_instantiate(c) for c in children], **kwargs)
+        return getattr(A, name)([instantiate(c) for c in children], **kwargs)
     return getattr(A, name)(**kwargs)
 
 
 def build_pipeline(spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None,
                    replay: bool = False) -> A.Compose:
     """The spec as an A.Compose (or ReplayCompose, which records what each image drew)."""
-    _checked(spec)
-    transforms = [_instantiate(c) for c in _calls(spec, mean)]
-    if replay:
-        pipe = A.ReplayCompose(transforms)
-        if seed is not None:
-            pipe.set_random_seed(seed)
-        return pipe
-    return A.Compose(transforms, seed=seed)
+    checked_aug(spec)
+    transforms = [instantiate(c) for c in albumentations_calls(spec, mean)]
+    pipe = A.ReplayCompose(transforms) if replay else A.Compose(transforms)
+    if seed is not None:
+        seed_pipeline(pipe, seed)
+    return pipe
+
+
+def seed_pipeline(pipe: A.BaseCompose, seed: int) -> None:
+    """Seed a Compose so that each transform has a random stream of its own.
+
+    Albumentations 2.0 gives every transform of a seeded Compose the same seed, so two
+    transforms that draw equally often make the same choices (each ToGray(p=0.3) came
+    with a flip)."""
+    pipe.set_random_seed(seed)
+    for t, s in zip(pipe.transforms, np.random.SeedSequence(seed).generate_state(len(pipe.transforms))):
+        t.set_random_seed(int(s))
 
 
 def _code(call: Call, indent: int) -> str:
@@ -242,7 +252,7 @@ def repr_arg(key: str, value: Any) -> str:
 
 def to_python(spec: AugSpec, mean: tuple[float, float, float]) -> str:
     """Readable code that rebuilds the same pipeline with plain Albumentations."""
-    body = ",\n".join(_code(c, 4) for c in _calls(spec, mean))
+    body = ",\n".join(_code(c, 4) for c in albumentations_calls(spec, mean))
     return ("import albumentations as A\nimport cv2\n\n"
             f"# dataset mean (0-1): {tuple(round(m, 4) for m in mean)}\n"
             f"train_transform = A.Compose([\n{body},\n])\n")

@@ -64,7 +64,7 @@ class _SeedStyleDataset(torch.utils.data.Dataset):
 def reference_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int, workers: int = 2) -> float:
     """How the seed repositories train: DataLoader workers, per-image transforms, NCHW."""
     torch.manual_seed(0)
-    model = build_model(preset_net(preset))
+    model = build_model(preset_net(preset), fast=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     n = (steps + warmup) * batch_size
     loader = torch.utils.data.DataLoader(_SeedStyleDataset(ds.x_train[:n], ds.y_train[:n], ds.mean, ds.std),

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .arch import Block, Layer, Net, block_name
+from .fastops import FastDropout, SubsampledConv2d
 from .geometry import trace
 from .serde import SpecError
 
@@ -22,25 +23,28 @@ def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
 class Unit(nn.Sequential):
     """One spec layer: conv (or depthwise+pointwise, or pool), norm/act, dropout."""
 
-    def __init__(self, layer: Layer, c_in: int):
+    def __init__(self, layer: Layer, c_in: int, fast: bool = True):
         mods: list[tuple[str, nn.Module]] = []
         kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                   bias=layer.bias, padding_mode=layer.padding_mode)
+        conv = (SubsampledConv2d if fast and SubsampledConv2d.applies(layer.stride, layer.dilation, layer.padding,
+                                                                      layer.padding_mode) else nn.Conv2d)
+        dropout = FastDropout if fast else nn.Dropout
         if layer.kind == "maxpool":
             mods.append(("pool", nn.MaxPool2d(layer.kernel, layer.stride, layer.padding)))
         elif layer.kind == "avgpool":
             mods.append(("pool", nn.AvgPool2d(layer.kernel, layer.stride, layer.padding)))
         elif layer.kind == "sep":
-            mods.append(("dw", nn.Conv2d(c_in, c_in, layer.kernel, groups=c_in, **kw)))
+            mods.append(("dw", conv(c_in, c_in, layer.kernel, groups=c_in, **kw)))
             if layer.mid:
                 mods += [(f"dw_{n}", m) for n, m in _post(layer.order, c_in)]
             mods.append(("pw", nn.Conv2d(c_in, layer.out, 1, bias=layer.bias)))
         else:
-            mods.append(("conv", nn.Conv2d(c_in, layer.out, layer.kernel, groups=layer.groups, **kw)))
+            mods.append(("conv", conv(c_in, layer.out, layer.kernel, groups=layer.groups, **kw)))
         if not layer.is_pool:
             mods += _post(layer.order, layer.out)
         if layer.dropout > 0:
-            mods.append(("drop", nn.Dropout2d(layer.dropout) if layer.dropout2d else nn.Dropout(layer.dropout)))
+            mods.append(("drop", nn.Dropout2d(layer.dropout) if layer.dropout2d else dropout(layer.dropout)))
         super().__init__()
         for name, mod in mods:
             self.add_module(name, mod)
@@ -49,14 +53,14 @@ class Unit(nn.Sequential):
 class ConvBlock(nn.Module):
     """Layers named 0..n-1; an optional residual around layers[skip_from:] via ``proj``."""
 
-    def __init__(self, block: Block, c_in: int, channels: list[int]):
+    def __init__(self, block: Block, c_in: int, channels: list[int], fast: bool = True):
         super().__init__()
         self.skip_from = block.skip_from if block.skip else None
         c, c_skip = c_in, c_in
         for i, layer in enumerate(block.layers):
             if i == self.skip_from:
                 c_skip = c
-            self.add_module(str(i), Unit(layer, c))
+            self.add_module(str(i), Unit(layer, c, fast))
             c = channels[i]
         self.n_layers = len(block.layers)
         stride = 1
@@ -95,7 +99,7 @@ class Head(nn.Module):
 class SpecNet(nn.Module):
     """A network built from a spec; ``features`` is the conv stack before GAP."""
 
-    def __init__(self, net: Net):
+    def __init__(self, net: Net, fast: bool = True):
         super().__init__()
         t = trace(net)
         if t.problems:
@@ -106,7 +110,7 @@ class SpecNet(nn.Module):
         c = net.in_channels
         for b, block in enumerate(net.blocks):
             channels = [next(rows).c_out for _ in block.layers]
-            self.add_module(block_name(b), ConvBlock(block, c, channels))
+            self.add_module(block_name(b), ConvBlock(block, c, channels, fast))
             self.block_names.append(block_name(b))
             c = channels[-1]
         self.head = Head(net.head.kind, net.head.gap, c, t.out_size, net.num_classes,
@@ -122,9 +126,13 @@ class SpecNet(nn.Module):
         return self.head(self.features(x))
 
 
-def build_model(net: Net) -> SpecNet:
-    """Build the module; raises SpecError (listing every problem) for an invalid spec."""
-    return SpecNet(net)
+def build_model(net: Net, fast: bool = True) -> SpecNet:
+    """Build the module; raises SpecError (listing every problem) for an invalid spec.
+
+    ``fast=False`` uses plain torch modules throughout (the seed-style reference);
+    both give the same function and the same state dict keys.
+    """
+    return SpecNet(net, fast)
 
 
 def last_conv(model: nn.Module) -> nn.Conv2d:

@@ -1,7 +1,7 @@
 """The training loop the app, the CLI and the benchmarks share.
 
-It reads uint8 batches from memory, augments them with exactly the
-Albumentations pipeline the Augment page previews, normalises with the
+It reads uint8 batches from memory, augments them with the spec the Augment
+page previews (batched, drawing what Albumentations draws: batch_augment.py), normalises with the
 dataset statistics, and reports progress as events to callbacks. A stop
 request takes effect within one batch; a non-finite loss or running out of
 memory ends the run with a message that says what to change.
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .augment import build_pipeline
+from .batch_augment import BatchAugment
 from .builder import build_model
 from .config import RunSpec, TrainSpec, checked
 from .data import Dataset
@@ -97,8 +97,9 @@ def make_schedule(opt: torch.optim.Optimizer, t: TrainSpec, total_steps: int):
 class BatchSource:
     """Shuffled, augmented uint8 batches; optionally produced one batch ahead in a thread."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, pipeline, batch_size: int, seed: int, threads: int):
-        self.x, self.y, self.pipeline = x, y, pipeline
+    def __init__(self, x: np.ndarray, y: np.ndarray, augment: Callable[[np.ndarray], np.ndarray],
+                 batch_size: int, seed: int, threads: int):
+        self.x, self.y, self.augment = x, y, augment
         self.batch_size, self.threads = batch_size, threads
         self.rng = np.random.default_rng(seed)
 
@@ -106,10 +107,7 @@ class BatchSource:
         return math.ceil(len(self.y) / self.batch_size)
 
     def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = np.empty((len(idx), *self.x.shape[1:]), np.uint8)
-        for k, i in enumerate(idx):
-            out[k] = self.pipeline(image=self.x[i])["image"]
-        return out, self.y[idx]
+        return self.augment(self.x[idx]), self.y[idx]
 
     def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = self.rng.permutation(len(self.y))
@@ -220,8 +218,8 @@ class Trainer:
         self.model = model
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
         mean, std = self._stats()
-        pipeline = build_pipeline(self.run.aug, self.data.mean, seed=t.seed)
-        source = BatchSource(self.data.x_train, self.data.y_train, pipeline, t.batch_size, t.seed, t.loader_threads)
+        augment = BatchAugment(self.run.aug, self.data.mean, seed=t.seed)
+        source = BatchSource(self.data.x_train, self.data.y_train, augment, t.batch_size, t.seed, t.loader_threads)
         steps = len(source) * t.epochs
         opt = make_optimizer(model, t)
         sched = make_schedule(opt, t, steps)

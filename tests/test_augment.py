@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from playground.augment import REGISTRY, AugSpec, build_pipeline, default_aug, describe_replay, make_transform, to_python
+from playground.augment import (REGISTRY, AugSpec, build_pipeline, default_aug, describe_replay, make_transform,
+                                seed_pipeline, to_python)
 from playground.serde import SpecError
 
 MEAN = (0.49, 0.48, 0.45)
@@ -34,7 +35,7 @@ def test_json_round_trip_and_code_export_rebuild_the_same_pipeline():
     ns: dict = {}
     exec(to_python(spec, MEAN), ns)
     exported = ns["train_transform"]
-    exported.set_random_seed(7)
+    seed_pipeline(exported, 7)
     built = build_pipeline(spec, MEAN, seed=7)
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     for _ in range(5):
@@ -80,3 +81,16 @@ def test_junk_transforms_raise_spec_errors(item):
         assert e.problems
         return
     build_pipeline(spec, MEAN, seed=0)(image=np.zeros((32, 32, 3), np.uint8))
+
+
+def test_seeded_pipeline_gives_each_transform_its_own_random_stream():
+    """Albumentations seeds every transform of Compose(seed=...) alike; without a fix a
+    ToGray(p=0.3) before a flip would only ever hit flipped images."""
+    spec = AugSpec([make_transform("ToGray", 0.3), make_transform("HorizontalFlip", 0.5)])
+    pipe = build_pipeline(spec, (0.5, 0.5, 0.5), seed=0)
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :16, 0] = 255  # red on the left: gray and flip are both visible
+    outs = [pipe(image=img)["image"] for _ in range(200)]
+    gray = np.array([(o[..., 0] == o[..., 1]).all() for o in outs])
+    flipped = np.array([o[:, 24:].sum() > o[:, :8].sum() for o in outs])
+    assert (gray & ~flipped).any() and (gray & flipped).any()

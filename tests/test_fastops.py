@@ -1,0 +1,78 @@
+"""The fast modules must compute the same function as the torch modules they replace."""
+import pytest
+import torch
+from torch import nn
+
+from playground.builder import build_model
+from playground.fastops import FastDropout, SubsampledConv2d
+from playground.presets import preset_net
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,stride,padding,groups", [(32, 2, 2, 8), (15, 2, 0, 1), (9, 3, 3, 4)])
+def test_subsampled_conv_matches_dilated_strided_conv(size, stride, padding, groups, channels_last):
+    torch.manual_seed(0)
+    ref = nn.Conv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
+    fast = SubsampledConv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 8, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outs = [m(v) for m, v in zip((ref, fast), xs)]
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(outs[0])
+    for out in outs:
+        out.backward(g)
+    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+    if channels_last:
+        assert xs[1].grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_subsampled_conv_applies_only_where_exact():
+    assert SubsampledConv2d.applies(2, 2, 2, "zeros")
+    assert not SubsampledConv2d.applies(2, 2, 1, "zeros")  # odd padding puts taps on odd pixels
+    assert not SubsampledConv2d.applies(1, 2, 2, "zeros")
+    assert not SubsampledConv2d.applies(2, 2, 2, "reflect")
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_dropout_rate_scale_and_gradient(p, channels_last):
+    torch.manual_seed(0)
+    x = torch.ones(64, 16, 16, 16)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    drop = FastDropout(p).train()
+    y = drop(x)
+    kept = y != 0
+    n = kept.numel()
+    # dropped fraction within 5 standard errors of p
+    assert abs((1 - kept.float().mean().item()) - p) < 5 * (p * (1 - p) / n) ** 0.5
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)), atol=1e-4, rtol=1e-4)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # d(sum)/dx equals the mask, scaled
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert drop.eval()(x) is x
+
+
+def test_fast_dropout_masks_are_independent_across_positions():
+    torch.manual_seed(1)
+    y = FastDropout(0.5).train()(torch.ones(32, 8, 8, 8)) != 0
+    # neighbouring elements (which share one 64-bit random word) must not be correlated
+    a, b = y.flatten()[0::2].float(), y.flatten()[1::2].float()
+    corr = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    assert abs(corr) < 0.03
+
+
+@pytest.mark.parametrize("preset", ["seed-004", "seed-003"])
+def test_fast_and_plain_models_agree(preset):
+    torch.manual_seed(0)
+    fast, plain = build_model(preset_net(preset)), build_model(preset_net(preset), fast=False)
+    plain.load_state_dict(fast.state_dict())
+    assert any(isinstance(m, SubsampledConv2d) for m in fast.modules()) == (preset == "seed-004")
+    x = torch.randn(8, 3, 32, 32)
+    fast.eval(), plain.eval()
+    torch.testing.assert_close(fast(x), plain(x), atol=1e-4, rtol=1e-4)
