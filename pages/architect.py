@@ -6,6 +6,7 @@ from playground import ui
 from playground.arch import KIND_LABELS, Block, Layer, Net
 from playground.geometry import validate
 from playground.presets import PRESETS, preset_net
+from playground.recipes import measured_for
 from playground.serde import SpecError
 
 st.title("🧱 Architect")
@@ -13,8 +14,13 @@ ui.link_error()
 base = ui.get_net()
 
 c1, c2 = st.columns([3, 1])
+def _label(name: str) -> str:
+    m = measured_for(name)
+    return f"{name} — measured {m.test_acc:.1f}% in {m.wall_s / 60:.0f} min" if m else name
+
+
 preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",
-                      key="preset_pick")
+                      format_func=_label, key="preset_pick")
 if c2.button("Load preset", key="load_preset", disabled=preset is None):
     ui.set_net(preset_net(preset))
     st.rerun()

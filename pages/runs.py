@@ -1,10 +1,10 @@
 import datetime as dt
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
+from playground.plots import compare_figure
 
 st.title("📚 Runs")
 store = ui.store()
@@ -20,13 +20,8 @@ table = pd.DataFrame([{
     "message": r.message} for r in runs])
 sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table")
 chosen = [runs[i] for i in (sel.selection.rows if sel else [])] or runs[:1]
-fig = go.Figure()
-for r in chosen:
-    if r.epochs:
-        fig.add_scatter(x=[e["epoch"] for e in r.epochs], y=[e["test_acc"] for e in r.epochs], name=f"{r.name} {r.id}",
-                        mode="lines+markers")
-fig.update_layout(height=360, xaxis_title="epoch", yaxis_title="test accuracy", margin=dict(t=20))
-st.plotly_chart(fig, key="overlay")
+by_time = st.toggle("Wall-clock minutes on the x axis", key="runs_by_time")
+st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
 
 st.subheader("Delete")
 victim = st.selectbox("Run to delete", [r.id for r in runs], index=None, key="del_pick")

@@ -1,12 +1,13 @@
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from playground import ui
 from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
 from playground.device import DeviceError
 from playground.jobs import JobError
+from playground.plots import live_figure
+from playground.presets import preset_net
+from playground.recipes import RECIPES
 from playground.serde import SpecError
 
 st.title("🏋️ Train")
@@ -15,6 +16,22 @@ net, aug = ui.get_net(), ui.get_aug()
 registry = ui.registry()
 if "job" in st.query_params and "job_id" not in st.session_state:
     st.session_state["job_id"] = st.query_params["job"]  # a reloaded tab reattaches to its job
+
+def load_recipe() -> None:
+    """Runs before the widgets are drawn, so it may set their values."""
+    recipe = RECIPES[st.session_state["t_recipe"]]
+    aug, train = recipe.copy_specs()
+    ui.set_net(preset_net(recipe.preset))
+    ui.set_aug(aug)
+    st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
+                            t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
+                            t_eval=train.eval_every)
+
+
+r1, r2 = st.columns([3, 1])
+r1.selectbox("Measured recipes: a preset with its augmentation and training settings", list(RECIPES),
+             format_func=lambda n: f"{n}: {RECIPES[n].goal}", key="t_recipe")
+r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 
 with st.form("train_form"):
     st.caption(f"Architecture **{net.name}** ({ui.analysis(net).params:,} params) and the Augment page's "
@@ -30,11 +47,13 @@ with st.form("train_form"):
     smoothing = c3.slider("Label smoothing", 0.0, 0.3, 0.1, 0.05, key="t_ls")
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
+    eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
     start = st.form_submit_button("▶ Start training", type="primary", disabled=data is None)
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
-                      label_smoothing=smoothing, device=device, tta=tta, train_subset=subset or None)
+                      label_smoothing=smoothing, device=device, tta=tta, train_subset=subset or None,
+                      eval_every=int(eval_every))
     try:
         job = registry.start(ui.session_id(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError) as e:
@@ -44,25 +63,6 @@ if start and data is not None:
     else:
         st.session_state["job_id"] = job.id
         st.query_params["job"] = job.id
-
-
-def charts(snap: dict) -> go.Figure:
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"))
-    ep = pd.DataFrame(snap["epochs"])
-    bt = pd.DataFrame(snap["batches"])
-    if len(bt):
-        steps_per_epoch = max(1, snap["steps"] / max(1, len(ep) or 1))
-        fig.add_scatter(x=bt["step"] / steps_per_epoch if len(ep) else bt["step"], y=bt["loss"], name="batch loss",
-                        line=dict(width=1), opacity=0.4, row=1, col=1)
-        fig.add_scatter(x=bt["step"], y=bt["lr"], name="lr", row=1, col=3)
-    if len(ep):
-        for col, key in ((1, "loss"), (2, "acc")):
-            fig.add_scatter(x=ep["epoch"], y=ep[f"train_{key}"], name=f"train {key}", mode="lines+markers",
-                            row=1, col=col)
-            fig.add_scatter(x=ep["epoch"], y=ep[f"test_{key}"], name=f"test {key}", mode="lines+markers",
-                            row=1, col=col)
-    fig.update_layout(height=340, margin=dict(t=40, b=20))
-    return fig
 
 
 @st.fragment(run_every=1.0)
@@ -87,7 +87,7 @@ def live() -> None:
         st.warning(f"Stopped: {snap['message']}. The last state is saved with run {snap['run_id']}.")
     elif snap["status"] == "failed":
         st.error(f"Training failed: {snap['message']}")
-    st.plotly_chart(charts(snap), key="live_chart")
+    st.plotly_chart(live_figure(snap["epochs"], snap["batches"], snap["steps"]), key="live_chart")
     if snap["epochs"]:
         st.dataframe(pd.DataFrame(snap["epochs"]).round(4), hide_index=True, key="epoch_table")
     st.session_state["last_run_id"] = snap["run_id"]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .arch import Block, Layer, Net, block_name
-from .fastops import FastDropout, SubsampledConv2d
+from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
 from .geometry import trace
 from .serde import SpecError
 
@@ -20,6 +20,15 @@ def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
     return mods
 
 
+def _conv_class(layer: Layer) -> type[nn.Conv2d]:
+    """The exact fast equivalent for dilated convs (see fastops), else nn.Conv2d."""
+    if SubsampledConv2d.applies(layer.stride, layer.dilation, layer.padding, layer.padding_mode):
+        return SubsampledConv2d
+    if PolyphaseConv2d.applies(layer.kernel, layer.stride, layer.dilation, layer.padding, layer.padding_mode):
+        return PolyphaseConv2d
+    return nn.Conv2d
+
+
 class Unit(nn.Sequential):
     """One spec layer: conv (or depthwise+pointwise, or pool), norm/act, dropout."""
 
@@ -27,8 +36,7 @@ class Unit(nn.Sequential):
         mods: list[tuple[str, nn.Module]] = []
         kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                   bias=layer.bias, padding_mode=layer.padding_mode)
-        conv = (SubsampledConv2d if fast and SubsampledConv2d.applies(layer.stride, layer.dilation, layer.padding,
-                                                                      layer.padding_mode) else nn.Conv2d)
+        conv = _conv_class(layer) if fast else nn.Conv2d
         dropout = FastDropout if fast else nn.Dropout
         if layer.kind == "maxpool":
             mods.append(("pool", nn.MaxPool2d(layer.kernel, layer.stride, layer.padding)))

@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m playground presets|summary|train|evaluate|bench|export``."""
+"""Headless CLI: ``python -m playground presets|summary|train|evaluate|bench|export|curves``."""
 from __future__ import annotations
 
 import argparse
@@ -25,15 +25,18 @@ def _net_from_args(args):
 def cmd_presets(args) -> int:
     from .analysis import analyze
     from .presets import PRESETS
+    from .recipes import measured_for
 
-    print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  reported")
+    print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  {'reported':15} measured here")
     for p in PRESETS.values():
         a = analyze(p.net)
         rules = "".join("✓" if r.passed else "✗" for r in a.rules)
         rep = f"{p.reported_accuracy:.2f}%" if p.reported_accuracy else "-"
         if p.reported_epochs:
             rep += f" @ {p.reported_epochs} ep"
-        print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {rep}")
+        m = measured_for(p.name)
+        mine = f"{m.test_acc:.2f}% @ {m.epochs} ep in {m.wall_s / 60:.1f} min (--recipe)" if m else "-"
+        print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {rep:15} {mine}")
     print("rules: params < 200k, RF > 44, dilated + depthwise, GAP head, C1C2C3C4O")
     return 0
 
@@ -57,12 +60,12 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def _train_spec(args):
+def _train_spec(args, base):
     from .config import TrainSpec
 
-    t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else TrainSpec()
+    t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
-                 "seed", "device", "train_subset", "test_subset", "ema"):
+                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(t, name, value)
@@ -75,13 +78,21 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .augment import AugSpec, default_aug
-    from .config import RunSpec, checked
+    from .config import RunSpec, TrainSpec, checked
+    from .recipes import get_recipe
     from .data import load_dataset, resolve_source
     from .runner import execute
     from .store import RunStore
 
-    run = checked(RunSpec(_net_from_args(args), AugSpec.from_json(Path(args.aug).read_text()) if args.aug
-                          else default_aug(), _train_spec(args), resolve_source(args.data)))
+    if args.recipe:
+        recipe = get_recipe(args.recipe)
+        args.preset = args.preset or recipe.preset
+        aug, base = recipe.copy_specs()
+    else:
+        aug, base = default_aug(), TrainSpec()
+    if args.aug:
+        aug = AugSpec.from_json(Path(args.aug).read_text())
+    run = checked(RunSpec(_net_from_args(args), aug, _train_spec(args, base), resolve_source(args.data)))
     data = load_dataset(args.data)
     if data.skipped:
         print(f"warning: skipped {len(data.skipped)} unreadable images, e.g. {data.skipped[0]}", file=sys.stderr)
@@ -103,9 +114,11 @@ def cmd_train(args) -> int:
             if bar is not None:
                 bar.close()
                 bar = None
+            tested = (f"test loss {d['test_loss']:.4f} acc {d['test_acc']:.2%}" if d["test_acc"] is not None
+                      else "(not tested this epoch)")
             tqdm.write(f"epoch {d['epoch']:3d}  train loss {d['train_loss']:.4f} acc {d['train_acc']:.2%}  "
-                       f"test loss {d['test_loss']:.4f} acc {d['test_acc']:.2%}  lr {d['lr']:.4f}  "
-                       f"{d['img_per_s']:.0f} img/s  {d['elapsed']:.0f}s")
+                       f"{tested}  lr {d['lr']:.4f}  {d['img_per_s']:.0f} img/s  {d['elapsed']:.0f}s")
+            sys.stdout.flush()
         elif event.kind == "end" and bar is not None:
             bar.close()
 
@@ -155,6 +168,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_curves(args) -> int:
+    from .plots import report_figure
+    from .store import RunStore
+
+    store = RunStore(args.runs)
+    records = [store.get(i) for i in args.run_ids]
+    missing = [i for i, r in zip(args.run_ids, records) if r is None]
+    if missing:
+        print(f"no run {', '.join(missing)} in {store.root}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report_figure(records).write_html(out, include_plotlyjs="cdn")
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
                                  epilog=EPILOG)
@@ -170,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     arch(s)
     t = sub.add_parser("train", help="train and record a run", epilog=EPILOG)
     arch(t)
+    t.add_argument("--recipe", help="a measured recipe (fast, record): its preset, augmentation and training "
+                                    "spec; the other options override it")
     t.add_argument("--aug", help="augmentation JSON file (default: the seeds' flip + affine + cutout)")
     t.add_argument("--train", help="training spec JSON file; flags below override it")
     t.add_argument("--epochs", type=int)
@@ -181,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, dest="label_smoothing")
     t.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default off)")
     t.add_argument("--tta", action="store_true", help="flip test-time augmentation when evaluating")
+    t.add_argument("--eval-every", type=int, dest="eval_every", help="test every N epochs (always after the last)")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     t.add_argument("--train-subset", type=int, dest="train_subset", help="train on N random images (quick runs)")
@@ -198,15 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--format", choices=("onnx", "torchscript", "script"), default="onnx")
     x.add_argument("--out", help="output file (default: named after the run)")
+    c = sub.add_parser("curves", help="an HTML page of test accuracy by minute and loss by epoch for runs")
+    c.add_argument("run_ids", nargs="+")
+    c.add_argument("--out", default="docs/curves.html")
     for p in (t, e, b):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (default: $PLAYGROUND_DATA, then cifar10)")
-    for p in (t, e, x):
+    for p in (t, e, x, c):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap
 
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
-                bench=cmd_bench, export=cmd_export)
+                bench=cmd_bench, export=cmd_export, curves=cmd_curves)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,7 @@ class RunStore:
                       (run_id, int(metrics["epoch"]), json.dumps(metrics)))
             acc = metrics.get("test_acc")
             c.execute("UPDATE runs SET updated = ?, elapsed = ?, best_acc = MAX(COALESCE(best_acc, 0), ?) "
-                      "WHERE id = ?", (time.time(), metrics.get("elapsed"), acc if acc == acc else 0, run_id))
+                      "WHERE id = ?", (time.time(), metrics.get("elapsed"), acc if acc is not None and acc == acc else 0, run_id))
 
     def finish(self, run_id: str, status: str, message: str = "", elapsed: float | None = None) -> None:
         if status not in STATUSES:

@@ -274,10 +274,12 @@ class Trainer:
                 eval_model = ema.module if ema is not None else model
                 if step < BN_RECALIBRATE_BELOW:
                     self._recalibrate_bn(eval_model, mean, std)
-                probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta)
-                y_test = torch.from_numpy(self.data.y_test)
-                test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else float("nan")
-                test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else float("nan")
+                test_loss = test_acc = None
+                if epoch % t.eval_every == 0 or epoch == t.epochs:
+                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta)
+                    y_test = torch.from_numpy(self.data.y_test)
+                    test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None
+                    test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else None
                 record = dict(epoch=epoch, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                               test_loss=test_loss, test_acc=test_acc, lr=sched.get_last_lr()[0],
                               img_per_s=seen / max(train_time, 1e-9), epoch_time=time.perf_counter() - t_epoch,

@@ -9,6 +9,7 @@ from playground.arch import Block, Head, Layer, Net, conv, sep
 from playground.builder import build_model
 from playground.geometry import trace, validate
 from playground.presets import PRESETS, preset_net
+from playground.recipes import RECIPES
 from playground.serde import SpecError
 
 SEED_PARAMS = {"seed-000": 120_330, "seed-001": 68_992, "seed-002": 100_416, "seed-003": 163_744,
@@ -21,6 +22,19 @@ def test_seed_presets_match_exact_parameter_counts(name, expected):
     model = build_model(net)
     assert sum(p.numel() for p in model.parameters()) == expected
     assert trace(net).params == expected
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_records_its_parameter_count(name):
+    p = PRESETS[name]
+    assert p.expected_params == sum(q.numel() for q in build_model(p.net).parameters())
+
+
+def test_recipes_name_presets_that_meet_every_rule():
+    for r in RECIPES.values():
+        assert all(rule.passed for rule in analyze(preset_net(r.preset), with_summary=False).rules), r.name
+        aug, train = r.copy_specs()
+        assert aug == r.aug and train == r.train and aug is not r.aug
 
 
 def test_seed_shapes_match_their_summaries():

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from playground.builder import build_model
-from playground.fastops import FastDropout, SubsampledConv2d
+from playground.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
 from playground.presets import preset_net
 
 
@@ -76,3 +76,32 @@ def test_fast_and_plain_models_agree(preset):
     x = torch.randn(8, 3, 32, 32)
     fast.eval(), plain.eval()
     torch.testing.assert_close(fast(x), plain(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,dilation,kernel,groups", [(8, 2, 3, 8), (16, 4, 3, 1), (12, 2, 5, 4), (9, 2, 3, 8)])
+def test_polyphase_conv_matches_dilated_conv(size, dilation, kernel, groups, channels_last):
+    torch.manual_seed(0)
+    pad = dilation * (kernel - 1) // 2
+    ref = nn.Conv2d(8, 8, kernel, dilation=dilation, padding=pad, groups=groups)
+    fast = PolyphaseConv2d(8, 8, kernel, dilation=dilation, padding=pad, groups=groups)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 8, size, size)  # size 9 is not divisible by 2: the plain path
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outs = [m(v) for m, v in zip((ref, fast), xs)]
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    assert outs[1].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    g = torch.randn_like(outs[0])
+    for out in outs:
+        out.backward(g)
+    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_polyphase_conv_applies_only_to_same_padding_stride_one():
+    assert PolyphaseConv2d.applies(3, 1, 2, 2, "zeros")
+    assert not PolyphaseConv2d.applies(3, 1, 2, 1, "zeros")
+    assert not PolyphaseConv2d.applies(3, 2, 2, 2, "zeros")
+    assert not PolyphaseConv2d.applies(3, 1, 1, 1, "zeros")

@@ -55,6 +55,16 @@ def test_tiny_run_trains_evaluates_and_is_stored(image_folder, tmp_path):
     assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 and 0 <= cls < 10
 
 
+def test_eval_every_tests_some_epochs_and_always_the_last(image_folder, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id, result = execute(store, tiny_run(epochs=3, eval_every=2), load_dataset(str(image_folder)))
+    assert [e["test_acc"] is None for e in result.epochs] == [True, False, False]
+    record = store.get(run_id)
+    assert record.best_acc == max(e["test_acc"] for e in result.epochs[1:]) > 0
+    with pytest.raises(SpecError, match="eval_every"):
+        TrainSpec.from_json('{"eval_every": 0}')
+
+
 def tiny_net_params() -> int:
     return sum(p.numel() for p in __import__("playground.builder", fromlist=["x"]).build_model(tiny_net()).parameters())
 
@@ -166,6 +176,10 @@ def test_cli_train_evaluate_export(image_folder, tmp_path):
     ev = run_cli("evaluate", run_id, "--data", str(image_folder), env=env)
     result = json.loads(ev.stdout)
     assert {"accuracy", "per_class", "params"} <= set(result) and result["params"] == tiny_net_params()
+    page = tmp_path / "curves.html"
+    res = run_cli("curves", run_id, "--out", str(page), env=env)
+    assert res.returncode == 0 and "test accuracy by wall-clock minute" in page.read_text(), res.stderr
+    assert run_cli("curves", "no-such-run", env=env).returncode == 2
     for fmt in ("onnx", "torchscript"):
         target = tmp_path / f"model.{fmt}"
         res = run_cli("export", run_id, "--format", fmt, "--out", str(target), env=env)
@@ -176,6 +190,21 @@ def test_cli_train_evaluate_export(image_folder, tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "epoch 1: loss" in done.stdout and "test accuracy" in done.stdout
+
+
+def test_cli_recipe_sets_preset_augmentation_and_training_and_flags_override(image_folder, tmp_path):
+    import os
+    env = {**os.environ, "PLAYGROUND_RUNS": str(tmp_path / "runs")}
+    out = run_cli("train", "--recipe", "fast", "--epochs", "1", "--train-subset", "64", "--data", str(image_folder),
+                  "--quiet", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "training fast (156,448 params)" in out.stdout
+    run_id = out.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+    spec = RunStore(tmp_path / "runs").get(run_id).spec
+    assert [t["name"] for t in spec["aug"]["transforms"]] == ["HorizontalFlip", "RandomCrop"]
+    assert spec["train"]["epochs"] == 1 and spec["train"]["tta"] and spec["train"]["batch_size"] == 256
+    out = run_cli("train", "--recipe", "nope", "--data", str(image_folder), env=env)
+    assert out.returncode == 2 and "unknown recipe 'nope'" in out.stderr
 
 
 def test_cli_errors_are_clear(tmp_path):
@@ -192,7 +221,7 @@ def test_cli_errors_are_clear(tmp_path):
 def test_cli_presets_lists_every_preset():
     out = run_cli("presets")
     assert out.returncode == 0
-    for name in ("seed-000", "seed-004", "fast"):
+    for name in ("seed-000", "seed-004", "fast", "record"):
         assert name in out.stdout
     assert "197,413" in out.stdout
 
