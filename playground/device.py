@@ -44,7 +44,7 @@ def speed_settings(device: torch.device) -> SpeedSettings:
         return SpeedSettings(True, torch.float16, True, True, 2048)
     if device.type == "mps":
         return SpeedSettings(False, None, False, True, 1024)
-    return SpeedSettings(True, None, False, False, 1000)
+    return SpeedSettings(True, None, False, False, 256)  # CPU: bigger eval batches only cost memory
 
 
 def configure_threads(threads: int | None = None) -> int:

@@ -112,9 +112,9 @@ def test_train_runs_a_job_and_refuses_a_second(app_env):
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)  # form values are sent with the submit click
     at.slider(key="t_epochs").set_value(1)
-    at.button[0].click().run()
+    at.button(key="t_start").click().run()
     assert not at.exception and "job_id" in at.session_state
-    at.button[0].click().run()
+    at.button(key="t_start").click().run()
     if ui.registry().get(at.session_state["job_id"]).active:
         assert any("already running" in e.value for e in at.error)
     assert wait_for_job(at) == "finished"
@@ -124,13 +124,24 @@ def test_train_runs_a_job_and_refuses_a_second(app_env):
     assert any("already ended" in i.value for i in at.info)
 
 
+def test_train_loads_a_measured_recipe(app_env):
+    at = open_page("train")
+    at.selectbox(key="t_recipe").set_value("fast")
+    at.button(key="t_load_recipe").click().run()
+    assert not at.exception
+    assert at.session_state["net"]["name"] == "fast"
+    assert [t["name"] for t in at.session_state["aug"]["transforms"]] == ["HorizontalFlip", "RandomCrop"]
+    assert at.slider(key="t_epochs").value == 20 and at.number_input(key="t_eval").value == 4
+    assert at.checkbox(key="t_tta").value and at.number_input(key="t_subset").value == 0
+
+
 def test_train_rejects_missing_device(app_env):
     import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     at = open_page("train")
     at.selectbox(key="t_device").set_value("cuda")
-    at.button[0].click().run()
+    at.button(key="t_start").click().run()
     assert any("no CUDA GPU" in e.value for e in at.error)
 
 
@@ -139,7 +150,7 @@ def test_server_busy_message(app_env, monkeypatch):
     monkeypatch.setattr(reg, "limit", 0)
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)
-    at.button[0].click().run()
+    at.button(key="t_start").click().run()
     assert any("server is busy" in e.value for e in at.error)
 
 
