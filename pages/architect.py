@@ -9,7 +9,7 @@ from playground.presets import PRESETS, preset_net
 from playground.recipes import measured_for
 from playground.serde import SpecError
 
-st.title("🧱 Architect")
+st.title("Architect")
 ui.link_error()
 base = ui.get_net()
 
@@ -85,7 +85,7 @@ else:
                f"(that gives {a.trace.rf_with_gap:g} px here).")
 
 st.subheader("Share and edit")
-if st.button("🔗 Put this architecture and augmentation in the link", key="share"):
+if st.button("Put this architecture and augmentation in the link", icon=":material/link:", key="share"):
     st.query_params.update(ui.share_query(net, ui.get_aug()))
     st.success("The address bar now holds the spec; copy it to share.")
 with st.expander("Advanced: edit the JSON spec"):
@@ -100,4 +100,4 @@ with st.expander("Advanced: edit the JSON spec"):
         else:
             ui.set_net(candidate)
             st.rerun()
-    st.download_button("⬇ architecture.json", net.to_json(), "architecture.json", key="dl_arch")
+    st.download_button("architecture.json", net.to_json(), "architecture.json", icon=":material/download:", key="dl_arch")

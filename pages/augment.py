@@ -4,7 +4,7 @@ import streamlit as st
 from playground import ui
 from playground.augment import REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform, to_python
 
-st.title("🎨 Augment")
+st.title("Augment")
 ui.link_error()
 data = ui.dataset()
 aug = ui.get_aug()
@@ -14,7 +14,7 @@ with st.sidebar:
     n = st.slider("Number of samples", 4, 32, 12, step=4, key="a_n")
     cls = st.selectbox("Class", ["all"] + (data.classes if data else []), key="a_cls")
     seed = st.number_input("Seed", 0, 10_000, 0, key="a_seed")
-    if st.button("🎲 Resample", key="resample"):
+    if st.button("Resample", icon=":material/casino:", key="resample"):
         st.session_state["a_draw"] = st.session_state.get("a_draw", 0) + 1
 
 st.subheader("Pipeline")
@@ -56,7 +56,7 @@ for i, t in enumerate(aug.transforms):
 
 c1, c2 = st.columns([3, 1])
 new_name = c1.selectbox("Add a transform", list(REGISTRY), key="add_name", label_visibility="collapsed")
-if c2.button("➕ Add", key="add"):
+if c2.button("Add", icon=":material/add:", key="add"):
     ui.set_aug(AugSpec(transforms + [make_transform(new_name)]))
     st.rerun()
 aug = AugSpec(transforms)
@@ -80,8 +80,10 @@ if data is not None:
 st.subheader("Export")
 mean = data.mean if data else (0.4914, 0.4822, 0.4465)
 c1, c2 = st.columns(2)
-c1.download_button("⬇ JSON", aug.to_json(), "augmentation.json", "application/json", key="dl_json")
-c2.download_button("⬇ Python", to_python(aug, mean), "augmentation.py", "text/x-python", key="dl_py")
+c1.download_button("JSON", aug.to_json(), "augmentation.json", "application/json", icon=":material/download:",
+                   key="dl_json")
+c2.download_button("Python", to_python(aug, mean), "augmentation.py", "text/x-python", icon=":material/download:",
+                   key="dl_py")
 with st.expander("Python code"):
     st.code(to_python(aug, mean), language="python")
 st.caption("Train uses exactly this pipeline.")

@@ -5,7 +5,7 @@ from playground import ui
 from playground.presets import PRESETS
 from playground.recipes import RECIPES, measured_for
 
-st.title("🧪 CIFAR-10 CNN Playground")
+st.title("CIFAR-10 CNN Playground")
 st.markdown(
     "Build small convolutional networks, see their receptive field and parameter budget live, preview the "
     "augmentations, train in the browser and dig into the mistakes. Everything here is also a Python library "

@@ -7,7 +7,7 @@ from playground.evaluate import evaluate, gradcam, load_run
 from playground.export import export
 from playground.store import CheckpointError
 
-st.title("🔍 Results")
+st.title("Results")
 store = ui.store()
 runs = [r for r in store.list() if r.status in ("finished", "stopped")]
 if not runs:
@@ -20,10 +20,10 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
-def report_for(run_id: str, source: str, _mtime: float):
+def report_for(run_id: str, source: str, tta: bool, _mtime: float):
     loaded = load_run(store, run_id)
     data = ui._dataset(source)
-    return loaded, evaluate(loaded, data.x_test, data.y_test)
+    return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta)
 
 
 data = ui.dataset()
@@ -31,9 +31,12 @@ if data is None:
     st.stop()
 path = store.checkpoint_path(run_id)
 try:
-    if store.get(run_id) is None or not path.exists():
+    record = store.get(run_id)
+    if record is None or not path.exists():
         raise CheckpointError(f"run {run_id} was deleted (or has no checkpoint); pick another run")
-    loaded, report = report_for(run_id, ui.data_source(), path.stat().st_mtime)
+    tta = st.toggle("Flip TTA: average each prediction with its mirror image (defaults to the run's setting)",
+                    bool(record.spec.get("train", {}).get("tta")), key=f"r_tta_{run_id}")
+    loaded, report = report_for(run_id, ui.data_source(), tta, path.stat().st_mtime)
 except CheckpointError as e:
     st.error(str(e))
     st.stop()
@@ -94,7 +97,7 @@ g2.image([data.x_test[choice], overlay], width=200,
 
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)
-d1.download_button("⬇ checkpoint (.pt)", path.read_bytes(), path.name, key="dl_ckpt")
+d1.download_button("checkpoint (.pt)", path.read_bytes(), path.name, icon=":material/download:", key="dl_ckpt")
 for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-stream"),
                              (d3, "script", f"train_{run_id}.py", "text/x-python")):
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
@@ -102,4 +105,4 @@ for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-s
         st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
     prepared = st.session_state.get(f"export_{fmt}")
     if prepared and prepared[0] == run_id:
-        col.download_button(f"⬇ {name}", prepared[1], name, mime, key=f"dl_{fmt}")
+        col.download_button(name, prepared[1], name, mime, icon=":material/download:", key=f"dl_{fmt}")

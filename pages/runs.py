@@ -6,7 +6,7 @@ import streamlit as st
 from playground import ui
 from playground.plots import compare_figure
 
-st.title("📚 Runs")
+st.title("Runs")
 store = ui.store()
 runs = store.list()
 if not runs:

@@ -10,7 +10,7 @@ from playground.presets import preset_net
 from playground.recipes import RECIPES
 from playground.serde import SpecError
 
-st.title("🏋️ Train")
+st.title("Train")
 data = ui.dataset()
 net, aug = ui.get_net(), ui.get_aug()
 registry = ui.registry()
@@ -48,7 +48,7 @@ with st.form("train_form"):
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
-    start = st.form_submit_button("▶ Start training", type="primary", disabled=data is None, key="t_start")
+    start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", disabled=data is None, key="t_start")
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
@@ -76,7 +76,7 @@ def live() -> None:
     st.progress(min(1.0, snap["progress"]),
                 text=f"{snap['name']} · run {snap['run_id']} · {snap['status']} · step {snap['step']}/{snap['steps']}"
                      f" · {snap['img_per_s']:.0f} img/s{eta}")
-    if st.button("⏹ Stop", key="stop"):
+    if st.button("Stop", icon=":material/stop:", key="stop"):
         if job.request_stop():
             st.toast("Stopping after the current batch…")
         else:

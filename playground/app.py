@@ -10,14 +10,14 @@ import streamlit as st  # noqa: E402
 
 from playground import ui  # noqa: E402
 
-st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
 ui.restore_from_link()
 pages = [
-    st.Page("../pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("../pages/augment.py", title="Augment", icon="🎨"),
-    st.Page("../pages/architect.py", title="Architect", icon="🧱"),
-    st.Page("../pages/train.py", title="Train", icon="🏋️"),
-    st.Page("../pages/results.py", title="Results", icon="🔍"),
-    st.Page("../pages/runs.py", title="Runs", icon="📚"),
+    st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("../pages/augment.py", title="Augment", icon=":material/palette:"),
+    st.Page("../pages/architect.py", title="Architect", icon=":material/account_tree:"),
+    st.Page("../pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("../pages/results.py", title="Results", icon=":material/search:"),
+    st.Page("../pages/runs.py", title="Runs", icon=":material/history:"),
 ]
 st.navigation(pages).run()
