@@ -22,7 +22,7 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 @st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
 def report_for(run_id: str, source: str, tta: bool, _mtime: float):
     loaded = load_run(store, run_id)
-    data = ui._dataset(source)
+    data = ui.cached_dataset(source)
     return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta)
 
 

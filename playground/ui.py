@@ -23,7 +23,8 @@ DEFAULT_PRESET = "fast"
 
 
 @st.cache_resource(show_spinner="Loading dataset…")
-def _dataset(source: str) -> Dataset:
+def cached_dataset(source: str) -> Dataset:
+    """One decoded copy per data source for the whole server (all sessions share it)."""
     return load_dataset(source)
 
 
@@ -34,7 +35,7 @@ def data_source() -> str:
 def dataset(show_error: bool = True) -> Dataset | None:
     """The dataset, or None with a clear message on the page (never a traceback)."""
     try:
-        return _dataset(data_source())
+        return cached_dataset(data_source())
     except DataError as e:
         if show_error:
             st.error(f"**No dataset available.** {e}")

@@ -105,3 +105,4 @@ def test_polyphase_conv_applies_only_to_same_padding_stride_one():
     assert not PolyphaseConv2d.applies(3, 1, 2, 1, "zeros")
     assert not PolyphaseConv2d.applies(3, 2, 2, 2, "zeros")
     assert not PolyphaseConv2d.applies(3, 1, 1, 1, "zeros")
+    assert not PolyphaseConv2d.applies(2, 1, 2, 1, "zeros")  # found by hypothesis: padding 1 is not a multiple of 2

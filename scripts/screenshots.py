@@ -1,0 +1,82 @@
+"""Tour every page of a live app in Debian's chromium and save one screenshot per page.
+
+    python scripts/screenshots.py --data ../shared/data/cifar10-dev-jpeg.tar.gz --runs runs --out docs/screenshots \
+        [--run RUN_ID]
+
+It starts a tiny training run on the Train page (2,000 images, 2 epochs) and, with --run, shows that
+run on Results. It prints how many exceptions each page showed (expect 0).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+ap = argparse.ArgumentParser()
+ap.add_argument("--data", required=True)
+ap.add_argument("--runs", required=True)
+ap.add_argument("--out", default="docs/screenshots")
+ap.add_argument("--run", help="run id to show on Results (default: the tiny run trained here)")
+ap.add_argument("--port", type=int, default=8765)
+args = ap.parse_args()
+out = Path(args.out)
+out.mkdir(parents=True, exist_ok=True)
+env = {**os.environ, "PLAYGROUND_DATA": str(Path(args.data).resolve()), "PLAYGROUND_RUNS": str(Path(args.runs).resolve())}
+server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground/app.py", "--server.port",
+                           str(args.port), "--server.headless", "true"], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+url = f"http://127.0.0.1:{args.port}"
+
+
+def shot(page, name: str) -> None:
+    time.sleep(2)  # let charts finish drawing
+    print(f"{name}: {page.get_by_test_id('stException').count()} exceptions", flush=True)
+    page.screenshot(path=str(out / f"{name}.png"))
+
+
+try:
+    for _ in range(200):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--headless", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("Using").first.wait_for(timeout=120_000)
+        shot(page, "home")
+        page.get_by_role("link", name="Augment").click()
+        page.get_by_test_id("stImage").first.wait_for(timeout=60_000)
+        shot(page, "augment")
+        page.get_by_role("link", name="Architect").click()
+        page.get_by_test_id("stMetricValue").first.wait_for(timeout=60_000)
+        shot(page, "architect")
+        page.get_by_role("link", name="Train").click()
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Finished run").wait_for(timeout=600_000)
+        shot(page, "train")
+        page.get_by_role("link", name="Results").click()
+        page.get_by_text("Misclassified images").wait_for(timeout=120_000)
+        if args.run:
+            page.get_by_test_id("stSelectbox").first.click()
+            page.get_by_role("option", name=args.run).click()
+            time.sleep(10)
+        shot(page, "results")
+        page.mouse.move(800, 600)
+        page.mouse.wheel(0, 850)  # the app scrolls inside its own container, not the window
+        shot(page, "gallery")
+        page.get_by_role("link", name="Runs").click()
+        page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
+        shot(page, "runs")
+        browser.close()
+finally:
+    server.terminate()
+    server.wait(10)
