@@ -183,10 +183,7 @@ def validate_aug(spec: AugSpec) -> list[str]:
 
 
 def checked_aug(spec: AugSpec) -> AugSpec:
-    problems = validate_aug(spec)
-    if problems:
-        raise serde.SpecError(problems)
-    return spec
+    return serde.valid_or_raise(spec, validate_aug(spec))
 
 
 def albumentations_calls(spec: AugSpec, mean: tuple[float, float, float]) -> list[Call]:

@@ -43,10 +43,7 @@ class TrainSpec(serde.JsonSpec):
 
     @classmethod
     def _validated(cls, spec: "TrainSpec") -> "TrainSpec":
-        found = validate_train(spec)
-        if found:
-            raise serde.SpecError(found)
-        return spec
+        return serde.valid_or_raise(spec, validate_train(spec))
 
 
 def validate_train(t: TrainSpec) -> list[str]:
@@ -105,8 +102,5 @@ def problems(run: RunSpec) -> list[str]:
 
 
 def checked(run: RunSpec) -> RunSpec:
-    found = problems(run)
-    if found:
-        raise serde.SpecError(found)
-    return run
+    return serde.valid_or_raise(run, problems(run))
 

@@ -23,6 +23,13 @@ class SpecError(ValueError):
         super().__init__("; ".join(self.problems))
 
 
+def valid_or_raise(spec: T, problems: list[str]) -> T:
+    """The spec itself if ``problems`` is empty; otherwise a SpecError naming every problem."""
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass tree -> plain JSON-able structure (tuples become lists)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
