@@ -48,7 +48,8 @@ with st.form("train_form"):
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
-    start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", disabled=data is None, key="t_start")
+    start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
+                                  disabled=data is None, key="t_start")
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,

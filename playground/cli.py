@@ -129,16 +129,26 @@ def cmd_train(args) -> int:
     return 0 if result.status == "finished" else 1
 
 
+def _find_runs(store, run_ids: list[str]) -> list | None:
+    """The stored records, or None after saying which ids the store lacks."""
+    records = [store.get(i) for i in run_ids]
+    missing = [repr(i) for i, r in zip(run_ids, records) if r is None]
+    if missing:
+        print(f"no run {', '.join(missing)} in {store.root}", file=sys.stderr)
+        return None
+    return records
+
+
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .evaluate import evaluate, load_run
     from .store import RunStore
 
     store = RunStore(args.runs)
-    record = store.get(args.run_id)
-    if record is None:
-        print(f"no run {args.run_id!r} in {store.root}", file=sys.stderr)
+    found = _find_runs(store, [args.run_id])
+    if found is None:
         return 2
+    record = found[0]
     loaded = load_run(store, args.run_id)
     data = load_dataset(args.data or record.spec.get("data") or None)
     report = evaluate(loaded, data.x_test, data.y_test, tta=args.tta)
@@ -159,8 +169,7 @@ def cmd_export(args) -> int:
     from .store import RunStore
 
     store = RunStore(args.runs)
-    if store.get(args.run_id) is None:
-        print(f"no run {args.run_id!r} in {store.root}", file=sys.stderr)
+    if _find_runs(store, [args.run_id]) is None:
         return 2
     out = Path(args.out or default_filename(args.run_id, args.format))
     export(load_run(store, args.run_id), args.format, out, args.run_id)
@@ -172,11 +181,8 @@ def cmd_curves(args) -> int:
     from .plots import report_figure
     from .store import RunStore
 
-    store = RunStore(args.runs)
-    records = [store.get(i) for i in args.run_ids]
-    missing = [i for i, r in zip(args.run_ids, records) if r is None]
-    if missing:
-        print(f"no run {', '.join(missing)} in {store.root}", file=sys.stderr)
+    records = _find_runs(RunStore(args.runs), args.run_ids)
+    if records is None:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
