@@ -32,7 +32,7 @@ class SubsampledConv2d(nn.Conv2d):
 
 
 class PolyphaseConv2d(nn.Conv2d):
-    """A stride-1 conv with dilation d and "same" padding d(k-1)/2 (a multiple of d), run as a dense conv.
+    """A stride-1 conv with dilation d and "same" padding d(k-1)/2 and an odd kernel, run as a dense conv.
 
     Output pixel (d*i + a, d*j + b) only reads pixels of the same phase (a, b), so the conv
     equals a dense conv over each of the d*d phase sub-images (space-to-batch, as in
@@ -42,8 +42,9 @@ class PolyphaseConv2d(nn.Conv2d):
 
     @staticmethod
     def applies(kernel: int, stride: int, dilation: int, padding: int, padding_mode: str) -> bool:
-        same = 2 * padding == dilation * (kernel - 1)
-        return stride == 1 and dilation > 1 and same and padding % dilation == 0 and padding_mode == "zeros"
+        # An odd kernel keeps the padding a whole number of phases, so phases stay aligned.
+        same = kernel % 2 == 1 and 2 * padding == dilation * (kernel - 1)
+        return stride == 1 and dilation > 1 and same and padding_mode == "zeros"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = self.dilation[0]
