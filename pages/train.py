@@ -4,6 +4,7 @@ import streamlit as st
 from playground import ui
 from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
 from playground.device import DeviceError
+from playground.distill import TeacherError, candidates
 from playground.jobs import JobError
 from playground.plots import live_figure
 from playground.presets import preset_net
@@ -48,16 +49,23 @@ with st.form("train_form"):
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
+    finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}
+    teachers = st.multiselect(
+        "Teachers: distil from finished runs on this data", list(finished), key="t_teachers",
+        format_func=lambda i: f"{finished[i].name} · {i} · {finished[i].best_acc or 0:.1%}",
+        help="The student also learns the teachers' averaged predictions (knowledge distillation, 90% of the "
+             "loss at temperature 4). Their predictions on the training images are computed once per set of "
+             "teachers before the first epoch.")
     start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
                       label_smoothing=smoothing, device=device, tta=tta, train_subset=subset or None,
-                      eval_every=int(eval_every))
+                      eval_every=int(eval_every), teachers=teachers)
     try:
         job = registry.start(ui.session_id(), RunSpec(net, aug, train, ui.data_source()), data)
-    except (JobError, DeviceError) as e:
+    except (JobError, DeviceError, TeacherError) as e:
         st.error(str(e))
     except SpecError as e:
         st.error("**Cannot train this spec:**\n\n" + "\n".join(f"- {p}" for p in e.problems))

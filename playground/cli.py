@@ -65,7 +65,8 @@ def _train_spec(args, base):
 
     t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
-                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every"):
+                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers",
+                 "distill_weight", "distill_temperature"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(t, name, value)
@@ -104,6 +105,9 @@ def cmd_train(args) -> int:
         if event.kind == "start":
             print(f"training {run.net.name} ({d['params']:,} params) on {d['train_size']:,} images, "
                   f"testing on {d['test_size']:,}, device {d['device']}")
+        elif event.kind == "teachers":
+            print(f"teachers: averaging {d['count']} runs' predictions on {d['images']:,} training images "
+                  f"(cached in the run store after the first time)")
         elif event.kind == "batch":
             if bar is None:
                 bar = tqdm(total=d["steps"] // run.train.epochs + 1, desc=f"epoch {d['epoch']}", leave=False,
@@ -220,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default off)")
     t.add_argument("--tta", action="store_true", help="flip test-time augmentation when evaluating")
     t.add_argument("--eval-every", type=int, dest="eval_every", help="test every N epochs (always after the last)")
+    t.add_argument("--teachers", nargs="+", metavar="RUN_ID",
+                   help="distil from these finished runs (same --runs store, same data): the student learns "
+                        "their averaged predictions")
+    t.add_argument("--distill-weight", type=float, dest="distill_weight",
+                   help="share of the loss from the teachers (default 0.9)")
+    t.add_argument("--distill-temperature", type=float, dest="distill_temperature", help="default 4")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     t.add_argument("--train-subset", type=int, dest="train_subset", help="train on N random images (quick runs)")
@@ -254,6 +264,7 @@ COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evalu
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .device import DeviceError
+    from .distill import TeacherError
     from .store import CheckpointError
 
     args = build_parser().parse_args(argv)
@@ -261,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SpecError as e:
         print("invalid spec:\n  " + "\n  ".join(e.problems), file=sys.stderr)
-    except (DataError, DeviceError, CheckpointError, KeyError, OSError) as e:
+    except (DataError, DeviceError, CheckpointError, TeacherError, KeyError, OSError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -37,6 +37,9 @@ class TrainSpec(serde.JsonSpec):
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
     eval_every: int = 1  # test every N epochs and always after the last (a test pass costs ~5% of a CPU epoch)
+    teachers: list[str] = field(default_factory=list)  # finished run ids to distil from (same store, same data)
+    distill_weight: float = 0.9  # share of the loss that is the teachers' soft targets
+    distill_temperature: float = 4.0
     version: int = TRAIN_VERSION
 
     SPEC_VERSION = TRAIN_VERSION
@@ -76,6 +79,12 @@ def validate_train(t: TrainSpec) -> list[str]:
             p.append(f"{name.replace('_', ' ')} must be at least 1 image, got {v}")
     if not (0 <= t.ema < 1):
         p.append(f"EMA decay must be in [0, 1), got {t.ema}")
+    if not (0 <= t.distill_weight <= 1):
+        p.append(f"distillation weight must be in [0, 1], got {t.distill_weight}")
+    if not (0 < t.distill_temperature <= 100):
+        p.append(f"distillation temperature must be in (0, 100], got {t.distill_temperature}")
+    if len(set(t.teachers)) != len(t.teachers):
+        p.append("teachers are listed more than once")
     if t.loader_threads not in (0, 1):
         p.append(f"loader threads must be 0 or 1, got {t.loader_threads}")
     return p

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .config import RunSpec, checked
 from .data import Dataset
 from .device import pick_device
+from .distill import load_teachers
 from .runner import create_run, execute
 from .store import RunStore
 from .trainer import Event
@@ -105,6 +106,7 @@ class JobRegistry:
     def start(self, session: str, run: RunSpec, data: Dataset) -> Job:
         checked(run)
         pick_device(run.train.device)  # fail now, in the page, not in the thread
+        load_teachers(self.store, run.train.teachers, run.data, list(data.classes))
         with self._lock:
             active = [j for j in self._jobs.values() if j.active]
             mine = next((j for j in active if j.session == session), None)
@@ -124,9 +126,10 @@ class JobRegistry:
     def _work(self, job: Job, data: Dataset) -> None:
         try:
             execute(self.store, job.run, data, [job.on_event], job.stop_event, run_id=job.run_id)
-        except Exception as e:  # noqa: BLE001 - the page shows it; the store already marked the run failed
+        except Exception as e:  # noqa: BLE001 - the page shows it
             with job.lock:
                 job.status, job.message = "failed", f"{type(e).__name__}: {e}"
+            self.store.finish(job.run_id, "failed", job.message)  # also when it failed before training began
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job | None:
         """For tests and the CLI-like callers: block until the job ends."""

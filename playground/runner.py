@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import torch
 
 from .config import RunSpec
 from .data import Dataset
+from .distill import load_teachers, teacher_targets
 from .store import RunStore
 from .trainer import Callback, Event, Trainer, TrainResult
 
@@ -50,7 +52,11 @@ def create_run(store: RunStore, run: RunSpec, data: Dataset, device: str = "") -
 def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callback] | None = None,
             stop: threading.Event | None = None, run_id: str | None = None) -> tuple[str, TrainResult]:
     """Train ``run`` on ``data``, recording everything in ``store``; returns (run id, result)."""
-    trainer = Trainer(data, run, stop=stop)  # validates the spec and device before a record exists
+    targets = None
+    if run.train.teachers:  # checked before a record exists, like the spec and device
+        teachers = load_teachers(store, run.train.teachers, run.data, list(data.classes))
+        targets = partial(teacher_targets, store, run.train.teachers, teachers)
+    trainer = Trainer(data, run, stop=stop, teacher_targets=targets)  # validates the spec and device
     run_id = run_id or create_run(store, run, data, str(trainer.device))
     trainer.callbacks = [StoreWriter(store, run, data, run_id), *(callbacks or [])]
     try:

@@ -106,10 +106,11 @@ class BatchSource:
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
 
-    def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.augment(self.x[idx]), self.y[idx]
+    def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.augment(self.x[idx]), self.y[idx], idx
 
-    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(augmented images, labels, their indices into x) per batch."""
         order = self.rng.permutation(len(self.y))
         chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.threads == 0:
@@ -158,6 +159,24 @@ def predict(model: nn.Module, x: np.ndarray, mean: torch.Tensor, std: torch.Tens
     return torch.cat(probs) if probs else torch.empty(0)
 
 
+def train_loss(out: torch.Tensor, labels: torch.Tensor, t: TrainSpec, log_probs: bool = False,
+               teacher_probs: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy with label smoothing, or with teacher targets the distillation loss
+    (1 - w) * CE + w * T^2 * KL(teacher_T || student_T) of Hinton et al. 2015; the T^2 keeps
+    the soft term's gradient scale independent of the temperature. ``log_probs`` models
+    (the seeds end in log_softmax) are valid logits for both."""
+    if teacher_probs is None and log_probs and not t.label_smoothing:
+        return F.nll_loss(out, labels)
+    out = out.float()
+    hard = F.cross_entropy(out, labels, label_smoothing=t.label_smoothing)
+    if teacher_probs is None:
+        return hard
+    temp = t.distill_temperature
+    target = F.softmax(teacher_probs.clamp_min(1e-8).log() / temp, dim=1)
+    soft = F.kl_div(F.log_softmax(out / temp, dim=1), target, reduction="batchmean")
+    return (1 - t.distill_weight) * hard + t.distill_weight * temp ** 2 * soft
+
+
 def _oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and
                                                           "out of memory" in str(e).lower())
@@ -165,8 +184,14 @@ def _oom(e: BaseException) -> bool:
 
 class Trainer:
     def __init__(self, data: Dataset, run: RunSpec, callbacks: list[Callback] | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None,
+                 teacher_targets: Callable[[np.ndarray, torch.device], np.ndarray] | None = None):
+        """``teacher_targets(x_train, device)`` gives the teachers' probabilities when the spec
+        names teachers (runner.execute loads them from the run store)."""
         self.run = checked(run)
+        if run.train.teachers and teacher_targets is None:
+            raise ValueError("this run distils from teachers, which come from a run store: "
+                             "start it with runner.execute")
         t = run.train
         self.data = data.subset(t.train_subset, t.test_subset, seed=t.seed) if (
             t.train_subset or t.test_subset) else data
@@ -175,6 +200,7 @@ class Trainer:
         self.device = pick_device(t.device)
         self.settings = speed_settings(self.device)
         self.model: nn.Module | None = None
+        self.teacher_targets = teacher_targets
 
     def emit(self, kind: str, **data) -> None:
         event = Event(kind, data)
@@ -218,6 +244,10 @@ class Trainer:
         self.model = model
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
         mean, std = self._stats()
+        soft = None
+        if t.teachers:
+            self.emit("teachers", count=len(t.teachers), images=len(self.data.y_train))
+            soft = torch.from_numpy(self.teacher_targets(self.data.x_train, dev))
         augment = BatchAugment(self.run.aug, self.data.mean, seed=t.seed)
         source = BatchSource(self.data.x_train, self.data.y_train, augment, t.batch_size, t.seed, t.loader_threads)
         steps = len(source) * t.epochs
@@ -236,15 +266,15 @@ class Trainer:
                 seen = correct = 0
                 loss_sum = 0.0
                 t_epoch = time.perf_counter()
-                for b, (xb_np, yb_np) in enumerate(source.epoch()):
+                for b, (xb_np, yb_np, idx) in enumerate(source.epoch()):
                     if self.stop.is_set():
                         break
                     xb = normalize(torch.from_numpy(xb_np).to(dev, non_blocking=True), mean, std)
                     yb = torch.from_numpy(yb_np).to(dev, non_blocking=True)
+                    teacher_b = soft[idx].to(dev, non_blocking=True) if soft is not None else None
                     with torch.autocast(dev.type, s.amp_dtype, enabled=s.amp_dtype is not None):
                         out = model(xb)
-                        loss = (F.nll_loss(out, yb) if log_probs and not t.label_smoothing else
-                                F.cross_entropy(out.float(), yb, label_smoothing=t.label_smoothing))
+                        loss = train_loss(out, yb, t, log_probs, teacher_b)
                     loss_value = loss.item()
                     if not math.isfinite(loss_value):
                         raise TrainingError(

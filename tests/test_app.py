@@ -154,6 +154,25 @@ def test_server_busy_message(app_env, monkeypatch):
     assert any("server is busy" in e.value for e in at.error)
 
 
+def test_train_distils_from_a_chosen_teacher(app_env):
+    from playground.data import resolve_source
+    data = load_dataset(str(app_env))
+    teacher = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
+                      data=resolve_source(None))
+    teacher_id = execute(ui.store(), teacher, data)[0]
+    _stored_run(app_env)  # trained on another source: not offered, it may have seen the test images
+    at = open_page("train")
+    assert at.multiselect(key="t_teachers").options == [f"fast · {teacher_id} · {ui.store().get(teacher_id).best_acc:.1%}"]
+    at.number_input(key="t_subset").set_value(60)
+    at.slider(key="t_epochs").set_value(1)
+    at.multiselect(key="t_teachers").select(teacher_id)
+    at.button(key="t_start").click().run()
+    assert not at.exception and not at.error
+    assert wait_for_job(at) == "finished"
+    job = ui.registry().get(at.session_state["job_id"])
+    assert ui.store().get(job.run_id).spec["train"]["teachers"] == [teacher_id]
+
+
 def _stored_run(image_folder) -> str:
     data = load_dataset(str(image_folder))
     run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"))

@@ -1,0 +1,122 @@
+"""Distillation: the loss, the teacher checks that keep test images out of the targets, and the cache."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import playground.distill as distill
+from playground.config import TrainSpec
+from playground.data import load_dataset
+from playground.distill import TeacherError, load_teachers, teacher_targets
+from playground.runner import execute
+from playground.serde import SpecError
+from playground.store import RunStore
+from playground.trainer import Trainer, train_loss
+from tests.test_training import run_cli, tiny_run
+
+
+def test_loss_limits():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    one_hot = F.one_hot(labels, 10).float()
+    plain = TrainSpec(label_smoothing=0.0)
+    ce = F.cross_entropy(logits, labels)
+    assert train_loss(logits, labels, plain) == pytest.approx(float(ce))
+    # all weight on one-hot teachers at T=1 is cross-entropy again (KL = CE - H(one-hot) = CE)
+    assert train_loss(logits, labels, TrainSpec(distill_weight=1.0, distill_temperature=1.0),
+                      teacher_probs=one_hot) == pytest.approx(float(ce), rel=1e-4)
+    # weight 0 ignores the teachers; a student that already matches them pays nothing for the soft part
+    assert train_loss(logits, labels, TrainSpec(distill_weight=0.0, label_smoothing=0.0),
+                      teacher_probs=torch.rand(16, 10)) == pytest.approx(float(ce))
+    matched = train_loss(logits, labels, TrainSpec(distill_weight=1.0), teacher_probs=logits.softmax(1))
+    assert float(matched) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_spec_round_trip_and_validation():
+    t = TrainSpec(teachers=["a", "b"], distill_weight=0.5, distill_temperature=2.0)
+    assert TrainSpec.from_json(t.to_json()) == t
+    assert TrainSpec.from_json(json.dumps({"epochs": 2})).teachers == []  # older specs still load
+    with pytest.raises(SpecError) as e:
+        TrainSpec.from_json(json.dumps({"teachers": ["a", "a"], "distill_weight": 1.5, "distill_temperature": 0}))
+    assert len(e.value.problems) == 3
+
+
+@pytest.fixture(scope="module")
+def teacher(image_folder, tmp_path_factory):
+    """A store with one finished teacher trained on ``image_folder``."""
+    store = RunStore(tmp_path_factory.mktemp("teacher-store"))
+    run = tiny_run(epochs=2, max_lr=0.05)
+    run.data = str(image_folder)
+    run_id, result = execute(store, run, load_dataset(str(image_folder)))
+    assert result.status == "finished"
+    return store, run_id
+
+
+def test_student_learns_from_teacher_and_records_it(image_folder, teacher):
+    store, teacher_id = teacher
+    data = load_dataset(str(image_folder))
+    student = tiny_run(epochs=2, max_lr=0.05, teachers=[teacher_id], distill_weight=0.5, distill_temperature=1.0)
+    student.data = str(image_folder)
+    events = []
+    run_id, result = execute(store, student, data, [events.append])
+    assert result.status == "finished" and result.epochs[-1]["test_acc"] >= 0.25
+    assert [e.kind for e in events][:2] == ["teachers", "start"]
+    assert store.get(run_id).spec["train"]["teachers"] == [teacher_id]
+    cached = list((store.root / "teachers").glob("*.npy"))
+    assert len(cached) == 1
+    probs = np.load(cached[0])
+    assert probs.shape == (len(data.y_train), 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+def test_targets_are_cached_per_checkpoint_and_images(image_folder, teacher, monkeypatch):
+    store, teacher_id = teacher
+    data = load_dataset(str(image_folder))
+    teachers = load_teachers(store, [teacher_id], str(image_folder), list(data.classes))
+    first = teacher_targets(store, [teacher_id], teachers, data.x_train, torch.device("cpu"))
+    class Recomputed(Exception):
+        pass
+
+    def recompute(*args, **kwargs):
+        raise Recomputed
+
+    monkeypatch.setattr(distill, "evaluate", recompute)
+    again = teacher_targets(store, [teacher_id], teachers, data.x_train, torch.device("cpu"))
+    assert np.array_equal(first, again)
+    with pytest.raises(Recomputed):  # other images: other targets
+        teacher_targets(store, [teacher_id], teachers, data.x_train[:5], torch.device("cpu"))
+
+
+def test_teachers_that_cannot_teach_are_refused_before_a_record_exists(image_folder, teacher, tmp_path):
+    store, teacher_id = teacher
+    data = load_dataset(str(image_folder))
+    before = len(store.list())
+
+    def student(source, *ids):
+        run = tiny_run(teachers=list(ids))
+        run.data = source
+        return run
+
+    with pytest.raises(TeacherError, match="not in the run store"):
+        execute(store, student(str(image_folder), "no-such-run"), data)
+    with pytest.raises(TeacherError, match="may have seen this run's test images"):
+        execute(store, student(str(tmp_path / "other-data"), teacher_id), data)
+    unfinished = store.create("tiny", tiny_run().to_dict())
+    with pytest.raises(TeacherError, match="running, not finished"):
+        execute(store, student(str(image_folder), unfinished), data)
+    store.delete(unfinished)
+    assert len(store.list()) == before
+    with pytest.raises(ValueError, match="runner.execute"):  # the trainer alone has no store to read
+        Trainer(data, student(str(image_folder), teacher_id))
+
+
+def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
+    store, teacher_id = teacher
+    common = ["train", "--preset", "seed-004", "--data", str(image_folder), "--runs", str(store.root),
+              "--epochs", "1", "--batch-size", "32", "--quiet"]
+    bad = run_cli(*common, "--teachers", "nope")
+    assert bad.returncode == 2 and "teacher nope is not in the run store" in bad.stderr
+    ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
+    assert ok.returncode == 0, ok.stderr
+    assert "teachers: averaging 1 runs' predictions" in ok.stdout
