@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .augment import to_python
+from .config import TrainSpec
 from .evaluate import LoadedRun
 
 FORMATS = ("onnx", "torchscript", "script")
@@ -38,7 +39,7 @@ SCRIPT_TEMPLATE = '''"""Standalone training script exported by CIFAR-10 CNN Play
     python {filename} --data PATH_TO_IMAGEFOLDER_WITH_train_AND_test [--epochs N]
 
 PATH may also be "cifar10" to download CIFAR-10 with torchvision.
-"""
+{left_out}"""
 import argparse
 import math
 
@@ -208,11 +209,20 @@ if __name__ == "__main__":
 '''
 
 
+def _left_out(t: TrainSpec) -> str:
+    """What the plain script does not do, so its accuracy is not mistaken for the run's."""
+    parts = [f"the EMA of the weights (decay {t.ema})"] if t.ema else []
+    parts += ["flip TTA at evaluation"] if t.tta else []
+    parts += [f"distillation from runs {', '.join(t.teachers)} (this script learns from the labels alone)"
+              ] if t.teachers else []
+    return f"\nNot reproduced here: {'; '.join(parts)}.\n" if parts else ""
+
+
 def export_script(loaded: LoadedRun, path: Path, run_id: str = "") -> Path:
     run = loaded.run
     aug = to_python(run.aug, loaded.mean).replace("import albumentations as A\nimport cv2\n\n",
                                                   "import albumentations as A\nimport cv2\n")
-    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=path.name, aug_code=aug,
+    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=path.name, left_out=_left_out(run.train), aug_code=aug,
                                   arch=pprint.pformat(run.net.to_dict(), width=110, sort_dicts=False),
                                   train=pprint.pformat(run.to_dict()["train"], width=110, sort_dicts=False),
                                   mean=tuple(round(m, 6) for m in loaded.mean),

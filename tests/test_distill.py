@@ -10,6 +10,8 @@ import playground.distill as distill
 from playground.config import TrainSpec
 from playground.data import load_dataset
 from playground.distill import TeacherError, load_teachers, teacher_targets
+from playground.evaluate import load_run
+from playground.export import export
 from playground.runner import execute
 from playground.serde import SpecError
 from playground.store import RunStore
@@ -54,7 +56,7 @@ def teacher(image_folder, tmp_path_factory):
     return store, run_id
 
 
-def test_student_learns_from_teacher_and_records_it(image_folder, teacher):
+def test_student_learns_from_teacher_and_records_it(image_folder, teacher, tmp_path):
     store, teacher_id = teacher
     data = load_dataset(str(image_folder))
     student = tiny_run(epochs=2, max_lr=0.05, teachers=[teacher_id], distill_weight=0.5, distill_temperature=1.0)
@@ -64,6 +66,8 @@ def test_student_learns_from_teacher_and_records_it(image_folder, teacher):
     assert result.status == "finished" and result.epochs[-1]["test_acc"] >= 0.25
     assert [e.kind for e in events][:2] == ["teachers", "start"]
     assert store.get(run_id).spec["train"]["teachers"] == [teacher_id]
+    script = export(load_run(store, run_id), "script", tmp_path / "train.py").read_text()
+    assert f"Not reproduced here: distillation from runs {teacher_id}" in script
     cached = list((store.root / "teachers").glob("*.npy"))
     assert len(cached) == 1
     probs = np.load(cached[0])
