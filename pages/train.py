@@ -90,7 +90,9 @@ def live() -> None:
             st.toast("Stopping after the current batch…")
         else:
             st.info(f"This job already ended ({snap['status']}); there is nothing to stop.")
-    if snap["status"] == "finished":
+    if snap["status"] == "starting" and snap["message"]:
+        st.info(snap["message"] + "…")
+    elif snap["status"] == "finished":
         st.success(f"Finished run {snap['run_id']}. Open **Results** to explore it.")
     elif snap["status"] == "stopped":
         st.warning(f"Stopped: {snap['message']}. The last state is saved with run {snap['run_id']}.")

@@ -58,8 +58,10 @@ class Job:
     def on_event(self, event: Event) -> None:
         d = event.data
         with self.lock:
-            if event.kind == "start":
-                self.status, self.steps = "running", d["steps"]
+            if event.kind == "teachers":  # before "start": can take a minute per teacher on a CPU
+                self.message = f"computing {d['count']} teachers' predictions on {d['images']:,} training images"
+            elif event.kind == "start":
+                self.status, self.steps, self.message = "running", d["steps"], ""
             elif event.kind == "batch":
                 self.step, self.img_per_s = d["step"], d["img_per_s"]
                 self.batches.append({k: d[k] for k in ("step", "epoch", "loss", "acc", "lr")})

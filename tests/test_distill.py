@@ -12,10 +12,11 @@ from playground.data import load_dataset
 from playground.distill import TeacherError, load_teachers, teacher_targets
 from playground.evaluate import load_run
 from playground.export import export
+from playground.jobs import Job
 from playground.runner import execute
 from playground.serde import SpecError
 from playground.store import RunStore
-from playground.trainer import Trainer, train_loss
+from playground.trainer import Event, Trainer, train_loss
 from tests.test_training import run_cli, tiny_run
 
 
@@ -124,3 +125,12 @@ def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
     ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "teachers: averaging 1 runs' predictions" in ok.stdout
+
+
+def test_app_job_says_it_is_computing_teacher_predictions():
+    job = Job("j", "session", "run", tiny_run())
+    job.on_event(Event("teachers", {"count": 2, "images": 1000}))
+    snap = job.snapshot()
+    assert snap["status"] == "starting" and snap["message"] == "computing 2 teachers' predictions on 1,000 training images"
+    job.on_event(Event("start", {"steps": 5}))
+    assert job.snapshot()["status"] == "running" and job.snapshot()["message"] == ""
