@@ -145,18 +145,22 @@ def _find_runs(store, run_ids: list[str]) -> list | None:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .evaluate import evaluate, load_run
+    from .evaluate import Report, evaluate, load_run
     from .store import RunStore
 
     store = RunStore(args.runs)
-    found = _find_runs(store, [args.run_id])
+    found = _find_runs(store, args.run_ids)
     if found is None:
         return 2
-    record = found[0]
-    loaded = load_run(store, args.run_id)
-    data = load_dataset(args.data or record.spec.get("data") or None)
-    report = evaluate(loaded, data.x_test, data.y_test, tta=args.tta)
-    print(json.dumps({"run_id": args.run_id, **report.summary(), "params": record.params, "tta": args.tta}))
+    data = load_dataset(args.data or found[0].spec.get("data") or None)
+    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta) for i in args.run_ids]
+    if len(reports) == 1:
+        report, which = reports[0], {"run_id": args.run_ids[0]}
+    else:  # an ensemble: the mean of the members' probabilities
+        report = Report(sum(r.probs for r in reports) / len(reports), reports[0].labels, reports[0].classes)
+        which = {"run_ids": args.run_ids, "member_accuracy": [r.accuracy for r in reports]}
+    params = sum(r.params or 0 for r in found)
+    print(json.dumps({**which, **report.summary(), "params": params, "tta": args.tta}))
     return 0
 
 
@@ -236,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-subset", type=int, dest="test_subset")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser("evaluate", help="accuracy and per-class accuracy of a run, as one JSON line")
-    e.add_argument("run_id")
+    e.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="several: evaluate their ensemble (mean probabilities)")
     e.add_argument("--tta", action="store_true")
     b = sub.add_parser("bench", help="training images/s after warm-up, as one JSON line")
     b.add_argument("--preset", default="seed-004")

@@ -125,6 +125,12 @@ def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
     ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "teachers: averaging 1 runs' predictions" in ok.stdout
+    student_id = ok.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+    both = run_cli("evaluate", teacher_id, student_id, "--runs", str(store.root), "--data", str(image_folder))
+    result = json.loads(both.stdout)
+    assert result["run_ids"] == [teacher_id, student_id] and len(result["member_accuracy"]) == 2
+    assert 0 <= result["accuracy"] <= 1 and result["n"] == 40
+    assert result["params"] == sum(store.get(i).params for i in (teacher_id, student_id))
 
 
 def test_app_job_says_it_is_computing_teacher_predictions():
