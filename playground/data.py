@@ -79,6 +79,15 @@ def resolve_source(source: str | None = None) -> str:
     return source or os.environ.get("PLAYGROUND_DATA") or DEFAULT_SOURCE
 
 
+def same_source(a: str, b: str) -> bool:
+    """Whether two recorded sources name the same data: a relative and an absolute path to one
+    folder or archive are the same; names such as ``cifar10`` must match exactly."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def _hint() -> str:
     return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "
             "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz of one; or use "

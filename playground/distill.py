@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import same_source
 from .evaluate import LoadedRun, evaluate, load_run
 from .store import CheckpointError, RunRecord, RunStore
 
@@ -41,7 +42,7 @@ def load_teachers(store: RunStore, run_ids: list[str], data_source: str, classes
             loaded = load_run(store, run_id)
         except CheckpointError as e:
             raise TeacherError(f"teacher {run_id} cannot be loaded: {e}") from None
-        if loaded.run.data != data_source:
+        if not same_source(loaded.run.data, data_source):
             raise TeacherError(f"teacher {run_id} was trained on {loaded.run.data!r}, not on {data_source!r}; "
                                f"it may have seen this run's test images")
         if list(loaded.classes) != list(classes):
@@ -53,7 +54,7 @@ def load_teachers(store: RunStore, run_ids: list[str], data_source: str, classes
 
 def candidates(store: RunStore, data_source: str) -> list[RunRecord]:
     """Finished runs that may teach a student on ``data_source``, best first."""
-    runs = [r for r in store.list() if r.status == "finished" and r.spec.get("data") == data_source]
+    runs = [r for r in store.list() if r.status == "finished" and same_source(r.spec.get("data", ""), data_source)]
     return sorted(runs, key=lambda r: -(r.best_acc or 0))
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import playground.distill as distill
 from playground.config import TrainSpec
 from playground.data import load_dataset
-from playground.distill import TeacherError, load_teachers, teacher_targets
+from playground.distill import TeacherError, candidates, load_teachers, teacher_targets
 from playground.evaluate import load_run
 from playground.export import export
 from playground.jobs import Job
@@ -75,6 +75,14 @@ def test_student_learns_from_teacher_and_records_it(image_folder, teacher, tmp_p
     assert probs.shape == (len(data.y_train), 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
 
 
+def test_a_relative_and_an_absolute_path_are_the_same_data(image_folder, teacher, monkeypatch):
+    store, teacher_id = teacher
+    monkeypatch.chdir(image_folder.parent)
+    assert teacher_id in [r.id for r in candidates(store, image_folder.name)]  # the store also holds students
+    assert load_teachers(store, [teacher_id], image_folder.name, list(load_dataset(str(image_folder)).classes))
+    assert candidates(store, "cifar10") == []
+
+
 def test_targets_are_cached_per_checkpoint_and_images(image_folder, teacher, monkeypatch):
     store, teacher_id = teacher
     data = load_dataset(str(image_folder))
@@ -107,6 +115,8 @@ def test_teachers_that_cannot_teach_are_refused_before_a_record_exists(image_fol
         execute(store, student(str(image_folder), "no-such-run"), data)
     with pytest.raises(TeacherError, match="may have seen this run's test images"):
         execute(store, student(str(tmp_path / "other-data"), teacher_id), data)
+    with pytest.raises(TeacherError, match="may have seen this run's test images"):
+        execute(store, student("", teacher_id), data)
     unfinished = store.create("tiny", tiny_run().to_dict())
     with pytest.raises(TeacherError, match="running, not finished"):
         execute(store, student(str(image_folder), unfinished), data)
