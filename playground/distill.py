@@ -11,8 +11,6 @@ out of the loop is what makes this affordable on a CPU.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -71,18 +69,11 @@ def teacher_targets(store: RunStore, run_ids: list[str], teachers: list[LoadedRu
                     device: torch.device) -> np.ndarray:
     """Mean flip-TTA probabilities of ``teachers`` on ``x`` (N, classes), float32, cached per
     teacher checkpoints and images."""
-    path = store.root / "teachers" / f"{_cache_key(store, run_ids, x)}.npy"
-    if path.exists():
-        return np.load(path)
-    probs = sum(evaluate(t, x, np.zeros(len(x), dtype=np.int64), tta=True, device=device).probs
-                for t in teachers) / len(teachers)
-    probs = probs.astype(np.float32)
-    _save_atomic(path, probs)
+    key = _cache_key(store, run_ids, x)
+    probs = store.load_teacher_targets(key)
+    if probs is None:
+        probs = sum(evaluate(t, x, np.zeros(len(x), dtype=np.int64), tta=True, device=device).probs
+                    for t in teachers) / len(teachers)
+        probs = probs.astype(np.float32)
+        store.save_teacher_targets(key, probs)
     return probs
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)

@@ -14,6 +14,7 @@ from .config import RunSpec, checked
 from .data import Dataset
 from .device import pick_device
 from .distill import load_teachers
+from .evaluate import LoadedRun
 from .runner import create_run, execute
 from .store import RunStore
 from .trainer import Event
@@ -108,7 +109,7 @@ class JobRegistry:
     def start(self, session: str, run: RunSpec, data: Dataset) -> Job:
         checked(run)
         pick_device(run.train.device)  # fail now, in the page, not in the thread
-        load_teachers(self.store, run.train.teachers, run.data, list(data.classes))
+        teachers = load_teachers(self.store, run.train.teachers, run.data, list(data.classes))
         with self._lock:
             active = [j for j in self._jobs.values() if j.active]
             mine = next((j for j in active if j.session == session), None)
@@ -121,13 +122,15 @@ class JobRegistry:
             run_id = create_run(self.store, run, data, run.train.device)
             job = Job(secrets.token_hex(4), session, run_id, run)
             self._jobs[job.id] = job
-        thread = threading.Thread(target=self._work, args=(job, data), daemon=True, name=f"train-{job.id}")
+        thread = threading.Thread(target=self._work, args=(job, data, teachers), daemon=True,
+                                  name=f"train-{job.id}")
         thread.start()
         return job
 
-    def _work(self, job: Job, data: Dataset) -> None:
+    def _work(self, job: Job, data: Dataset, teachers: list[LoadedRun]) -> None:
         try:
-            execute(self.store, job.run, data, [job.on_event], job.stop_event, run_id=job.run_id)
+            execute(self.store, job.run, data, [job.on_event], job.stop_event, run_id=job.run_id,
+                    teachers=teachers)
         except Exception as e:  # noqa: BLE001 - the page shows it
             with job.lock:
                 job.status, job.message = "failed", f"{type(e).__name__}: {e}"

@@ -9,6 +9,7 @@ import torch
 from .config import RunSpec
 from .data import Dataset
 from .distill import load_teachers, teacher_targets
+from .evaluate import LoadedRun
 from .store import RunStore
 from .trainer import Callback, Event, Trainer, TrainResult
 
@@ -50,11 +51,15 @@ def create_run(store: RunStore, run: RunSpec, data: Dataset, device: str = "") -
 
 
 def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callback] | None = None,
-            stop: threading.Event | None = None, run_id: str | None = None) -> tuple[str, TrainResult]:
-    """Train ``run`` on ``data``, recording everything in ``store``; returns (run id, result)."""
+            stop: threading.Event | None = None, run_id: str | None = None,
+            teachers: list[LoadedRun] | None = None) -> tuple[str, TrainResult]:
+    """Train ``run`` on ``data``, recording everything in ``store``; returns (run id, result).
+
+    ``teachers``: the spec's teachers when the caller has already loaded (and so checked) them."""
     targets = None
     if run.train.teachers:  # checked before a record exists, like the spec and device
-        teachers = load_teachers(store, run.train.teachers, run.data, list(data.classes))
+        if teachers is None:
+            teachers = load_teachers(store, run.train.teachers, run.data, list(data.classes))
         targets = partial(teacher_targets, store, run.train.teachers, teachers)
     trainer = Trainer(data, run, stop=stop, teacher_targets=targets)  # validates the spec and device
     run_id = run_id or create_run(store, run, data, str(trainer.device))

@@ -4,6 +4,7 @@ metrics; checkpoints beside it, written atomically and verified on load.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 SCHEMA = """
@@ -152,20 +154,31 @@ class RunStore:
             path.unlink(missing_ok=True)
         return bool(n)
 
+    # -- teacher targets (distill.py) ----------------------------------------
+    def _teacher_path(self, key: str) -> Path:
+        return self.root / "teachers" / f"{key}.npy"
+
+    def load_teacher_targets(self, key: str) -> np.ndarray | None:
+        path = self._teacher_path(key)
+        return np.load(path) if path.exists() else None
+
+    def save_teacher_targets(self, key: str, probs: np.ndarray) -> None:
+        path = self._teacher_path(key)
+        path.parent.mkdir(exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, probs)
+        _write_atomic(path, buffer.getvalue())
+
     # -- checkpoints -------------------------------------------------------
     def checkpoint_path(self, run_id: str) -> Path:
         return self.root / "checkpoints" / f"{run_id}.pt"
 
     def save_checkpoint(self, run_id: str, state: dict) -> Path:
-        """Write to a temp file, fsync, then rename: a crash never leaves half a checkpoint."""
         path = self.checkpoint_path(run_id)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _write_atomic(path, buffer.getvalue())
+        sha = hashlib.sha256(buffer.getvalue()).hexdigest()
         with self._tx() as c:
             c.execute("UPDATE runs SET checkpoint_sha = ? WHERE id = ?", (sha, run_id))
         return path
@@ -180,7 +193,16 @@ class RunStore:
             raise CheckpointError(f"checkpoint {path} is damaged (its contents do not match what was saved; "
                                   f"{len(data):,} bytes on disk, truncated?); retrain the run")
         try:
-            import io
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt zips
             raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file, fsync, rename: a crash or a second writer never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

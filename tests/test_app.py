@@ -162,7 +162,8 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     teacher_id = execute(ui.store(), teacher, data)[0]
     _stored_run(app_env)  # trained on another source: not offered, it may have seen the test images
     at = open_page("train")
-    assert at.multiselect(key="t_teachers").options == [f"fast · {teacher_id} · {ui.store().get(teacher_id).best_acc:.1%}"]
+    best = ui.store().get(teacher_id).best_acc
+    assert at.multiselect(key="t_teachers").options == [f"fast · {teacher_id} · {best:.1%}"]
     at.number_input(key="t_subset").set_value(60)
     at.slider(key="t_epochs").set_value(1)
     at.multiselect(key="t_teachers").select(teacher_id)

@@ -147,6 +147,7 @@ def test_app_job_says_it_is_computing_teacher_predictions():
     job = Job("j", "session", "run", tiny_run())
     job.on_event(Event("teachers", {"count": 2, "images": 1000}))
     snap = job.snapshot()
-    assert snap["status"] == "starting" and snap["message"] == "computing 2 teachers' predictions on 1,000 training images"
+    assert snap["status"] == "starting"
+    assert snap["message"] == "computing 2 teachers' predictions on 1,000 training images"
     job.on_event(Event("start", {"steps": 5}))
     assert job.snapshot()["status"] == "running" and job.snapshot()["message"] == ""
