@@ -32,7 +32,13 @@ for b in range(n_blocks):
     old = base.blocks[b] if b < len(base.blocks) else Block([Layer(out=64)])
     with st.expander(f"C{b + 1}", expanded=b == 0):
         n_layers = st.slider("Layers", 1, 6, len(old.layers), key=f"w_{b}_n")
-        skip = st.toggle("Residual skip", old.skip, key=f"w_{b}_skip")
+        s1, s2 = st.columns(2)
+        skip = s1.toggle("Residual skip", old.skip, key=f"w_{b}_skip")
+        spans = sorted({0, 1, 2, 3, max(0, old.skip_every)})
+        every = s2.selectbox("Residual around", spans, spans.index(max(0, old.skip_every)),
+                             format_func=lambda k: "the whole block" if k == 0 else f"every {k} layer(s)",
+                             key=f"w_{b}_every", disabled=not skip,
+                             help="One residual around the block, or ResNet-style units of k layers each")
         layers = []
         for i in range(n_layers):
             src = old.layers[min(i, len(old.layers) - 1)]
@@ -55,7 +61,7 @@ for b in range(n_blocks):
             if kind == "grouped" and layer.groups == 1:
                 layer.groups = 4
             layers.append(layer)
-        blocks.append(Block(layers, skip, old.skip_from if old.skip_from < n_layers else 0))
+        blocks.append(Block(layers, skip, old.skip_from if old.skip_from < n_layers else 0, every))
 net = Net(**{**base.__dict__, "blocks": blocks})
 st.session_state["net"] = net.to_dict()
 a = ui.analysis(net)

@@ -61,11 +61,22 @@ class Layer:
 
 @dataclass
 class Block:
-    """Layers applied in order; ``skip`` adds a residual around layers[skip_from:]."""
+    """Layers applied in order; ``skip`` adds a residual around layers[skip_from:], or with
+    ``skip_every`` = k one around each run of k of them (ResNet-style units: depth without
+    a deep chain the gradient must pass through)."""
 
     layers: list[Layer] = field(default_factory=list)
     skip: bool = False
     skip_from: int = 0
+    skip_every: int = 0
+
+    def residual_spans(self) -> list[tuple[int, int]]:
+        """(first, end) layer ranges, end exclusive, that each have a residual around them."""
+        end = len(self.layers)
+        if not self.skip or not 0 <= self.skip_from < end:
+            return []
+        step = self.skip_every if self.skip_every > 0 else end
+        return [(i, min(i + step, end)) for i in range(self.skip_from, end, step)]
 
 
 @dataclass

@@ -59,32 +59,35 @@ class Unit(nn.Sequential):
 
 
 class ConvBlock(nn.Module):
-    """Layers named 0..n-1; an optional residual around layers[skip_from:] via ``proj``."""
+    """Layers named 0..n-1 and a residual around each of the spec's spans; a span that changes
+    channels or size goes through a 1x1 projection, ``proj`` for the first span (the name
+    checkpoints from before ``skip_every`` use) and ``proj<i>`` for one starting at layer i."""
 
     def __init__(self, block: Block, c_in: int, channels: list[int], fast: bool = True):
         super().__init__()
-        self.skip_from = block.skip_from if block.skip else None
-        c, c_skip = c_in, c_in
+        bounds = [c_in, *channels]
         for i, layer in enumerate(block.layers):
-            if i == self.skip_from:
-                c_skip = c
-            self.add_module(str(i), Unit(layer, c, fast))
-            c = channels[i]
+            self.add_module(str(i), Unit(layer, bounds[i], fast))
         self.n_layers = len(block.layers)
-        stride = 1
-        for later in block.layers[self.skip_from or 0:]:
-            stride *= later.stride
-        needs_proj = self.skip_from is not None and (c_skip != c or stride != 1)
-        self.proj = nn.Conv2d(c_skip, c, 1, stride=stride, bias=False) if needs_proj else None
+        self.spans: dict[int, tuple[int, str | None]] = {}
+        for first, end in block.residual_spans():
+            stride = 1
+            for later in block.layers[first:end]:
+                stride *= later.stride
+            name = None
+            if bounds[first] != bounds[end] or stride != 1:
+                name = "proj" if first == block.skip_from else f"proj{first}"
+                self.add_module(name, nn.Conv2d(bounds[first], bounds[end], 1, stride=stride, bias=False))
+            self.spans[first] = (end, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = None
+        shortcut, end, proj = None, -1, None
         for i in range(self.n_layers):
-            if i == self.skip_from:
-                shortcut = x
+            if i in self.spans:
+                shortcut, (end, proj) = x, self.spans[i]
             x = self._modules[str(i)](x)
-        if shortcut is not None:
-            x = x + (self.proj(shortcut) if self.proj is not None else shortcut)
+            if i + 1 == end:
+                x = x + (self._modules[proj](shortcut) if proj else shortcut)
         return x
 
 

@@ -84,30 +84,36 @@ def unit(layer, c_in):
     return nn.Sequential(*mods)
 
 
+def residual_spans(spec):
+    """(first, end) layer ranges with a residual around each: one from skip_from, or one per skip_every layers."""
+    n, first = len(spec["layers"]), spec["skip_from"]
+    step = spec["skip_every"] if spec["skip_every"] > 0 else n
+    return [(i, min(i + step, n)) for i in range(first, n, step)] if spec["skip"] else []
+
+
 class Block(nn.Module):
     def __init__(self, spec, c_in):
         super().__init__()
-        self.skip_from = spec["skip_from"] if spec["skip"] else None
-        self.layers, c, c_skip, stride = nn.ModuleList(), c_in, c_in, 1
-        for i, layer in enumerate(spec["layers"]):
-            if i == self.skip_from:
-                c_skip = c
-            if self.skip_from is not None and i >= self.skip_from:
-                stride *= layer["stride"]
-            self.layers.append(unit(layer, c))
-            c = c if layer["kind"].endswith("pool") else layer["out"]
-        self.out_channels = c
-        needs = self.skip_from is not None and (c_skip != c or stride != 1)
-        self.proj = nn.Conv2d(c_skip, c, 1, stride=stride, bias=False) if needs else None
+        self.layers, chans = nn.ModuleList(), [c_in]
+        for layer in spec["layers"]:
+            self.layers.append(unit(layer, chans[-1]))
+            chans.append(chans[-1] if layer["kind"].endswith("pool") else layer["out"])
+        self.out_channels = chans[-1]
+        self.spans, self.proj = {{}}, nn.ModuleDict()
+        for first, end in residual_spans(spec):
+            stride = math.prod(layer["stride"] for layer in spec["layers"][first:end])
+            if chans[first] != chans[end] or stride != 1:
+                self.proj[str(first)] = nn.Conv2d(chans[first], chans[end], 1, stride=stride, bias=False)
+            self.spans[first] = end
 
     def forward(self, x):
-        shortcut = None
+        shortcut, first, end = None, -1, -1
         for i, layer in enumerate(self.layers):
-            if i == self.skip_from:
-                shortcut = x
+            if i in self.spans:
+                shortcut, first, end = x, i, self.spans[i]
             x = layer(x)
-        if shortcut is not None:
-            x = x + (self.proj(shortcut) if self.proj is not None else shortcut)
+            if i + 1 == end:
+                x = x + (self.proj[str(first)](shortcut) if str(first) in self.proj else shortcut)
         return x
 
 

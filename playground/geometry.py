@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .arch import KIND_LABELS, LAYER_KINDS, ORDERS, Layer, Net, block_name, layer_label
+from .arch import KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HEAD_KINDS = ("conv1x1", "linear")
@@ -137,6 +137,30 @@ def _shape_problem(where: str, layer: Layer, c_in: int, n_in: int) -> str | None
     return None
 
 
+def _check_residuals(t: Trace, b: int, block: Block, bounds: list[tuple[int, int]]) -> bool:
+    """Each residual adds its input to its output, through a strided 1x1 projection when
+    channels or size change; one that cannot line up the sizes is explained."""
+    name = block_name(b).upper()
+    for first, end in block.residual_spans():
+        (c_a, n_a), (c, n) = bounds[first], bounds[end]
+        s = 1
+        for layer in block.layers[first:end]:
+            s *= layer.stride
+        n_proj = (n_a - 1) // s + 1
+        whole = first == block.skip_from and end == len(block.layers)
+        layers = f"layer {first + 1}" if end - first == 1 else f"layers {first + 1}-{end}"
+        which = "the skip" if whole else f"the skip around {layers}"
+        if n_proj != n:
+            t.problems.append(
+                f"{name}: {which} cannot match shapes: the layers map {n_a}×{n_a} to {n}×{n}, "
+                f"but a 1×1 projection with stride {s} gives {n_proj}×{n_proj}; pad to keep the size")
+            return False
+        if c_a != c or s != 1:
+            t.skip_params[b] = t.skip_params.get(b, 0) + c_a * c
+            t.params += c_a * c
+    return True
+
+
 def trace(net: Net) -> Trace:
     """Walk the spec once: every problem, plus per-layer shapes, params and RF."""
     t = Trace()
@@ -159,11 +183,12 @@ def trace(net: Net) -> Trace:
         if block.skip and not (0 <= block.skip_from < len(block.layers)):
             t.problems.append(f"{name}: skip starts at layer {block.skip_from + 1} "
                               f"but the block has {len(block.layers)} layers")
-        skip_in = None
+        if block.skip_every < 0:
+            t.problems.append(f"{name}: a residual every {block.skip_every} layers is impossible; "
+                              "use 0 for one residual around the block, or a positive count")
+        bounds = [(c, n)]  # (channels, size) before each layer and after the last
         for i, layer in enumerate(block.layers):
             where = layer_label(b, i)
-            if block.skip and i == block.skip_from:
-                skip_in = (c, n)
             field_probs = _field_problems(where, layer)
             t.problems.extend(field_probs)
             if field_probs or not geometry_ok:
@@ -185,20 +210,9 @@ def trace(net: Net) -> Trace:
             j *= layer.stride
             t.params += params
             c, n = c_out, n_out
-        if block.skip and skip_in is not None and geometry_ok:
-            c_a, n_a = skip_in
-            s = 1
-            for layer in block.layers[block.skip_from:]:
-                s *= layer.stride
-            n_proj = (n_a - 1) // s + 1
-            if n_proj != n:
-                t.problems.append(
-                    f"{name}: the skip cannot match shapes: the block maps {n_a}×{n_a} to {n}×{n}, "
-                    f"but a 1×1 projection with stride {s} gives {n_proj}×{n_proj}; pad to keep the size")
-                geometry_ok = False
-            elif c_a != c or s != 1:
-                t.skip_params[b] = c_a * c
-                t.params += c_a * c
+            bounds.append((c, n))
+        if geometry_ok:
+            geometry_ok = _check_residuals(t, b, block, bounds)
     if net.head.kind not in HEAD_KINDS:
         t.problems.append(f"head: unknown kind {net.head.kind!r} (choose one of {', '.join(HEAD_KINDS)})")
     elif net.head.kind == "conv1x1" and not net.head.gap:

@@ -64,6 +64,15 @@ def test_architect_width_changes_params_and_errors_inline(app_env):
     assert any("C1 layer 1: channels" in e.value for e in at.error)
 
 
+def test_architect_residual_units(app_env):
+    at = open_page("architect")
+    at.toggle(key="w_1_skip").set_value(True).run()
+    one_residual = at.metric[0].value
+    at.selectbox(key="w_1_every").set_value(1).run()
+    assert not at.exception and at.metric[0].value != one_residual
+    assert at.session_state["net"]["blocks"][1]["skip_every"] == 1
+
+
 def test_architect_impossible_spec_is_explained(app_env):
     at = open_page("architect")
     at.selectbox(key="w_3_0_kind").set_value("maxpool").run()  # C4 sees a 4x4 map in the fast preset

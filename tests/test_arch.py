@@ -106,6 +106,35 @@ def test_skip_with_mismatched_size_is_explained():
     assert problem.startswith("C1: the skip cannot match shapes")
 
 
+def test_residual_units_every_k_layers_are_wired_and_counted():
+    layers = [conv(8), conv(16), conv(16), conv(16), sep(16, stride=2)]
+    block = Block(layers, skip=True, skip_from=1, skip_every=2)
+    assert block.residual_spans() == [(1, 3), (3, 5)]
+    assert Block(layers, skip=True, skip_from=1).residual_spans() == [(1, 5)]
+    assert Block(layers, skip_every=2).residual_spans() == []
+    net = Net(blocks=[block])
+    model = build_model(net).eval()
+    assert sum(p.numel() for p in model.parameters()) == trace(net).params
+    c1 = model.c1  # units (1, 3): 8 -> 16 channels, projected by "proj"; (3, 5): stride 2, by "proj3"
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        h = c1._modules["0"](x)
+        h = c1._modules["2"](c1._modules["1"](h)) + c1.proj(h)
+        h = c1._modules["4"](c1._modules["3"](h)) + c1.proj3(h)
+        assert torch.allclose(c1(x), h)
+    again = Net.from_json(net.to_json())
+    assert again == net and again.blocks[0].skip_every == 2
+    assert Net.from_dict({"blocks": [{"layers": [], "skip": True}]}).blocks[0].skip_every == 0  # older specs load
+
+
+def test_residual_unit_problems_name_the_unit():
+    net = Net(blocks=[Block([conv(8), conv(8), conv(8, padding=0)], skip=True, skip_every=1)])
+    (problem,) = validate(net)
+    assert problem.startswith("C1: the skip around layer 3 cannot match shapes: the layers map 32×32 to 30×30")
+    net.blocks[0].skip_every = -1
+    assert any("a residual every -1 layers is impossible" in p for p in validate(net))
+
+
 def test_invalid_spec_never_builds():
     with pytest.raises(SpecError) as e:
         build_model(Net(blocks=[Block([conv(-3)])]))
@@ -175,3 +204,29 @@ def test_dilated_kernel_that_only_sees_padding_is_rejected():
     net = Net(blocks=[Block([conv(8, stride=2)] * 4 + [conv(8, 2, dilation=3, padding=1)])])
     (problem,) = validate(net)
     assert problem.startswith("C1 layer 5: with dilation 3 and padding 1") and "sees only padding" in problem
+
+
+def test_exported_script_builds_the_same_network(tmp_path):
+    """The standalone script's model takes the run's weights in order and computes the same function."""
+    import importlib.util
+
+    from playground.config import RunSpec
+    from playground.evaluate import LoadedRun
+    from playground.export import export_script
+
+    net = Net(blocks=[Block([conv(8), conv(16), conv(16), sep(16, stride=2)], skip=True, skip_every=2),
+                      Block([conv(24), sep(24, dilation=2)], skip=True, skip_from=1),
+                      Block([conv(32, stride=2), conv(32)], skip=True)])
+    model = build_model(net).eval()
+    classes = [str(i) for i in range(10)]
+    path = export_script(LoadedRun(RunSpec(net), model, classes, (0.5,) * 3, (0.25,) * 3, 1), tmp_path / "train_x.py")
+    spec = importlib.util.spec_from_file_location("exported_train_x", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    theirs = script.Net(script.ARCH).eval()
+    ours = list(model.state_dict().values())
+    assert [v.shape for v in ours] == [v.shape for v in theirs.state_dict().values()]
+    theirs.load_state_dict(dict(zip(theirs.state_dict(), ours)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), theirs(x), atol=1e-5)

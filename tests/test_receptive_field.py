@@ -27,7 +27,8 @@ def nets(draw) -> Net:
     for _ in range(draw(st.integers(1, 4))):
         ls = draw(st.lists(layers(), min_size=1, max_size=3))
         skip = draw(st.booleans())
-        blocks.append(Block(ls, skip=skip, skip_from=draw(st.integers(0, len(ls) - 1)) if skip else 0))
+        blocks.append(Block(ls, skip=skip, skip_from=draw(st.integers(0, len(ls) - 1)) if skip else 0,
+                            skip_every=draw(st.integers(0, 2))))
     return Net(blocks=blocks)
 
 
