@@ -20,10 +20,10 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
-def report_for(run_id: str, source: str, tta: bool, _mtime: float):
+def report_for(run_id: str, source: str, tta: bool, shift: int, _mtime: float):
     loaded = load_run(store, run_id)
     data = ui.cached_dataset(source)
-    return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta)
+    return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta, shift=shift)
 
 
 data = ui.dataset()
@@ -34,9 +34,14 @@ try:
     record = store.get(run_id)
     if record is None or not path.exists():
         raise CheckpointError(f"run {run_id} was deleted (or has no checkpoint); pick another run")
-    tta = st.toggle("Flip TTA: average each prediction with its mirror image (defaults to the run's setting)",
-                    bool(record.spec.get("train", {}).get("tta")), key=f"r_tta_{run_id}")
-    loaded, report = report_for(run_id, ui.data_source(), tta, path.stat().st_mtime)
+    run_train = record.spec.get("train", {})
+    v1, v2 = st.columns(2)
+    tta = v1.toggle("Flip TTA: average each prediction with its mirror image (defaults to the run's setting)",
+                    bool(run_train.get("tta")), key=f"r_tta_{run_id}")
+    shift = v2.selectbox("Shift TTA: also average views moved by this many px", range(5),
+                         min(4, int(run_train.get("tta_shift", 0))), key=f"r_shift_{run_id}",
+                         format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
+    loaded, report = report_for(run_id, ui.data_source(), tta, shift, path.stat().st_mtime)
 except CheckpointError as e:
     st.error(str(e))
     st.stop()

@@ -26,7 +26,7 @@ def load_recipe() -> None:
     ui.set_aug(aug)
     st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
                             t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
-                            t_eval=train.eval_every)
+                            t_shift=train.tta_shift, t_eval=train.eval_every)
 
 
 r1, r2 = st.columns([3, 1])
@@ -48,6 +48,8 @@ with st.form("train_form"):
     smoothing = c3.slider("Label smoothing", 0.0, 0.3, 0.1, 0.05, key="t_ls")
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
+    shift = c3.selectbox("Shift TTA (px)", range(5), key="t_shift", format_func=lambda px: "off" if px == 0 else f"{px} px",
+                         help="Also average the test views moved by this many pixels (a 3×3 grid, 9× the cost)")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
     finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}
     teachers = st.multiselect(
@@ -61,7 +63,7 @@ with st.form("train_form"):
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
-                      label_smoothing=smoothing, device=device, tta=tta, train_subset=subset or None,
+                      label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
                       eval_every=int(eval_every), teachers=teachers)
     try:
         job = registry.start(ui.session_id(), RunSpec(net, aug, train, ui.data_source()), data)

@@ -12,6 +12,9 @@ from .serde import SpecError
 EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz of one); "
           "defaults to $PLAYGROUND_DATA, then cifar10. Runs: --runs DIR, defaults to $PLAYGROUND_RUNS, then ./runs.")
 
+TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (a 3x3 grid; "
+                  "9x the evaluation cost per flip view)")
+
 
 def _net_from_args(args):
     from .arch import Net
@@ -65,7 +68,7 @@ def _train_spec(args, base):
 
     t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
-                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers",
+                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
                  "distill_weight", "distill_temperature"):
         value = getattr(args, name, None)
         if value is not None:
@@ -153,14 +156,16 @@ def cmd_evaluate(args) -> int:
     if found is None:
         return 2
     data = load_dataset(args.data or found[0].spec.get("data") or None)
-    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta) for i in args.run_ids]
+    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift or 0)
+               for i in args.run_ids]
     if len(reports) == 1:
         report, which = reports[0], {"run_id": args.run_ids[0]}
     else:  # an ensemble: the mean of the members' probabilities
         report = Report(sum(r.probs for r in reports) / len(reports), reports[0].labels, reports[0].classes)
         which = {"run_ids": args.run_ids, "member_accuracy": [r.accuracy for r in reports]}
     params = sum(r.params or 0 for r in found)
-    print(json.dumps({**which, **report.summary(), "params": params, "tta": args.tta}))
+    print(json.dumps({**which, **report.summary(), "params": params, "tta": args.tta,
+                      "tta_shift": args.tta_shift or 0}))
     return 0
 
 
@@ -227,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-smoothing", type=float, dest="label_smoothing")
     t.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default off)")
     t.add_argument("--tta", action="store_true", help="flip test-time augmentation when evaluating")
+    t.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), help=TTA_SHIFT_HELP)
     t.add_argument("--eval-every", type=int, dest="eval_every", help="test every N epochs (always after the last)")
     t.add_argument("--teachers", nargs="+", metavar="RUN_ID",
                    help="distil from these finished runs (same --runs store, same data): the student learns "
@@ -241,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser("evaluate", help="accuracy and per-class accuracy of a run, as one JSON line")
     e.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="several: evaluate their ensemble (mean probabilities)")
-    e.add_argument("--tta", action="store_true")
+    e.add_argument("--tta", action="store_true", help="average each prediction with its mirror image")
+    e.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), help=TTA_SHIFT_HELP)
     b = sub.add_parser("bench", help="training images/s after warm-up, as one JSON line")
     b.add_argument("--preset", default="seed-004")
     b.add_argument("--steps", type=int, default=30)

@@ -34,6 +34,7 @@ class TrainSpec(serde.JsonSpec):
     train_subset: int | None = None
     test_subset: int | None = None
     tta: bool = False  # flip test-time augmentation at evaluation
+    tta_shift: int = 0  # also average the views moved by up to this many px (3x3 grid); 0 turns it off
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
     eval_every: int = 1  # test every N epochs and always after the last (a test pass costs ~5% of a CPU epoch)
@@ -77,6 +78,8 @@ def validate_train(t: TrainSpec) -> list[str]:
         v = getattr(t, name)
         if v is not None and v < 1:
             p.append(f"{name.replace('_', ' ')} must be at least 1 image, got {v}")
+    if not (0 <= t.tta_shift <= 4):
+        p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):
         p.append(f"EMA decay must be in [0, 1), got {t.ema}")
     if not (0 <= t.distill_weight <= 1):

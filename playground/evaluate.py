@@ -82,10 +82,11 @@ class Report:
 
 
 def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
-             device: torch.device | None = None) -> Report:
+             device: torch.device | None = None, shift: int = 0) -> Report:
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
-    probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device, tta=tta)
+    probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device, tta=tta,
+                    shift=shift)
     return Report(probs.numpy(), np.asarray(y), loaded.classes)
 
 

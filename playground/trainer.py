@@ -141,21 +141,32 @@ class BatchSource:
                     worker.join(0.01)
 
 
+def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Tensor]:
+    """The batch, its mirror image (``flip``) and, with ``shift``, each of those moved to the
+    3x3 grid of offsets in {-shift, 0, shift}^2 px (reflect padding, as the training crops use)."""
+    for view in ([x, torch.flip(x, dims=[3])] if flip else [x]):
+        if not shift:
+            yield view
+            continue
+        padded = F.pad(view, (shift,) * 4, mode="reflect")
+        h, w = view.shape[-2:]
+        for dy in (0, shift, 2 * shift):
+            for dx in (0, shift, 2 * shift):
+                yield padded[..., dy:dy + h, dx:dx + w]
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, x: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
-            batch: int = 1000, tta: bool = False) -> torch.Tensor:
-    """Class probabilities (N, classes) for uint8 NHWC images; flip-TTA averages both views."""
+            batch: int = 1000, tta: bool = False, shift: int = 0) -> torch.Tensor:
+    """Class probabilities (N, classes) for uint8 NHWC images, averaged over the TTA views."""
     settings = speed_settings(device)
     model.eval()
     probs = []
     for i in range(0, len(x), batch):
         xb = normalize(torch.from_numpy(x[i:i + batch]).to(device), mean, std)
         with torch.autocast(device.type, settings.amp_dtype, enabled=settings.amp_dtype is not None):
-            logits = model(xb).float()
-            p = logits.softmax(1)
-            if tta:
-                p = 0.5 * (p + model(torch.flip(xb, dims=[3])).float().softmax(1))
-        probs.append(p.cpu())
+            views = [model(v).float().softmax(1) for v in tta_views(xb, tta, shift)]
+        probs.append((sum(views) / len(views)).cpu())
     return torch.cat(probs) if probs else torch.empty(0)
 
 
@@ -306,7 +317,7 @@ class Trainer:
                     self._recalibrate_bn(eval_model, mean, std)
                 test_loss = test_acc = None
                 if epoch % t.eval_every == 0 or epoch == t.epochs:
-                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta)
+                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, t.tta_shift)
                     y_test = torch.from_numpy(self.data.y_test)
                     test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None
                     test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else None

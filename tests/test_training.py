@@ -18,7 +18,7 @@ from playground.export import export
 from playground.runner import execute
 from playground.serde import SpecError
 from playground.store import CheckpointError, RunStore
-from playground.trainer import Trainer
+from playground.trainer import Trainer, normalize, predict, tta_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,6 +176,11 @@ def test_cli_train_evaluate_export(image_folder, tmp_path):
     ev = run_cli("evaluate", run_id, "--data", str(image_folder), env=env)
     result = json.loads(ev.stdout)
     assert {"accuracy", "per_class", "params"} <= set(result) and result["params"] == tiny_net_params()
+    shifted = json.loads(run_cli("evaluate", run_id, "--tta", "--tta-shift", "1", "--data", str(image_folder),
+                                 env=env).stdout)
+    assert shifted["tta"] and shifted["tta_shift"] == 1 and shifted["n"] == result["n"]
+    bad = run_cli("evaluate", run_id, "--tta-shift", "9", env=env)
+    assert bad.returncode == 2 and "--tta-shift" in bad.stderr
     page = tmp_path / "curves.html"
     res = run_cli("curves", run_id, "--out", str(page), env=env)
     assert res.returncode == 0 and "test accuracy by wall-clock minute" in page.read_text(), res.stderr
@@ -226,6 +231,24 @@ def test_cli_presets_lists_every_preset():
     assert "197,413" in out.stdout
 
 
+def test_shift_tta_averages_the_mirrored_and_moved_views():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    views = list(tta_views(x, flip=True, shift=1))
+    assert len(views) == 18 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[4], x) and torch.equal(views[13], torch.flip(x, dims=[3]))  # each grid's centre
+    assert torch.equal(views[0][..., 1:, 1:], x[..., :-1, :-1])  # moved one pixel down and right
+    assert [len(list(tta_views(x, flip, 0))) for flip in (False, True)] == [1, 2]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    images = np.random.default_rng(0).integers(0, 256, (5, 6, 6, 3), dtype=np.uint8)
+    mean, std, cpu = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 255.0), torch.device("cpu")
+    with torch.no_grad():
+        expected = sum(model(v).softmax(1) for v in tta_views(normalize(torch.from_numpy(images), mean, std), True, 1))
+    probs = predict(model, images, mean, std, cpu, tta=True, shift=1)
+    assert torch.allclose(probs, expected / 18, atol=1e-6)
+    assert not torch.allclose(probs, predict(model, images, mean, std, cpu, tta=True), atol=1e-4)
+
+
 def test_onnx_matches_torch(image_folder, tmp_path):
     onnx = pytest.importorskip("onnx")
     data = load_dataset(str(image_folder))
@@ -236,7 +259,9 @@ def test_onnx_matches_torch(image_folder, tmp_path):
 
 
 def test_train_spec_json_round_trip_and_validation():
-    t = TrainSpec(epochs=3, optimizer="adamw", ema=0.99, train_subset=100)
+    t = TrainSpec(epochs=3, optimizer="adamw", ema=0.99, train_subset=100, tta_shift=2)
     assert TrainSpec.from_json(t.to_json()) == t
+    with pytest.raises(SpecError, match="TTA shift must be between 0 and 4 px, got 5"):
+        TrainSpec.from_json('{"tta_shift": 5}')
     with pytest.raises(SpecError, match="unknown optimizer 'lamb'"):
         TrainSpec.from_json('{"optimizer": "lamb"}')
