@@ -17,7 +17,8 @@ def test_augmentation_files_load(path: Path) -> None:
 
 def test_cited_architectures_keep_their_figures_and_rules() -> None:
     """The README states params and RF for each of these; every seed rule must hold."""
-    stated = {"record-r3.net.json": (198_272, 76)}
+    stated = {"record-r3.net.json": (198_272, 76), "record-c4at8.net.json": (191_232, 64),
+              "record-res.net.json": (193_360, 106)}
     assert {p.name for p in EXPERIMENTS.glob("*.net.json")} == set(stated)
     for name, (params, rf) in stated.items():
         a = analyze(Net.from_json((EXPERIMENTS / name).read_text()), with_summary=False)
