@@ -48,7 +48,8 @@ with st.form("train_form"):
     smoothing = c3.slider("Label smoothing", 0.0, 0.3, 0.1, 0.05, key="t_ls")
     device = c3.selectbox("Device", DEVICES, key="t_device")
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
-    shift = c3.selectbox("Shift TTA (px)", range(5), key="t_shift", format_func=lambda px: "off" if px == 0 else f"{px} px",
+    shift = c3.selectbox("Shift TTA (px)", range(5), key="t_shift",
+                         format_func=lambda px: "off" if px == 0 else f"{px} px",
                          help="Also average the test views moved by this many pixels (a 3×3 grid, 9× the cost)")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
     finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}

@@ -1,6 +1,8 @@
 """Spec -> nn.Module, with module names (c1.0, c1.1, ..., head) that read well in summaries."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -71,9 +73,7 @@ class ConvBlock(nn.Module):
         self.n_layers = len(block.layers)
         self.spans: dict[int, tuple[int, str | None]] = {}
         for first, end in block.residual_spans():
-            stride = 1
-            for later in block.layers[first:end]:
-                stride *= later.stride
+            stride = math.prod(layer.stride for layer in block.layers[first:end])
             name = None
             if bounds[first] != bounds[end] or stride != 1:
                 name = "proj" if first == block.skip_from else f"proj{first}"

@@ -15,6 +15,7 @@ repositories also count GAP as one more layer with kernel n (adding
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .arch import KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
@@ -143,9 +144,7 @@ def _check_residuals(t: Trace, b: int, block: Block, bounds: list[tuple[int, int
     name = block_name(b).upper()
     for first, end in block.residual_spans():
         (c_a, n_a), (c, n) = bounds[first], bounds[end]
-        s = 1
-        for layer in block.layers[first:end]:
-            s *= layer.stride
+        s = math.prod(layer.stride for layer in block.layers[first:end])
         n_proj = (n_a - 1) // s + 1
         whole = first == block.skip_from and end == len(block.layers)
         layers = f"layer {first + 1}" if end - first == 1 else f"layers {first + 1}-{end}"
