@@ -36,8 +36,8 @@ try:
         raise CheckpointError(f"run {run_id} was deleted (or has no checkpoint); pick another run")
     run_train = record.spec.get("train", {})
     v1, v2 = st.columns(2)
-    tta = v1.toggle("Flip TTA: average each prediction with its mirror image (defaults to the run's setting)",
-                    bool(run_train.get("tta")), key=f"r_tta_{run_id}")
+    tta = v1.toggle("Flip TTA: average with the mirror image", bool(run_train.get("tta")), key=f"r_tta_{run_id}",
+                    help="Defaults to the run's own setting")
     shift = v2.selectbox("Shift TTA: also average views moved by this many px", range(5),
                          min(4, int(run_train.get("tta_shift", 0))), key=f"r_shift_{run_id}",
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
