@@ -39,7 +39,7 @@ try:
     tta = v1.toggle("Flip TTA: average with the mirror image", bool(run_train.get("tta")), key=f"r_tta_{run_id}",
                     help="Defaults to the run's own setting")
     shift = v2.selectbox("Shift TTA: also average views moved by this many px", range(5),
-                         min(4, int(run_train.get("tta_shift", 0))), key=f"r_shift_{run_id}",
+                         run_train.get("tta_shift", 0), key=f"r_shift_{run_id}",
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
     loaded, report = report_for(run_id, ui.data_source(), tta, shift, path.stat().st_mtime)
 except CheckpointError as e:

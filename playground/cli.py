@@ -156,7 +156,7 @@ def cmd_evaluate(args) -> int:
     if found is None:
         return 2
     data = load_dataset(args.data or found[0].spec.get("data") or None)
-    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift or 0)
+    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift)
                for i in args.run_ids]
     if len(reports) == 1:
         report, which = reports[0], {"run_id": args.run_ids[0]}
@@ -165,7 +165,7 @@ def cmd_evaluate(args) -> int:
         which = {"run_ids": args.run_ids, "member_accuracy": [r.accuracy for r in reports]}
     params = sum(r.params or 0 for r in found)
     print(json.dumps({**which, **report.summary(), "params": params, "tta": args.tta,
-                      "tta_shift": args.tta_shift or 0}))
+                      "tta_shift": args.tta_shift}))
     return 0
 
 
@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="accuracy and per-class accuracy of a run, as one JSON line")
     e.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="several: evaluate their ensemble (mean probabilities)")
     e.add_argument("--tta", action="store_true", help="average each prediction with its mirror image")
-    e.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), help=TTA_SHIFT_HELP)
+    e.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), default=0,
+                   help=TTA_SHIFT_HELP)
     b = sub.add_parser("bench", help="training images/s after warm-up, as one JSON line")
     b.add_argument("--preset", default="seed-004")
     b.add_argument("--steps", type=int, default=30)

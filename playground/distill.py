@@ -11,6 +11,7 @@ out of the loop is what makes this affordable on a CPU.
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import torch
 
