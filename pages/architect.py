@@ -16,7 +16,7 @@ base = ui.get_net()
 c1, c2 = st.columns([3, 1])
 def _label(name: str) -> str:
     m = measured_for(name)
-    return f"{name} — measured {m.test_acc:.1f}% in {m.wall_s / 60:.0f} min" if m else name
+    return f"{name} — measured {m.test_acc:.1f}% in {m.wall_s / 60:.0f} min on {m.where}" if m else name
 
 
 preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",

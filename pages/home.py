@@ -23,11 +23,12 @@ for p in PRESETS.values():
                  "all rules": all(r.passed for r in a.rules), "reported acc": p.reported_accuracy,
                  "reported epochs": p.reported_epochs, "measured acc": m.test_acc if m else None,
                  "measured epochs": m.epochs if m else None,
-                 "measured minutes": round(m.wall_s / 60, 1) if m else None, "source": p.source,
+                 "measured minutes": round(m.wall_s / 60, 1) if m else None,
+                 "measured on": m.where if m else None, "source": p.source,
                  "about": p.description})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 st.caption("Reported: the seed README's own figure. Measured: our recipe for that preset on the 45k/5k split, "
-           "on a 2-core CPU; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
+           "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")
 st.subheader("Data")
 data = ui.dataset(show_error=False)

@@ -38,7 +38,7 @@ def cmd_presets(args) -> int:
         if p.reported_epochs:
             rep += f" @ {p.reported_epochs} ep"
         m = measured_for(p.name)
-        mine = f"{m.test_acc:.2f}% @ {m.epochs} ep in {m.wall_s / 60:.1f} min (--recipe)" if m else "-"
+        mine = f"{m.line()} (--recipe)" if m else "-"
         print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {rep:15} {mine}")
     print("rules: params < 200k, RF > 44, dilated + depthwise, GAP head, C1C2C3C4O")
     return 0

@@ -6,6 +6,9 @@ import pytest
 from playground.analysis import analyze
 from playground.arch import Net
 from playground.augment import AugSpec
+from playground.config import TrainSpec
+from playground.presets import preset_net
+from playground.recipes import get_recipe
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "docs" / "experiments"
 
@@ -18,9 +21,25 @@ def test_augmentation_files_load(path: Path) -> None:
 def test_cited_architectures_keep_their_figures_and_rules() -> None:
     """The README states params and RF for each of these; every seed rule must hold."""
     stated = {"record-r3.net.json": (198_272, 76), "record-c4at8.net.json": (191_232, 64),
-              "record-res.net.json": (193_360, 106)}
+              "record-v1.net.json": (191_232, 84)}
     assert {p.name for p in EXPERIMENTS.glob("*.net.json")} == set(stated)
     for name, (params, rf) in stated.items():
         a = analyze(Net.from_json((EXPERIMENTS / name).read_text()), with_summary=False)
         assert (a.params, a.trace.rf) == (params, rf)
         assert all(rule.passed for rule in a.rules), [r.name for r in a.rules if not r.passed]
+
+
+def test_the_first_record_recipe_stays_replayable() -> None:
+    """record-v1.*.json are the 35-epoch recipe that the README's earlier experiments start from;
+    the current record differs from it in exactly the three things the README names."""
+    train = TrainSpec.from_json((EXPERIMENTS / "record-v1.train.json").read_text())
+    aug = AugSpec.from_json((EXPERIMENTS / "record-v1.aug.json").read_text())
+    assert (train.epochs, train.eval_every, [t.name for t in aug.transforms]) == (35, 5, ["HorizontalFlip", "RandomCrop"])
+    new_aug, new_train = get_recipe("record").copy_specs()
+    assert [t.name for t in new_aug.transforms] == ["HorizontalFlip", "RandomCrop", "CoarseDropout"]
+    assert new_aug.transforms[:2] == aug.transforms and new_aug.transforms[2].params["fill"] == "mean"
+    assert (new_train.epochs, new_train.eval_every) == (162, 10)
+    new_train.epochs, new_train.eval_every = train.epochs, train.eval_every
+    assert new_train == train
+    assert Net.from_json((EXPERIMENTS / "record-v1.net.json").read_text()).blocks != preset_net("record").blocks
+    assert all(b.skip_every == 2 for b in preset_net("record").blocks)
