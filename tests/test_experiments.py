@@ -19,14 +19,16 @@ def test_augmentation_files_load(path: Path) -> None:
 
 
 def test_cited_architectures_keep_their_figures_and_rules() -> None:
-    """The README states params and RF for each of these; every seed rule must hold."""
-    stated = {"record-r3.net.json": (198_272, 76), "record-c4at8.net.json": (191_232, 64),
-              "record-v1.net.json": (191_232, 84)}
+    """The README states params and RF for each of these; every seed rule must hold, except for the
+    distillation teacher: it is meant to be large and dense."""
+    stated = {"record-r3.net.json": (198_272, 76, set()), "record-c4at8.net.json": (191_232, 64, set()),
+              "record-v1.net.json": (191_232, 84, set()),
+              "teacher-wide.net.json": (5_244_992, 106, {"params < 200k", "dilated + depthwise"})}
     assert {p.name for p in EXPERIMENTS.glob("*.net.json")} == set(stated)
-    for name, (params, rf) in stated.items():
+    for name, (params, rf, failing) in stated.items():
         a = analyze(Net.from_json((EXPERIMENTS / name).read_text()), with_summary=False)
         assert (a.params, a.trace.rf) == (params, rf)
-        assert all(rule.passed for rule in a.rules), [r.name for r in a.rules if not r.passed]
+        assert {rule.name for rule in a.rules if not rule.passed} == failing, name
 
 
 def test_the_first_record_recipe_stays_replayable() -> None:
@@ -34,7 +36,8 @@ def test_the_first_record_recipe_stays_replayable() -> None:
     the current record differs from it in exactly the three things the README names."""
     train = TrainSpec.from_json((EXPERIMENTS / "record-v1.train.json").read_text())
     aug = AugSpec.from_json((EXPERIMENTS / "record-v1.aug.json").read_text())
-    assert (train.epochs, train.eval_every, [t.name for t in aug.transforms]) == (35, 5, ["HorizontalFlip", "RandomCrop"])
+    assert (train.epochs, train.eval_every) == (35, 5)
+    assert [t.name for t in aug.transforms] == ["HorizontalFlip", "RandomCrop"]
     new_aug, new_train = get_recipe("record").copy_specs()
     assert [t.name for t in new_aug.transforms] == ["HorizontalFlip", "RandomCrop", "CoarseDropout"]
     assert new_aug.transforms[:2] == aug.transforms and new_aug.transforms[2].params["fill"] == "mean"
