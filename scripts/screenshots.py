@@ -7,6 +7,7 @@ It starts a tiny training run on the Train page (2,000 images, 2 epochs) and, wi
 run on Results. It prints how many exceptions each page showed (expect 0).
 """
 import argparse
+import re
 import os
 import subprocess
 import sys
@@ -61,7 +62,8 @@ try:
         shot(page, "architect")
         page.get_by_role("link", name="Train").click()
         page.get_by_role("button", name="Start training").click()
-        page.get_by_text("Finished run").wait_for(timeout=600_000)
+        # not get_by_text("Finished run"): it also matches the teachers' label "... finished runs ..."
+        page.get_by_text(re.compile(r"Finished run \d{8}-\d{6}-")).wait_for(timeout=600_000)
         shot(page, "train")
         page.get_by_role("link", name="Results").click()
         page.get_by_text("Misclassified images").wait_for(timeout=120_000)
