@@ -6,7 +6,8 @@ last epoch is tested, so the per-epoch figure is training alone. The first epoch
 carries the warm-up (cuDNN plans, allocator), so the steady figure is the median of
 the others.
 
-    python benchmarks/epoch_time.py --data PATH [--presets seed-004 record] [--epochs 4] [--device cuda] [--images N]
+    python benchmarks/epoch_time.py --data PATH [--presets seed-004 record] [--epochs 4]
+                                    [--device cuda] [--images N]
 """
 import argparse
 import statistics
@@ -44,11 +45,13 @@ for name in args.presets:
     test_s = result.epochs[-1]["epoch_time"] - train_s[-1]
     for e, s in zip(result.epochs, train_s):
         print(f"{name} epoch {e['epoch']}: train {s:.2f} s ({e['img_per_s']:.0f} img/s)")
-    rows.append((name, train.batch_size, train_s[0], statistics.median(train_s[1:] or train_s), test_s,
-                 result.epochs[-1]["test_acc"]))
+    rows.append((name, train.batch_size, train_s[0], statistics.median(train_s[1:] or train_s), test_s))
 device = trainer.device
-label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+if device.type == "cuda":
+    label = torch.cuda.get_device_name(device)
+else:
+    label = f"{device.type}, {torch.get_num_threads()} threads"
 print(f"\ndevice: {label}; torch {torch.__version__}; {n:,} training images")
 print(f"{'preset':10} {'batch':>5} {'1st epoch s':>11} {'s/epoch':>8} {'test pass s':>11}")
-for name, batch, first, steady, test_s, _ in rows:
+for name, batch, first, steady, test_s in rows:
     print(f"{name:10} {batch:5d} {first:11.2f} {steady:8.2f} {test_s:11.2f}")

@@ -97,15 +97,13 @@ def fast() -> Net:
 def record() -> Net:
     """ResNet-style residual units (a skip around every two layers) in every block: depth is
     what a long schedule with Cutout can use, and the units keep it trainable."""
-    def units(first: list[Layer], layer, c: int, count: int = 4) -> Block:
-        return Block([*first, *[layer(c) for _ in range(count)]], skip=True, skip_from=len(first), skip_every=2)
-    c3 = units([pool(), sep(128)], sep, 128)
-    c3.layers[3] = sep(128, dilation=2)
+    def units(first: list[Layer], rest: list[Layer]) -> Block:
+        return Block([*first, *rest], skip=True, skip_from=len(first), skip_every=2)
     return Net(name="record", blocks=[
-        units([conv(16)], conv, 16),
-        units([pool(), conv(32)], conv, 32),
-        c3,
-        units([sep(144)], sep, 144, count=2),
+        units([conv(16)], [conv(16) for _ in range(4)]),
+        units([pool(), conv(32)], [conv(32) for _ in range(4)]),
+        units([pool(), sep(128)], [sep(128), sep(128, dilation=2), sep(128), sep(128)]),
+        units([sep(144)], [sep(144), sep(144)]),
     ], head=Head(kind="conv1x1"))
 
 

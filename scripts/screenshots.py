@@ -7,8 +7,8 @@ It starts a tiny training run on the Train page (2,000 images, 2 epochs) and, wi
 run on Results. It prints how many exceptions each page showed (expect 0).
 """
 import argparse
-import re
 import os
+import re
 import subprocess
 import sys
 import time
