@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
-from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
+from playground.config import DEVICES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
 from playground.device import DeviceError
 from playground.distill import TeacherError, candidates
 from playground.jobs import JobError
@@ -40,7 +40,7 @@ with st.form("train_form"):
     c1, c2, c3 = st.columns(3)
     n_train = len(data.y_train) if data else 1
     subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
-    epochs = c1.slider("Epochs", 1, 50, 2, key="t_epochs")
+    epochs = c1.number_input("Epochs", 1, MAX_EPOCHS, 2, key="t_epochs")
     batch = c1.select_slider("Batch size", [32, 64, 128, 256, 512], 128, key="t_batch")
     optimizer = c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
     max_lr = c2.number_input("Max LR", 1e-5, 5.0, 0.05, format="%.4f", key="t_lr")

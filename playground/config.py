@@ -13,6 +13,7 @@ from .augment import AugSpec, default_aug, validate_aug
 from .geometry import validate
 
 TRAIN_VERSION = 1
+MAX_EPOCHS = 1000
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -52,8 +53,8 @@ class TrainSpec(serde.JsonSpec):
 
 def validate_train(t: TrainSpec) -> list[str]:
     p = []
-    if not (1 <= t.epochs <= 1000):
-        p.append(f"epochs must be between 1 and 1000, got {t.epochs}")
+    if not (1 <= t.epochs <= MAX_EPOCHS):
+        p.append(f"epochs must be between 1 and {MAX_EPOCHS}, got {t.epochs}")
     if not (1 <= t.batch_size <= 4096):
         p.append(f"batch size must be between 1 and 4096, got {t.batch_size}")
     if not (1 <= t.eval_every <= 1000):

@@ -11,6 +11,7 @@ from playground.arch import Net
 from playground.config import RunSpec, TrainSpec
 from playground.data import load_dataset
 from playground.presets import preset_net
+from playground.recipes import RECIPES
 from playground.runner import execute
 from playground.store import RunStore
 
@@ -122,7 +123,7 @@ def wait_for_job(at: AppTest, timeout: float = 60) -> str:
 def test_train_runs_a_job_and_refuses_a_second(app_env):
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)  # form values are sent with the submit click
-    at.slider(key="t_epochs").set_value(1)
+    at.number_input(key="t_epochs").set_value(1)
     at.selectbox(key="t_shift").set_value(1)
     at.button(key="t_start").click().run()
     assert not at.exception and "job_id" in at.session_state
@@ -138,14 +139,18 @@ def test_train_runs_a_job_and_refuses_a_second(app_env):
     assert any("already ended" in i.value for i in at.info)
 
 
-def test_train_loads_a_measured_recipe(app_env):
+@pytest.mark.parametrize("name", ["fast", "record"])
+def test_train_loads_each_measured_recipe(app_env, name):
+    """Every recipe's settings must fit the form's widgets (record trains for 162 epochs)."""
+    recipe = RECIPES[name]
     at = open_page("train")
-    at.selectbox(key="t_recipe").set_value("fast")
+    at.selectbox(key="t_recipe").set_value(name)
     at.button(key="t_load_recipe").click().run()
     assert not at.exception
-    assert at.session_state["net"]["name"] == "fast"
-    assert [t["name"] for t in at.session_state["aug"]["transforms"]] == ["HorizontalFlip", "RandomCrop"]
-    assert at.slider(key="t_epochs").value == 20 and at.number_input(key="t_eval").value == 4
+    assert at.session_state["net"]["name"] == recipe.preset
+    assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
+    assert at.number_input(key="t_epochs").value == recipe.train.epochs
+    assert at.number_input(key="t_eval").value == recipe.train.eval_every
     assert at.checkbox(key="t_tta").value and at.number_input(key="t_subset").value == 0
 
 
@@ -179,7 +184,7 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     best = ui.store().get(teacher_id).best_acc
     assert at.multiselect(key="t_teachers").options == [f"fast · {teacher_id} · {best:.1%}"]
     at.number_input(key="t_subset").set_value(60)
-    at.slider(key="t_epochs").set_value(1)
+    at.number_input(key="t_epochs").set_value(1)
     at.multiselect(key="t_teachers").select(teacher_id)
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error
