@@ -32,7 +32,7 @@ class Recipe:
     goal: str
     aug: AugSpec
     train: TrainSpec
-    measured: Measured | None = None
+    measured: Measured  # a recipe is what produced a measured result
 
     def copy_specs(self) -> tuple[AugSpec, TrainSpec]:
         """Fresh copies, so callers can edit them without touching the registry."""
@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 
 def measured_for(preset: str) -> Measured | None:
     """The measured result of the recipe built on ``preset``, if there is one."""
-    return next((r.measured for r in RECIPES.values() if r.preset == preset and r.measured), None)
+    return next((r.measured for r in RECIPES.values() if r.preset == preset), None)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -145,6 +145,7 @@ def test_train_loads_each_measured_recipe(app_env, name):
     recipe = RECIPES[name]
     at = open_page("train")
     at.selectbox(key="t_recipe").set_value(name)
+    assert f"measured {recipe.measured.test_acc:.2f}%" in at.selectbox(key="t_recipe").format_func(name)
     at.button(key="t_load_recipe").click().run()
     assert not at.exception
     assert at.session_state["net"]["name"] == recipe.preset
