@@ -31,8 +31,8 @@ def load_recipe() -> None:
 
 r1, r2 = st.columns([3, 1])
 r1.selectbox("Measured recipes: a preset with its augmentation and training settings", list(RECIPES),
-             format_func=lambda n: f"{n}: {RECIPES[n].goal} (measured {RECIPES[n].measured.line()})",
-             key="t_recipe")
+             format_func=lambda n: f"{n}: measured {RECIPES[n].measured.line()}", key="t_recipe",
+             help="; ".join(f"{r.name}: {r.goal}" for r in RECIPES.values()))
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 
 with st.form("train_form"):
