@@ -139,7 +139,7 @@ def test_train_runs_a_job_and_refuses_a_second(app_env):
     assert any("already ended" in i.value for i in at.info)
 
 
-@pytest.mark.parametrize("name", ["fast", "record"])
+@pytest.mark.parametrize("name", list(RECIPES))
 def test_train_loads_each_measured_recipe(app_env, name):
     """Every recipe's settings must fit the form's widgets (record trains for 162 epochs)."""
     recipe = RECIPES[name]
