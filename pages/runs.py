@@ -4,34 +4,68 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
+from playground.jobs import JobError, hosted, owns
 from playground.plots import compare_figure
+from playground.store import RESUMABLE
 
 st.title("Runs")
-store = ui.store()
-runs = store.list()
+launcher = ui.launcher()
+if note := st.session_state.pop("runs_note", None):
+    st.success(note)
+runs = launcher.runs()
 if not runs:
     st.info("No runs yet: train one on the **Train** page or with `python -m playground train`.")
     st.stop()
+me = ui.owner()
 table = pd.DataFrame([{
     "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": r.best_acc,
-    "epochs": len(r.epochs), "time (s)": round(r.elapsed or 0, 1),
+    "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time (s)": round(r.elapsed or 0, 1),
     "started": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
     "optimizer": r.spec.get("train", {}).get("optimizer"), "max LR": r.spec.get("train", {}).get("max_lr"),
-    "message": r.message} for r in runs])
+    **({"yours": owns(r, me)} if hosted() else {}), "message": r.message} for r in runs])
 sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table")
-chosen = [runs[i] for i in (sel.selection.rows if sel else [])] or runs[:1]
+rows = sel.selection.rows if sel else []
+chosen = [runs[i] for i in rows if i < len(runs)] or runs[:1]  # the list may have shrunk since the tick
 by_time = st.toggle("Wall-clock minutes on the x axis", key="runs_by_time")
 st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
 
-st.subheader("Delete")
-victim = st.selectbox("Run to delete", [r.id for r in runs], index=None, key="del_pick")
-if victim:
-    active = ui.registry().get(st.session_state.get("job_id"))
-    if active is not None and active.active and active.run_id == victim:
-        st.warning("This run is still training; stop it first.")
-    elif st.checkbox(f"Yes, delete run {victim} and its checkpoint", key="del_confirm"):
-        if st.button("Delete", type="primary", key="del_go"):
-            store.delete(victim)
+st.subheader("Stop, resume or delete")
+mine = [r for r in runs if owns(r, me)]
+if not mine:
+    st.caption("Runs that other visitors started are read-only; the runs you start appear here.")
+    st.stop()
+by_id = {r.id: r for r in mine}
+pick = st.selectbox("Run", list(by_id), index=None, key="manage_pick", placeholder="choose a run…",
+                    format_func=lambda i: f"{i} · {by_id[i].name} · {by_id[i].status}")
+
+
+def act(verb: str, run_id: str) -> None:
+    """Button callbacks: the message survives the rerun that follows."""
+    try:
+        if verb == "stop":
+            launcher.stop(me, run_id)
+            st.session_state["runs_note"] = f"Stopping {run_id} after its current batch…"
+        elif verb == "resume":
+            launcher.resume(me, run_id)
+            st.session_state["runs_note"] = f"Resuming {run_id}; follow it on the **Train** page."
+        else:
+            launcher.delete(me, run_id)
+            st.session_state["runs_note"] = f"Deleted {run_id}."
+            st.session_state.pop("manage_pick", None)
             st.session_state.pop("del_confirm", None)
-            st.success(f"Deleted {victim}.")
-            st.rerun()
+    except JobError as e:
+        st.session_state["runs_error"] = str(e)
+
+
+if err := st.session_state.pop("runs_error", None):
+    st.error(err)
+if pick:
+    record = by_id[pick]
+    c1, c2, c3 = st.columns(3)
+    c1.button("Stop", icon=":material/stop:", key="run_stop", on_click=act, args=("stop", pick),
+              disabled=not record.active)
+    c2.button("Resume", icon=":material/play_arrow:", key="run_resume", on_click=act, args=("resume", pick),
+              disabled=not (record.status in RESUMABLE and record.state_sha))
+    warn = " It is still training: it will be stopped first." if record.active else ""
+    if c3.checkbox(f"Yes, delete run {pick} and its checkpoint.{warn}", key="del_confirm"):
+        c3.button("Delete", type="primary", key="del_go", on_click=act, args=("delete", pick))

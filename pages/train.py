@@ -5,18 +5,17 @@ from playground import ui
 from playground.config import DEVICES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
 from playground.device import DeviceError
 from playground.distill import TeacherError, candidates
-from playground.jobs import JobError
+from playground.jobs import JobError, owns
 from playground.plots import live_figure
 from playground.presets import preset_net
 from playground.recipes import RECIPES
 from playground.serde import SpecError
+from playground.store import RESUMABLE
 
 st.title("Train")
 data = ui.dataset()
 net, aug = ui.get_net(), ui.get_aug()
-registry = ui.registry()
-if "job" in st.query_params and "job_id" not in st.session_state:
-    st.session_state["job_id"] = st.query_params["job"]  # a reloaded tab reattaches to its job
+launcher = ui.launcher()
 
 def load_recipe() -> None:
     """Runs before the widgets are drawn, so it may set their values."""
@@ -68,44 +67,87 @@ if start and data is not None:
                       label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
                       eval_every=int(eval_every), teachers=teachers)
     try:
-        job = registry.start(ui.session_id(), RunSpec(net, aug, train, ui.data_source()), data)
+        run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), list(data.classes))
     except (JobError, DeviceError, TeacherError) as e:
         st.error(str(e))
     except SpecError as e:
         st.error("**Cannot train this spec:**\n\n" + "\n".join(f"- {p}" for p in e.problems))
     else:
-        st.session_state["job_id"] = job.id
-        st.query_params["job"] = job.id
+        st.session_state["watch"] = run_id
+        st.query_params["run"] = run_id
+
+
+def watched() -> str | None:
+    """The run this tab follows: the one it started, the one its URL names (a reloaded tab), else
+    this visitor's newest active run, so a run started before a reload on any page is found again."""
+    if st.session_state.get("watch"):
+        return st.session_state["watch"]
+    if st.query_params.get("run"):
+        return st.query_params["run"]
+    mine = [r for r in launcher.store.active() if owns(r, ui.owner())]
+    return mine[-1].id if mine else None
+
+
+def act(verb: str, run_id: str) -> None:
+    try:
+        if verb == "stop":
+            launcher.stop(ui.owner(), run_id)
+            st.toast("Stopping after the current batch…")
+        else:
+            launcher.resume(ui.owner(), run_id)
+            st.toast(f"Resuming run {run_id}…")
+    except JobError as e:
+        st.session_state["train_action_error"] = str(e)
 
 
 @st.fragment(run_every=1.0)
 def live() -> None:
-    job = registry.get(st.session_state.get("job_id"))
-    if job is None:
-        st.info("No training job in this session yet. Set the options above and press **Start training**.")
+    run_id = watched()
+    record = launcher.get(run_id) if run_id else None
+    if record is None:
+        st.info("No training to follow yet. Set the options above and press **Start training**."
+                if not run_id else f"Run {run_id} is not in the store (deleted?).")
         return
-    snap = job.snapshot()
-    eta = f", ETA {snap['eta']:.0f}s" if snap["eta"] else ""
-    st.progress(min(1.0, snap["progress"]),
-                text=f"{snap['name']} · run {snap['run_id']} · {snap['status']} · step {snap['step']}/{snap['steps']}"
-                     f" · {snap['img_per_s']:.0f} img/s{eta}")
-    if st.button("Stop", icon=":material/stop:", key="stop"):
-        if job.request_stop():
-            st.toast("Stopping after the current batch…")
-        else:
-            st.info(f"This job already ended ({snap['status']}); there is nothing to stop.")
-    if snap["status"] == "starting" and snap["message"]:
-        st.info(snap["message"] + "…")
-    elif snap["status"] == "finished":
-        st.success(f"Finished run {snap['run_id']}. Open **Results** to explore it.")
-    elif snap["status"] == "stopped":
-        st.warning(f"Stopped: {snap['message']}. The last state is saved with run {snap['run_id']}.")
-    elif snap["status"] == "failed":
-        st.error(f"Training failed: {snap['message']}")
-    st.plotly_chart(live_figure(snap["epochs"], snap["batches"], snap["steps"]), key="live_chart")
-    if snap["epochs"]:
-        st.dataframe(pd.DataFrame(snap["epochs"]).round(4), hide_index=True, key="epoch_table")
-    st.session_state["last_run_id"] = snap["run_id"]
+    st.session_state["watch"] = run_id
+    per_epoch = max(1, record.steps // max(1, record.planned_epochs))
+    epoch = min(record.planned_epochs, record.step // per_epoch + (record.status == "running"))
+    rate = f" · {record.img_per_s:.0f} img/s" if record.img_per_s else ""
+    eta = ""
+    if record.status == "running" and record.img_per_s and record.steps > record.step:
+        batch = record.spec["train"]["batch_size"]
+        eta = f" · ETA {fmt_time((record.steps - record.step) * batch / record.img_per_s)}"
+    st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
+                text=f"{record.name} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
+                     f"step {record.step}/{record.steps}{rate}{eta}")
+    mine = owns(record, ui.owner())
+    b1, b2, _ = st.columns([1, 1, 6])
+    b1.button("Stop", icon=":material/stop:", key="stop", on_click=act, args=("stop", run_id),
+              disabled=not (mine and record.active))
+    b2.button("Resume", icon=":material/play_arrow:", key="resume", on_click=act, args=("resume", run_id),
+              disabled=not (mine and record.status in RESUMABLE and record.state_sha))
+    if err := st.session_state.pop("train_action_error", None):
+        st.error(err)
+    if not mine:
+        st.caption("Another visitor started this run: you can watch it, not stop or resume it.")
+    if record.status == "queued":
+        st.info("Starting a worker process…")
+    elif record.status == "running" and record.message:
+        st.info(record.message + "…")
+    elif record.status == "finished":
+        st.success(f"Finished run {run_id}. Open **Results** to explore it.")
+    elif record.status in RESUMABLE:
+        st.warning(f"{record.status.capitalize()}: {record.message}. The last finished epoch is saved with run "
+                   f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))
+    elif record.status == "failed":
+        st.error(f"Training failed: {record.message}")
+    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), per_epoch), key="live_chart")
+    if record.epochs:
+        st.dataframe(pd.DataFrame(record.epochs).round(4), hide_index=True, key="epoch_table")
+    st.session_state["last_run_id"] = run_id
+
+
+def fmt_time(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 live()

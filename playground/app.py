@@ -12,6 +12,7 @@ from playground import ui  # noqa: E402
 
 st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
 ui.restore_from_link()
+ui.owner()
 pages = [
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("../pages/augment.py", title="Augment", icon=":material/palette:"),

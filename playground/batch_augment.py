@@ -108,9 +108,7 @@ def _pad_crop(kw: dict, children: list[Call]) -> Step:
     return run
 
 
-def _per_image(call: Call, seed: int) -> Step:
-    pipe = A.Compose([instantiate(call)], seed=seed)
-
+def _per_image(pipe: A.Compose) -> Step:
     def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for i in range(len(x)):
             x[i] = pipe(image=x[i])["image"]
@@ -118,7 +116,8 @@ def _per_image(call: Call, seed: int) -> Step:
     return run
 
 
-def _step(call: Call, seed: int) -> Step:
+def _step(call: Call, seed: int, pipes: list[A.Compose]) -> Step:
+    """The batched version of a transform, or a per-image Albumentations pipeline (added to ``pipes``)."""
     name, kw, children = call
     if name == "HorizontalFlip":
         return _flip(kw)
@@ -128,7 +127,14 @@ def _step(call: Call, seed: int) -> Step:
         return _coarse_dropout(kw)
     if name == "Sequential" and [c[0] for c in children] == ["PadIfNeeded", "RandomCrop"]:
         return _pad_crop(kw, children)
-    return _per_image(call, seed)
+    pipes.append(A.Compose([instantiate(call)], seed=seed))
+    return _per_image(pipes[-1])
+
+
+def _with_generators(t) -> list:
+    """A transform or composition and everything inside it: each holds random generators of its own."""
+    children = t.transforms if isinstance(t, A.BaseCompose) else []
+    return [t, *(x for child in children for x in _with_generators(child))]
 
 
 class BatchAugment:
@@ -137,7 +143,23 @@ class BatchAugment:
     def __init__(self, spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None):
         checked_aug(spec)
         self.rng = np.random.default_rng(seed)
-        self.steps = [_step(call, int(self.rng.integers(2**31))) for call in albumentations_calls(spec, mean)]
+        self.pipes: list[A.Compose] = []
+        self.steps = [_step(call, int(self.rng.integers(2**31)), self.pipes)
+                      for call in albumentations_calls(spec, mean)]
+
+    def _generators(self) -> list:
+        return [t for pipe in self.pipes for t in _with_generators(pipe)]
+
+    def state(self) -> dict:
+        """Every generator's position, so a resumed run draws what it would have drawn."""
+        return dict(rng=self.rng.bit_generator.state,
+                    pipes=[(p.random_generator.bit_generator.state, p.py_random.getstate()) for p in self._generators()])
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        for p, (np_state, py_state) in zip(self._generators(), state["pipes"], strict=True):
+            p.random_generator.bit_generator.state = np_state
+            p.py_random.setstate(py_state)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = np.array(x, np.uint8, copy=True)

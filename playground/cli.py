@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m playground presets|summary|train|evaluate|bench|export|curves``."""
+"""Headless CLI: ``python -m playground presets|summary|train|runs|stop|evaluate|bench|export|curves``."""
 from __future__ import annotations
 
 import argparse
@@ -78,43 +78,26 @@ def _train_spec(args, base):
     return t
 
 
-def cmd_train(args) -> int:
+def _progress(run, quiet: bool):
+    """A callback that prints what a training does: a progress bar per epoch and a line per epoch."""
     from tqdm import tqdm
 
-    from .augment import AugSpec, default_aug
-    from .config import RunSpec, TrainSpec, checked
-    from .recipes import get_recipe
-    from .data import load_dataset, resolve_source
-    from .runner import execute
-    from .store import RunStore
-
-    if args.recipe:
-        recipe = get_recipe(args.recipe)
-        args.preset = args.preset or recipe.preset
-        aug, base = recipe.copy_specs()
-    else:
-        aug, base = default_aug(), TrainSpec()
-    if args.aug:
-        aug = AugSpec.from_json(Path(args.aug).read_text())
-    run = checked(RunSpec(_net_from_args(args), aug, _train_spec(args, base), resolve_source(args.data)))
-    data = load_dataset(args.data)
-    if data.skipped:
-        print(f"warning: skipped {len(data.skipped)} unreadable images, e.g. {data.skipped[0]}", file=sys.stderr)
     bar = None
 
     def show(event) -> None:
         nonlocal bar
         d = event.data
         if event.kind == "start":
+            resumed = f", resuming after epoch {d['first_epoch'] - 1}" if d["first_epoch"] > 1 else ""
             print(f"training {run.net.name} ({d['params']:,} params) on {d['train_size']:,} images, "
-                  f"testing on {d['test_size']:,}, device {d['device']}")
+                  f"testing on {d['test_size']:,}, device {d['device']}{resumed}", flush=True)
         elif event.kind == "teachers":
             print(f"teachers: averaging {d['count']} runs' predictions on {d['images']:,} training images "
-                  f"(cached in the run store after the first time)")
+                  f"(cached in the run store after the first time)", flush=True)
         elif event.kind == "batch":
             if bar is None:
                 bar = tqdm(total=d["steps"] // run.train.epochs + 1, desc=f"epoch {d['epoch']}", leave=False,
-                           disable=args.quiet)
+                           disable=quiet)
             bar.update(1)
             bar.set_postfix(loss=f"{d['loss']:.3f}", img_s=f"{d['img_per_s']:.0f}")
         elif event.kind == "epoch":
@@ -128,12 +111,108 @@ def cmd_train(args) -> int:
             sys.stdout.flush()
         elif event.kind == "end" and bar is not None:
             bar.close()
+    return show
 
-    run_id, result = execute(RunStore(args.runs), run, data, [show])
+
+def _new_run(args, store) -> str:
+    """The run the flags describe, recorded as queued (checked before anything is written)."""
+    from .augment import AugSpec, default_aug
+    from .config import RunSpec, TrainSpec, checked
+    from .data import resolve_source
+    from .device import pick_device
+    from .recipes import get_recipe
+    from .runner import create_run
+
+    if args.recipe:
+        recipe = get_recipe(args.recipe)
+        args.preset = args.preset or recipe.preset
+        aug, base = recipe.copy_specs()
+    else:
+        aug, base = default_aug(), TrainSpec()
+    if args.aug:
+        aug = AugSpec.from_json(Path(args.aug).read_text())
+    run = checked(RunSpec(_net_from_args(args), aug, _train_spec(args, base), resolve_source(args.data)))
+    pick_device(run.train.device)
+    return create_run(store, run, run.train.device)
+
+
+def cmd_train(args) -> int:
+    from .config import RunSpec
+    from .store import RunStore
+    from .worker import run_worker
+
+    store = RunStore(args.runs)
+    if args.resume:
+        if _find_runs(store, [args.resume]) is None:
+            return 2
+        record = store.get(args.resume)
+        if not record.state_sha or not store.requeue(args.resume):
+            print(f"error: run {args.resume} is {record.status}; only a stopped or interrupted run with a "
+                  f"finished epoch can be resumed", file=sys.stderr)
+            return 2
+        run_id = args.resume
+    else:
+        run_id = _new_run(args, store)
+    run = RunSpec.from_dict(store.get(run_id).spec)
+    print(f"run id: {run_id}", flush=True)
+    result = run_worker(store, run_id, [_progress(run, args.quiet)])
+    if result is None:
+        print(f"run {run_id} was deleted while it trained", file=sys.stderr)
+        return 1
     if result.status != "finished":
-        print(f"run {result.status}: {result.message}", file=sys.stderr)
+        hint = f"; resume it with `python -m playground train --resume {run_id}`" if result.status == "stopped" else ""
+        print(f"run {result.status}: {result.message}{hint}", file=sys.stderr)
     print(f"run id: {run_id}")
     return 0 if result.status == "finished" else 1
+
+
+def cmd_worker(args) -> int:
+    from .worker import main
+
+    return main(args.run_id, args.runs)
+
+
+def cmd_runs(args) -> int:
+    import datetime as dt
+
+    from .lifecycle import reconcile
+    from .store import RunStore
+
+    store = RunStore(args.runs)
+    reconcile(store)
+    rows = [dict(id=r.id, name=r.name, status=r.status, epochs_done=len(r.epochs), epochs_planned=r.planned_epochs,
+                 best_acc=r.best_acc, params=r.params, started=dt.datetime.fromtimestamp(r.created).isoformat(
+                     timespec="seconds"), message=r.message) for r in store.list()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':24} {'name':12} {'status':11} {'epochs':>9} {'best acc':>8} {'params':>9}  started")
+    for r in rows:
+        acc = f"{r['best_acc']:.2%}" if r["best_acc"] else "-"
+        print(f"{r['id']:24} {r['name'][:12]:12} {r['status']:11} {r['epochs_done']:>4}/{r['epochs_planned']:<4} "
+              f"{acc:>8} {r['params'] or 0:>9,}  {r['started'].replace('T', ' ')}")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from .lifecycle import GRACE_S, reconcile, request_stop
+    from .store import RunStore
+
+    store = RunStore(args.runs)
+    if _find_runs(store, [args.run_id]) is None:
+        return 2
+    reconcile(store)
+    record = store.get(args.run_id)
+    if not record.active:
+        print(f"run {args.run_id} already ended ({record.status})", file=sys.stderr)
+        return 1
+    request_stop(store, record)
+    end = time.time() + GRACE_S + 5
+    while time.time() < end and (record := store.get(args.run_id)).active:
+        time.sleep(0.2)
+        reconcile(store)
+    print(f"run {args.run_id}: {record.status} {record.message}".rstrip())
+    return 0 if not record.active else 1
 
 
 def _find_runs(store, run_ids: list[str]) -> list | None:
@@ -245,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-subset", type=int, dest="train_subset", help="train on N random images (quick runs)")
     t.add_argument("--test-subset", type=int, dest="test_subset")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run from its last "
+                                                       "finished epoch, under the same run id")
+    w = sub.add_parser("worker", help="train a queued run (what the app starts, one process per run)")
+    w.add_argument("run_id")
+    r = sub.add_parser("runs", help="list the run store: id, status, epochs done/planned, best accuracy")
+    r.add_argument("--json", action="store_true", help="print one JSON array")
+    st = sub.add_parser("stop", help="stop a running run after its current batch (it keeps a checkpoint)")
+    st.add_argument("run_id")
     e = sub.add_parser("evaluate", help="accuracy and per-class accuracy of a run, as one JSON line")
     e.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="several: evaluate their ensemble (mean probabilities)")
     e.add_argument("--tta", action="store_true", help="average each prediction with its mirror image")
@@ -264,27 +351,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="docs/curves.html")
     for p in (t, e, b):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (default: $PLAYGROUND_DATA, then cifar10)")
-    for p in (t, e, x, c):
+    for p in (t, e, x, c, w, r, st):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap
 
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
-                bench=cmd_bench, export=cmd_export, curves=cmd_curves)
+                bench=cmd_bench, export=cmd_export, curves=cmd_curves, worker=cmd_worker, runs=cmd_runs,
+                stop=cmd_stop)
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .device import DeviceError
     from .distill import TeacherError
-    from .store import CheckpointError
+    from .runner import WorkerError
+    from .store import CheckpointError, RunGone
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as e:
         print("invalid spec:\n  " + "\n  ".join(e.problems), file=sys.stderr)
-    except (DataError, DeviceError, CheckpointError, TeacherError, KeyError, OSError) as e:
+    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, KeyError,
+            OSError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,145 +1,174 @@
-"""Background training jobs for the app: a thread-safe registry that owns the
-threads, enforces one job per browser session and a server-wide cap, and keeps
-each job's progress for the UI to poll. No Streamlit here.
+"""What the app does with trainings: start a worker process per run, remember its handle,
+and stop, resume or delete runs on behalf of their owner. No Streamlit here, and no
+training in this process: the web server never holds the training set.
+
+Progress and status live in the run store, written by the worker (worker.py); this module
+only polls its children (so their exit codes become reasons, and no zombie looks alive) and
+lets lifecycle.reconcile record the workers that died.
 """
 from __future__ import annotations
 
 import os
-import secrets
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
+from . import lifecycle
 from .config import RunSpec, checked
-from .data import Dataset
 from .device import pick_device
 from .distill import load_teachers
-from .evaluate import LoadedRun
-from .runner import create_run, execute
-from .store import RunStore
-from .trainer import Event
+from .runner import create_run
+from .store import RESUMABLE, RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 2
+ROOT = Path(__file__).resolve().parent.parent
+DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
 
 
 class JobError(RuntimeError):
-    """A job cannot be started (busy server, a job already running in this session)."""
-
-
-@dataclass
-class Job:
-    id: str
-    session: str
-    run_id: str
-    run: RunSpec
-    status: str = "starting"  # starting, running, finished, stopped, failed
-    message: str = ""
-    started: float = field(default_factory=time.time)
-    steps: int = 0
-    step: int = 0
-    img_per_s: float = 0.0
-    batches: list[dict] = field(default_factory=list)
-    epochs: list[dict] = field(default_factory=list)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def active(self) -> bool:
-        return self.status in ("starting", "running")
-
-    @property
-    def progress(self) -> float:
-        return self.step / self.steps if self.steps else 0.0
-
-    @property
-    def eta(self) -> float | None:
-        elapsed = time.time() - self.started
-        return elapsed / self.progress * (1 - self.progress) if 0 < self.progress < 1 else None
-
-    def on_event(self, event: Event) -> None:
-        d = event.data
-        with self.lock:
-            if event.kind == "teachers":  # before "start": can take a minute per teacher on a CPU
-                self.message = f"computing {d['count']} teachers' predictions on {d['images']:,} training images"
-            elif event.kind == "start":
-                self.status, self.steps, self.message = "running", d["steps"], ""
-            elif event.kind == "batch":
-                self.step, self.img_per_s = d["step"], d["img_per_s"]
-                self.batches.append({k: d[k] for k in ("step", "epoch", "loss", "acc", "lr")})
-            elif event.kind == "epoch":
-                self.epochs.append({k: v for k, v in d.items() if k != "model"})
-            elif event.kind == "end":
-                self.status, self.message = d["status"], d["message"]
-
-    def snapshot(self) -> dict:
-        """A consistent copy for the UI thread."""
-        with self.lock:
-            return dict(id=self.id, run_id=self.run_id, status=self.status, message=self.message,
-                        progress=self.progress, step=self.step, steps=self.steps, img_per_s=self.img_per_s,
-                        eta=self.eta, batches=list(self.batches), epochs=list(self.epochs),
-                        name=self.run.net.name, elapsed=time.time() - self.started)
-
-    def request_stop(self) -> bool:
-        """Ask the trainer to stop after the current batch; False if the job already ended."""
-        if not self.active:
-            return False
-        self.stop_event.set()
-        return True
+    """A run cannot be started, stopped, resumed or deleted; the message says why."""
 
 
 def max_jobs() -> int:
     return int(os.environ.get("PLAYGROUND_MAX_JOBS", DEFAULT_MAX_JOBS))
 
 
-class JobRegistry:
-    def __init__(self, store_root: str | None = None, limit: int | None = None):
+def hosted() -> bool:
+    """Hosted mode (PLAYGROUND_HOSTED=1): visitors change only the runs they started."""
+    return os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def owns(record: RunRecord, owner: str) -> bool:
+    """In local mode the one user owns every run, CLI runs included."""
+    return not hosted() or (bool(record.owner) and record.owner == owner)
+
+
+class Launcher:
+    def __init__(self, store_root: str | Path | None = None, limit: int | None = None):
         self.store = RunStore(store_root)
         self.limit = limit if limit is not None else max_jobs()
-        self._jobs: dict[str, Job] = {}
+        self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
-    def get(self, job_id: str | None) -> Job | None:
+    # -- reading -------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reap finished children and record dead workers (every reader calls this first)."""
         with self._lock:
-            return self._jobs.get(job_id or "")
+            for run_id, proc in list(self._procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del self._procs[run_id]
+                if code != 0:
+                    self.store.finish(run_id, *lifecycle.exit_reason(code), only_if_active=True)
+        lifecycle.reconcile(self.store)
 
-    def active_for(self, session: str) -> Job | None:
-        with self._lock:
-            return next((j for j in self._jobs.values() if j.session == session and j.active), None)
+    def runs(self) -> list[RunRecord]:
+        self.refresh()
+        return self.store.list()
 
-    def start(self, session: str, run: RunSpec, data: Dataset) -> Job:
+    def get(self, run_id: str) -> RunRecord | None:
+        self.refresh()
+        return self.store.get(run_id)
+
+    # -- changing ------------------------------------------------------------
+    def _owned(self, owner: str, run_id: str, verb: str) -> RunRecord:
+        record = self.get(run_id)
+        if record is None:
+            raise JobError(f"there is no run {run_id} (deleted?)")
+        if not owns(record, owner):
+            raise JobError(f"run {run_id} was started by another visitor; you can only {verb} runs you started")
+        return record
+
+    def _check_capacity(self, owner: str) -> None:
+        active = self.store.active()
+        mine = next((r for r in active if r.owner == owner), None) if hosted() else None
+        if mine is not None:
+            raise JobError(f"a training ({mine.name}, run {mine.id}) is already running for you; stop it or wait "
+                           f"for it to finish")
+        if len(active) >= self.limit:
+            raise JobError(f"the server is busy: {len(active)} of {self.limit} training slots are in use; "
+                           f"try again when a run finishes")
+
+    def start(self, owner: str, run: RunSpec, classes: list[str]) -> str:
+        """Check everything that can be checked here, record the run as queued and start its worker."""
         checked(run)
-        pick_device(run.train.device)  # fail now, in the page, not in the thread
-        teachers = load_teachers(self.store, run.train.teachers, run.data, list(data.classes))
+        pick_device(run.train.device)  # fail now, in the page, not in the worker
+        load_teachers(self.store, run.train.teachers, run.data, classes)
+        self.refresh()
         with self._lock:
-            active = [j for j in self._jobs.values() if j.active]
-            mine = next((j for j in active if j.session == session), None)
-            if mine is not None:
-                raise JobError(f"a training job ({mine.run.net.name}, run {mine.run_id}) is already running in "
-                               f"this session; stop it or wait for it to finish")
-            if len(active) >= self.limit:
-                raise JobError(f"the server is busy: {len(active)} of {self.limit} training slots are in use; "
-                               f"try again when a run finishes")
-            run_id = create_run(self.store, run, data, run.train.device)
-            job = Job(secrets.token_hex(4), session, run_id, run)
-            self._jobs[job.id] = job
-        thread = threading.Thread(target=self._work, args=(job, data, teachers), daemon=True,
-                                  name=f"train-{job.id}")
-        thread.start()
-        return job
+            self._check_capacity(owner)
+            run_id = create_run(self.store, run, run.train.device, owner)
+            self._spawn(run_id)
+        return run_id
 
-    def _work(self, job: Job, data: Dataset, teachers: list[LoadedRun]) -> None:
-        try:
-            execute(self.store, job.run, data, [job.on_event], job.stop_event, run_id=job.run_id,
-                    teachers=teachers)
-        except Exception as e:  # noqa: BLE001 - the page shows it
-            with job.lock:
-                job.status, job.message = "failed", f"{type(e).__name__}: {e}"
-            self.store.finish(job.run_id, "failed", job.message)  # also when it failed before training began
+    def resume(self, owner: str, run_id: str) -> None:
+        record = self._owned(owner, run_id, "resume")
+        if record.status not in RESUMABLE or not record.state_sha:
+            raise JobError(f"run {run_id} is {record.status}{'' if record.state_sha else ' with no saved epoch'}; "
+                           f"only a stopped or interrupted run with a finished epoch can be resumed")
+        with self._lock:
+            self._check_capacity(owner)
+            if not self.store.requeue(run_id):
+                raise JobError(f"run {run_id} changed meanwhile; look again")
+            self._spawn(run_id)
 
-    def wait(self, job_id: str, timeout: float = 60.0) -> Job | None:
-        """For tests and the CLI-like callers: block until the job ends."""
-        job = self.get(job_id)
+    def stop(self, owner: str, run_id: str) -> RunRecord:
+        record = self._owned(owner, run_id, "stop")
+        if not record.active:
+            raise JobError(f"run {run_id} already ended ({record.status}); there is nothing to stop")
+        lifecycle.request_stop(self.store, record)
+        return record
+
+    def delete(self, owner: str, run_id: str) -> None:
+        """Delete a run and its files; a run still training is stopped (and if need be killed) first."""
+        record = self._owned(owner, run_id, "delete")
+        if record.active:
+            lifecycle.request_stop(self.store, record)
+            end = time.time() + DELETE_WAIT_S
+            while time.time() < end and (r := self.get(run_id)) is not None and r.active:
+                time.sleep(0.1)
+            record = self.get(run_id)
+            if record is not None and record.active:
+                if record.host != lifecycle.this_host():
+                    raise JobError(f"run {run_id} is training on {record.host}; stop it there before deleting it")
+                lifecycle.kill(record)
+        self.store.delete(run_id)
+
+    # -- processes -----------------------------------------------------------
+    def _spawn(self, run_id: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with open(self.store.log_path(run_id), "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "playground", "worker", run_id, "--runs",
+                                     str(self.store.root.resolve())], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=os.getcwd())
+        start = lifecycle.process_start(proc.pid)
+        if start is not None:  # else it already ended: the watcher reaps it and records why
+            self.store.set_process(run_id, proc.pid, start, lifecycle.this_host())
+        self._procs[run_id] = proc
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(target=self._watch, daemon=True, name="playground-workers")
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """Within a second of a worker's death its run says why, even with no page open."""
+        while True:
+            time.sleep(1.0)
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a locked or damaged store: try again next second
+                continue
+            with self._lock:
+                if not self._procs:
+                    self._watcher = None
+                    return
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> RunRecord | None:
+        """For tests and scripts: block until the run ends."""
         end = time.time() + timeout
-        while job is not None and job.active and time.time() < end:
-            time.sleep(0.05)
-        return job
+        while (record := self.get(run_id)) is not None and record.active and time.time() < end:
+            time.sleep(0.1)
+        return record

@@ -8,20 +8,21 @@ from plotly.subplots import make_subplots
 from .store import RunRecord
 
 
-def live_figure(epochs: list[dict], batches: list[dict], steps: int) -> go.Figure:
-    """Loss (batch and epoch), accuracy and LR of one run in progress."""
+def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -> go.Figure:
+    """Loss (batch and epoch), accuracy and LR of one run, all against epochs (batches at
+    their fractional epoch, so the curves line up while the run is in progress)."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"))
     ep, bt = pd.DataFrame(epochs), pd.DataFrame(batches)
     if len(bt):
-        steps_per_epoch = max(1, steps / max(1, len(ep) or 1))
-        fig.add_scatter(x=bt["step"] / steps_per_epoch if len(ep) else bt["step"], y=bt["loss"], name="batch loss",
-                        line=dict(width=1), opacity=0.4, row=1, col=1)
-        fig.add_scatter(x=bt["step"], y=bt["lr"], name="lr", row=1, col=3)
+        x = bt["step"] / max(1, steps_per_epoch)
+        fig.add_scatter(x=x, y=bt["loss"], name="batch loss", line=dict(width=1), opacity=0.4, row=1, col=1)
+        fig.add_scatter(x=x, y=bt["lr"], name="lr", row=1, col=3)
     if len(ep):
         for col, key in ((1, "loss"), (2, "acc")):
             for split in ("train", "test"):
                 fig.add_scatter(x=ep["epoch"], y=ep[f"{split}_{key}"], name=f"{split} {key}", mode="lines+markers",
                                 row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=340, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)  # epochs without a test pass (eval_every > 1) are None
 

@@ -40,6 +40,13 @@ class Event:
 
 Callback = Callable[[Event], None]
 BN_RECALIBRATE_BELOW = 300  # optimizer steps; longer runs have settled running stats
+RESUME_FORMAT = 1
+EPOCH_OBJECTS = ("model", "state")  # in an "epoch" event's data beside the metrics
+
+
+def metrics_of(event: Event) -> dict:
+    """An epoch event's metrics, without the model and training state it carries."""
+    return {k: v for k, v in event.data.items() if k not in EPOCH_OBJECTS}
 
 
 @dataclass
@@ -121,16 +128,21 @@ class BatchSource:
         done = threading.Event()
 
         def produce() -> None:
-            for idx in chunks:
-                if done.is_set():
-                    return
-                q.put(self._make(idx))
-            q.put(None)
+            try:
+                for idx in chunks:
+                    if done.is_set():
+                        return
+                    q.put(self._make(idx))
+                q.put(None)
+            except BaseException as e:  # noqa: BLE001 - handed to the training thread, which raises it
+                q.put(e)
 
         worker = threading.Thread(target=produce, daemon=True, name="playground-augment")
         worker.start()
         try:
             while (item := q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise TrainingError(f"the augmentation thread failed: {type(item).__name__}: {item}") from item
                 yield item
         finally:
             done.set()
@@ -244,7 +256,18 @@ class Trainer:
             m.momentum = momentum
         model.eval()
 
-    def fit(self) -> TrainResult:
+    def _state(self, epoch: int, step: int, elapsed: float, epochs: list[dict], model: nn.Module, opt, sched,
+               scaler, ema, source: BatchSource, augment: BatchAugment) -> dict:
+        """Everything a resumed run needs to continue exactly as if it had never stopped."""
+        return dict(format=RESUME_FORMAT, epoch=epoch, step=step, elapsed=elapsed, epochs=list(epochs),
+                    model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                    scaler=scaler.state_dict(), ema=ema.state_dict() if ema is not None else None,
+                    torch_rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+                    source_rng=source.rng.bit_generator.state, augment=augment.state())
+
+    def fit(self, resume: dict | None = None) -> TrainResult:
+        """Train to the planned epochs; ``resume``: a state from an earlier epoch event of this run."""
         t, s, dev = self.run.train, self.settings, self.device
         if dev.type == "cpu":
             configure_threads()
@@ -267,12 +290,28 @@ class Trainer:
         scaler = torch.amp.GradScaler(dev.type, enabled=s.grad_scaler)
         log_probs = getattr(model, "outputs_log_probs", False)
         epochs: list[dict] = []
-        start = time.perf_counter()
+        first, step, done_before = 1, 0, 0.0
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            opt.load_state_dict(resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            scaler.load_state_dict(resume["scaler"])
+            if ema is not None:
+                ema.load_state_dict(resume["ema"])
+            torch.set_rng_state(resume["torch_rng"])
+            if resume["cuda_rng"] is not None and dev.type == "cuda":
+                torch.cuda.set_rng_state_all(resume["cuda_rng"])
+            source.rng.bit_generator.state = resume["source_rng"]
+            augment.set_state(resume["augment"])
+            epochs, first, step, done_before = list(resume["epochs"]), resume["epoch"] + 1, resume["step"], \
+                resume["elapsed"]
+        start = time.perf_counter() - done_before
         self.emit("start", steps=steps, epochs=t.epochs, batches=len(source), train_size=len(self.data.y_train),
-                  test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()))
-        status, message, step = "finished", "", 0
+                  test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()),
+                  first_epoch=first, step=step)
+        status, message = "finished", ""
         try:
-            for epoch in range(1, t.epochs + 1):
+            for epoch in range(first, t.epochs + 1):
                 model.train()
                 seen = correct = 0
                 loss_sum = 0.0
@@ -326,7 +365,8 @@ class Trainer:
                               img_per_s=seen / max(train_time, 1e-9), epoch_time=time.perf_counter() - t_epoch,
                               elapsed=time.perf_counter() - start)
                 epochs.append(record)
-                self.emit("epoch", **record, model=eval_model)
+                self.emit("epoch", **record, model=eval_model, state=self._state(
+                    epoch, step, record["elapsed"], epochs, model, opt, sched, scaler, ema, source, augment))
         except TrainingError as e:
             status, message = "failed", str(e)
         except RuntimeError as e:

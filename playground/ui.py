@@ -1,11 +1,13 @@
-"""What the Streamlit pages share: cached data and analysis, the job registry,
-the working specs in session state, and the share link. The only module of
-the package, besides app.py, that imports streamlit."""
+"""What the Streamlit pages share: cached data and analysis, the launcher of training
+workers, the visitor's identity, the working specs in session state, and the share link.
+The only module of the package, besides app.py, that imports streamlit."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-import uuid
+import re
+import secrets
 import zlib
 
 import streamlit as st
@@ -14,7 +16,7 @@ from .analysis import Analysis, analyze
 from .arch import Net
 from .augment import AugSpec, default_aug
 from .data import DataError, Dataset, load_dataset, resolve_source
-from .jobs import JobRegistry
+from .jobs import Launcher
 from .presets import preset_net
 from .serde import SpecError
 from .store import RunStore
@@ -43,12 +45,13 @@ def dataset(show_error: bool = True) -> Dataset | None:
 
 
 @st.cache_resource
-def registry() -> JobRegistry:
-    return JobRegistry()
+def launcher() -> Launcher:
+    """One per server: it starts the workers and keeps their handles; the store holds the rest."""
+    return Launcher()
 
 
 def store() -> RunStore:
-    return registry().store
+    return launcher().store
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -60,8 +63,23 @@ def analysis(net: Net) -> Analysis:
     return _analysis(net.to_json(None))
 
 
-def session_id() -> str:
-    return st.session_state.setdefault("session_id", uuid.uuid4().hex)
+OWNER_COOKIE = "playground_owner"
+
+
+def owner() -> str:
+    """Who this visitor is, for run ownership in hosted mode: a random token kept in a cookie,
+    so a reload of the tab (a new Streamlit session) is still the same visitor. The store
+    keeps only its hash. app.py calls this on every run, so the cookie is set on the first."""
+    if "owner" not in st.session_state:
+        token = st.context.cookies.get(OWNER_COOKIE)  # sent by the browser: anything at all
+        if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{32}", token):
+            token = secrets.token_hex(16)
+            st.session_state["_owner_cookie"] = token
+        st.session_state["owner"] = hashlib.sha256(token.encode()).hexdigest()[:32]
+    if token := st.session_state.pop("_owner_cookie", None):
+        st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';"
+                f"</script>", unsafe_allow_javascript=True)
+    return st.session_state["owner"]
 
 
 def _encode(obj: dict) -> str:

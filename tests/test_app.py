@@ -112,31 +112,28 @@ def test_augment_preview_and_pipeline_editing(app_env):
     assert not at.exception
 
 
-def wait_for_job(at: AppTest, timeout: float = 60) -> str:
-    job = ui.registry().get(at.session_state["job_id"])
-    end = time.time() + timeout
-    while job.active and time.time() < end:
-        time.sleep(0.1)
-    return job.status
+def wait_for_run(at: AppTest, timeout: float = 90) -> str:
+    return ui.launcher().wait(at.session_state["watch"], timeout).status
 
 
-def test_train_runs_a_job_and_refuses_a_second(app_env):
+def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)  # form values are sent with the submit click
     at.number_input(key="t_epochs").set_value(1)
     at.selectbox(key="t_shift").set_value(1)
     at.button(key="t_start").click().run()
-    assert not at.exception and "job_id" in at.session_state
+    assert not at.exception and not at.error and "watch" in at.session_state
+    run_id = at.session_state["watch"]
+    record = ui.store().get(run_id)
+    assert record.owner == at.session_state["owner"] and record.pid is not None  # a worker process, not a thread
     at.button(key="t_start").click().run()
-    job = ui.registry().get(at.session_state["job_id"])
-    if job.active:
-        assert any("already running" in e.value for e in at.error)
-    assert wait_for_job(at) == "finished"
-    assert ui.store().get(job.run_id).spec["train"]["tta_shift"] == 1
+    assert any("already running for you" in e.value for e in at.error)
+    assert wait_for_run(at) == "finished"
+    assert ui.store().get(run_id).spec["train"]["tta_shift"] == 1
     at.run()
-    assert any("Finished run" in s.value for s in at.success)
-    at.button(key="stop").click().run()
-    assert any("already ended" in i.value for i in at.info)
+    assert any(f"Finished run {run_id}" in s.value for s in at.success)
+    assert at.button(key="stop").disabled and at.button(key="resume").disabled
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -166,8 +163,7 @@ def test_train_rejects_missing_device(app_env):
 
 
 def test_server_busy_message(app_env, monkeypatch):
-    reg = ui.registry()
-    monkeypatch.setattr(reg, "limit", 0)
+    monkeypatch.setattr(ui.launcher(), "limit", 0)
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)
     at.button(key="t_start").click().run()
@@ -189,9 +185,8 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     at.multiselect(key="t_teachers").select(teacher_id)
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error
-    assert wait_for_job(at) == "finished"
-    job = ui.registry().get(at.session_state["job_id"])
-    assert ui.store().get(job.run_id).spec["train"]["teachers"] == [teacher_id]
+    assert wait_for_run(at) == "finished"
+    assert ui.store().get(at.session_state["watch"]).spec["train"]["teachers"] == [teacher_id]
 
 
 def _stored_run(image_folder) -> str:
@@ -212,10 +207,11 @@ def test_results_and_runs_pages(app_env):
     assert not at.exception and at.metric[0].label == "Test accuracy"
     runs = open_page("runs")
     assert run_id in runs.dataframe[0].value["id"].tolist()
-    runs.selectbox(key="del_pick").set_value(run_id).run()
+    runs.selectbox(key="manage_pick").set_value(run_id).run()
     runs.checkbox(key="del_confirm").check().run()
     runs.button(key="del_go").click().run()
     assert ui.store().get(run_id) is None and not runs.exception
+    assert any(f"Deleted {run_id}" in s.value for s in runs.success)
 
 
 def test_results_handles_deleted_run(app_env):

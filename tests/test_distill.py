@@ -12,8 +12,7 @@ from playground.data import load_dataset
 from playground.distill import TeacherError, candidates, load_teachers, teacher_targets
 from playground.evaluate import load_run
 from playground.export import export
-from playground.jobs import Job
-from playground.runner import execute
+from playground.runner import StoreWriter, create_run, execute
 from playground.serde import SpecError
 from playground.store import RunStore
 from playground.trainer import Event, Trainer, train_loss
@@ -118,7 +117,7 @@ def test_teachers_that_cannot_teach_are_refused_before_a_record_exists(image_fol
     with pytest.raises(TeacherError, match="may have seen this run's test images"):
         execute(store, student("", teacher_id), data)
     unfinished = store.create("tiny", tiny_run().to_dict())
-    with pytest.raises(TeacherError, match="running, not finished"):
+    with pytest.raises(TeacherError, match="queued, not finished"):
         execute(store, student(str(image_folder), unfinished), data)
     store.delete(unfinished)
     assert len(store.list()) == before
@@ -143,11 +142,18 @@ def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
     assert result["params"] == sum(store.get(i).params for i in (teacher_id, student_id))
 
 
-def test_app_job_says_it_is_computing_teacher_predictions():
-    job = Job("j", "session", "run", tiny_run())
-    job.on_event(Event("teachers", {"count": 2, "images": 1000}))
-    snap = job.snapshot()
-    assert snap["status"] == "starting"
-    assert snap["message"] == "computing 2 teachers' predictions on 1,000 training images"
-    job.on_event(Event("start", {"steps": 5}))
-    assert job.snapshot()["status"] == "running" and job.snapshot()["message"] == ""
+def test_the_store_says_a_run_is_computing_teacher_predictions(image_folder, tmp_path):
+    """The Train page reads this message from the store while the worker computes the targets."""
+    store, run = RunStore(tmp_path), tiny_run()
+    data = load_dataset(str(image_folder))
+    run_id = create_run(store, run)
+    writer = StoreWriter(store, run, data, run_id)
+    writer(Event("teachers", {"count": 2, "images": 1000}))
+    assert store.get(run_id).message == "computing 2 teachers' predictions on 1,000 training images"
+    writer(Event("start", {"steps": 5, "first_epoch": 1}))
+    writer(Event("batch", {"step": 1, "epoch": 1, "batch": 1, "steps": 5, "loss": 2.0, "acc": 0.1, "lr": 0.1,
+                           "img_per_s": 100.0}))
+    writer.flush()
+    record = store.get(run_id)
+    assert record.message == "" and record.step == 1 and record.steps == 5
+    assert store.batches(run_id)[0]["loss"] == 2.0

@@ -1,0 +1,132 @@
+"""Whether a run's worker still lives, and the stop protocol. No lies: a run is "running"
+only while its process does.
+
+A worker records its pid, its process start time and its host when it claims a run, and
+beats a heartbeat while it trains. On the same host a reader checks the pid and its start
+time (a reused pid has another start time); for a worker on another machine sharing the
+store it trusts the heartbeat. Whoever reads the store first after a worker died (a page,
+the CLI, the launcher's watcher) records the run as interrupted, with the reason.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import psutil
+
+from .store import RunRecord, RunStore
+
+HEARTBEAT_S = 2.0  # how often a worker says it is alive
+STALE_S = 60.0  # a worker on another host is presumed dead after this long without a heartbeat
+GRACE_S = 20.0  # a worker asked to stop is killed if it has not ended after this long
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def this_process() -> tuple[int, float, str]:
+    """(pid, start time, host) of the calling process, as a worker records itself."""
+    return os.getpid(), psutil.Process().create_time(), this_host()
+
+
+def process_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _process(record: RunRecord) -> psutil.Process | None:
+    """The run's live worker process on this host, or None if it is gone (or a zombie)."""
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - (record.pid_start or 0)) > 1 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, TypeError, ValueError):
+        return None
+
+
+def alive(record: RunRecord) -> bool:
+    if record.pid is None:  # queued by a launcher that has not started its worker yet
+        return time.time() - record.updated < STALE_S
+    if record.host == this_host():
+        return _process(record) is not None
+    return time.time() - (record.heartbeat or record.updated) < STALE_S
+
+
+def _last_output(store: RunStore, run_id: str) -> str:
+    """The worker's last line of output, when it says why it ended (an error, a fatal signal)."""
+    try:
+        with open(store.log_path(run_id), "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    last = next((ln for ln in reversed(lines) if "Error" in ln or "Fatal" in ln or "Killed" in ln), "")
+    return f"; its last words: {last[:200]}" if last else ""
+
+
+def gone_reason(store: RunStore, record: RunRecord) -> str:
+    who = f"worker process {record.pid}" if record.pid else "worker"
+    return (f"interrupted: the {who} ended without recording a result (killed, out of memory, crashed, or the "
+            f"server restarted){_last_output(store, record.id)}; resume it to go on from its last epoch")
+
+
+def exit_reason(returncode: int) -> tuple[str, str]:
+    """(status, message) for a worker that exited without recording its end, from its exit code."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        if -returncode == signal.SIGKILL:
+            return "interrupted", ("interrupted: the worker was killed (SIGKILL; out of memory?); resume it to "
+                                   "go on from its last epoch")
+        return "interrupted", f"interrupted: the worker died of signal {name}; resume it to go on from its last epoch"
+    return "failed", f"failed: the worker exited with code {returncode} before recording a result"
+
+
+def reconcile(store: RunStore) -> list[str]:
+    """Record every active run whose worker is gone, and kill workers that outlived a stop
+    request by GRACE_S. Cheap (one query) when nothing runs; returns the ids it changed."""
+    changed = []
+    for r in store.active():
+        if not alive(r):
+            if r.stop_requested:
+                status, message = "stopped", "stopped by request (the worker ended before saving a final state)"
+            else:
+                status, message = "interrupted", gone_reason(store, r)
+            if store.finish(r.id, status, message, only_if_active=True):
+                changed.append(r.id)
+        elif r.stop_requested and time.time() - r.stop_requested > GRACE_S and r.host == this_host():
+            kill(r)
+            if store.finish(r.id, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop "
+                                             f"request and was killed", only_if_active=True):
+                changed.append(r.id)
+    return changed
+
+
+def kill(record: RunRecord) -> None:
+    proc = _process(record)
+    if proc is not None:
+        try:
+            proc.kill()
+            proc.wait(5)
+        except psutil.Error:
+            pass
+
+
+def request_stop(store: RunStore, record: RunRecord) -> None:
+    """Ask the worker to end after its current batch (SIGTERM): it saves and records "stopped".
+    ``reconcile`` kills it if it has not ended GRACE_S later."""
+    store.request_stop(record.id)
+    if record.pid is None:
+        store.finish(record.id, "stopped", "stopped before it started", only_if_active=True)
+        return
+    proc = _process(record) if record.host == this_host() else None
+    if proc is not None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass

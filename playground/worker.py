@@ -1,0 +1,98 @@
+"""A training worker: one process per run, for the app (``python -m playground worker RUN_ID``,
+started by jobs.py) and the CLI (``train`` runs the same function in its own process).
+
+It claims a queued run, trains it with runner.execute and records everything in the store.
+SIGTERM or SIGINT ends it gracefully after the current batch ("stopped", with a checkpoint);
+a stop requested through the store does the same, so a worker on another machine can be
+stopped too. A heartbeat thread tells readers it is alive. An exception in any thread is
+recorded as "failed" with its message before the process exits; a death it cannot record
+(SIGKILL, OOM kill, segfault) is recorded by whoever next reads the store (lifecycle.py).
+"""
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+
+from . import lifecycle
+from .config import RunSpec
+from .data import load_dataset
+from .runner import execute
+from .store import RunGone, RunStore
+from .trainer import Callback, TrainResult
+
+
+def _on_signal(stop: threading.Event):
+    def handler(signum, _frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        stop.set()
+    return handler
+
+
+def _heartbeat(store: RunStore, run_id: str, stop: threading.Event, done: threading.Event) -> None:
+    while not done.wait(lifecycle.HEARTBEAT_S):
+        try:
+            store.beat(run_id)
+            record = store.get(run_id)
+        except RunGone:
+            record = None
+        except Exception:  # noqa: BLE001 - a busy or full disk: try again at the next beat
+            continue
+        if record is None or record.stop_requested:
+            stop.set()
+
+
+def _fail_fast(store: RunStore, run_id: str):
+    def hook(args: threading.ExceptHookArgs) -> None:
+        message = f"failed: {args.exc_type.__name__} in thread {args.thread.name if args.thread else '?'}: " \
+                  f"{args.exc_value}"
+        print(message, file=sys.stderr, flush=True)
+        try:
+            store.finish(run_id, "failed", message, only_if_active=True)
+        finally:
+            os._exit(70)
+    return hook
+
+
+def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = None) -> TrainResult | None:
+    """Train the queued run ``run_id`` in this process; None if it was deleted meanwhile.
+
+    A run that has a saved epoch state is resumed from it."""
+    record = store.get(run_id)
+    if record is None:
+        raise RunGone(f"no run {run_id!r} in {store.root}")
+    run = RunSpec.from_dict(record.spec)
+    stop, done = threading.Event(), threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _on_signal(stop))
+    threading.excepthook = _fail_fast(store, run_id)
+    beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop, done), daemon=True, name="heartbeat")
+    beat.start()
+    try:
+        data = load_dataset(run.data or None)
+        resume = store.load_state(run_id) if record.state_sha else None
+        return execute(store, run, data, callbacks, stop, run_id=run_id, resume=resume)[1]
+    except RunGone:
+        return None
+    except BaseException as e:
+        store.finish(run_id, "failed", f"{type(e).__name__}: {e}", only_if_active=True)
+        raise
+    finally:
+        done.set()
+        threading.excepthook = threading.__excepthook__
+        if in_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+
+
+def main(run_id: str, runs: str | None) -> int:
+    """``python -m playground worker``: what jobs.py starts; its output goes to the run's log."""
+    faulthandler.enable()  # a segfault leaves its traceback in the log, which the reaper quotes
+    result = run_worker(RunStore(runs), run_id)
+    print(f"run {run_id}: {result.status if result else 'deleted'} {result.message if result else ''}", flush=True)
+    return 0
