@@ -138,6 +138,7 @@ def _new_run(args, store) -> str:
 
 def cmd_train(args) -> int:
     from .config import RunSpec
+    from .lifecycle import reconcile
     from .store import RunStore
     from .worker import run_worker
 
@@ -145,6 +146,7 @@ def cmd_train(args) -> int:
     if args.resume:
         if _find_runs(store, [args.resume]) is None:
             return 2
+        reconcile(store)  # a run whose worker died still says "running" until someone looks
         record = store.get(args.resume)
         if not record.state_sha or not store.requeue(args.resume):
             print(f"error: run {args.resume} is {record.status}; only a stopped or interrupted run with a "
