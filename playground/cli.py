@@ -250,6 +250,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data import load_dataset
+
+    data = load_dataset(args.data)
+    print(f"{data.name}: {len(data.y_train):,} training and {len(data.y_test):,} test images, "
+          f"{len(data.classes)} classes, from {data.source}; decoded and cached")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import bench_trainer
 
@@ -339,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tta", action="store_true", help="average each prediction with its mirror image")
     e.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), default=0,
                    help=TTA_SHIFT_HELP)
+    d = sub.add_parser("data", help="decode and cache a data source (the app does this once, in the background)")
     b = sub.add_parser("bench", help="training images/s after warm-up, as one JSON line")
     b.add_argument("--preset", default="seed-004")
     b.add_argument("--steps", type=int, default=30)
@@ -351,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curves", help="an HTML page of test accuracy by minute and loss by epoch for runs")
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")
-    for p in (t, e, b):
+    for p in (t, e, b, d):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (default: $PLAYGROUND_DATA, then cifar10)")
     for p in (t, e, x, c, w, r, st):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
@@ -359,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
-                bench=cmd_bench, export=cmd_export, curves=cmd_curves, worker=cmd_worker, runs=cmd_runs,
+                bench=cmd_bench, export=cmd_export, curves=cmd_curves, data=cmd_data, worker=cmd_worker, runs=cmd_runs,
                 stop=cmd_stop)
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +41,16 @@ class Dataset:
     classes: list[str]
     source: str = ""
     skipped: list[str] = field(default_factory=list)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) when known without x_train
 
     @property
     def mean(self) -> tuple[float, float, float]:
         """Per-channel mean of the training set on the 0-1 scale."""
-        return tuple(float(v) for v in _channel_stats(self.x_train)[0])
+        return tuple(self.stats[0]) if self.stats else tuple(float(v) for v in _channel_stats(self.x_train)[0])
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(float(v) for v in _channel_stats(self.x_train)[1])
+        return tuple(self.stats[1]) if self.stats else tuple(float(v) for v in _channel_stats(self.x_train)[1])
 
     def subset(self, n_train: int | None, n_test: int | None = None, seed: int = 0) -> "Dataset":
         """A random class-mixed subset, for quick runs."""
@@ -54,7 +58,7 @@ class Dataset:
         tr = np.sort(rng.permutation(len(self.y_train))[:n_train]) if n_train else slice(None)
         te = np.sort(rng.permutation(len(self.y_test))[:n_test]) if n_test else slice(None)
         return Dataset(self.name, self.x_train[tr], self.y_train[tr], self.x_test[te], self.y_test[te],
-                       self.classes, self.source, self.skipped)
+                       self.classes, self.source, self.skipped, self.stats)
 
 
 _STATS: dict[tuple[int, tuple], tuple[np.ndarray, np.ndarray]] = {}
@@ -94,12 +98,22 @@ def _hint() -> str:
             "--data cifar10 with internet access to download it.")
 
 
-def load_dataset(source: str | None = None, cache: Path | None = None) -> Dataset:
-    """Load (and cache) a dataset; raises DataError with a clear message on failure."""
+class NotCached(DataError):
+    """``decode=False`` and the source has not been decoded into the cache yet."""
+
+
+def load_dataset(source: str | None = None, cache: Path | None = None, mmap_train: bool = False,
+                 decode: bool = True) -> Dataset:
+    """Load (and cache) a dataset; raises DataError with a clear message on failure.
+
+    ``mmap_train``: map the cached training images from disk instead of reading them (the web
+    server shows a few of them and must not hold them all). ``decode=False``: NotCached instead
+    of decoding a source that is not cached yet (the server has a subprocess do it)."""
     source = resolve_source(source)
     cache = Path(cache) if cache else cache_dir()
+    load = partial(_cached, mmap_train=mmap_train, decode=decode)
     if source.lower() in NAMED:
-        return _cached(cache, source.lower(), lambda: _load_torchvision(source.lower(), cache))
+        return load(cache, source.lower(), lambda: _load_torchvision(source.lower(), cache))
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"Dataset not found: {path} does not exist. {_hint()}")
@@ -109,7 +123,25 @@ def load_dataset(source: str | None = None, cache: Path | None = None) -> Datase
         raise DataError(f"Cannot read {path}: expected a folder or a .tar.gz archive. {_hint()}")
     root = _find_split_root(path)
     key = _folder_key(root)
-    return _cached(cache, key, lambda: _load_folder(root))
+    return load(cache, key, lambda: _load_folder(root))
+
+
+def load_in_subprocess(source: str) -> Dataset:
+    """The dataset with its training images memory-mapped, decoding it first (if it is not cached)
+    in a child process (``python -m playground data``), so that the decoding's memory and CPU
+    never burden the web server."""
+    try:
+        return load_dataset(source, mmap_train=True, decode=False)
+    except NotCached:
+        pass
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "playground", "data", "--data", source], capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        raise DataError(lines[-1].removeprefix("error: ") if lines else f"decoding {source} failed")
+    return load_dataset(source, mmap_train=True, decode=False)
 
 
 def _extract(archive: Path, cache: Path) -> Path:
@@ -148,25 +180,32 @@ def _folder_key(root: Path) -> str:
     return f"folder-{root.name}-{h.hexdigest()[:12]}"
 
 
-def _cached(cache: Path, key: str, load) -> Dataset:
+def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool = True) -> Dataset:
     folder = cache / "arrays" / key
     meta_path = folder / "meta.json"
     if meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") == CACHE_FORMAT:
-                arrays = {n: np.load(folder / f"{n}.npy") for n in ("x_train", "y_train", "x_test", "y_test")}
+                if "mean" not in meta:  # cached by an older version: add the statistics once
+                    ds = Dataset("", np.load(folder / "x_train.npy"), *([np.empty(0)] * 3), classes=[])
+                    meta.update(mean=ds.mean, std=ds.std)
+                    _write_text_atomic(meta_path, json.dumps(meta))
+                arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r" if mmap_train and n == "x_train" else None,
+                                     allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
                 return Dataset(meta["name"], **arrays, classes=meta["classes"], source=meta["source"],
-                               skipped=meta.get("skipped", []))
+                               skipped=meta.get("skipped", []), stats=(tuple(meta["mean"]), tuple(meta["std"])))
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
+    if not decode:
+        raise NotCached(f"{key} is not decoded yet")
     ds = load()
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     for n in ("x_train", "y_train", "x_test", "y_test"):
         np.save(tmp / f"{n}.npy", getattr(ds, n))
     (tmp / "meta.json").write_text(json.dumps(dict(format=CACHE_FORMAT, name=ds.name, classes=ds.classes,
-                                                   source=ds.source, skipped=ds.skipped)))
+                                                   source=ds.source, skipped=ds.skipped, mean=ds.mean, std=ds.std)))
     if folder.exists():
         import shutil
         shutil.rmtree(folder, ignore_errors=True)
@@ -175,6 +214,12 @@ def _cached(cache: Path, key: str, load) -> Dataset:
     except OSError:
         pass  # another process cached it first; ours is identical
     return ds
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _load_torchvision(name: str, cache: Path) -> Dataset:

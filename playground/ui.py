@@ -15,7 +15,7 @@ import streamlit as st
 from .analysis import Analysis, analyze
 from .arch import Net
 from .augment import AugSpec, default_aug
-from .data import DataError, Dataset, load_dataset, resolve_source
+from .data import DataError, Dataset, load_in_subprocess, resolve_source
 from .jobs import Launcher
 from .presets import preset_net
 from .serde import SpecError
@@ -24,10 +24,11 @@ from .store import RunStore
 DEFAULT_PRESET = "fast"
 
 
-@st.cache_resource(show_spinner="Loading dataset…")
+@st.cache_resource(show_spinner="Loading the dataset (decoding it the first time takes about half a minute)…")
 def cached_dataset(source: str) -> Dataset:
-    """One decoded copy per data source for the whole server (all sessions share it)."""
-    return load_dataset(source)
+    """One copy per data source for the whole server (all sessions share it). The training
+    images stay on disk, memory-mapped: the server shows a few, the workers train on them."""
+    return load_in_subprocess(source)
 
 
 def data_source() -> str:

@@ -1,9 +1,10 @@
+import json
 import time
 
 import numpy as np
 import pytest
 
-from playground.data import DataError, load_dataset, resolve_source
+from playground.data import DataError, NotCached, cache_dir, load_dataset, load_in_subprocess, resolve_source
 from tests.conftest import SHARED_TARBALL, make_image_folder
 
 
@@ -17,6 +18,23 @@ def test_image_folder_loads_as_uint8_and_is_cached(image_folder):
     again = load_dataset(str(image_folder))
     assert time.perf_counter() - t0 < 1.0
     assert np.array_equal(again.x_train, ds.x_train) and again.classes == ds.classes
+
+
+def test_the_server_maps_training_images_and_a_child_decodes_them(tmp_path):
+    """The web server never decodes nor holds the training set: a child process decodes it into
+    the cache, the server maps the training images from disk, with the statistics from the cache."""
+    folder = make_image_folder(tmp_path / "d", n_train=3, n_test=1)
+    with pytest.raises(NotCached):
+        load_dataset(str(folder), decode=False)
+    served = load_in_subprocess(str(folder))
+    assert isinstance(served.x_train, np.memmap) and not served.x_train.flags.writeable
+    assert not isinstance(served.x_test, np.memmap)
+    full = load_dataset(str(folder))
+    assert np.array_equal(full.x_train, served.x_train) and full.mean == served.mean and full.std == served.std
+    meta = next((cache_dir() / "arrays").glob("*/meta.json"))  # a cache written before the statistics were kept
+    legacy = {k: v for k, v in json.loads(meta.read_text()).items() if k not in ("mean", "std")}
+    meta.write_text(json.dumps(legacy))
+    assert load_dataset(str(folder), mmap_train=True).mean == full.mean and "mean" in meta.read_text()
 
 
 def test_parent_folder_and_tarball_are_accepted(tmp_path):
