@@ -3,67 +3,126 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.arch import KIND_LABELS, Block, Layer, Net
+from playground.arch import KIND_LABELS, Block, Layer, Net, replace
 from playground.geometry import validate
 from playground.presets import PRESETS, preset_net
 from playground.recipes import measured_for
 from playground.serde import SpecError
 
-st.title("Architect")
-ui.link_error()
-base = ui.get_net()
+KINDS = list(KIND_LABELS)
+KERNELS, STRIDES, DILATIONS, SPANS = (1, 2, 3, 5, 7), (1, 2), (1, 2, 3, 4), (0, 1, 2, 3)
+NEW_BLOCK = Block([Layer(out=64)])
 
-c1, c2 = st.columns([3, 1])
-def _label(name: str) -> str:
+
+# The spec in st.session_state["net"] is the only truth; the widgets show it. A browser keeps each widget's value
+# by key and sends it back with the next edit, so every change goes through a callback (which runs before the
+# widgets are drawn) that stores the new spec and writes every widget key from it.
+
+def widget_state(net: Net) -> dict:
+    """The value of every spec widget for this spec, whatever it holds (the ranges widen to show it)."""
+    state = {"w_blocks": len(net.blocks)}
+    for b, block in enumerate(net.blocks):
+        state |= {f"w_{b}_n": len(block.layers), f"w_{b}_skip": block.skip, f"w_{b}_every": block.skip_every}
+        for i, layer in enumerate(block.layers):
+            state |= {f"w_{b}_{i}_kind": layer.kind, f"w_{b}_{i}_out": layer.out, f"w_{b}_{i}_k": layer.kernel,
+                      f"w_{b}_{i}_s": layer.stride, f"w_{b}_{i}_d": layer.dilation}
+    return state
+
+
+def show(net: Net) -> None:
+    """Make ``net`` the working spec, and the widgets and the JSON editor show it."""
+    ui.set_net(net)
+    st.session_state.update(widget_state(net), json_text=net.to_json())
+
+
+def edited_layer(src: Layer, b: int, i: int) -> Layer:
+    """``src`` with this row's widget values; only what the user changed differs from it."""
+    s = st.session_state
+    kind, out, kernel, stride, dilation = (s.get(f"w_{b}_{i}_{name}", value) for name, value in (
+        ("kind", src.kind), ("out", src.out), ("k", src.kernel), ("s", src.stride), ("d", src.dilation)))
+    layer = replace(src, kind=kind, out=out, kernel=kernel, stride=stride, dilation=dilation)
+    if kind == src.kind and (kernel, dilation) == (src.kernel, src.dilation):
+        return layer
+    if layer.is_pool:
+        layer.padding, layer.order = 0, "none"
+        layer.dilation = dilation if src.is_pool else 1
+    else:
+        layer.padding = dilation * (kernel - 1) // 2
+        layer.order = "bn-relu" if src.is_pool else src.order
+        layer.out = layer.out or 32  # a pool turned conv: pools carry no width
+    if kind == "grouped" and src.kind != "grouped" and layer.groups == 1:
+        layer.groups = 4
+    return layer
+
+
+def on_edit() -> None:
+    """A spec widget changed: rebuild the spec from the old one and the widget values, then show it."""
+    base, s = ui.get_net(), st.session_state
+    blocks = []
+    for b in range(s["w_blocks"]):
+        old = base.blocks[b] if b < len(base.blocks) else NEW_BLOCK
+        n = s.get(f"w_{b}_n", len(old.layers))
+        layers = [edited_layer(old.layers[min(i, len(old.layers) - 1)], b, i) for i in range(n)]
+        blocks.append(Block(layers, s.get(f"w_{b}_skip", old.skip), old.skip_from if old.skip_from < n else 0,
+                            s.get(f"w_{b}_every", old.skip_every)))
+    show(Net(**{**base.__dict__, "blocks": blocks}))
+
+
+def on_load_preset() -> None:
+    show(preset_net(st.session_state["preset_pick"]))
+
+
+def on_apply_json() -> None:
+    try:
+        candidate = Net.from_json(st.session_state["json_text"])
+        if problems := validate(candidate):
+            raise SpecError(problems)
+    except SpecError as e:
+        st.session_state["json_problems"] = e.problems
+    else:
+        show(candidate)
+
+
+def label(name: str) -> str:
     m = measured_for(name)
     return f"{name} — measured {m.test_acc:.1f}% in {m.wall_s / 60:.0f} min on {m.where}" if m else name
 
 
-preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",
-                      format_func=_label, key="preset_pick")
-if c2.button("Load preset", key="load_preset", disabled=preset is None):
-    ui.set_net(preset_net(preset))
-    st.rerun()
+def options(usual: tuple[int, ...], value: int) -> list[int]:
+    return sorted({*usual, value})
 
-KINDS = list(KIND_LABELS)
-n_blocks = st.slider("Blocks", 1, 6, len(base.blocks), key="w_blocks")
-blocks: list[Block] = []
-for b in range(n_blocks):
-    old = base.blocks[b] if b < len(base.blocks) else Block([Layer(out=64)])
-    with st.expander(f"C{b + 1}", expanded=b == 0):
-        n_layers = st.slider("Layers", 1, 6, len(old.layers), key=f"w_{b}_n")
+
+st.title("Architect")
+ui.link_error()
+net = ui.get_net()
+if any(st.session_state.get(k) != v for k, v in widget_state(net).items()):
+    show(net)  # first visit, or the spec was set elsewhere (a recipe, a share link)
+
+c1, c2 = st.columns([3, 1])
+preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",
+                      format_func=label, key="preset_pick")
+c2.button("Load preset", key="load_preset", disabled=preset is None, on_click=on_load_preset)
+
+st.slider("Blocks", 1, max(6, len(net.blocks)), key="w_blocks", on_change=on_edit)
+for b, block in enumerate(net.blocks):
+    with st.expander(f"C{b + 1}", expanded=b == 0, key=f"arch_c{b}"):
+        st.slider("Layers", 1, max(6, len(block.layers)), key=f"w_{b}_n", on_change=on_edit)
         s1, s2 = st.columns(2)
-        skip = s1.toggle("Residual skip", old.skip, key=f"w_{b}_skip")
-        spans = sorted({0, 1, 2, 3, max(0, old.skip_every)})
-        every = s2.selectbox("Residual around", spans, spans.index(max(0, old.skip_every)),
-                             format_func=lambda k: "the whole block" if k == 0 else f"every {k} layer(s)",
-                             key=f"w_{b}_every", disabled=not skip,
-                             help="One residual around the block, or ResNet-style units of k layers each")
-        layers = []
-        for i in range(n_layers):
-            src = old.layers[min(i, len(old.layers) - 1)]
+        s1.toggle("Residual skip", key=f"w_{b}_skip", on_change=on_edit)
+        s2.selectbox("Residual around", options(SPANS, block.skip_every),
+                     format_func=lambda k: "the whole block" if k <= 0 else f"every {k} layer(s)",
+                     key=f"w_{b}_every", disabled=not block.skip, on_change=on_edit,
+                     help="One residual around the block, or ResNet-style units of k layers each")
+        for i, layer in enumerate(block.layers):
             cols = st.columns(5)
-            kind = cols[0].selectbox(f"type {i + 1}", KINDS, KINDS.index(src.kind), format_func=KIND_LABELS.get,
-                                     key=f"w_{b}_{i}_kind")
-            width = cols[1].slider("width", 4, 256, max(4, min(256, src.out or 32)), 4, key=f"w_{b}_{i}_out",
-                                   disabled=kind.endswith("pool"))
-            kernel = cols[2].selectbox("kernel", [1, 2, 3, 5, 7], [1, 2, 3, 5, 7].index(src.kernel)
-                                       if src.kernel in (1, 2, 3, 5, 7) else 2, key=f"w_{b}_{i}_k")
-            stride = cols[3].selectbox("stride", [1, 2], src.stride - 1 if src.stride in (1, 2) else 0,
-                                       key=f"w_{b}_{i}_s")
-            dilation = cols[4].selectbox("dilation", [1, 2, 3, 4], src.dilation - 1 if src.dilation <= 4 else 0,
-                                         key=f"w_{b}_{i}_d", disabled=kind.endswith("pool"))
-            layer = Layer(**{**src.__dict__, "kind": kind, "out": width, "kernel": kernel, "stride": stride,
-                             "dilation": 1 if kind.endswith("pool") else dilation})
-            if (kernel, layer.dilation, kind) != (src.kernel, src.dilation, src.kind):
-                layer.padding = 0 if kind.endswith("pool") else layer.dilation * (kernel - 1) // 2
-                layer.order = "none" if kind.endswith("pool") else ("bn-relu" if src.is_pool else src.order)
-            if kind == "grouped" and layer.groups == 1:
-                layer.groups = 4
-            layers.append(layer)
-        blocks.append(Block(layers, skip, old.skip_from if old.skip_from < n_layers else 0, every))
-net = Net(**{**base.__dict__, "blocks": blocks})
-st.session_state["net"] = net.to_dict()
+            cols[0].selectbox(f"type {i + 1}", KINDS, format_func=KIND_LABELS.get, key=f"w_{b}_{i}_kind",
+                              on_change=on_edit)
+            cols[1].slider("width", min(4, layer.out), max(256, layer.out), step=4 if layer.out % 4 == 0 else 1,
+                           key=f"w_{b}_{i}_out", disabled=layer.is_pool, on_change=on_edit)
+            cols[2].selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
+            cols[3].selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
+            cols[4].selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
+                              disabled=layer.is_pool, on_change=on_edit)
 a = ui.analysis(net)
 
 if not a.ok:
@@ -85,7 +144,7 @@ else:
     fig.update_layout(height=320, margin=dict(t=20, b=20), yaxis=dict(title="RF"),
                       yaxis2=dict(title="n", overlaying="y", side="right"), legend=dict(orientation="h"))
     st.plotly_chart(fig, key="rf_chart")
-    with st.expander("torchinfo summary"):
+    with st.expander("torchinfo summary", key="arch_summary"):
         st.code(a.summary, language="text")
     st.caption("RF is measured before global average pooling; the seeds also count GAP as one more layer "
                f"(that gives {a.trace.rf_with_gap:g} px here).")
@@ -94,16 +153,9 @@ st.subheader("Share and edit")
 if st.button("Put this architecture and augmentation in the link", icon=":material/link:", key="share"):
     st.query_params.update(ui.share_query(net, ui.get_aug()))
     st.success("The address bar now holds the spec; copy it to share.")
-with st.expander("Advanced: edit the JSON spec"):
-    text = st.text_area("Architecture JSON", net.to_json(), height=300, key="json_text")
-    if st.button("Apply JSON", key="apply_json"):
-        try:
-            candidate = Net.from_json(text)
-            if problems := validate(candidate):
-                raise SpecError(problems)
-        except SpecError as e:
-            st.error("**Not applied:**\n\n" + "\n".join(f"- {p}" for p in e.problems))
-        else:
-            ui.set_net(candidate)
-            st.rerun()
+with st.expander("Advanced: edit the JSON spec", key="arch_json"):
+    st.text_area("Architecture JSON", height=300, key="json_text")
+    st.button("Apply JSON", key="apply_json", on_click=on_apply_json)
+    if problems := st.session_state.pop("json_problems", None):
+        st.error("**Not applied:**\n\n" + "\n".join(f"- {p}" for p in problems))
     st.download_button("architecture.json", net.to_json(), "architecture.json", icon=":material/download:", key="dl_arch")

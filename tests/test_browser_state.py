@@ -1,0 +1,138 @@
+"""Real-browser tests for widget state that AppTest cannot see (issue 17, Broken 1 and 2): a browser keeps
+each widget's value by key, so a page that changes its spec behind the widgets' back shows stale values."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from playground.arch import Net
+from playground.geometry import trace
+from playground.presets import preset_net
+
+from .browser import ROOT, chromium, needs_chromium, streamlit_server
+
+pytestmark = needs_chromium
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture(scope="module")
+def server(image_folder, tmp_path_factory):
+    """One server for the module, with one finished run (for Results) trained by the CLI beforehand."""
+    runs = tmp_path_factory.mktemp("browser-runs")
+    subprocess.run([sys.executable, "-m", "playground", "train", "--preset", "fast", "--epochs", "1",
+                    "--batch-size", "32", "--device", "cpu", "--data", str(image_folder), "--runs", str(runs),
+                    "--quiet"], cwd=ROOT, check=True, timeout=300)
+    with streamlit_server(image_folder, runs) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    yield page
+    page.close()
+
+
+def open_architect(page, server) -> None:
+    page.goto(f"{server}/architect")
+    expect(params(page)).to_have_text(f"{trace(preset_net('fast')).params:,}", timeout=60_000)
+
+
+def params(page):
+    return page.get_by_test_id("stMetricValue").first
+
+
+def wider(page, slider: int) -> None:
+    """One step right on the n-th slider (Blocks, C1 layers, C1 layer 1 width, C1 layer 2 width, ...)."""
+    page.get_by_role("slider").nth(slider).focus()
+    page.keyboard.press("ArrowRight")
+
+
+def choose(page, label: str, nth: int, option: str) -> None:
+    """Pick an option in the n-th select box with this label (C1's rows come first)."""
+    page.get_by_test_id("stSelectbox").filter(has_text=label).nth(nth).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def settle(page) -> None:
+    """Wait until the script run that the last action started has finished."""
+    page.wait_for_timeout(500)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
+
+
+def json_editor(page):
+    text = page.get_by_label("Architecture JSON")
+    if not text.is_visible():
+        page.get_by_text("Advanced: edit the JSON spec").click()
+    return text
+
+
+def apply_json(page, net: Net) -> None:
+    text = json_editor(page)
+    text.fill(net.to_json())
+    text.press("Control+Enter")  # commit the text before the click
+    settle(page)
+    json_editor(page)
+    page.get_by_role("button", name="Apply JSON").click()
+
+
+def assert_shows(page, net: Net) -> None:
+    """The metric and the JSON editor both show exactly this spec."""
+    expect(params(page)).to_have_text(f"{trace(net).params:,}")
+    expect(json_editor(page)).to_have_value(net.to_json())
+
+
+def assert_layer_counts(page, blocks: int, c1_layers: int) -> None:
+    sliders = page.get_by_role("slider")
+    expect(sliders.nth(0)).to_have_value(str(blocks))
+    expect(sliders.nth(1)).to_have_value(str(c1_layers))
+
+
+def test_architect_load_preset_then_edit(page, server):
+    open_architect(page, server)
+    page.get_by_test_id("stSelectbox").filter(has_text="Start from a preset").click()
+    page.get_by_role("option", name=re.compile(r"^seed-002")).click()
+    page.get_by_role("button", name="Load preset").click()
+    net = preset_net("seed-002")
+    expect(params(page)).to_have_text("100,416")
+    assert_layer_counts(page, 4, 3)
+    assert_shows(page, net)
+    choose(page, "dilation", 1, "2")  # C1's grouped 3x3
+    net.blocks[0].layers[1].dilation, net.blocks[0].layers[1].padding = 2, 2
+    assert_shows(page, net)
+
+
+def test_architect_apply_json_then_edit(page, server):
+    open_architect(page, server)
+    net = preset_net("seed-001")
+    apply_json(page, net)
+    expect(params(page)).to_have_text("68,992")
+    assert_layer_counts(page, 3, 2)
+    assert_shows(page, net)
+    wider(page, 2)
+    net.blocks[0].layers[0].out += 4
+    assert_shows(page, net)
+
+
+def test_architect_keeps_values_outside_the_widget_ranges(page, server):
+    open_architect(page, server)
+    net = preset_net("seed-001")
+    first = net.blocks[0].layers[0]
+    first.out, first.kernel, first.padding = 512, 9, 4
+    net.blocks[1].layers[1].stride = 3
+    dilated = net.blocks[2].layers[0]
+    dilated.dilation, dilated.padding = 6, 6
+    apply_json(page, net)
+    assert_shows(page, net)
+    expect(page.get_by_role("slider").nth(2)).to_have_value("512")
+    wider(page, 3)  # an unrelated edit leaves the unusual values alone
+    net.blocks[0].layers[1].out += 4
+    assert_shows(page, net)
