@@ -70,14 +70,15 @@ OWNER_COOKIE = "playground_owner"
 def owner() -> str:
     """Who this visitor is, for run ownership in hosted mode: a random token kept in a cookie,
     so a reload of the tab (a new Streamlit session) is still the same visitor. The store
-    keeps only its hash. app.py calls this on every run, so the cookie is set on the first."""
+    keeps only its hash. app.py calls this on every run: a new token's cookie is written on
+    every run of the session that made it (a run can be cut short before the browser sees it)."""
     if "owner" not in st.session_state:
         token = st.context.cookies.get(OWNER_COOKIE)  # sent by the browser: anything at all
         if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{32}", token):
             token = secrets.token_hex(16)
-            st.session_state["_owner_cookie"] = token
+            st.session_state["_new_owner_token"] = token
         st.session_state["owner"] = hashlib.sha256(token.encode()).hexdigest()[:32]
-    if token := st.session_state.pop("_owner_cookie", None):
+    if token := st.session_state.get("_new_owner_token"):
         st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';"
                 f"</script>", unsafe_allow_javascript=True)
     return st.session_state["owner"]
