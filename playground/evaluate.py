@@ -2,6 +2,7 @@
 images and Grad-CAM."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,9 +93,12 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
 
 def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
             layer: nn.Module | None = None) -> tuple[np.ndarray, int]:
-    """Grad-CAM heat map in [0, 1] at image resolution, and the class it explains."""
-    model = loaded.model.float().eval()
-    layer = layer or last_conv(model)
+    """Grad-CAM heat map in [0, 1] at image resolution, and the class it explains.
+
+    It works on a private copy of the model (hooks, gradients): the app's sessions share one
+    loaded run, and two maps computed at once must not see each other's hooks."""
+    model = copy.deepcopy(loaded.model).float().eval()
+    layer = last_conv(model) if layer is None else dict(zip(loaded.model.modules(), model.modules()))[layer]
     store: dict = {}
 
     def hook(_m, _i, out):
@@ -117,5 +121,4 @@ def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
     cam = F.interpolate(cam, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].detach()
     cam = cam - cam.min()
     cam = cam / cam.max() if cam.max() > 0 else cam
-    model.zero_grad(set_to_none=True)
     return cam.numpy(), target

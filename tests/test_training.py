@@ -55,6 +55,19 @@ def test_tiny_run_trains_evaluates_and_is_stored(image_folder, tmp_path):
     assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1 and 0 <= cls < 10
 
 
+def test_gradcam_is_safe_for_sessions_that_share_a_loaded_run(image_folder, tmp_path):
+    """Concurrent Results pages share one loaded model; hooks and gradients must stay private."""
+    from concurrent.futures import ThreadPoolExecutor
+    data = load_dataset(str(image_folder))
+    store = RunStore(tmp_path)
+    loaded = load_run(store, execute(store, tiny_run(), data)[0])
+    alone = [gradcam(loaded, data.x_test[i])[0] for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda i: gradcam(loaded, data.x_test[i])[0], range(16)))
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone, together))
+    assert not loaded.model._forward_hooks and all(p.grad is None for p in loaded.model.parameters())
+
+
 def test_eval_every_tests_some_epochs_and_always_the_last(image_folder, tmp_path):
     store = RunStore(tmp_path / "runs")
     run_id, result = execute(store, tiny_run(epochs=3, eval_every=2), load_dataset(str(image_folder)))
