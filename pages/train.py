@@ -106,7 +106,7 @@ def live() -> None:
     record = launcher.get(run_id) if run_id else None
     if record is None:
         st.info("No training to follow yet. Set the options above and press **Start training**."
-                if not run_id else f"Run {run_id} is not in the store (deleted?).")
+                if not run_id else "The run this page was following is not in the store (deleted, or a wrong link).")
         return
     st.session_state["watch"] = run_id
     per_epoch = max(1, record.steps // max(1, record.planned_epochs))

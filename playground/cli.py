@@ -220,7 +220,7 @@ def cmd_stop(args) -> int:
 def _find_runs(store, run_ids: list[str]) -> list | None:
     """The stored records, or None after saying which ids the store lacks."""
     records = [store.get(i) for i in run_ids]
-    missing = [repr(i) for i, r in zip(run_ids, records) if r is None]
+    missing = [repr(i[:40]) + ("…" if len(i) > 40 else "") for i, r in zip(run_ids, records) if r is None]
     if missing:
         print(f"no run {', '.join(missing)} in {store.root}", file=sys.stderr)
         return None

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -70,6 +71,20 @@ class CheckpointError(RuntimeError):
 
 class RunGone(RuntimeError):
     """The run was deleted while something was writing to it."""
+
+
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+def is_run_id(text: object) -> bool:
+    """Run ids come from URLs and command lines and become file names: only the store's own shape."""
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
+
+
+def _checked_id(run_id: str) -> str:
+    if not is_run_id(run_id):
+        raise CheckpointError(f"{str(run_id)[:40]!r} is not a run id (they look like 20261125-093000-a1b2c3)")
+    return run_id
 
 
 @dataclass
@@ -257,6 +272,8 @@ class RunStore:
 
     # -- reading -------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord | None:
+        if not is_run_id(run_id):
+            return None
         found = self._records("WHERE id = ?", (run_id,))
         return found[0] if found else None
 
@@ -280,9 +297,10 @@ class RunStore:
 
     def log_path(self, run_id: str) -> Path:
         """The worker's own output (stdout and stderr), for the reasons a crash leaves behind."""
-        return self.root / "logs" / f"{run_id}.log"
+        return self.root / "logs" / f"{_checked_id(run_id)}.log"
 
     def delete(self, run_id: str) -> bool:
+        _checked_id(run_id)
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
         for path in (self.root / "checkpoints").glob(f"*{run_id}*"):  # checkpoint, state and exports
@@ -307,10 +325,10 @@ class RunStore:
 
     # -- checkpoints: the weights (Results, exports, teachers) and the resume state -------------
     def checkpoint_path(self, run_id: str) -> Path:
-        return self.root / "checkpoints" / f"{run_id}.pt"
+        return self.root / "checkpoints" / f"{_checked_id(run_id)}.pt"
 
     def state_path(self, run_id: str) -> Path:
-        return self.root / "checkpoints" / f"{run_id}.state.pt"
+        return self.root / "checkpoints" / f"{_checked_id(run_id)}.state.pt"
 
     def save_checkpoint(self, run_id: str, state: dict) -> Path:
         return self._save(run_id, self.checkpoint_path(run_id), "checkpoint_sha", state)

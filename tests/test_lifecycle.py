@@ -20,7 +20,7 @@ from playground import lifecycle
 from playground.data import load_dataset
 from playground.jobs import JobError, Launcher
 from playground.runner import create_run, execute
-from playground.store import RunStore
+from playground.store import CheckpointError, RunStore
 from tests.test_training import ROOT, run_cli, tiny_net, tiny_run
 
 
@@ -113,7 +113,7 @@ def test_an_exception_in_any_worker_thread_is_recorded_and_ends_the_worker(image
     run_id = create_run(store, run)
     script = f"""
 import threading
-from playground.store import RunStore
+from playground.store import CheckpointError, RunStore
 from playground.worker import run_worker
 
 def rogue(event):
@@ -194,3 +194,14 @@ def test_deleting_a_training_run_stops_it_first(image_folder, tmp_path):
     assert launcher.store.get(run_id) is None
     assert proc.wait(15) == 0  # it ended by itself, quietly: no IntegrityError from writing to a deleted run
     assert not list((tmp_path / "runs" / "checkpoints").glob(f"*{run_id}*"))
+
+
+def test_run_ids_from_links_and_flags_never_become_paths(tmp_path):
+    store = RunStore(tmp_path)
+    for bad in ("../../etc/passwd", "20261125-163227-62f58b/../x", "x" * 5000, "", None):
+        assert store.get(bad) is None
+        with pytest.raises(CheckpointError, match="is not a run id"):
+            store.checkpoint_path(bad)
+    for command in (["evaluate", "../../etc/passwd"], ["train", "--resume", "x" * 5000]):
+        out = run_cli(*command, "--runs", str(tmp_path))
+        assert out.returncode == 2 and out.stderr.startswith("no run '") and len(out.stderr) < 200
