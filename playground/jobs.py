@@ -63,7 +63,9 @@ class Launcher:
                     continue
                 del self._procs[run_id]
                 if code != 0:
-                    self.store.finish(run_id, *lifecycle.exit_reason(code), only_if_active=True)
+                    status, message = lifecycle.exit_reason(code)
+                    self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
+                                      only_if_active=True)
         lifecycle.reconcile(self.store)
 
     def runs(self) -> list[RunRecord]:

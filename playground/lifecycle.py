@@ -58,7 +58,7 @@ def alive(record: RunRecord) -> bool:
     return time.time() - (record.heartbeat or record.updated) < STALE_S
 
 
-def _last_output(store: RunStore, run_id: str) -> str:
+def last_output(store: RunStore, run_id: str) -> str:
     """The worker's last line of output, when it says why it ended (an error, a fatal signal)."""
     try:
         with open(store.log_path(run_id), "rb") as f:
@@ -73,7 +73,7 @@ def _last_output(store: RunStore, run_id: str) -> str:
 def gone_reason(store: RunStore, record: RunRecord) -> str:
     who = f"worker process {record.pid}" if record.pid else "worker"
     return (f"interrupted: the {who} ended without recording a result (killed, out of memory, crashed, or the "
-            f"server restarted){_last_output(store, record.id)}; resume it to go on from its last epoch")
+            f"server restarted){last_output(store, record.id)}; resume it to go on from its last epoch")
 
 
 def exit_reason(returncode: int) -> tuple[str, str]:

@@ -62,14 +62,17 @@ def test_graceful_stop_saves_then_resume_finishes(image_folder, tmp_path):
     assert record.status == "finished" and [e["epoch"] for e in record.epochs] == list(range(1, 41))
 
 
-def test_sigkill_is_recorded_within_seconds_with_the_reason(image_folder, tmp_path):
+@pytest.mark.parametrize("sig, words", [(signal.SIGKILL, "SIGKILL; out of memory?"),
+                                         (signal.SIGSEGV, "Fatal Python error: Segmentation fault")])
+def test_a_killed_or_crashed_worker_is_recorded_within_seconds_with_the_reason(image_folder, tmp_path, sig, words):
     launcher = Launcher(tmp_path / "runs")
     run_id = start(launcher, image_folder)
-    os.kill(launcher.get(run_id).pid, signal.SIGKILL)
+    os.kill(launcher.get(run_id).pid, sig)
     killed = time.time()
     record = wait_until(lambda: (r := launcher.store.get(run_id)).status != "running" and r, 10)  # the watcher
     assert time.time() - killed < 3
-    assert record.status == "interrupted" and "SIGKILL" in record.message and "resume" in record.message
+    assert record.status == "interrupted" and words in record.message and "resume" in record.message
+    assert launcher.store.active() == []  # the slot is free
 
 
 def test_a_restarted_server_finds_runs_whose_workers_are_gone(image_folder, tmp_path):
