@@ -1,5 +1,6 @@
 import numpy as np
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
@@ -52,24 +53,51 @@ m1.metric("Test accuracy", f"{report.accuracy:.2%}")
 m2.metric("Misclassified", f"{int((report.preds != report.labels).sum()):,} / {len(report.labels):,}")
 m3.metric("Checkpoint epoch", loaded.epoch)
 
-cm = report.confusion()
-fig = px.imshow(cm, x=classes, y=classes, text_auto=True, color_continuous_scale="Oranges",
-                labels=dict(x="predicted", y="true", color="count"))
-fig.update_layout(height=480, margin=dict(t=20))
+
+def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -> go.Figure:
+    """A heatmap, and over each cell an invisible square marker: a click in plotly selects scatter points,
+    never heatmap cells, so the markers are what a click on a cell selects. A frame marks the cells that the
+    gallery shows (the filters ``true`` and ``pred``); as the figure changes with them, a changed filter also
+    clears the chart's selection, so the next click on any cell is a new selection."""
+    true_idx, pred_idx = np.indices(cm.shape).reshape(2, -1)
+    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
+                               hoverinfo="skip", colorbar=dict(title="count")))
+    fig.add_scatter(x=[classes[j] for j in pred_idx], y=[classes[i] for i in true_idx], customdata=cm.ravel(),
+                    mode="markers", marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"), showlegend=False,
+                    hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra>click to filter</extra>")
+
+    def span(name: str) -> tuple[float, float]:  # one class, or all of them for "any"
+        return (classes.index(name) - 0.5, classes.index(name) + 0.5) if name in classes else (-0.5, len(classes) - 0.5)
+
+    if (true, pred) != ("any", "any"):
+        (y0, y1), (x0, x1) = span(true), span(pred)
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="black", width=2))
+    fig.update_layout(height=480, margin=dict(t=20), xaxis=dict(title="predicted", constrain="domain"),
+                      yaxis=dict(title="true", autorange="reversed", scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def on_cell_click() -> None:
+    """Filter the gallery to the clicked cell (a cleared selection shows every class); runs before the
+    selectboxes are drawn, so it may set their values."""
+    points = st.session_state["cm"]["selection"]["points"]
+    true, pred = (points[0]["y"], points[0]["x"]) if points else ("any", "any")
+    st.session_state.update(r_true=true, r_pred=pred, r_page=1)
+
+
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Confusion matrix")
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="cm")
+    st.caption("Click a cell to show its misclassified images below.")
+    fig = confusion_figure(report.confusion(), classes, st.session_state.get("r_true", "any"),
+                           st.session_state.get("r_pred", "any"))
+    st.plotly_chart(fig, on_select=on_cell_click, selection_mode="points", key="cm")
 with right:
     st.subheader("Per-class accuracy")
     per = report.per_class()
     st.plotly_chart(px.bar(x=list(per.values()), y=list(per), orientation="h", labels=dict(x="accuracy", y="")),
                     key="per_class")
 
-picked = (event or {}).get("selection", {}).get("points", []) if event else []
-if picked:
-    st.session_state["r_true"] = picked[0]["y"]
-    st.session_state["r_pred"] = picked[0]["x"]
 st.subheader("Misclassified images")
 c1, c2, c3, c4 = st.columns(4)
 true_c = c1.selectbox("True class", ["any"] + classes, key="r_true")

@@ -1,6 +1,5 @@
 """Real-browser tests for widget state that AppTest cannot see (issue 17, Broken 1 and 2): a browser keeps
 each widget's value by key, so a page that changes its spec behind the widgets' back shows stale values."""
-import re
 import subprocess
 import sys
 
@@ -57,9 +56,13 @@ def wider(page, slider: int) -> None:
 
 
 def choose(page, label: str, nth: int, option: str) -> None:
-    """Pick an option in the n-th select box with this label (C1's rows come first)."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).nth(nth).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick an option in the n-th select box with this label (C1's rows come first), typing as a user can.
+    Scroll first: a scroll while the list opens closes it again."""
+    box = page.get_by_role("combobox", name=label).nth(nth)
+    box.evaluate("e => e.scrollIntoView({block: 'center'})")
+    box.fill(option)
+    page.keyboard.press("Enter")
+    settle(page)
 
 
 def settle(page) -> None:
@@ -80,7 +83,7 @@ def apply_json(page, net: Net) -> None:
     text.fill(net.to_json())
     text.press("Control+Enter")  # commit the text before the click
     settle(page)
-    json_editor(page)
+    json_editor(page)  # reopened if the run collapsed it
     page.get_by_role("button", name="Apply JSON").click()
 
 
@@ -98,8 +101,7 @@ def assert_layer_counts(page, blocks: int, c1_layers: int) -> None:
 
 def test_architect_load_preset_then_edit(page, server):
     open_architect(page, server)
-    page.get_by_test_id("stSelectbox").filter(has_text="Start from a preset").click()
-    page.get_by_role("option", name=re.compile(r"^seed-002")).click()
+    choose(page, "Start from a preset", 0, "seed-002")
     page.get_by_role("button", name="Load preset").click()
     net = preset_net("seed-002")
     expect(params(page)).to_have_text("100,416")
@@ -136,3 +138,48 @@ def test_architect_keeps_values_outside_the_widget_ranges(page, server):
     wider(page, 3)  # an unrelated edit leaves the unusual values alone
     net.blocks[0].layers[1].out += 4
     assert_shows(page, net)
+
+
+CELL = """gd => {
+  const hm = gd.data.findIndex(t => t.type === 'heatmap');
+  const z = gd.calcdata[hm][0].z, x = gd.data[hm].x, y = gd.data[hm].y;
+  let best = null;
+  for (let i = 0; i < z.length; i++) for (let j = 0; j < z[i].length; j++)
+    if (i !== j && z[i][j] > 0 && (!best || z[i][j] > best.count)) best = {i, j, count: z[i][j]};
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+  return {x: box.left + xa._offset + xa.l2p(best.j), y: box.top + ya._offset + ya.l2p(best.i),
+          true: y[best.i], pred: x[best.j], count: best.count};
+}"""
+
+
+def click_cell(page) -> dict:
+    """Hover over the off-diagonal cell with the most images, then click it; its classes and count."""
+    chart = page.locator(".js-plotly-plot").first
+    chart.evaluate("e => e.scrollIntoView({block: 'center'})")  # not under the app's top bar
+    cell = chart.evaluate(CELL)
+    page.mouse.move(cell["x"], cell["y"])
+    page.locator(".hoverlayer .hovertext").wait_for()
+    page.mouse.click(cell["x"], cell["y"])
+    return cell
+
+
+def assert_filters(page, true: str, pred: str) -> None:
+    for label, value in (("True class", true), ("Predicted class", pred)):
+        expect(page.get_by_role("combobox", name=label)).to_have_value(value, timeout=15_000)
+
+
+def test_results_confusion_cell_filters_gallery(page, server):
+    page.goto(f"{server}/results")
+    page.get_by_text("Misclassified images").wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.calcdata")
+    cell = click_cell(page)
+    assert_filters(page, cell["true"], cell["pred"])
+    captions = page.get_by_test_id("stImage").filter(has_text="→")
+    expect(captions).to_have_count(min(cell["count"], 24))
+    for text in captions.all_inner_texts():
+        assert text.startswith(f"{cell['true']} → {cell['pred']} ("), text
+    choose(page, "True class", 0, "any")  # a filter changed by hand...
+    assert_filters(page, "any", cell["pred"])
+    click_cell(page)  # ...and a click on the same cell filters to it again
+    assert_filters(page, cell["true"], cell["pred"])
+    assert page.get_by_test_id("stException").count() == 0
