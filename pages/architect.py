@@ -158,4 +158,5 @@ with st.expander("Advanced: edit the JSON spec", key="arch_json"):
     st.button("Apply JSON", key="apply_json", on_click=on_apply_json)
     if problems := st.session_state.pop("json_problems", None):
         st.error("**Not applied:**\n\n" + "\n".join(f"- {p}" for p in problems))
-    st.download_button("architecture.json", net.to_json(), "architecture.json", icon=":material/download:", key="dl_arch")
+    st.download_button("architecture.json", net.to_json(), "architecture.json", icon=":material/download:",
+                       key="dl_arch")
