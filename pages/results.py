@@ -10,7 +10,7 @@ from playground.store import CheckpointError
 
 st.title("Results")
 store = ui.store()
-runs = [r for r in store.list() if r.status in ("finished", "stopped")]
+runs = [r for r in ui.launcher().runs() if not r.active and r.checkpoint_sha]  # finished, stopped, interrupted
 if not runs:
     st.info("No finished runs yet: train one on the **Train** page.")
     st.stop()

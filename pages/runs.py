@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
-from playground.jobs import JobError, hosted, owns
+from playground.config import hosted
+from playground.jobs import JobError, owns
 from playground.plots import compare_figure
 from playground.store import RESUMABLE
 

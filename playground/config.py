@@ -5,12 +5,19 @@ script all carry, so a run can always be reproduced from its record.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from . import serde
 from .arch import Net
 from .augment import AugSpec, default_aug, validate_aug
 from .geometry import validate
+
+def hosted() -> bool:
+    """Hosted mode (PLAYGROUND_HOSTED=1), for a demo that strangers share: visitors change only the
+    runs they started, and the server and its workers trade speed for memory."""
+    return os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on")
+
 
 TRAIN_VERSION = 1
 MAX_EPOCHS = 1000

@@ -57,8 +57,22 @@ class Dataset:
         rng = np.random.default_rng(seed)
         tr = np.sort(rng.permutation(len(self.y_train))[:n_train]) if n_train else slice(None)
         te = np.sort(rng.permutation(len(self.y_test))[:n_test]) if n_test else slice(None)
-        return Dataset(self.name, self.x_train[tr], self.y_train[tr], self.x_test[te], self.y_test[te],
+        return Dataset(self.name, take_rows(self.x_train, tr), self.y_train[tr], self.x_test[te], self.y_test[te],
                        self.classes, self.source, self.skipped, self.stats)
+
+
+def take_rows(x: np.ndarray, idx) -> np.ndarray:
+    """``x[idx]``. From a memory-mapped array it reads just those rows from the file: indexing the map
+    would fault in (and keep mapped, counted in the process's memory) the pages around every row,
+    which for a random subset is nearly the whole file."""
+    if not isinstance(x, np.memmap) or isinstance(idx, slice):
+        return x[idx]
+    row = x[0].nbytes
+    out = np.empty((len(idx), *x.shape[1:]), x.dtype)
+    with open(x.filename, "rb", buffering=0) as f:
+        for k, i in enumerate(idx):
+            out[k] = np.frombuffer(os.pread(f.fileno(), row, x.offset + int(i) * row), x.dtype).reshape(x.shape[1:])
+    return out
 
 
 _STATS: dict[tuple[int, tuple], tuple[np.ndarray, np.ndarray]] = {}

@@ -1,6 +1,8 @@
 """Device choice and the per-device speed settings (threads, AMP, memory format)."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from dataclasses import dataclass
 
@@ -59,3 +61,19 @@ def configure_threads(threads: int | None = None) -> int:
     except RuntimeError:
         pass  # already set (or parallel work already started) in this process
     return n
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LEAN_MMAP_THRESHOLD = 128 * 1024
+
+
+def return_memory_eagerly() -> bool:
+    """Have glibc give large freed blocks (tensors) back to the system at once instead of keeping
+    them for reuse. Measured on `fast` at batch 128: a worker holds about 200 MiB less and trains
+    at about half the speed, so only hosted mode (a 1 GB limit shared by every visitor) asks for it.
+    False where the C library has no mallopt (not glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, LEAN_MMAP_THRESHOLD))
+    except (OSError, AttributeError, TypeError):
+        return False

@@ -12,6 +12,7 @@ from torch import nn
 
 from .builder import build_model, last_conv
 from .config import RunSpec
+from .device import speed_settings
 from .store import RunStore
 from .trainer import predict
 
@@ -86,8 +87,8 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
              device: torch.device | None = None, shift: int = 0) -> Report:
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
-    probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device, tta=tta,
-                    shift=shift)
+    probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,
+                    speed_settings(device).eval_batch, tta=tta, shift=shift)
     return Report(probs.numpy(), np.asarray(y), loaded.classes)
 
 

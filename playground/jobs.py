@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import lifecycle
-from .config import RunSpec, checked
+from .config import RunSpec, checked, hosted
 from .device import pick_device
 from .distill import load_teachers
 from .runner import create_run
@@ -33,11 +33,6 @@ class JobError(RuntimeError):
 
 def max_jobs() -> int:
     return int(os.environ.get("PLAYGROUND_MAX_JOBS", DEFAULT_MAX_JOBS))
-
-
-def hosted() -> bool:
-    """Hosted mode (PLAYGROUND_HOSTED=1): visitors change only the runs they started."""
-    return os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def owns(record: RunRecord, owner: str) -> bool:

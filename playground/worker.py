@@ -17,7 +17,8 @@ import sys
 import threading
 
 from . import lifecycle
-from .config import RunSpec
+from .config import RunSpec, hosted
+from .device import return_memory_eagerly
 from .data import load_dataset
 from .runner import execute
 from .store import RunGone, RunStore
@@ -74,7 +75,7 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop, done), daemon=True, name="heartbeat")
     beat.start()
     try:
-        data = load_dataset(run.data or None)
+        data = load_dataset(run.data or None, mmap_train=True)  # a subset run reads only its rows
         resume = store.load_state(run_id) if record.state_sha else None
         return execute(store, run, data, callbacks, stop, run_id=run_id, resume=resume)[1]
     except RunGone:
@@ -93,6 +94,8 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
 def main(run_id: str, runs: str | None) -> int:
     """``python -m playground worker``: what jobs.py starts; its output goes to the run's log."""
     faulthandler.enable()  # a segfault leaves its traceback in the log, which the reaper quotes
+    if hosted():
+        return_memory_eagerly()
     result = run_worker(RunStore(runs), run_id)
     print(f"run {run_id}: {result.status if result else 'deleted'} {result.message if result else ''}", flush=True)
     return 0
