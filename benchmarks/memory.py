@@ -32,7 +32,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.test_e2e_browser import CHROMIUM, LAUNCH_ARGS, free_port  # noqa: E402
+from tests.browser import CHROMIUM, LAUNCH_ARGS, free_port  # noqa: E402
 
 MIB = 2**20
 TORCH_PSS = "import torch, psutil, sys; print(psutil.Process().memory_full_info().pss, flush=True); sys.stdin.read()"

@@ -29,10 +29,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(data: Path, runs: Path) -> Iterator[str]:
-    """The app on a free port with PLAYGROUND_DATA and PLAYGROUND_RUNS set; yields its URL."""
+def streamlit_server(data: Path, runs: Path, **settings: str) -> Iterator[str]:
+    """The app on a free port with PLAYGROUND_DATA, PLAYGROUND_RUNS and ``settings`` set; yields its URL."""
     port = free_port()
-    env = {**os.environ, "PLAYGROUND_DATA": str(data), "PLAYGROUND_RUNS": str(runs)}
+    env = {**os.environ, "PLAYGROUND_DATA": str(data), "PLAYGROUND_RUNS": str(runs), **settings}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground/app.py", "--server.port",
                              str(port), "--server.headless", "true"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -221,3 +221,23 @@ def test_results_handles_deleted_run(app_env):
     at.run()
     assert any("deleted" in e.value or "No finished runs" in e.value for e in at.error) or at.info
     assert not at.exception
+
+
+def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
+    import threading
+    data = load_dataset(str(app_env))
+    stop = threading.Event()
+
+    def stop_in_epoch_two(event):
+        if event.kind == "batch" and event.data["epoch"] == 2:
+            stop.set()
+
+    run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=3, batch_size=32, device="cpu"), data=str(app_env))
+    run_id, result = execute(ui.store(), run, data, [stop_in_epoch_two], stop)
+    assert result.status == "stopped" and len(ui.store().get(run_id).epochs) == 1
+    at = open_page("runs")
+    at.selectbox(key="manage_pick").set_value(run_id).run()
+    at.button(key="run_resume").click().run()
+    assert not at.exception and any(f"Resuming {run_id}" in s.value for s in at.success)
+    record = ui.launcher().wait(run_id, 120)
+    assert record.status == "finished" and [e["epoch"] for e in record.epochs] == [1, 2, 3]

@@ -1,61 +1,26 @@
-"""Real-browser test: Debian's chromium driven by Playwright against a live server."""
+"""Real-browser tests of whole flows: Debian's chromium driven by Playwright against a live server."""
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (apt-get install chromium)")
+from .browser import CHROMIUM, LAUNCH_ARGS, needs_chromium, streamlit_server
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def server(image_folder, tmp_path):
-    yield from _serve(image_folder, tmp_path)
+    with streamlit_server(image_folder, tmp_path / "runs") as url:
+        yield url
 
 
 @pytest.fixture
 def hosted_server(image_folder, tmp_path):
-    yield from _serve(image_folder, tmp_path, PLAYGROUND_HOSTED="1", PLAYGROUND_THREADS="1")
-
-
-def _serve(image_folder, tmp_path, **extra):
-    port = free_port()
-    env = {**os.environ, "PLAYGROUND_DATA": str(image_folder), "PLAYGROUND_RUNS": str(tmp_path / "runs"), **extra}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground/app.py", "--server.port",
-                             str(port), "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit server did not start: " + proc.stdout.read().decode()[-2000:])
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
-LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-sync"]
+    with streamlit_server(image_folder, tmp_path / "runs", PLAYGROUND_HOSTED="1", PLAYGROUND_THREADS="1") as url:
+        yield url
 
 
 def test_click_through_and_train(server, tmp_path):
