@@ -66,7 +66,7 @@ try:
         page.get_by_text(re.compile(r"Finished run \d{8}-\d{6}-")).wait_for(timeout=600_000)
         shot(page, "train")
         page.get_by_role("link", name="Results").click()
-        page.get_by_text("Misclassified images").wait_for(timeout=120_000)
+        page.get_by_text("Misclassified images", exact=True).wait_for(timeout=120_000)
         if args.run:
             page.get_by_test_id("stSelectbox").first.click()
             page.get_by_role("option", name=args.run).click()

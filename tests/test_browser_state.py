@@ -170,7 +170,7 @@ def assert_filters(page, true: str, pred: str) -> None:
 
 def test_results_confusion_cell_filters_gallery(page, server):
     page.goto(f"{server}/results")
-    page.get_by_text("Misclassified images").wait_for(timeout=60_000)
+    page.get_by_text("Misclassified images", exact=True).wait_for(timeout=60_000)
     page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.calcdata")
     cell = click_cell(page)
     assert_filters(page, cell["true"], cell["pred"])

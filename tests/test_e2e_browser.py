@@ -53,7 +53,7 @@ def test_click_through_and_train(server, tmp_path):
         page.screenshot(path=str(tmp_path / "train.png"))
 
         page.get_by_role("link", name="Results").click()
-        page.get_by_text("Misclassified images").wait_for(timeout=60_000)
+        page.get_by_text("Misclassified images", exact=True).wait_for(timeout=60_000)
         page.get_by_test_id("stImage").first.wait_for(timeout=60_000)
         assert page.get_by_test_id("stImage").count() >= 1
         page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
@@ -100,4 +100,41 @@ def test_a_run_survives_reloads_and_only_its_owner_stops_it(hosted_server, tmp_p
         page.screenshot(path=str(tmp_path / "stopped.png"))
         record = RunStore(tmp_path / "runs").get(run_id)
         assert record.status == "stopped" and 0 < len(record.epochs) < 500
+        browser.close()
+
+
+def test_deleting_runs_while_rows_are_ticked(server, image_folder, tmp_path):
+    """Runs page: with rows ticked for comparison, a run deleted elsewhere (another visitor, another tab) and
+    one deleted here must not break the page on the stale selection (it raised IndexError), and the
+    "Deleted" message must survive the rerun."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from playground.data import load_dataset
+    from playground.runner import execute
+    from playground.store import RunStore
+    from tests.test_training import tiny_run
+
+    store, data = RunStore(tmp_path / "runs"), load_dataset(str(image_folder))
+    first, second = (execute(store, tiny_run(seed=i), data)[0] for i in range(2))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{server}/runs")
+        grid = page.get_by_test_id("stDataFrame")
+        grid.wait_for(timeout=90_000)
+        box = grid.bounding_box()
+        for row in (0, 1):  # the row-selection checkboxes, drawn on the grid's canvas
+            page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
+            page.wait_for_timeout(1500)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length == 2",
+                               timeout=30_000)  # both runs ticked: both curves overlaid
+        store.delete(first)  # the older run, the second row, goes elsewhere
+        page.get_by_text("Wall-clock minutes on the x axis").click()  # any rerun
+        page.wait_for_timeout(3000)
+        assert page.get_by_test_id("stException").count() == 0
+        page.get_by_role("combobox", name="Run", exact=True).click()
+        page.get_by_role("option", name=re.compile(second)).click()
+        page.get_by_text(f"Yes, delete run {second}").click()
+        page.get_by_role("button", name="Delete").click()
+        page.get_by_text(f"Deleted {second}.").wait_for(timeout=30_000)
+        assert page.get_by_test_id("stException").count() == 0 and store.list() == []
         browser.close()
