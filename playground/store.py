@@ -239,9 +239,10 @@ class RunStore:
     def add_epoch(self, run_id: str, metrics: dict) -> None:
         acc = metrics.get("test_acc")
         acc = acc if acc is not None and acc == acc else 0
-        self._update(run_id, "updated = ?, elapsed = ?, best_acc = MAX(COALESCE(best_acc, 0), ?)",
-                     (time.time(), metrics.get("elapsed"), acc))
         with self._tx() as c:
+            if c.execute("UPDATE runs SET updated = ?, elapsed = ?, best_acc = MAX(COALESCE(best_acc, 0), ?) "
+                         "WHERE id = ?", (time.time(), metrics.get("elapsed"), acc, run_id)).rowcount == 0:
+                raise RunGone(f"run {run_id} is no longer in the store (deleted)")
             c.execute("INSERT OR REPLACE INTO epochs (run_id, epoch, metrics) VALUES (?, ?, ?)",
                       (run_id, int(metrics["epoch"]), json.dumps(metrics)))
 
