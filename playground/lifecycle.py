@@ -62,7 +62,7 @@ def last_output(store: RunStore, run_id: str) -> str:
     """The worker's last line of output, when it says why it ended (an error, a fatal signal)."""
     try:
         with open(store.log_path(run_id), "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))  # a fatal error is followed by every thread's stack
             lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
