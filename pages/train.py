@@ -100,6 +100,10 @@ def act(verb: str, run_id: str) -> None:
         st.session_state["train_action_error"] = str(e)
 
 
+def fmt_time(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 @st.fragment(run_every=1.0)
 def live() -> None:
     run_id = watched()
@@ -144,10 +148,6 @@ def live() -> None:
     if record.epochs:
         st.dataframe(pd.DataFrame(record.epochs).round(4), hide_index=True, key="epoch_table")
     st.session_state["last_run_id"] = run_id
-
-
-def fmt_time(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 live()

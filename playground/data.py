@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from . import cli_child
 
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
@@ -148,10 +149,8 @@ def load_in_subprocess(source: str) -> Dataset:
         return load_dataset(source, mmap_train=True, decode=False)
     except NotCached:
         pass
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "playground", "data", "--data", source], capture_output=True,
-                          text=True, env=env)
+    argv, env = cli_child("data", "--data", source)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
         raise DataError(lines[-1].removeprefix("error: ") if lines else f"decoding {source} failed")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from . import lifecycle
+from . import cli_child, lifecycle
 from .config import RunSpec, checked, hosted
 from .device import pick_device
 from .distill import load_teachers
@@ -23,7 +22,6 @@ from .runner import create_run
 from .store import RESUMABLE, RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 2
-ROOT = Path(__file__).resolve().parent.parent
 DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
 
 
@@ -137,11 +135,9 @@ class Launcher:
 
     # -- processes -----------------------------------------------------------
     def _spawn(self, run_id: str) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        argv, env = cli_child("worker", run_id, "--runs", str(self.store.root.resolve()))
         with open(self.store.log_path(run_id), "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "playground", "worker", run_id, "--runs",
-                                     str(self.store.root.resolve())], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=os.getcwd())
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         start = lifecycle.process_start(proc.pid)
         if start is not None:  # else it already ended: the watcher reaps it and records why
             self.store.set_process(run_id, proc.pid, start, lifecycle.this_host())

@@ -303,8 +303,8 @@ class Trainer:
                 torch.cuda.set_rng_state_all(resume["cuda_rng"])
             source.rng.bit_generator.state = resume["source_rng"]
             augment.set_state(resume["augment"])
-            epochs, first, step, done_before = list(resume["epochs"]), resume["epoch"] + 1, resume["step"], \
-                resume["elapsed"]
+            epochs, step, done_before = list(resume["epochs"]), resume["step"], resume["elapsed"]
+            first = resume["epoch"] + 1
         start = time.perf_counter() - done_before
         self.emit("start", steps=steps, epochs=t.epochs, batches=len(source), train_size=len(self.data.y_train),
                   test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()),
