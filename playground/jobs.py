@@ -59,7 +59,8 @@ class Launcher:
                     status, message = lifecycle.exit_reason(code)
                     self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
                                       only_if_active=True)
-        lifecycle.reconcile(self.store)
+            children = set(self._procs)  # one that died since its poll is recorded at the next one
+        lifecycle.reconcile(self.store, children)
 
     def runs(self) -> list[RunRecord]:
         self.refresh()

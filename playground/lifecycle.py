@@ -87,12 +87,17 @@ def exit_reason(returncode: int) -> tuple[str, str]:
     return "failed", f"failed: the worker exited with code {returncode} before recording a result"
 
 
-def reconcile(store: RunStore) -> list[str]:
+def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Record every active run whose worker is gone, and kill workers that outlived a stop
-    request by GRACE_S. Cheap (one query) when nothing runs; returns the ids it changed."""
+    request by GRACE_S. Cheap (one query) when nothing runs; returns the ids it changed.
+
+    ``children`` are runs whose worker is the caller's own child: their exit code says more
+    than "gone" (a signal, an exit status), so the caller records them when it reaps them."""
     changed = []
     for r in store.active():
         if not alive(r):
+            if r.id in children:
+                continue
             if r.stop_requested:
                 status, message = "stopped", "stopped by request (the worker ended before saving a final state)"
             else:

@@ -75,6 +75,27 @@ def test_a_killed_or_crashed_worker_is_recorded_within_seconds_with_the_reason(i
     assert launcher.store.active() == []  # the slot is free
 
 
+def test_a_child_that_dies_between_its_poll_and_the_reconcile_keeps_its_exit_reason(image_folder, tmp_path):
+    """The watcher polls its children, then reconciles the store: a worker killed in between
+    must wait for the next poll (which knows the signal), not be written off as merely gone."""
+    launcher = Launcher(tmp_path / "runs")
+    run_id = start(launcher, image_folder)
+    proc = launcher._procs[run_id]
+    real_poll = proc.poll
+
+    def poll_then_die():
+        code = real_poll()
+        if code is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, 10)
+        return code
+
+    with launcher._lock:
+        proc.poll = poll_then_die
+    record = wait_until(lambda: (r := launcher.get(run_id)).status != "running" and r, 10)
+    assert "SIGKILL; out of memory?" in record.message
+
+
 def test_a_restarted_server_finds_runs_whose_workers_are_gone(image_folder, tmp_path):
     """A CLI training killed with SIGKILL: nobody holds its handle; the next reader records it."""
     runs = tmp_path / "runs"
