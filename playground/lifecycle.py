@@ -5,7 +5,9 @@ A worker records its pid, its process start time and its host when it claims a r
 beats a heartbeat while it trains. On the same host a reader checks the pid and its start
 time (a reused pid has another start time); for a worker on another machine sharing the
 store it trusts the heartbeat. Whoever reads the store first after a worker died (a page,
-the CLI, the launcher's watcher) records the run as interrupted, with the reason.
+the CLI, the launcher's watcher) records the run as interrupted, with the reason. A store
+that cannot be written just now (read-only, full) is still read; the record waits for a
+reader that can write it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 
 import psutil
 
-from .store import RunRecord, RunStore
+from .store import RunRecord, RunStore, StoreError
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive
 STALE_S = 60.0  # a worker on another host is presumed dead after this long without a heartbeat
@@ -93,7 +95,14 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
 
     ``children`` are runs whose worker is the caller's own child: their exit code says more
     than "gone" (a signal, an exit status), so the caller records them when it reaps them."""
-    changed = []
+    def record(run_id: str, status: str, message: str) -> None:
+        try:
+            if store.finish(run_id, status, message, only_if_active=True):
+                changed.append(run_id)
+        except StoreError:  # read-only or full just now: a later reader records it
+            pass
+
+    changed: list[str] = []
     for r in store.active():
         if not alive(r):
             if r.id in children:
@@ -102,13 +111,11 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
                 status, message = "stopped", "stopped by request (the worker ended before saving a final state)"
             else:
                 status, message = "interrupted", gone_reason(store, r)
-            if store.finish(r.id, status, message, only_if_active=True):
-                changed.append(r.id)
+            record(r.id, status, message)
         elif r.stop_requested and time.time() - r.stop_requested > GRACE_S and r.host == this_host():
             kill(r)
-            if store.finish(r.id, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop "
-                                             f"request and was killed", only_if_active=True):
-                changed.append(r.id)
+            record(r.id, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop request "
+                                    f"and was killed")
     return changed
 
 

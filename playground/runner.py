@@ -3,6 +3,11 @@
 Every epoch writes the resume state, the weights and the metrics; batches write thinned
 progress points at a bounded rate; the end writes the status. worker.py runs this in its
 own process for the CLI and the app alike; tests call ``execute`` directly.
+
+A store that fails while the run trains (a full or read-only disk, a damaged database)
+ends the run "failed" with the cause in its message; when even that status cannot be
+written, the error is raised as it is (one line) and the next reader of the store records
+the run (lifecycle.reconcile), since its worker process is gone by then.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from .config import RunSpec
 from .data import Dataset
 from .distill import load_teachers, teacher_targets
 from .evaluate import LoadedRun
-from .store import RunStore
+from .store import CheckpointError, RunStore, StoreError
 from .trainer import Callback, Event, Trainer, TrainResult, metrics_of
 
 CHECKPOINT_FORMAT = 1
@@ -78,6 +83,20 @@ class StoreWriter:
             self.store.finish(self.run_id, d["status"], d["message"], d["elapsed"])
 
 
+def failure_message(e: BaseException) -> str:
+    """What a run that failed with ``e`` says: store and checkpoint errors already name their cause."""
+    return str(e) if isinstance(e, (StoreError, CheckpointError)) else f"{type(e).__name__}: {e}"
+
+
+def record_end(store: RunStore, run_id: str, status: str, message: str) -> bool:
+    """Record the end of an active run after an error; False if the store cannot be written
+    (that must not hide the error being handled: the next reader records the run)."""
+    try:
+        return store.finish(run_id, status, message, only_if_active=True)
+    except (StoreError, OSError):
+        return False
+
+
 def create_run(store: RunStore, run: RunSpec, device: str = "", owner: str = "") -> str:
     from .geometry import trace
 
@@ -110,10 +129,9 @@ def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callba
     try:
         result = trainer.fit(resume)
     except KeyboardInterrupt:
-        store.finish(run_id, "interrupted", "interrupted (Ctrl-C twice); resume it to go on from its last epoch",
-                     only_if_active=True)
+        record_end(store, run_id, "interrupted", "interrupted (Ctrl-C twice); resume it to go on from its last epoch")
         raise
     except BaseException as e:
-        store.finish(run_id, "failed", f"{type(e).__name__}: {e}", only_if_active=True)
+        record_end(store, run_id, "failed", failure_message(e))
         raise
     return run_id, result

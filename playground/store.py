@@ -4,9 +4,18 @@ metrics; checkpoints beside it, written atomically and verified on load.
 It is the single source of truth about runs: workers write their progress here and
 every page, tab and CLI command reads it from here. Whether a "running" run's process
 still lives is lifecycle.py's job; the store only records pid, host and heartbeat.
+
+Faults are one line, never a traceback: a full or read-only disk, a damaged or missing
+database, a lock held too long all raise StoreError with the cause in plain words; a missing
+or altered checkpoint raises CheckpointError. A checkpoint is replaced only in the same
+transaction that records its hash, so a failed write (of the file or of the database) keeps
+the previous checkpoint and its hash; a writer that dies mid-write leaves a temporary file
+that the next RunStore of this host sweeps away. Opening a fresh store is safe when many
+processes do it at once (first-use initialisation is serialised and retried).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -15,13 +24,17 @@ import re
 import secrets
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: initialisation relies on the retries alone
+    fcntl = None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,7 +73,9 @@ LIFECYCLE_COLUMNS = {
 }
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "interrupted")
-STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed")
+STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed", "diverged")  # diverged: trainer.py's divergence rules
+BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
+STALE_TMP_S = 60.0  # a temporary file this old whose writer is gone is swept away
 COLUMNS = ("id, name, status, created, updated, spec, params, best_acc, elapsed, device, message, checkpoint_sha, "
            + ", ".join(LIFECYCLE_COLUMNS))
 
@@ -71,6 +86,46 @@ class CheckpointError(RuntimeError):
 
 class RunGone(RuntimeError):
     """The run was deleted while something was writing to it."""
+
+
+class StoreError(RuntimeError):
+    """The run store cannot be read or written (a full or read-only disk, a damaged or missing
+    database, a lock held too long); the message names the cause in one line."""
+
+
+def _cause_of_os_error(e: OSError, where: Path) -> str:
+    """An OSError as the cause a person can act on."""
+    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full: cannot write the run store {where} ({what}); free some space"
+    if e.errno == errno.EROFS:
+        return f"the run store {where} is read-only ({what})"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"the run store {where} is not writable ({what})"
+    if e.errno == errno.EIO:
+        return f"an I/O error in the run store {where} ({what}); the disk may be failing"
+    return f"cannot write the run store {where} ({what})"
+
+
+def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL"):
+        return f"the disk is full: the run store database {db} cannot grow ({e}); free some space"
+    if name.startswith("SQLITE_READONLY"):
+        return f"the run store {db.parent} is read-only ({e})"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"the run store database {db} stayed locked by another process for more than "
+                f"{BUSY_TIMEOUT_S:g} s ({e}); try again")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or isinstance(e, sqlite3.DatabaseError) and (
+            "malformed" in str(e) or "not a database" in str(e)):
+        return (f"the run store database {db} is damaged ({e}); move it aside to start an empty store "
+                f"(checkpoints are kept beside it) or restore a backup")
+    if name.startswith("SQLITE_CANTOPEN"):
+        why = "it is a directory" if db.is_dir() else "missing, or its folder is not writable"
+        return f"cannot open the run store database {db} ({why})"
+    if name.startswith("SQLITE_IOERR"):
+        return f"an I/O error in the run store database {db} ({e}); the disk may be full or failing"
+    return f"the run store database {db} failed: {type(e).__name__}: {e}"
 
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
@@ -131,34 +186,106 @@ def runs_dir(path: str | Path | None = None) -> Path:
 class RunStore:
     def __init__(self, root: str | Path | None = None):
         self.root = runs_dir(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "checkpoints").mkdir(exist_ok=True)
-        (self.root / "logs").mkdir(exist_ok=True)
         self.db = self.root / "runs.sqlite"
-        for attempt in range(50):  # many processes opening a fresh store at once race for WAL mode
-            try:
-                with self._conn() as c:
-                    c.execute("PRAGMA journal_mode=WAL")
-                    c.executescript(SCHEMA)
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 49:
-                    raise
-                time.sleep(0.05 + 0.01 * attempt)
-        with self._tx() as c:
-            have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
-            for name, decl in LIFECYCLE_COLUMNS.items():
-                if name not in have:
-                    c.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+        try:
+            for folder in (self.root, self.root / "checkpoints", self.root / "logs"):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(_cause_of_os_error(e, self.root)) from None
+        with self._init_lock():
+            self._initialise()
+        self._sweep_temporary_files()
 
     @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        # One connection per operation: safe across threads and processes.
-        conn = sqlite3.connect(self.db, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA foreign_keys=ON")
+    def _init_lock(self) -> Iterator[None]:
+        """Serialise first-use initialisation among this host's processes (best effort: a store
+        whose folder cannot hold the lock file is read-only, and then only reads follow)."""
         try:
+            fd = os.open(self.root / ".runs.sqlite.init-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _initialise(self) -> None:
+        """WAL mode, the schema and the columns added since the first release. An initialised
+        store is only read here (so a read-only store can still be read); a fresh one is set up
+        with retries, because switching to WAL mode while another process holds a write lock
+        fails at once with "database is locked" instead of waiting (SQLite does not call the
+        busy handler there)."""
+        for attempt in range(60):
+            try:
+                with self._conn(translate=False) as c:
+                    if self._initialised(c):
+                        return
+                    if c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                        raise sqlite3.OperationalError("database is locked (could not switch to WAL mode)")
+                    c.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement in SCHEMA.split(";"):
+                            if statement.strip():
+                                c.execute(statement)
+                        have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
+                        for name, decl in LIFECYCLE_COLUMNS.items():
+                            if name not in have:
+                                c.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+                        c.execute("COMMIT")
+                    finally:
+                        if c.in_transaction:
+                            with suppress(sqlite3.Error):
+                                c.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or attempt == 59:
+                    raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+                time.sleep(0.02 + 0.01 * attempt)
+            except sqlite3.Error as e:
+                raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+
+    @staticmethod
+    def _initialised(c: sqlite3.Connection) -> bool:
+        if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            return False
+        have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
+        tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {"runs", "epochs", "batches"} <= tables and set(LIFECYCLE_COLUMNS) <= have
+
+    def _sweep_temporary_files(self) -> None:
+        """Temporary files of writers on this host that died mid-write (SIGKILL, power loss)."""
+        now = time.time()
+        for folder in (self.root / "checkpoints", self.root / "teachers"):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                try:
+                    pid = int(tmp.name.rsplit(".", 3)[-3])
+                    age = now - tmp.stat().st_mtime
+                    if age > STALE_TMP_S and (age > 3600 or not _pid_alive(pid)):
+                        tmp.unlink()
+                except (ValueError, IndexError, OSError):
+                    continue
+
+    @contextmanager
+    def _conn(self, translate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One connection per operation: safe across threads and processes. SQLite's errors
+        become StoreError, with the cause in one line."""
+        try:
+            conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as e:
+            if not translate:
+                raise
+            raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys=ON")
             yield conn
+        except sqlite3.Error as e:
+            if not translate:
+                raise
+            raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
         finally:
             conn.close()
 
@@ -169,9 +296,10 @@ class RunStore:
             try:
                 yield c
                 c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            finally:
+                if c.in_transaction:  # an error, or a COMMIT that failed; never mask the first error
+                    with suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
 
     def _update(self, run_id: str, sql: str, args: tuple) -> None:
         """UPDATE runs ... WHERE id = run_id; RunGone if the run no longer exists."""
@@ -314,15 +442,26 @@ class RunStore:
         return self.root / "teachers" / f"{key}.npy"
 
     def load_teacher_targets(self, key: str) -> np.ndarray | None:
+        """The cached predictions, or None when there are none or the file is damaged (recomputed)."""
         path = self._teacher_path(key)
-        return np.load(path, allow_pickle=False) if path.exists() else None
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (ValueError, EOFError, OSError):  # truncated or garbage: a cache, so compute it again
+            with suppress(OSError):
+                path.unlink()
+            return None
 
     def save_teacher_targets(self, key: str, probs: np.ndarray) -> None:
         path = self._teacher_path(key)
-        path.parent.mkdir(exist_ok=True)
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as e:
+            raise StoreError(_cause_of_os_error(e, self.root)) from None
         buffer = io.BytesIO()
         np.save(buffer, probs)
-        _write_atomic(path, buffer.getvalue())
+        _write_atomic(path, buffer.getvalue(), self.root)
 
     # -- checkpoints: the weights (Results, exports, teachers) and the resume state -------------
     def checkpoint_path(self, run_id: str) -> Path:
@@ -345,23 +484,40 @@ class RunStore:
         return self._load(run_id, self.state_path(run_id), "state_sha")
 
     def _save(self, run_id: str, path: Path, column: str, state: dict) -> Path:
+        """The file is written beside its place and moved into it inside the transaction that
+        records its hash: whatever fails (serialising, the disk, the database), the previous
+        file and its hash stay as they were, and no temporary file is left."""
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        _write_atomic(path, buffer.getvalue())
+        data = buffer.getvalue()
+        tmp = _write_temporary(path, data, self.root)
         try:
-            self._update(run_id, f"{column} = ?", (hashlib.sha256(buffer.getvalue()).hexdigest(),))
-        except RunGone:
-            path.unlink(missing_ok=True)
-            raise
+            with self._tx() as c:
+                if c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?",
+                             (hashlib.sha256(data).hexdigest(), run_id)).rowcount == 0:
+                    raise RunGone(f"run {run_id} is no longer in the store (deleted)")
+                try:
+                    os.replace(tmp, path)
+                except OSError as e:
+                    raise StoreError(_cause_of_os_error(e, self.root)) from None
+        finally:
+            _discard(tmp)
         return path
 
     def _load(self, run_id: str, path: Path, column: str) -> dict:
+        import torch
+
         record = self.get(run_id)
         if record is None:
             raise CheckpointError(f"run {run_id} is not in the run store {self.root}")
-        if not path.exists():
-            raise CheckpointError(f"run {run_id} has no checkpoint at {path}")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CheckpointError(f"run {run_id} has no checkpoint at {path} (deleted?)") from None
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
         expected = getattr(record, column)
         if not expected or hashlib.sha256(data).hexdigest() != expected:
             raise CheckpointError(f"checkpoint {path} is damaged (its contents do not match what was saved; "
@@ -372,14 +528,47 @@ class RunStore:
             raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename: a crash or a second writer never leaves half a file."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it is still there; never raises (it must not hide the real error)."""
+    with suppress(OSError):
+        os.unlink(tmp)
+
+
+def _write_temporary(path: Path, data: bytes, root: Path) -> Path:
+    """``data`` in a new temporary file beside ``path``, flushed to the disk; removed again if
+    anything fails (a full or read-only disk, Ctrl-C). StoreError names the cause."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException as e:
+        _discard(tmp)
+        if isinstance(e, OSError):
+            raise StoreError(_cause_of_os_error(e, root)) from None
+        raise
+    return tmp
+
+
+def _write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Temp file, fsync, rename: a crash or a second writer never leaves half a file, and a
+    failure leaves neither a temporary file nor a changed ``path``."""
+    root = root or path.parent
+    tmp = _write_temporary(path, data, root)
+    try:
         os.replace(tmp, path)
+    except OSError as e:
+        raise StoreError(_cause_of_os_error(e, root)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)

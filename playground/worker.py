@@ -7,6 +7,8 @@ a stop requested through the store does the same, so a worker on another machine
 stopped too. A heartbeat thread tells readers it is alive. An exception in any thread is
 recorded as "failed" with its message before the process exits; a death it cannot record
 (SIGKILL, OOM kill, segfault) is recorded by whoever next reads the store (lifecycle.py).
+A store that cannot be written (a full or read-only disk, a damaged database) ends the worker
+with one line naming the cause (exit code 1), which the reader quotes when it records the run.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from . import lifecycle
 from .config import RunSpec, hosted
 from .device import return_memory_eagerly
 from .data import load_dataset
-from .runner import execute
-from .store import RunGone, RunStore
+from .runner import execute, failure_message, record_end
+from .store import CheckpointError, RunGone, RunStore, StoreError
 from .trainer import Callback, TrainResult
 
 
@@ -81,7 +83,7 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     except RunGone:
         return None
     except BaseException as e:
-        store.finish(run_id, "failed", f"{type(e).__name__}: {e}", only_if_active=True)
+        record_end(store, run_id, "failed", failure_message(e))
         raise
     finally:
         done.set()
@@ -96,6 +98,10 @@ def main(run_id: str, runs: str | None) -> int:
     faulthandler.enable()  # a segfault leaves its traceback in the log, which the reaper quotes
     if hosted():
         return_memory_eagerly()
-    result = run_worker(RunStore(runs), run_id)
+    try:
+        result = run_worker(RunStore(runs), run_id)
+    except (StoreError, CheckpointError, OSError) as e:  # one line, which the reader quotes as the reason
+        print(f"run {run_id} failed: {type(e).__name__}: {failure_message(e)}", file=sys.stderr, flush=True)
+        return 1
     print(f"run {run_id}: {result.status if result else 'deleted'} {result.message if result else ''}", flush=True)
     return 0
