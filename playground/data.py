@@ -2,17 +2,51 @@
 
 Sources (``PLAYGROUND_DATA`` or ``--data``): ``cifar10`` / ``cifar100``
 (torchvision, downloaded into the cache), a folder with ``train/`` and
-``test/`` ImageFolder splits (or one level above such a folder), or a
-``.tar.gz`` of such a folder. Decoded arrays are cached as .npy files so a
-second load takes a fraction of a second.
+``test/`` ImageFolder splits (or one level above such a folder), a ``.tar.gz``
+/ ``.tar`` / ``.zip`` of such a folder, or ``upload:<sha256>``: an archive a
+visitor uploaded, stored under the cache by its content hash. Decoded arrays
+are cached as .npy files so a second load takes a fraction of a second.
+
+Everything a source holds is untrusted. The layout is checked strictly and the
+pixels leniently: an archive member that would land outside its folder, a link
+or a device, a non-UTF-8 or absurd name, a train/ without test/, classes that
+differ between the splits, an empty class folder or more than ``MAX_CLASSES``
+classes reject the whole source with one line (``DataError``). A file that is
+not a readable image, is truncated, or has more pixels than ``max_image_pixels()``
+is skipped and counted (``Dataset.skipped`` with ``skipped_why``): a few bad
+files among thousands should not cost the rest, and the count is shown. Every
+kept image is converted to RGB and resized to 32x32, so the arrays are always
+(N, 32, 32, 3) uint8. Archives are unpacked by hand (regular files and folders
+only, under caps on the member count and the unpacked bytes) into a temporary
+folder that is removed once the arrays are cached; the cache is written to a
+temporary name and renamed, so a rejected or interrupted load leaves nothing.
+
+In hosted mode (``config.hosted()``) a visitor may load only ``allowed_sources()``
+and uploads: ``check_source`` refuses anything else without looking at the disk.
+
+Settings (environment variables, positive whole numbers):
+``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an uploaded archive;
+``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
+``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive;
+``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server, least recently used
+dropped first (with their decoded arrays).
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import json
+import lzma
 import os
+import re
+import shutil
+import stat as stat_mod
 import subprocess
 import tarfile
+import warnings
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +59,22 @@ from . import cli_child
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 CACHE_FORMAT = 1
+MAX_CLASSES = 1000
+MAX_NAME_BYTES = 255  # one file or folder name
+MAX_DEPTH = 16  # folders in an archive member's path
+UPLOAD_PREFIX = "upload:"
+UPLOAD_MAX_TEST_IMAGES = 10_000  # the server keeps a cached dataset's test images in memory (3 KiB each)
+SETTINGS = {  # name: (default, meaning)
+    "PLAYGROUND_MAX_UPLOAD_MB": (50, "the size of an uploaded dataset archive, in MB"),
+    "PLAYGROUND_MAX_UNPACKED_MB": (1024, "what one dataset archive may unpack to, in MB"),
+    "PLAYGROUND_MAX_ARCHIVE_FILES": (100_000, "files and folders in one dataset archive"),
+    "PLAYGROUND_MAX_UPLOADS": (4, "uploaded datasets kept on the server (least recently used dropped first)"),
+}
+_UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
+_MB = 1_000_000
 
 
 class DataError(RuntimeError):
@@ -41,8 +90,9 @@ class Dataset:
     y_test: np.ndarray
     classes: list[str]
     source: str = ""
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # split/class/file of every file that was skipped
     stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) when known without x_train
+    skipped_why: list[str] = field(default_factory=list)  # why, one per skipped file
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -59,7 +109,16 @@ class Dataset:
         tr = np.sort(rng.permutation(len(self.y_train))[:n_train]) if n_train else slice(None)
         te = np.sort(rng.permutation(len(self.y_test))[:n_test]) if n_test else slice(None)
         return Dataset(self.name, take_rows(self.x_train, tr), self.y_train[tr], self.x_test[te], self.y_test[te],
-                       self.classes, self.source, self.skipped, self.stats)
+                       self.classes, self.source, self.skipped, self.stats, self.skipped_why)
+
+    def skipped_note(self, show: int = 3) -> str:
+        """One line: how many files were skipped, and why for the first few ('' when none)."""
+        if not self.skipped:
+            return ""
+        why = self.skipped_why if len(self.skipped_why) == len(self.skipped) else [""] * len(self.skipped)
+        first = "; ".join(f"{p}: {w}" if w else p for p, w in list(zip(self.skipped, why))[:show])
+        more = f"; and {len(self.skipped) - show:,} more" if len(self.skipped) > show else ""
+        return f"{len(self.skipped):,} file{'s' if len(self.skipped) != 1 else ''} skipped ({first}{more})"
 
 
 def take_rows(x: np.ndarray, idx) -> np.ndarray:
@@ -93,9 +152,55 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "cifar-playground"))
 
 
+def setting(name: str) -> int:
+    """One of ``SETTINGS``: the environment's value, or its default; DataError for a value that is
+    not a positive whole number."""
+    default = SETTINGS[name][0]
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {_show(raw)}")
+    return int(raw)
+
+
+def max_image_pixels() -> int:
+    """Pixels of the largest image that is decoded; a bigger one is skipped unread (a PNG of
+    16k x 16k zeros is a few kB that would decode to 768 MB). Hosted mode allows 1024 x 1024."""
+    from .config import hosted
+
+    return 1024 * 1024 if hosted() else 8192 * 8192
+
+
 def resolve_source(source: str | None = None) -> str:
     """``--data`` beats ``PLAYGROUND_DATA`` beats the default ``cifar10``."""
     return source or os.environ.get("PLAYGROUND_DATA") or DEFAULT_SOURCE
+
+
+def allowed_sources() -> list[str]:
+    """What a hosted demo's visitor may pick besides an upload: the configured dataset
+    (``PLAYGROUND_DATA``) and ``cifar10``."""
+    out = []
+    for s in (os.environ.get("PLAYGROUND_DATA", "").strip(), DEFAULT_SOURCE):
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+class SourceRefused(DataError):
+    """Hosted mode: the source is not one a visitor may load."""
+
+
+def check_source(source: str) -> str:
+    """``source`` if this server may load it for a visitor, else SourceRefused. Local mode: any
+    source. Hosted mode: ``allowed_sources()`` and well-formed ``upload:`` ids only; the answer is
+    decided from the string alone, so it never tells whether a path exists on the server."""
+    from .config import hosted
+
+    if not hosted() or source in allowed_sources() or _UPLOAD_RE.fullmatch(source or ""):
+        return source
+    raise SourceRefused(f"This demo loads only {', '.join(allowed_sources())} or a dataset archive you upload; "
+                        f"{_show(source)} is not one of them.")
 
 
 def same_source(a: str, b: str) -> bool:
@@ -107,9 +212,15 @@ def same_source(a: str, b: str) -> bool:
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
+def _show(text: str, limit: int = 60) -> str:
+    """``text`` quoted on one printable line (control characters and undecodable bytes escaped)."""
+    r = repr(str(text))
+    return r if len(r) <= limit else r[:limit - 2] + "…" + r[-1]
+
+
 def _hint() -> str:
     return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "
-            "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz of one; or use "
+            "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz / .zip of one; or use "
             "--data cifar10 with internet access to download it.")
 
 
@@ -129,16 +240,22 @@ def load_dataset(source: str | None = None, cache: Path | None = None, mmap_trai
     load = partial(_cached, mmap_train=mmap_train, decode=decode)
     if source.lower() in NAMED:
         return load(cache, source.lower(), lambda: _load_torchvision(source.lower(), cache))
+    if source.startswith(UPLOAD_PREFIX):
+        archive = upload_path(source, cache)
+        key = f"upload-{archive.name[:16]}"
+        return load(cache, key, lambda: _load_archive(archive, cache, key, source, "the uploaded archive",
+                                                      max_test=UPLOAD_MAX_TEST_IMAGES))
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"Dataset not found: {path} does not exist. {_hint()}")
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        path = _extract(path, cache)
+    if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        key = _archive_key(path)
+        return load(cache, key, lambda: _load_archive(path, cache, key, source, str(path)))
     if not path.is_dir():
-        raise DataError(f"Cannot read {path}: expected a folder or a .tar.gz archive. {_hint()}")
-    root = _find_split_root(path)
+        raise DataError(f"Cannot read {path}: expected a folder or a .tar.gz / .tar / .zip archive. {_hint()}")
+    root = _find_split_root(path, str(path))
     key = _folder_key(root)
-    return load(cache, key, lambda: _load_folder(root))
+    return load(cache, key, lambda: _load_folder(root, str(root), source=str(root)))
 
 
 def load_in_subprocess(source: str) -> Dataset:
@@ -157,40 +274,445 @@ def load_in_subprocess(source: str) -> Dataset:
     return load_dataset(source, mmap_train=True, decode=False)
 
 
-def _extract(archive: Path, cache: Path) -> Path:
-    stat = archive.stat()
-    digest = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = cache / "extracted" / digest
-    done = target / ".complete"
-    if not done.exists():
-        target.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------------------------------------
+# Uploads: stored by content hash under the cache, the least recently used dropped first.
+
+def store_upload(data: bytes, cache: Path | None = None) -> str:
+    """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
+    source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
+    when it is unpacked."""
+    cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
+    if len(data) > cap * _MB:
+        raise DataError(f"The upload is {len(data) / _MB:,.1f} MB; the limit is {cap:,} MB "
+                        f"(PLAYGROUND_MAX_UPLOAD_MB).")
+    if _archive_kind(data[:512]) is None:
+        raise DataError("The upload is not a .tar.gz, .tar or .zip archive.")
+    folder = (Path(cache) if cache else cache_dir()) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    path = folder / digest
+    if path.exists():
+        os.utime(path)
+    else:
+        tmp = folder / f".{digest}.tmp{os.getpid()}"
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"Cannot unpack {archive}: {e}. {_hint()}") from None
-        done.touch()
-    return target
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    _evict_uploads(folder.parent, keep=setting("PLAYGROUND_MAX_UPLOADS"), current=digest)
+    return f"{UPLOAD_PREFIX}{digest}"
 
 
-def _find_split_root(path: Path) -> Path:
-    if (path / "train").is_dir() and (path / "test").is_dir():
-        return path
-    children = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    for child in children:
-        if (child / "train").is_dir() and (child / "test").is_dir():
-            return child
-    raise DataError(f"No train/ and test/ folders found in {path} (or one level below). {_hint()}")
+def upload_path(source: str, cache: Path | None = None) -> Path:
+    m = _UPLOAD_RE.fullmatch(source)
+    if not m:
+        raise DataError(f"{_show(source)} is not an upload id (upload: and 64 hex digits).")
+    path = (Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)
+    if not path.is_file():
+        raise DataError(f"This uploaded dataset is no longer on the server (it keeps the last "
+                        f"{setting('PLAYGROUND_MAX_UPLOADS')}); upload it again.")
+    try:
+        os.utime(path)  # recently used
+    except OSError:
+        pass
+    return path
+
+
+def _evict_uploads(cache: Path, keep: int, current: str) -> None:
+    folder = cache / "uploads"
+    stored = [p for p in folder.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]
+    stored.sort(key=lambda p: (p.name == current, p.stat().st_mtime), reverse=True)
+    for p in stored[keep:]:
+        p.unlink(missing_ok=True)
+        shutil.rmtree(cache / "arrays" / f"upload-{p.name[:16]}", ignore_errors=True)  # mapped copies live on
+
+
+def _archive_kind(head: bytes) -> str | None:
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh":
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Unpacking an archive: by hand, regular files and folders only, under caps.
+
+def _archive_key(path: Path) -> str:
+    st = path.stat()
+    digest = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"archive-{_safe(path.name)}-{digest}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:40]
+
+
+def _load_archive(archive: Path, cache: Path, key: str, source: str, shown: str, max_test: int | None = None
+                  ) -> Dataset:
+    """Unpack into a temporary folder under the cache, decode, and remove the folder again."""
+    tmp_root = cache / "unpack"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    _sweep(tmp_root)
+    target = tmp_root / f"{key}.tmp{os.getpid()}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    try:
+        _unpack(archive, target, shown)
+        root = _find_split_root(target, shown)
+        ds = _load_folder(root, shown if root == target else f"{shown}: {root.name}", source=source,
+                          max_test=max_test)
+        if root == target:
+            ds.name = re.sub(r"(\.tar)?\.(gz|tgz|tar|bz2|tbz2|xz|txz|zip)$", "", archive.name) \
+                if not source.startswith(UPLOAD_PREFIX) else "upload"
+        return ds
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _unpack(archive: Path, target: Path, shown: str) -> None:
+    max_files = setting("PLAYGROUND_MAX_ARCHIVE_FILES")
+    max_bytes = setting("PLAYGROUND_MAX_UNPACKED_MB") * _MB
+    try:
+        with open(archive, "rb") as raw:
+            kind = _archive_kind(raw.read(512))
+            raw.seek(0)
+            if kind == "zip":
+                _unpack_zip(raw, target, shown, max_files, max_bytes)
+            else:
+                _unpack_tar(raw, kind, target, shown, max_files, max_bytes)
+    except DataError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
+            lzma.LZMAError, ValueError, RuntimeError, NotImplementedError) as e:
+        detail = str(e).replace(str(target), "").replace(str(archive), "").strip(" :'\"") or type(e).__name__
+        raise DataError(f"Cannot unpack {shown}: it is damaged or not a .tar.gz, .tar or .zip archive "
+                        f"({_show(detail, 100)[1:-1]}).") from None
+
+
+class _Budget:
+    """Counts an archive's members and unpacked bytes against the caps."""
+
+    def __init__(self, shown: str, max_files: int, max_bytes: int):
+        self.shown, self.max_files, self.max_bytes = shown, max_files, max_bytes
+        self.files = self.bytes = 0
+
+    def member(self, size: int = 0) -> None:
+        self.files += 1
+        if self.files > self.max_files:
+            raise DataError(f"Cannot unpack {self.shown}: it holds more than {self.max_files:,} files and folders "
+                            f"(PLAYGROUND_MAX_ARCHIVE_FILES).")
+        self.add(size)
+
+    def add(self, size: int) -> None:
+        self.bytes += max(0, size)
+        if self.bytes > self.max_bytes:
+            raise DataError(f"Cannot unpack {self.shown}: it unpacks to more than {self.max_bytes // _MB:,} MB "
+                            f"(PLAYGROUND_MAX_UNPACKED_MB).")
+
+
+def _member_parts(name: str, shown: str) -> list[str]:
+    """The path components of an archive member, or DataError for a name that is absolute, climbs
+    out (..), is not UTF-8, holds control characters, or is absurdly long or deep."""
+    def bad(why: str) -> DataError:
+        return DataError(f"Cannot unpack {shown}: the member {_show(name)} {why}.")
+
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        raise bad("has an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise bad("points outside the archive (..)")
+    if len(parts) > MAX_DEPTH:
+        raise bad(f"is deeper than {MAX_DEPTH} folders")
+    for part in parts:
+        if (why := _name_problem(part)) is not None:
+            raise bad(why)
+    return parts
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a file or folder name is refused, or None."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds control characters"
+    if len(encoded) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _write_member(src, dest: Path, budget: _Budget) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "wb") as out:
+        while chunk := src.read(256 * 1024):
+            budget.add(len(chunk))
+            out.write(chunk)
+
+
+def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
+    with zipfile.ZipFile(raw) as zf:
+        infos = zf.infolist()
+        declared = _Budget(shown, max_files, max_bytes)
+        plan = []
+        for info in infos:
+            declared.member(info.file_size)
+            parts = _member_parts(info.filename.replace("\\", "/"), shown)
+            mode = info.external_attr >> 16
+            if mode and not (stat_mod.S_ISREG(mode) or stat_mod.S_ISDIR(mode)):
+                raise DataError(f"Cannot unpack {shown}: the member {_show(info.filename)} is a link or a device, "
+                                f"not a file or folder.")
+            if parts:
+                plan.append((info, parts))
+        written = _Budget(shown, max_files, max_bytes)
+        for info, parts in plan:
+            if info.is_dir():
+                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                continue
+            with zf.open(info) as src:
+                _write_member(src, target.joinpath(*parts), written)
+
+
+def _unpack_tar(raw, kind: str | None, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
+    opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}.get(kind)
+    stream = opener(fileobj=raw, mode="rb") if opener else raw
+    # headers and padding add at most 1.5 KiB a member; a longer read than 1 MiB is a bogus header
+    bounded = _Forward(stream, max_bytes + max_files * 1536 + _MB, _MB, shown)
+    budget = _Budget(shown, max_files, max_bytes)
+    with tarfile.open(fileobj=bounded, mode="r:") as tar:
+        while (m := tar.next()) is not None:
+            tar.members.clear()  # keep no list of what was unpacked
+            budget.member(m.size)
+            parts = _member_parts(m.name, shown)
+            if not (m.isreg() or m.isdir()):
+                raise DataError(f"Cannot unpack {shown}: the member {_show(m.name)} is a link or a device, not a "
+                                f"file or folder.")
+            if not parts:
+                continue
+            if m.isdir():
+                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+            else:
+                _write_member(tar.extractfile(m), target.joinpath(*parts), _Budget(shown, 1, m.size))
+
+
+class _Forward:
+    """A read-only stream for tarfile over a decompressor: reads forward only (a step back within
+    the last 4 KiB is replayed), counts every byte against ``budget`` and refuses one read over
+    ``max_read``, so a header that claims gigabytes is never read into memory."""
+
+    def __init__(self, f, budget: int, max_read: int, shown: str):
+        self.f, self.budget, self.max_read, self.shown = f, budget, max_read, shown
+        self.pos = self.done = 0  # our position; how far the underlying stream was read
+        self.tail = b""  # the last bytes read from it, ending at self.done
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        pos = pos + self.pos if whence == 1 else pos
+        if whence == 2 or pos < self.done - len(self.tail):
+            raise tarfile.ReadError("the archive cannot be read in one pass")
+        self.pos = pos
+        return pos
+
+    def _pull(self, n: int) -> bytes:
+        if self.done + n > self.budget:
+            raise DataError(f"Cannot unpack {self.shown}: it unpacks to more than "
+                            f"{setting('PLAYGROUND_MAX_UNPACKED_MB'):,} MB (PLAYGROUND_MAX_UNPACKED_MB).")
+        data = self.f.read(n)
+        self.done += len(data)
+        self.tail = (self.tail + data)[-4096:]
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self.max_read:
+            raise DataError(f"Cannot unpack {self.shown}: a tar header claims {n:,} bytes; it is damaged.")
+        out = b""
+        if self.pos < self.done:
+            start = len(self.tail) - (self.done - self.pos)
+            out = self.tail[start:start + n]
+            self.pos += len(out)
+            n -= len(out)
+        while self.pos > self.done:  # skip forward
+            if not self._pull(min(self.pos - self.done, 256 * 1024)):
+                return out
+        if n > 0:
+            data = self._pull(n)
+            self.pos += len(data)
+            out += data
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The ImageFolder layout, checked strictly.
+
+def _dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+
+
+def _find_split_root(path: Path, shown: str) -> Path:
+    """``path`` or the first folder below it that holds train/ and test/; one line naming a folder
+    that holds only one of them."""
+    candidates = [path] + _dirs(path)
+    for cand in candidates:
+        if (cand / "train").is_dir() and (cand / "test").is_dir():
+            return cand
+    for cand in candidates:
+        where = shown if cand == path else f"{shown}: {_show(cand.name)}"
+        for have, lack in (("train", "test"), ("test", "train")):
+            if (cand / have).is_dir():
+                raise DataError(f"{where} has {have}/ but no {lack}/; both splits are needed (train/<class>/*.png "
+                                f"and test/<class>/*.png).")
+    raise DataError(f"No train/ and test/ folders found in {shown} (or one level below). {_hint()}")
 
 
 def _folder_key(root: Path) -> str:
-    h = hashlib.sha1(str(root.resolve()).encode())
+    h = hashlib.sha1(str(root.resolve()).encode(errors="surrogateescape"))
     for split in ("train", "test"):
         for d in sorted((root / split).iterdir()):
             if d.is_dir():
                 st = d.stat()
-                h.update(f"{split}/{d.name}:{st.st_mtime_ns}:{len(os.listdir(d))}".encode())
-    return f"folder-{root.name}-{h.hexdigest()[:12]}"
+                h.update(f"{split}/{d.name}:{st.st_mtime_ns}:{len(os.listdir(d))}".encode(errors="surrogateescape"))
+    return f"folder-{_safe(root.name)}-{h.hexdigest()[:12]}"
+
+
+def _layout(root: Path, shown: str) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
+    """The classes and, per split, the image files (relative path, label); DataError for a
+    layout problem."""
+    classes = {}
+    for split in ("train", "test"):
+        names = []
+        for entry in sorted(os.listdir(root / split)):
+            if (why := _name_problem(entry)) is not None:
+                raise DataError(f"{shown}: the name {split}/{_show(entry)} {why}; rename it.")
+            if not entry.startswith(".") and (root / split / entry).is_dir():
+                names.append(entry)
+        if not names:
+            raise DataError(f"{shown}: {split}/ has no class folders; expected {split}/<class>/*.png.")
+        if len(names) > MAX_CLASSES:
+            raise DataError(f"{shown}: {split}/ has {len(names):,} class folders; the limit is {MAX_CLASSES:,}.")
+        classes[split] = names
+    if classes["train"] != classes["test"]:
+        only_train = sorted(set(classes["train"]) - set(classes["test"]))
+        only_test = sorted(set(classes["test"]) - set(classes["train"]))
+
+        def few(xs):
+            return ", ".join(_show(x, 30) for x in xs[:4]) + (f" and {len(xs) - 4:,} more" if len(xs) > 4 else "")
+        raise DataError(f"{shown}: train/ and test/ have different classes"
+                        + (f"; only in train/: {few(only_train)}" if only_train else "")
+                        + (f"; only in test/: {few(only_test)}" if only_test else "") + ".")
+    files: dict[str, list[tuple[str, int]]] = {}
+    for split in ("train", "test"):
+        files[split] = []
+        for label, c in enumerate(classes["train"]):
+            n = 0
+            for entry in sorted(os.listdir(root / split / c)):
+                if (why := _name_problem(entry)) is not None:
+                    raise DataError(f"{shown}: the name {split}/{c}/{_show(entry)} {why}; rename it.")
+                if Path(entry).suffix.lower() in IMAGE_EXTS and (root / split / c / entry).is_file():
+                    files[split].append((f"{split}/{c}/{entry}", label))
+                    n += 1
+            if n == 0:
+                raise DataError(f"{shown}: {split}/{c}/ holds no images ({', '.join(sorted(IMAGE_EXTS))}); every "
+                                f"class needs images in train/ and test/.")
+    return classes["train"], files
+
+
+def _load_folder(root: Path, shown: str, source: str = "", max_test: int | None = None) -> Dataset:
+    classes, files = _layout(root, shown)
+    if max_test is not None and len(files["test"]) > max_test:
+        raise DataError(f"{shown}: test/ holds {len(files['test']):,} images; the limit for an upload is "
+                        f"{max_test:,}.")
+    limit = max_image_pixels()
+    skipped, why = [], []
+    splits = {}
+    for split in ("train", "test"):
+        paths = [str(root / rel) for rel, _ in files[split]]
+        out = np.empty((len(paths), 32, 32, 3), np.uint8)  # decoded in place: one copy of the split
+
+        def decode(k: int) -> str | None:
+            image, problem = _decode(paths[k], limit)
+            if image is not None:
+                out[k] = image
+            return problem
+
+        from PIL import Image
+        with warnings.catch_warnings():  # PIL warns about big images before we skip them
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
+                problems = list(pool.map(decode, range(len(paths)), chunksize=256))
+        keep = [k for k, p in enumerate(problems) if p is None]
+        for k, p in enumerate(problems):
+            if p is not None:
+                skipped.append(files[split][k][0])
+                why.append(p)
+        labels = np.asarray([files[split][k][1] for k in keep], np.int64)
+        lost = sorted(set(range(len(classes))) - set(labels.tolist()))
+        if lost:
+            first = next(i for i, p in enumerate(problems) if p is not None and files[split][i][1] == lost[0])
+            raise DataError(f"{shown}: none of the images in {split}/{classes[lost[0]]}/ could be decoded "
+                            f"({files[split][first][0]}: {problems[first]}).")
+        splits[split] = (out if len(keep) == len(paths) else out[keep], labels)
+    return Dataset(root.name, *splits["train"], *splits["test"], classes=list(classes), source=source,
+                   skipped=skipped, skipped_why=why)
+
+
+def _decode(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+    """(32x32x3 uint8, None), or (None, why it was skipped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                return None, f"{w:,}x{h:,} px is over the limit of {max_pixels:,} pixels per image"
+            im = im.convert("RGB")
+            if im.size != (32, 32):
+                im = im.resize((32, 32), Image.BILINEAR)
+            image = np.asarray(im, np.uint8)
+    except Image.DecompressionBombError:
+        return None, "a decompression bomb (too many pixels)"
+    except UnidentifiedImageError:
+        return None, "not an image (or a format other than PNG, JPEG, BMP, WebP, GIF, TIFF)"
+    except MemoryError:
+        return None, "out of memory while decoding it"
+    except Exception as e:  # noqa: BLE001 - a damaged file raises OSError, ValueError, SyntaxError, struct.error...
+        return None, f"damaged ({type(e).__name__})"
+    if image.shape != (32, 32, 3):
+        return None, f"decoded to {image.shape}, not 32x32x3"
+    return image, None
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache: one folder of .npy files per source, written under a temporary name and renamed.
+
+def _sweep(folder: Path) -> None:
+    """Remove what a killed process left half-written (``*.tmp<pid>`` of a process that is gone)."""
+    for p in folder.glob("*.tmp*"):
+        m = re.search(r"\.tmp(\d+)$", p.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool = True) -> Dataset:
@@ -207,25 +729,35 @@ def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool 
                 arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r" if mmap_train and n == "x_train" else None,
                                      allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
                 return Dataset(meta["name"], **arrays, classes=meta["classes"], source=meta["source"],
-                               skipped=meta.get("skipped", []), stats=(tuple(meta["mean"]), tuple(meta["std"])))
+                               skipped=meta.get("skipped", []), skipped_why=meta.get("skipped_why", []),
+                               stats=(tuple(meta["mean"]), tuple(meta["std"])))
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     if not decode:
         raise NotCached(f"{key} is not decoded yet")
     ds = load()
+    for n in ("x_train", "x_test"):
+        x = getattr(ds, n)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+            raise DataError(f"{ds.name}: {n} is {x.dtype} {x.shape}, not 32x32x3 uint8 images.")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(folder.parent)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for n in ("x_train", "y_train", "x_test", "y_test"):
-        np.save(tmp / f"{n}.npy", getattr(ds, n))
-    (tmp / "meta.json").write_text(json.dumps(dict(format=CACHE_FORMAT, name=ds.name, classes=ds.classes,
-                                                   source=ds.source, skipped=ds.skipped, mean=ds.mean, std=ds.std)))
-    if folder.exists():
-        import shutil
-        shutil.rmtree(folder, ignore_errors=True)
     try:
-        tmp.rename(folder)
-    except OSError:
-        pass  # another process cached it first; ours is identical
+        tmp.mkdir(parents=True, exist_ok=True)
+        for n in ("x_train", "y_train", "x_test", "y_test"):
+            np.save(tmp / f"{n}.npy", getattr(ds, n))
+        (tmp / "meta.json").write_text(json.dumps(dict(
+            format=CACHE_FORMAT, name=ds.name, classes=ds.classes, source=ds.source, skipped=ds.skipped,
+            skipped_why=ds.skipped_why, mean=ds.mean, std=ds.std)))
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            pass  # another process cached it first; ours is identical
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves nothing
     return ds
 
 
@@ -248,47 +780,3 @@ def _load_torchvision(name: str, cache: Path) -> Dataset:
     return Dataset(name, np.asarray(train.data, np.uint8), np.asarray(train.targets, np.int64),
                    np.asarray(test.data, np.uint8), np.asarray(test.targets, np.int64),
                    list(train.classes), source=name)
-
-
-def _decode(path: str) -> np.ndarray | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (32, 32):
-                im = im.resize((32, 32), Image.BILINEAR)
-            return np.asarray(im, np.uint8)
-    except (OSError, ValueError, SyntaxError):
-        return None
-
-
-def _load_folder(root: Path) -> Dataset:
-    from torchvision.datasets.folder import find_classes
-
-    try:
-        classes, _ = find_classes(str(root / "train"))
-    except (FileNotFoundError, OSError) as e:
-        raise DataError(f"Cannot read classes from {root / 'train'}: {e}. {_hint()}") from None
-    skipped: list[str] = []
-    splits = {}
-    for split in ("train", "test"):
-        files, labels = [], []
-        for i, c in enumerate(classes):
-            d = root / split / c
-            if not d.is_dir():
-                continue
-            names = sorted(n for n in os.listdir(d) if Path(n).suffix.lower() in IMAGE_EXTS)
-            files += [str(d / n) for n in names]
-            labels += [i] * len(names)
-        if not files:
-            raise DataError(f"No images found in {root / split}; expected {split}/<class>/*.jpg. {_hint()}")
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
-            images = list(pool.map(_decode, files, chunksize=256))
-        keep = [k for k, im in enumerate(images) if im is not None]
-        skipped += [files[k] for k, im in enumerate(images) if im is None]
-        if not keep:
-            raise DataError(f"None of the {len(files)} images in {root / split} could be decoded. {_hint()}")
-        splits[split] = (np.stack([images[k] for k in keep]), np.asarray([labels[k] for k in keep], np.int64))
-    return Dataset(root.name, *splits["train"], *splits["test"], classes=list(classes), source=str(root),
-                   skipped=skipped)
