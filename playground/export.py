@@ -1,37 +1,143 @@
 """Export a run: ONNX, TorchScript, or a standalone training script that
-reproduces it with plain PyTorch + Albumentations (no playground import)."""
+reproduces it with plain PyTorch + Albumentations (no playground import).
+
+Every export is checked before anything is written (``check``: a format the run cannot
+take is refused in one line, naming why), built from a plain-torch copy of the model (the
+fast modules in fastops are exact but use autograd functions that tracing cannot record),
+verified against the run's own model, and written atomically: a temp file beside the
+target, then a rename. A failed export leaves no file, not even an empty one, and an
+existing file of the same name is only replaced by a complete export.
+"""
 from __future__ import annotations
 
+import os
 import pprint
+import secrets
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from .augment import to_python
+from .builder import build_model
 from .config import TrainSpec
 from .evaluate import LoadedRun
 
 FORMATS = ("onnx", "torchscript", "script")
+# The standalone script reads CIFAR or an ImageFolder as 32x32 RGB, normalised with three channel stats.
+SCRIPT_INPUT = (3, 32)
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported in this format, or the export failed; nothing was written."""
+
+
+def check(loaded: LoadedRun, fmt: str, path: Path | None = None) -> None:
+    """Refuse, before any work, a format this run cannot be exported in or a path it cannot go to."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {str(fmt)[:40]!r}; choose one of {', '.join(FORMATS)}")
+    net = loaded.run.net
+    if fmt == "script" and (net.in_channels, net.input_size) != SCRIPT_INPUT:
+        raise ExportError(f"the standalone script reads {SCRIPT_INPUT[1]}x{SCRIPT_INPUT[1]} RGB images; "
+                          f"this run's net takes {net.input_size}x{net.input_size} with {net.in_channels} "
+                          f"channel(s): export it as onnx or torchscript")
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            raise ExportError(f"cannot write the export to {path}: it is a folder")
+        if not path.parent.is_dir():
+            raise ExportError(f"cannot write the export to {path}: the folder {path.parent} does not exist")
+
+
+def _plain_model(loaded: LoadedRun) -> nn.Module:
+    """The run's function with plain torch modules (same state dict keys), float32, eval, on the CPU.
+
+    The loaded model is left as it is: the app's sessions share it."""
+    model = build_model(loaded.run.net, fast=False)
+    model.load_state_dict({k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+                           for k, v in loaded.model.state_dict().items()})
+    return model.float().eval()
+
+
+def _example(loaded: LoadedRun, batch: int = 1) -> torch.Tensor:
+    net = loaded.run.net
+    return torch.zeros(batch, net.in_channels, net.input_size, net.input_size)
+
+
+def _probe(loaded: LoadedRun) -> torch.Tensor:
+    """Two random images: the check of an export sees a batch size other than the traced one."""
+    net = loaded.run.net
+    return torch.randn(2, net.in_channels, net.input_size, net.input_size, generator=torch.Generator().manual_seed(0))
+
+
+def _same(got, expected: torch.Tensor, what: str) -> None:
+    got = torch.as_tensor(got).float()
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-3, atol=1e-4):
+        worst = (got - expected).abs().max().item() if got.shape == expected.shape else f"shape {tuple(got.shape)}"
+        raise ExportError(f"the {what} export does not compute what the run's model computes "
+                          f"(largest difference {worst}); nothing was written")
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` fills a temp file beside ``path``; only a complete file is renamed onto ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def export_onnx(loaded: LoadedRun, path: Path) -> Path:
-    x = torch.zeros(1, loaded.run.net.in_channels, loaded.run.net.input_size, loaded.run.net.input_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(loaded.model.float().eval(), (x,), str(path), input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                          dynamo=False)
-    return path
+    model = _plain_model(loaded)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (_example(loaded),), str(tmp), input_names=["image"],
+                              output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False)
+        _check_onnx(tmp, model, loaded)
+
+    return _write_atomic(path, write)
+
+
+def _check_onnx(path: Path, model: nn.Module, loaded: LoadedRun) -> None:
+    """The ONNX checker, and where onnxruntime is installed, the outputs against the model's."""
+    try:
+        import onnx
+    except ImportError:  # torch's exporter does not need it; then there is nothing to check with
+        return
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the ONNX export is not a valid model ({str(e).splitlines()[0][:200]}); "
+                          f"nothing was written") from None
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    x = _probe(loaded)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        _same(session.run(None, {"image": x.numpy()})[0], model(x), "ONNX")
 
 
 def export_torchscript(loaded: LoadedRun, path: Path) -> Path:
-    x = torch.zeros(1, loaded.run.net.in_channels, loaded.run.net.input_size, loaded.run.net.input_size)
+    model = _plain_model(loaded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(loaded.model.float().eval(), x)
-    traced.save(str(path))
-    return path
+        traced = torch.jit.trace(model, _example(loaded), check_trace=False)
+    x = _probe(loaded)
+    with torch.no_grad():
+        _same(traced(x), model(x), "TorchScript")
+    return _write_atomic(path, lambda tmp: traced.save(str(tmp)))
 
 
 SCRIPT_TEMPLATE = '''"""Standalone training script exported by CIFAR-10 CNN Playground (run {run_id}).
@@ -226,26 +332,41 @@ def _left_out(t: TrainSpec) -> str:
 
 
 def export_script(loaded: LoadedRun, path: Path, run_id: str = "") -> Path:
+    check(loaded, "script")
     run = loaded.run
     aug = to_python(run.aug, loaded.mean).replace("import albumentations as A\nimport cv2\n\n",
                                                   "import albumentations as A\nimport cv2\n")
-    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=path.name, left_out=_left_out(run.train), aug_code=aug,
+    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=Path(path).name, left_out=_left_out(run.train),
+                                  aug_code=aug,
                                   arch=pprint.pformat(run.net.to_dict(), width=110, sort_dicts=False),
                                   train=pprint.pformat(run.to_dict()["train"], width=110, sort_dicts=False),
                                   mean=tuple(round(m, 6) for m in loaded.mean),
                                   std=tuple(round(s, 6) for s in loaded.std))
-    path.write_text(text)
-    return path
+    compile(text, Path(path).name, "exec")  # a template that no longer formats to Python fails here, not later
+    return _write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+EXPORTERS = {"onnx": lambda loaded, path, run_id: export_onnx(loaded, path),
+             "torchscript": lambda loaded, path, run_id: export_torchscript(loaded, path),
+             "script": export_script}
 
 
 def export(loaded: LoadedRun, fmt: str, path: Path, run_id: str = "") -> Path:
-    if fmt == "onnx":
-        return export_onnx(loaded, path)
-    if fmt == "torchscript":
-        return export_torchscript(loaded, path)
-    if fmt == "script":
-        return export_script(loaded, path, run_id)
-    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    """Write ``loaded`` as ``fmt`` to ``path``, all or nothing.
+
+    ExportError (one line) for a format the run cannot take, a path it cannot go to, or an
+    export that fails or computes something else; OSError if the disk refuses the write.
+    Either way no file is left at ``path`` (a file that was there before stays as it was)."""
+    path = Path(path)
+    check(loaded, fmt, path)
+    try:
+        return EXPORTERS[fmt](loaded, path, run_id)
+    except (ExportError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - tracing and the exporters raise many types; the user gets one line
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ExportError(f"{fmt} export of run {run_id or loaded.run.net.name} failed "
+                          f"({type(e).__name__}: {first}); nothing was written") from e
 
 
 def default_filename(run_id: str, fmt: str) -> str:
