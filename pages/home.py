@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
+from playground.config import hosted
 from playground.presets import PRESETS
 from playground.recipes import RECIPES, measured_for
 
@@ -31,17 +32,39 @@ st.caption("Reported: the seed README's own figure. Measured: our recipe for tha
            "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")
 st.subheader("Data")
-data = ui.dataset(show_error=False)
+data = ui.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
 if data is None:
-    st.warning(
-        f"No dataset is available from `{ui.data_source()}` yet. Either let torchvision download CIFAR-10 "
-        "(needs internet), or point the app at a local copy: an ImageFolder folder with `train/` and `test/` "
-        "(or a `.tar.gz` of one). Enter it below or start the app with `PLAYGROUND_DATA=/path/to/folder`.")
+    if not ui.source_refused():
+        st.warning(
+            f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
+            f"{ui.plain(st.session_state.get('data_error') or '')} Either let torchvision download CIFAR-10 "
+            "(needs internet), or use a copy of your own: an ImageFolder with `train/<class>/` and `test/<class>/` "
+            "image folders, uploaded below as a `.tar.gz` or `.zip`"
+            + ("." if hosted() else ", entered as a folder or archive path, or named when the app starts "
+               "(`PLAYGROUND_DATA=/path/to/folder`)."))
 else:
-    st.success(f"Using **{data.name}**: {len(data.y_train):,} training and {len(data.y_test):,} test images, "
-               f"{len(data.classes)} classes, from `{ui.data_source()}`.")
+    st.success(f"Using **{ui.plain(data.name)}**: {len(data.y_train):,} training and {len(data.y_test):,} test "
+               f"images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
+    if data.skipped:
+        st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")
 with st.form("data_form"):
-    source = st.text_input("Data source (cifar10, cifar100, or a folder / .tar.gz path)", ui.data_source())
+    if hosted():
+        choices = ui.data_choices()
+        current = ui.data_source()
+        source = st.selectbox("Data source", choices, choices.index(current) if current in choices else 0,
+                              format_func=ui.source_label)
+    else:
+        source = st.text_input("Data source (cifar10, cifar100, or a folder / .tar.gz / .zip path)",
+                               ui.data_source())
+    upload = st.file_uploader(
+        "Or upload a dataset: a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png", type=["gz", "tgz",
+                                                                                                      "tar", "zip"],
+        max_upload_size=ui.max_upload_mb(), key="data_upload",
+        help="Images of any size are resized to 32×32; files that are not readable images are skipped and "
+             "counted. Stored on the server by content, the least recently used uploads dropped first.")
     if st.form_submit_button("Use this data"):
-        st.session_state["data_source"] = source.strip()
-        st.rerun()
+        problem = ui.choose_data(source.strip(), upload)
+        if problem:
+            st.error(ui.plain(problem))
+        else:
+            st.rerun()

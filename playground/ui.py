@@ -15,7 +15,8 @@ import streamlit as st
 from .analysis import Analysis, analyze
 from .arch import Net
 from .augment import AugSpec, default_aug
-from .data import DataError, Dataset, load_in_subprocess, resolve_source
+from .data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
+                   resolve_source, setting, store_upload)
 from .jobs import Launcher
 from .presets import preset_net
 from .serde import SpecError
@@ -24,25 +25,105 @@ from .store import RunStore
 DEFAULT_PRESET = "fast"
 
 
-@st.cache_resource(show_spinner="Loading the dataset (decoding it the first time takes about half a minute)…")
+@st.cache_resource(max_entries=2,
+                   show_spinner="Loading the dataset (decoding it the first time takes about half a minute)…")
 def cached_dataset(source: str) -> Dataset:
-    """One copy per data source for the whole server (all sessions share it). The training
-    images stay on disk, memory-mapped: the server shows a few, the workers train on them."""
-    return load_in_subprocess(source)
+    """One copy per data source for the whole server (all sessions share it), at most two sources,
+    the least recently used dropped first. The training images stay on disk, memory-mapped: the
+    server shows a few, the workers train on them. So an entry costs its test images in memory
+    (3 KiB each: 29 MiB for CIFAR-10's 10,000, at most 10,000 for an upload) plus 8 bytes a label,
+    and whichever training pages it touched (file-backed: the kernel can drop them).
+    Hosted mode: a source outside the allow-list is refused before anything is read."""
+    return load_in_subprocess(check_source(source))
 
 
 def data_source() -> str:
     return st.session_state.setdefault("data_source", resolve_source(None))
 
 
-def dataset(show_error: bool = True) -> Dataset | None:
-    """The dataset, or None with a clear message on the page (never a traceback)."""
+def data_choices() -> list[str]:
+    """Hosted mode: what a visitor may pick: the configured dataset, cifar10 and this session's uploads."""
+    return allowed_sources() + [s for s in st.session_state.get("uploads", {}) if s not in allowed_sources()]
+
+
+def source_label(source: str) -> str:
+    """A data source as the page shows it (an upload by its file name)."""
+    name = st.session_state.get("uploads", {}).get(source)
+    return f"uploaded: {name} ({source[7:19]}…)" if name else source
+
+
+def use_source(source: str) -> str | None:
+    """Make ``source`` this session's data; the refusal (one line) in hosted mode, where only the
+    choices above are taken."""
     try:
-        return cached_dataset(data_source())
-    except DataError as e:
-        if show_error:
-            st.error(f"**No dataset available.** {e}")
+        st.session_state["data_source"] = check_source(source)
+    except SourceRefused as e:
+        return str(e)
+    return None
+
+
+def choose_data(source: str, upload=None) -> str | None:
+    """The Home page's choice: a new upload (``st.file_uploader``'s file) if there is one, else
+    ``source``. Returns the problem in one line, or None."""
+    if upload is not None and getattr(upload, "file_id", None) != st.session_state.get("_data_upload_id"):
+        try:
+            stored = store_upload(upload.getvalue())
+        except DataError as e:
+            return str(e)
+        st.session_state["_data_upload_id"] = getattr(upload, "file_id", None)
+        name = "".join(c for c in str(upload.name) if c.isprintable())[:60]
+        st.session_state.setdefault("uploads", {})[stored] = name
+        source = stored
+    return use_source(source)
+
+
+def max_upload_mb() -> int | None:
+    """The upload cap for ``st.file_uploader`` (None: the setting is invalid; the upload then says why)."""
+    try:
+        return setting("PLAYGROUND_MAX_UPLOAD_MB")
+    except DataError:
         return None
+
+
+def plain(text: str) -> str:
+    """``text`` for st.markdown, st.error and friends with its markdown characters escaped: a
+    message may quote names from a visitor's archive, and ``$`` would start LaTeX."""
+    return re.sub(r"([\\`*_\[\]<>|~$#])", r"\\\1", str(text))
+
+
+def code(text: str) -> str:
+    """``text`` as a markdown code span (on one line, with no backtick to end it early)."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+
+
+def dataset(show_error: bool = True) -> Dataset | None:
+    """The dataset, or None with a clear message on the page (never a traceback); the message is
+    also kept as ``st.session_state["data_error"]``. A source that hosted mode refuses is always
+    reported, as one ``st.error`` line, and nothing is read."""
+    source = data_source()
+    st.session_state["data_error"] = None
+    try:
+        check_source(source)
+    except SourceRefused as e:
+        st.session_state["data_error"] = str(e)
+        st.error(plain(e))
+        return None
+    try:
+        return cached_dataset(source)
+    except DataError as e:
+        st.session_state["data_error"] = str(e)
+        if show_error:
+            st.error(f"**No dataset available.** {plain(e)}")
+        return None
+
+
+def source_refused() -> bool:
+    """Whether hosted mode refuses this session's source (``dataset()`` has said so)."""
+    try:
+        check_source(data_source())
+    except SourceRefused:
+        return True
+    return False
 
 
 @st.cache_resource
