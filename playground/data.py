@@ -59,7 +59,7 @@ from . import cli_child
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 CACHE_FORMAT = 1
 MAX_CLASSES = 1000

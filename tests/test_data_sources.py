@@ -1,0 +1,410 @@
+"""Data sources are untrusted (issue 16): crafted archives, images, layouts and uploads get one
+line (DataError) or are skipped and counted, never write outside their folder, and leave nothing
+half-written in the cache. Everything is made in tmp dirs; nothing needs the network."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import subprocess
+import tarfile
+import tracemalloc
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from playground import cli_child
+from playground import data as data_mod
+from playground.data import DataError, SourceRefused, cache_dir, check_source, load_dataset, store_upload
+
+_RNG = np.random.default_rng(0)
+
+
+def png_bytes(w: int = 32, h: int = 32, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    channels = {"RGB": 3, "RGBA": 4}.get(mode)
+    shape = (h, w, channels) if channels else (h, w)
+    Image.fromarray(_RNG.integers(0, 255, shape, dtype=np.uint8), mode if channels else "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+TINY = png_bytes()
+
+
+def folder(root: Path, classes=("a", "b"), n_train: int = 2, n_test: int = 1) -> Path:
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for k in range(n):
+                (root / split / c / f"{k}.png").write_bytes(TINY)
+    return root
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes = b"", **attrs) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for k, v in attrs.items():
+        setattr(info, k, v)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def tar_gz(path: Path, src: Path | None = None, extra=()) -> Path:
+    """A .tar.gz of ``src`` (as mydata/...) followed by crafted members ``extra``: (name, data, attrs)."""
+    with tarfile.open(path, "w:gz") as tar:
+        if src is not None:
+            tar.add(src, arcname="mydata")
+        for name, data, attrs in extra:
+            add_bytes(tar, name, data, **attrs)
+    return path
+
+
+def zip_of(path: Path, src: Path | None = None, extra=()) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        if src is not None:
+            for f in sorted(src.rglob("*")):
+                if f.is_file():
+                    zf.write(f, "mydata/" + f.relative_to(src).as_posix())
+        for info, data in extra:
+            zf.writestr(info, data)
+    return path
+
+
+def leftovers() -> list[str]:
+    """Files in the cache (a rejected or interrupted load must leave none)."""
+    return sorted(str(p.relative_to(cache_dir())) for p in cache_dir().rglob("*") if not p.is_dir())
+
+
+def one_line(e: pytest.ExceptionInfo) -> str:
+    msg = str(e.value)
+    assert msg and "\n" not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+# --- archives --------------------------------------------------------------------------------
+
+def _outside_cases(tmp_path: Path):
+    evil = tmp_path / "evil.txt"
+    return evil, {
+        "tar-dotdot": lambda p: tar_gz(p.with_suffix(".tar.gz"), folder(tmp_path / "src"),
+                                       [("mydata/../../../../../../" + str(evil).lstrip("/"), b"x", {})]),
+        "tar-absolute": lambda p: tar_gz(p.with_suffix(".tar.gz"), folder(tmp_path / "src"), [(str(evil), b"x", {})]),
+        "zip-dotdot": lambda p: zip_of(p.with_suffix(".zip"), folder(tmp_path / "src"),
+                                       [("../../../../../../" + str(evil).lstrip("/"), b"x")]),
+        "zip-absolute": lambda p: zip_of(p.with_suffix(".zip"), folder(tmp_path / "src"), [(str(evil), b"x")]),
+    }
+
+
+@pytest.mark.parametrize("case", ["tar-dotdot", "tar-absolute", "zip-dotdot", "zip-absolute"])
+def test_an_archive_member_outside_its_folder_is_refused_and_nothing_is_written(tmp_path, case):
+    evil, cases = _outside_cases(tmp_path)
+    archive = cases[case](tmp_path / "bad")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(archive))
+    assert "points outside the archive" in one_line(e) or "absolute path" in one_line(e)
+    assert not evil.exists()
+    assert leftovers() == []
+
+
+def _dev(kind):
+    return {"type": kind, "devmajor": 1, "devminor": 3}
+
+
+@pytest.mark.parametrize("name,attrs", [
+    ("mydata/train/a/link.png", {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}),
+    ("mydata/train/a/up", {"type": tarfile.SYMTYPE, "linkname": "../../../../.."}),
+    ("mydata/train/a/hard.png", {"type": tarfile.LNKTYPE, "linkname": "/etc/passwd"}),
+    ("mydata/train/a/null.png", _dev(tarfile.CHRTYPE)),
+    ("mydata/train/a/disk.png", _dev(tarfile.BLKTYPE)),
+    ("mydata/train/a/pipe.png", {"type": tarfile.FIFOTYPE}),
+])
+def test_links_and_devices_in_a_tarball_are_refused(tmp_path, name, attrs):
+    archive = tar_gz(tmp_path / "bad.tar.gz", folder(tmp_path / "src"), [(name, b"", attrs)])
+    with pytest.raises(DataError, match="is a link or a device") as e:
+        load_dataset(str(archive))
+    one_line(e)
+    assert leftovers() == []
+
+
+def test_a_symlink_in_a_zip_is_refused(tmp_path):
+    info = zipfile.ZipInfo("mydata/train/a/link.png")
+    info.external_attr = 0o120777 << 16  # S_IFLNK: what `zip --symlinks` writes
+    archive = zip_of(tmp_path / "bad.zip", folder(tmp_path / "src"), [(info, "/etc/passwd")])
+    with pytest.raises(DataError, match="is a link or a device") as e:
+        load_dataset(str(archive))
+    one_line(e)
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+@pytest.mark.parametrize("bomb", ["count", "bytes"])
+def test_archive_bombs_get_one_line_naming_the_setting(tmp_path, monkeypatch, fmt, bomb):
+    src = folder(tmp_path / "src", n_train=30 if bomb == "count" else 2)
+    if bomb == "count":
+        monkeypatch.setenv("PLAYGROUND_MAX_ARCHIVE_FILES", "40")  # the folder has 62 files and 7 folders
+        extra_tar, extra_zip, setting = [], [], "PLAYGROUND_MAX_ARCHIVE_FILES"
+    else:
+        monkeypatch.setenv("PLAYGROUND_MAX_UNPACKED_MB", "1")
+        zeros = bytes(3_000_000)  # compresses to a few kB
+        extra_tar, extra_zip, setting = [("mydata/zeros.bin", zeros, {})], [("mydata/zeros.bin", zeros)], \
+            "PLAYGROUND_MAX_UNPACKED_MB"
+    archive = (tar_gz(tmp_path / "bomb.tar.gz", src, extra_tar) if fmt == "tar"
+               else zip_of(tmp_path / "bomb.zip", src, extra_zip))
+    assert archive.stat().st_size < 100_000 or bomb == "count"  # far under the 1 MB it unpacks past
+    with pytest.raises(DataError, match=setting) as e:
+        load_dataset(str(archive))
+    one_line(e)
+    assert leftovers() == []
+
+
+def test_a_tar_header_that_claims_hundreds_of_megabytes_is_not_read_into_memory(tmp_path):
+    """A GNU long-name header's data is read in one piece by tarfile: 200 MB of zeros gzip to
+    200 kB. The reader refuses the read instead of allocating it."""
+    size = 200 * 2 ** 20
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, size
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip container
+    parts = [comp.compress(header.tobuf(tarfile.GNU_FORMAT))]
+    chunk = bytes(2 ** 20)
+    parts += [comp.compress(chunk) for _ in range(size // len(chunk))]
+    parts.append(comp.flush())
+    archive = tmp_path / "longname.tar.gz"
+    archive.write_bytes(b"".join(parts))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as e:
+            load_dataset(str(archive))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_line(e)
+    assert peak < 32 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB allocated"
+    assert leftovers() == []
+
+
+def test_a_good_zip_and_a_nested_tarball_load(tmp_path):
+    src = folder(tmp_path / "src")
+    z = load_dataset(str(zip_of(tmp_path / "d.zip", src)))
+    t = load_dataset(str(tar_gz(tmp_path / "d.tar.gz", src)))
+    for ds in (z, t):
+        assert ds.x_train.shape == (4, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"]
+    assert not (cache_dir() / "unpack").exists() or not any((cache_dir() / "unpack").iterdir())  # no copy kept
+
+
+# --- images ----------------------------------------------------------------------------------
+
+def crafted_png(w: int, h: int) -> bytes:
+    """A PNG header that claims w x h pixels (a few dozen bytes)."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_png_is_skipped_and_counted(tmp_path):
+    root = folder(tmp_path / "d")
+    (root / "train" / "a" / "bomb.png").write_bytes(crafted_png(100_000, 100_000))
+    ds = load_dataset(str(root))
+    assert ds.x_train.shape == (4, 32, 32, 3)
+    assert ds.skipped == ["train/a/bomb.png"] and "bomb" in ds.skipped_why[0]
+    assert ds.skipped_note().startswith("1 file skipped (train/a/bomb.png")
+
+
+def test_images_over_the_hosted_pixel_cap_are_skipped_unread(tmp_path, monkeypatch):
+    root = folder(tmp_path / "d")
+    big = Image.new("RGB", (1100, 1100), (200, 10, 10))
+    big.save(root / "train" / "a" / "big.png")
+    assert len(load_dataset(str(root)).y_train) == 5  # local mode: resized to 32 x 32
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "hosted-cache"))
+    ds = load_dataset(str(root))
+    assert len(ds.y_train) == 4 and "over the limit of 1,048,576 pixels" in ds.skipped_why[0]
+
+
+def test_damaged_odd_and_foreign_files_are_skipped_or_converted(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", lambda self: opened.append(1))
+    root = folder(tmp_path / "d")
+    a = root / "train" / "a"
+    (a / "truncated.png").write_bytes(png_bytes(64, 64)[:300])
+    (a / "text.jpg").write_bytes(b"just some text, not an image")
+    (a / "ghost.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n")  # PIL would run Ghostscript
+    (a / "gray.png").write_bytes(png_bytes(40, 40, "L"))
+    (a / "rgba.png").write_bytes(png_bytes(64, 48, "RGBA"))
+    Image.fromarray(np.full((20, 30), 40000, np.uint16)).save(a / "deep.png")  # 16-bit
+    Image.new("P", (32, 32), 3).save(a / "palette.gif")
+    for ext in ("jpg", "bmp", "tif", "webp"):
+        Image.new("RGB", (50, 40), (10, 200, 30)).save(a / f"photo.{ext}")
+    ds = load_dataset(str(root))
+    assert ds.x_train.shape == (12, 32, 32, 3) and ds.x_train.dtype == np.uint8
+    assert sorted(ds.skipped) == ["train/a/ghost.png", "train/a/text.jpg", "train/a/truncated.png"]
+    assert not opened, "a format outside PNG/JPEG/BMP/WebP/GIF/TIFF was tried"
+    assert "3 files skipped" in ds.skipped_note()
+
+
+def test_a_class_whose_images_all_fail_is_refused(tmp_path):
+    root = folder(tmp_path / "d")
+    for f in (root / "train" / "b").iterdir():
+        f.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="none of the images in train/b/ could be decoded") as e:
+        load_dataset(str(root))
+    one_line(e)
+
+
+# --- layout ----------------------------------------------------------------------------------
+
+def _layout_case(root: Path, case: str) -> None:
+    folder(root)
+    if case == "train-only":
+        import shutil
+        shutil.rmtree(root / "test")
+    elif case == "empty-class":
+        for f in (root / "test" / "b").iterdir():
+            f.unlink()
+    elif case == "classes-differ":
+        (root / "test" / "b").rename(root / "test" / "c")
+    elif case == "non-utf8-file":
+        with open(os.path.join(os.fsencode(root / "train" / "a"), b"\xff\xfe.png"), "wb") as f:
+            f.write(TINY)
+    elif case == "non-utf8-class":
+        for split in ("train", "test"):
+            os.rename(os.fsencode(root / split / "a"), os.path.join(os.fsencode(root / split), b"caf\xe9"))
+    elif case == "control-char-file":
+        (root / "train" / "a" / "line\nbreak.png").write_bytes(TINY)
+    elif case == "too-many-classes":
+        for split in ("train", "test"):
+            for k in range(1001):
+                (root / split / f"c{k:04d}").mkdir()
+                (root / split / f"c{k:04d}" / "0.png").write_bytes(TINY)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("train-only", "has train/ but no test/"),
+    ("empty-class", "test/b/ holds no images"),
+    ("classes-differ", "different classes; only in train/: 'b'; only in test/: 'c'"),
+    ("non-utf8-file", "is not valid UTF-8"),
+    ("non-utf8-class", "is not valid UTF-8"),
+    ("control-char-file", "holds control characters"),
+    ("too-many-classes", "1,003 class folders; the limit is 1,000"),
+])
+def test_layout_problems_are_one_line_each(tmp_path, case, expected):
+    root = tmp_path / "d"
+    _layout_case(root, case)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root))
+    assert expected in one_line(e)
+    assert leftovers() == []
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+def test_an_interrupted_cache_write_leaves_nothing(tmp_path, monkeypatch):
+    root = folder(tmp_path / "d")
+    real_save, calls = np.save, []
+
+    def save(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(data_mod.np, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(str(root))
+    assert leftovers() == []
+    monkeypatch.setattr(data_mod.np, "save", real_save)
+    assert load_dataset(str(root)).x_train.shape == (4, 32, 32, 3)
+
+
+def test_what_a_killed_process_left_is_swept(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for sub in ("arrays", "unpack"):
+        stale = cache_dir() / sub / f"folder-x-123.tmp{dead.pid}"
+        stale.mkdir(parents=True)
+        (stale / "x_train.npy").write_bytes(b"half")
+    load_dataset(str(tar_gz(tmp_path / "d.tar.gz", folder(tmp_path / "src"))))
+    assert not any(p.name.endswith(f".tmp{dead.pid}") for p in cache_dir().rglob("*"))
+
+
+@pytest.mark.parametrize("case", ["dotdot-archive", "train-only-folder"])
+def test_the_cli_answers_in_one_line_exits_2_and_leaves_no_partial_cache(tmp_path, case):
+    if case == "dotdot-archive":
+        path = tar_gz(tmp_path / "bad.tar.gz", folder(tmp_path / "src"), [("mydata/../../x.txt", b"x", {})])
+    else:
+        path = tmp_path / "d"
+        _layout_case(path, "train-only")
+    argv, env = cli_child("data", "--data", str(path))
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert leftovers() == [] and not (tmp_path / "x.txt").exists()
+
+
+# --- uploads and the allow-list -------------------------------------------------------------------
+
+def test_an_upload_is_stored_by_content_and_loads(tmp_path):
+    payload = tar_gz(tmp_path / "d.tar.gz", folder(tmp_path / "src")).read_bytes()
+    source = store_upload(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    assert source == f"upload:{digest}" and (cache_dir() / "uploads" / digest).read_bytes() == payload
+    assert store_upload(payload) == source
+    ds = load_dataset(source)
+    assert ds.x_train.shape == (4, 32, 32, 3) and ds.source == source and ds.name == "mydata"
+
+
+def test_an_upload_over_the_cap_or_not_an_archive_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOAD_MB", "1")
+    with pytest.raises(DataError, match=r"1\.2 MB; the limit is 1 MB \(PLAYGROUND_MAX_UPLOAD_MB\)"):
+        store_upload(b"\x1f\x8b" + bytes(1_200_000))
+    with pytest.raises(DataError, match="not a .tar.gz, .tar or .zip archive"):
+        store_upload(b"hello")
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOAD_MB", "lots")
+    with pytest.raises(DataError, match="PLAYGROUND_MAX_UPLOAD_MB must be a positive whole number"):
+        store_upload(b"hello")
+    assert not (cache_dir() / "uploads").exists() or leftovers() == []
+
+
+def test_uploads_are_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "2")
+    sources = []
+    for k in range(3):
+        sources.append(store_upload(tar_gz(tmp_path / f"d{k}.tar.gz", folder(tmp_path / f"src{k}", n_train=k + 1))
+                                    .read_bytes()))
+        if k == 0:
+            load_dataset(sources[0])
+            assert any(p.name.startswith("upload-") for p in (cache_dir() / "arrays").iterdir())
+            os.utime(cache_dir() / "uploads" / sources[0][7:], (1, 1))  # the least recently used
+    assert sorted(p.name for p in (cache_dir() / "uploads").iterdir()) == sorted(s[7:] for s in sources[1:])
+    assert not any(p.name.startswith(f"upload-{sources[0][7:23]}") for p in (cache_dir() / "arrays").iterdir())
+    with pytest.raises(DataError, match="no longer on the server"):
+        load_dataset(sources[0])
+
+
+def test_an_uploads_test_split_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_mod, "UPLOAD_MAX_TEST_IMAGES", 1)
+    source = store_upload(tar_gz(tmp_path / "d.tar.gz", folder(tmp_path / "src")).read_bytes())
+    with pytest.raises(DataError, match="test/ holds 2 images; the limit for an upload is 1"):
+        load_dataset(source)
+
+
+def test_hosted_mode_allows_only_its_list_and_never_looks_at_the_disk(tmp_path, monkeypatch, image_folder):
+    upload = "upload:" + "0" * 64
+    for anything in (str(tmp_path), "/etc/passwd", "cifar100", upload):
+        assert check_source(anything) == anything  # local mode: any source
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    monkeypatch.setenv("PLAYGROUND_DATA", str(image_folder))
+    for allowed in (str(image_folder), "cifar10", upload):
+        assert check_source(allowed) == allowed
+    messages = []
+    for refused in (str(tmp_path), str(tmp_path / "missing"), "/etc", "/nonexistent", "cifar100",
+                    "upload:../../etc/passwd", "upload:" + "0" * 63, "", str(image_folder) + "/"):
+        with pytest.raises(SourceRefused) as e:
+            check_source(refused)
+        messages.append(one_line(e).replace(data_mod._show(refused), "<source>"))
+    assert len(set(messages)) == 1, messages  # the same answer whether the path exists or not
