@@ -107,6 +107,14 @@ def _cause_of_os_error(e: OSError, where: Path) -> str:
     return f"cannot write the run store {where} ({what})"
 
 
+def _disk_nearly_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
 def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
     name = getattr(e, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_FULL"):
@@ -123,8 +131,10 @@ def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
     if name.startswith("SQLITE_CANTOPEN"):
         why = "it is a directory" if db.is_dir() else "missing, or its folder is not writable"
         return f"cannot open the run store database {db} ({why})"
-    if name.startswith("SQLITE_IOERR"):
-        return f"an I/O error in the run store database {db} ({e}); the disk may be full or failing"
+    if name.startswith("SQLITE_IOERR"):  # SQLite reports a full disk so when its WAL index cannot grow
+        if _disk_nearly_full(db.parent):
+            return f"the disk is full: the run store database {db} cannot be written ({e}); free some space"
+        return f"an I/O error in the run store database {db} ({e}); the disk may be failing"
     return f"the run store database {db} failed: {type(e).__name__}: {e}"
 
 

@@ -3,8 +3,9 @@
 It reads uint8 batches from memory, augments them with the spec the Augment
 page previews (batched, drawing what Albumentations draws: batch_augment.py), normalises with the
 dataset statistics, and reports progress as events to callbacks. A stop
-request takes effect within one batch; a non-finite loss or running out of
-memory ends the run with a message that says what to change.
+request takes effect within one batch; running out of memory ends the run
+"failed", and a diverging one ends it "diverged" (see DivergenceWatch), each
+with a message that says what to change.
 """
 from __future__ import annotations
 
@@ -26,10 +27,66 @@ from .builder import build_model
 from .config import RunSpec, TrainSpec, checked
 from .data import Dataset
 from .device import configure_threads, pick_device, speed_settings
+from .store import StoreError
 
 
 class TrainingError(RuntimeError):
     """The run could not continue (diverged, out of memory); the message says why and what to try."""
+
+
+class Diverged(TrainingError):
+    """The loss went non-finite, blew up or the network collapsed: the run ends "diverged"."""
+
+
+DIVERGE_FACTOR = 3.0  # a loss above this multiple of the starting loss is "far above" it
+DIVERGE_PATIENCE = 20  # consecutive batches (at most one epoch's) before a high loss or a collapse ends the run
+REFERENCE_BATCHES = 5  # the starting loss: the mean of the run's first batches
+
+
+class DivergenceWatch:
+    """Decides, batch by batch, whether a training diverged. Three rules:
+
+    1. a non-finite loss (inf, nan) ends the run at once;
+    2. a loss above DIVERGE_FACTOR (3) times the starting loss (the mean of the run's first
+       REFERENCE_BATCHES (5) batches) for ``patience`` consecutive batches: it blew up and is
+       not coming back (a single spike, which a high learning rate often gives, is allowed);
+    3. a collapse: the network gives every image of a batch the same output (the outputs'
+       spread across the batch is zero, up to float rounding) for ``patience`` consecutive
+       batches. Its units are dead (weights thrown far by a step too large), no gradient
+       reaches them, and it stays at chance accuracy however long it trains.
+
+    ``patience`` is DIVERGE_PATIENCE (20) batches, or one epoch when epochs are shorter, so a
+    tiny run is judged too. A too-high learning rate is the usual cause of all three. The
+    starting loss is part of the resume state, so a resumed run is judged as if it had not
+    stopped. Not caught: a run that stays just above chance without collapsing (it
+    ends "finished" with a poor accuracy, which its curves show)."""
+
+    def __init__(self, batches_per_epoch: int, reference: float | None = None):
+        self.patience = max(1, min(DIVERGE_PATIENCE, batches_per_epoch))
+        self.reference = reference
+        self.first: list[float] = []
+        self.high = self.flat = 0
+
+    def check(self, loss: float, spread: float, scale: float, n: int) -> str | None:
+        """The reason the run diverged at this batch, or None. ``spread``: the largest difference
+        between an image's outputs and the first image's; ``scale``: the largest output."""
+        if not math.isfinite(loss):
+            return f"the loss went to {loss}"
+        if self.reference is None:
+            self.first.append(loss)
+            if len(self.first) == REFERENCE_BATCHES:
+                self.reference = sum(self.first) / len(self.first)
+        else:
+            self.high = self.high + 1 if loss > DIVERGE_FACTOR * self.reference else 0
+            if self.high >= self.patience:
+                return (f"the loss stayed above {DIVERGE_FACTOR:g}x its starting value {self.reference:.3g} for "
+                        f"{self.patience} batches (it is {loss:.3g})")
+        if n >= 2:  # one image always agrees with itself
+            self.flat = self.flat + 1 if spread <= 1e-5 * max(1.0, scale) else 0
+            if self.flat >= self.patience:
+                return (f"the network collapsed: it gave every image the same prediction for {self.patience} "
+                        f"batches (loss {loss:.3g}, chance level)")
+        return None
 
 
 @dataclass
@@ -51,7 +108,7 @@ def metrics_of(event: Event) -> dict:
 
 @dataclass
 class TrainResult:
-    status: str  # "finished", "stopped", "failed"
+    status: str  # "finished", "stopped", "failed", "diverged"
     model: nn.Module
     epochs: list[dict]
     message: str = ""
@@ -201,8 +258,8 @@ def train_loss(out: torch.Tensor, labels: torch.Tensor, t: TrainSpec, log_probs:
 
 
 def _oom(e: BaseException) -> bool:
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and
-                                                          "out of memory" in str(e).lower())
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and not isinstance(
+        e, (StoreError, TrainingError)) and "out of memory" in str(e).lower())
 
 
 class Trainer:
@@ -257,14 +314,25 @@ class Trainer:
         model.eval()
 
     def _state(self, epoch: int, step: int, elapsed: float, epochs: list[dict], model: nn.Module, opt, sched,
-               scaler, ema, source: BatchSource, augment: BatchAugment) -> dict:
+               scaler, ema, source: BatchSource, augment: BatchAugment, watch: DivergenceWatch) -> dict:
         """Everything a resumed run needs to continue exactly as if it had never stopped."""
         return dict(format=RESUME_FORMAT, epoch=epoch, step=step, elapsed=elapsed, epochs=list(epochs),
+                    loss_reference=watch.reference,
                     model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     scaler=scaler.state_dict(), ema=ema.state_dict() if ema is not None else None,
                     torch_rng=torch.get_rng_state(),
                     cuda_rng=torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
                     source_rng=source.rng.bit_generator.state, augment=augment.state())
+
+    def _chance_hint(self, last: dict) -> str:
+        """A finished run that learned nothing (train and test accuracy at most 1.5x chance) says
+        so, with the usual cause; DivergenceWatch catches the runs that collapse outright."""
+        chance = 1 / max(1, len(self.data.classes))
+        if last.get("test_acc") is None or last["test_acc"] > 1.5 * chance or last["train_acc"] > 1.5 * chance:
+            return ""
+        return (f"it learned nothing: test accuracy {last['test_acc']:.1%} is chance level for "
+                f"{len(self.data.classes)} classes; if the loss curve jumps about, the learning rate is too high: "
+                f"try a lower max LR than {self.run.train.max_lr:g}, e.g. {self.run.train.max_lr / 10:.3g}")
 
     def fit(self, resume: dict | None = None) -> TrainResult:
         """Train to the planned epochs; ``resume``: a state from an earlier epoch event of this run."""
@@ -305,6 +373,7 @@ class Trainer:
             augment.set_state(resume["augment"])
             epochs, step, done_before = list(resume["epochs"]), resume["step"], resume["elapsed"]
             first = resume["epoch"] + 1
+        watch = DivergenceWatch(len(source), resume.get("loss_reference") if resume is not None else None)
         start = time.perf_counter() - done_before
         self.emit("start", steps=steps, epochs=t.epochs, batches=len(source), train_size=len(self.data.y_train),
                   test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()),
@@ -325,11 +394,14 @@ class Trainer:
                     with torch.autocast(dev.type, s.amp_dtype, enabled=s.amp_dtype is not None):
                         out = model(xb)
                         loss = train_loss(out, yb, t, log_probs, teacher_b)
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise TrainingError(
-                            f"the loss became {loss_value} at epoch {epoch}, batch {b + 1} "
-                            f"(LR {sched.get_last_lr()[0]:.4g}); try a lower max LR, e.g. {t.max_lr / 10:.3g}")
+                    o = out.detach().float()
+                    loss_value, spread, scale = torch.stack(  # one device sync per batch, as loss.item() was
+                        [loss.detach().float(), (o - o[:1]).abs().max(), o.abs().max()]).tolist()
+                    if why := watch.check(loss_value, spread, scale, len(yb_np)):
+                        raise Diverged(
+                            f"{why} at epoch {epoch} step {step + 1} (batch {b + 1}, LR {sched.get_last_lr()[0]:.3g}); "
+                            f"the learning rate is too high: try a lower max LR than {t.max_lr:g}, e.g. "
+                            f"{t.max_lr / 10:.3g}")
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(opt)
@@ -366,7 +438,9 @@ class Trainer:
                               elapsed=time.perf_counter() - start)
                 epochs.append(record)
                 self.emit("epoch", **record, model=eval_model, state=self._state(
-                    epoch, step, record["elapsed"], epochs, model, opt, sched, scaler, ema, source, augment))
+                    epoch, step, record["elapsed"], epochs, model, opt, sched, scaler, ema, source, augment, watch))
+        except Diverged as e:
+            status, message = "diverged", str(e)
         except TrainingError as e:
             status, message = "failed", str(e)
         except RuntimeError as e:
@@ -376,6 +450,8 @@ class Trainer:
                 torch.cuda.empty_cache()
             status, message = "failed", (f"ran out of memory on {dev} at batch size {t.batch_size}; "
                                          f"try a smaller batch size or a narrower network")
+        if status == "finished" and epochs and (hint := self._chance_hint(epochs[-1])):
+            message = hint
         final = ema.module if ema is not None else model
         elapsed = time.perf_counter() - start
         self.emit("end", status=status, message=message, elapsed=elapsed, model=final)
