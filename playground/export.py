@@ -4,9 +4,11 @@ reproduces it with plain PyTorch + Albumentations (no playground import).
 Every export is checked before anything is written (``check``: a format the run cannot
 take is refused in one line, naming why), built from a plain-torch copy of the model (the
 fast modules in fastops are exact but use autograd functions that tracing cannot record),
-verified against the run's own model, and written atomically: a temp file beside the
-target, then a rename. A failed export leaves no file, not even an empty one, and an
-existing file of the same name is only replaced by a complete export.
+checked (the traced TorchScript computes what the model computes; the ONNX file passes the
+onnx checker and, where onnxruntime is installed, computes the same too), and written
+atomically: a temp file beside the target, then a rename. A failed export leaves no file,
+not even an empty one, and an existing file of the same name is only replaced by a complete
+export.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from playground.augment import default_aug
 from playground.builder import build_model
 from playground.config import RunSpec, TrainSpec
 from playground.data import Dataset
-from playground.evaluate import DataMismatch, LoadedRun, Report, check_data, evaluate, load_run
+from playground.evaluate import DataMismatch, LoadedRun, Report, evaluate, load_run
 from playground.export import FORMATS, ExportError, default_filename, export
 from playground.presets import PRESETS, preset_net
 from playground.runner import checkpoint_state
