@@ -279,6 +279,7 @@ def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
 
     It works on a private copy of the model (hooks, gradients): the app's sessions share one
     loaded run, and two maps computed at once must not see each other's hooks."""
+    check_data(loaded, np.asarray(image)[None])
     model = copy.deepcopy(loaded.model).float().eval()
     layer = last_conv(model) if layer is None else dict(zip(loaded.model.modules(), model.modules()))[layer]
     store: dict = {}

@@ -20,7 +20,7 @@ from playground.augment import default_aug
 from playground.builder import build_model
 from playground.config import RunSpec, TrainSpec
 from playground.data import Dataset
-from playground.evaluate import DataMismatch, LoadedRun, Report, evaluate, load_run
+from playground.evaluate import DataMismatch, LoadedRun, Report, evaluate, gradcam, load_run
 from playground.export import FORMATS, ExportError, default_filename, export
 from playground.presets import PRESETS, preset_net
 from playground.runner import checkpoint_state
@@ -278,6 +278,8 @@ def test_load_run_and_evaluate_refuse_other_data_naming_both_sides(tmp_path):
         with pytest.raises(DataMismatch, match=re.escape(says)) as err:
             evaluate(loaded, data.x_test, data.y_test)
         assert_one_line(err.value)
+    with pytest.raises(DataMismatch, match="this data has 64x64 images"):
+        gradcam(loaded, fake_data(CLASSES, 1, size=64).x_test[0])
     # without the class names the labels still give a larger data set away
     data = fake_data(hundred, 1)
     with pytest.raises(DataMismatch, match="trained on 10 classes .*; this data has labels from 0 to 99"):
