@@ -320,6 +320,14 @@ def upload_path(source: str, cache: Path | None = None) -> Path:
     return path
 
 
+def discard_upload(source: str, cache: Path | None = None) -> None:
+    """Forget an upload that could not be loaded: its archive and anything cached from it."""
+    if m := _UPLOAD_RE.fullmatch(source):
+        cache = Path(cache) if cache else cache_dir()
+        (cache / "uploads" / m.group(1)).unlink(missing_ok=True)
+        shutil.rmtree(cache / "arrays" / f"upload-{m.group(1)[:16]}", ignore_errors=True)
+
+
 def _evict_uploads(cache: Path, keep: int, current: str) -> None:
     folder = cache / "uploads"
     stored = [p for p in folder.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]

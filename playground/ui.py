@@ -16,7 +16,7 @@ from .analysis import Analysis, analyze
 from .arch import Net
 from .augment import AugSpec, default_aug
 from .data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
-                   resolve_source, setting, store_upload)
+                   discard_upload, resolve_source, setting, store_upload)
 from .jobs import Launcher
 from .presets import preset_net
 from .serde import SpecError
@@ -69,6 +69,11 @@ def choose_data(source: str, upload=None) -> str | None:
         try:
             stored = store_upload(upload.getvalue())
         except DataError as e:
+            return str(e)
+        try:
+            cached_dataset(stored)  # unpacked and decoded now (in a child process), so a bad archive is refused here
+        except DataError as e:
+            discard_upload(stored)
             return str(e)
         st.session_state["_data_upload_id"] = getattr(upload, "file_id", None)
         name = "".join(c for c in str(upload.name) if c.isprintable())[:60]

@@ -241,3 +241,83 @@ def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
     assert not at.exception and any(f"Resuming {run_id}" in s.value for s in at.success)
     record = ui.launcher().wait(run_id, 120)
     assert record.status == "finished" and [e["epoch"] for e in record.epochs] == [1, 2, 3]
+
+
+def _upload_bytes(folder, arcname: str, extra: tuple[str, bytes] | None = None) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(folder, arcname=arcname)
+        if extra:
+            info = tarfile.TarInfo(extra[0])
+            info.size = len(extra[1])
+            tar.addfile(info, io.BytesIO(extra[1]))
+    return buf.getvalue()
+
+
+def _use_this_data(at: AppTest) -> AppTest:
+    next(b for b in at.button if b.label == "Use this data").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env, monkeypatch, tmp_path):
+    """Hosted mode: a source outside the allow-list gets one st.error line, the same whether the
+    path exists or not, and nothing is read; the form offers only the allowed sources."""
+    import re
+
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    loaded, real = [], ui.load_in_subprocess
+    monkeypatch.setattr(ui, "load_in_subprocess", lambda source: loaded.append(source) or real(source))
+    server_files = make_image_folder(tmp_path / "server-files", n_train=1, n_test=1)  # local mode would load it
+    answers = []
+    for path in (str(server_files), str(tmp_path / "nothing-here")):
+        at = open_page("home", data_source=path)
+        assert len(at.error) == 1 and "This demo loads only" in at.error[0].value
+        assert not at.success and not any("No dataset is available" in w.value for w in at.warning)
+        answers.append(re.sub(r"'.*'", "<source>", at.error[0].value))
+    assert answers[0] == answers[1] and loaded == []
+    assert not at.text_input and at.selectbox[0].options == [str(app_env), "cifar10"]
+
+
+def test_home_hosted_upload_becomes_the_sessions_data(app_env, monkeypatch, tmp_path):
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    payload = _upload_bytes(make_image_folder(tmp_path / "mine", n_train=2, n_test=1), "mine")
+    at = open_page("home")
+    at.file_uploader[0].set_value(("mine.tar.gz", payload, "application/gzip"))
+    _use_this_data(at)
+    assert at.session_state["data_source"].startswith("upload:")
+    assert any("20 training and 10 test images" in s.value for s in at.success), [s.value for s in at.success]
+    assert any(o.startswith("uploaded: mine.tar.gz") for o in at.selectbox[0].options)
+
+
+def test_home_upload_of_a_hostile_archive_is_one_error_line(app_env, monkeypatch, tmp_path):
+    from playground.data import cache_dir
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    payload = _upload_bytes(make_image_folder(tmp_path / "mine", n_train=1, n_test=1), "mine",
+                            ("mine/../../../escaped.txt", b"x"))
+    at = open_page("home")
+    at.file_uploader[0].set_value(("mine.tar.gz", payload, "application/gzip"))
+    _use_this_data(at)
+    assert at.session_state["data_source"] == str(app_env)  # refused: the session keeps its data
+    assert at.selectbox[0].options == [str(app_env), "cifar10"] and not list(cache_dir().glob("uploads/*"))
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "points outside the archive" in errors[0] and "\n" not in errors[0]
+
+
+def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeypatch):
+    st.cache_resource.clear()
+    loaded = []
+    monkeypatch.setattr(ui, "load_in_subprocess", lambda source: loaded.append(source) or object())
+    for source in ("a", "b", "a", "c", "a", "b"):
+        ui.cached_dataset(source)
+    assert loaded == ["a", "b", "c", "b"]  # c pushed out b, the least recently used
+    st.cache_resource.clear()
