@@ -321,3 +321,16 @@ def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeyp
         ui.cached_dataset(source)
     assert loaded == ["a", "b", "c", "b"]  # c pushed out b, the least recently used
     st.cache_resource.clear()
+
+
+def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env, tmp_path):
+    from tests.conftest import make_image_folder
+
+    damaged = make_image_folder(tmp_path / "damaged", n_train=1, n_test=1)
+    (damaged / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    at = open_page("home")
+    at.text_input[0].set_value(str(damaged))
+    _use_this_data(at)
+    assert any("10 training and 10 test images" in s.value for s in at.success)
+    assert any("1 file skipped (train/cat/broken.png: not an image" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
