@@ -122,8 +122,7 @@ def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
     if name.startswith("SQLITE_READONLY"):
         return f"the run store {db.parent} is read-only ({e})"
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return (f"the run store database {db} stayed locked by another process for more than "
-                f"{BUSY_TIMEOUT_S:g} s ({e}); try again")
+        return f"the run store database {db} is locked by another process ({e}); try again"
     if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or isinstance(e, sqlite3.DatabaseError) and (
             "malformed" in str(e) or "not a database" in str(e)):
         return (f"the run store database {db} is damaged ({e}); move it aside to start an empty store "
@@ -217,7 +216,8 @@ class RunStore:
             return
         try:
             if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                with suppress(OSError):  # a network file system without locks: the retries remain
+                    fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -117,7 +117,7 @@ def test_a_database_that_cannot_record_the_hash_keeps_the_previous_checkpoint(tm
         monkeypatch.setattr(store_mod, "BUSY_TIMEOUT_S", 0.2)
         holder = sqlite3.connect(store.db, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
-    with pytest.raises(StoreError, match="is read-only" if fault == "read-only" else "stayed locked") as caught:
+    with pytest.raises(StoreError, match="is read-only" if fault == "read-only" else "locked by another process") as caught:
         store.save_checkpoint(run_id, {"epoch": 2})
     assert one_line(caught.value)
     if holder is not None:
