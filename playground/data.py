@@ -356,7 +356,8 @@ def _archive_kind(head: bytes) -> str | None:
 
 def _archive_key(path: Path) -> str:
     st = path.stat()
-    digest = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    digest = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode(errors="surrogateescape"))
+    digest = digest.hexdigest()[:12]
     return f"archive-{_safe(path.name)}-{digest}"
 
 
