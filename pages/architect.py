@@ -4,7 +4,6 @@ import streamlit as st
 
 from playground import ui
 from playground.arch import KIND_LABELS, Block, Layer, Net, replace
-from playground.geometry import validate
 from playground.presets import PRESETS, preset_net
 from playground.recipes import measured_for
 from playground.serde import SpecError
@@ -74,9 +73,7 @@ def on_load_preset() -> None:
 
 def on_apply_json() -> None:
     try:
-        candidate = Net.from_json(st.session_state["json_text"])
-        if problems := validate(candidate):
-            raise SpecError(problems)
+        candidate = Net.from_json(st.session_state["json_text"])  # parsed and validated, limits included
     except SpecError as e:
         st.session_state["json_problems"] = e.problems
     else:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from playground import ui
 from playground.evaluate import evaluate, gradcam, load_run
-from playground.export import export
+from playground.export import ExportError, export
 from playground.store import CheckpointError
 
 st.title("Results")
@@ -22,8 +22,8 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
 def report_for(run_id: str, source: str, tta: bool, shift: int, _mtime: float):
-    loaded = load_run(store, run_id)
     data = ui.cached_dataset(source)
+    loaded = load_run(store, run_id, data)  # refuses data with other classes or image shapes
     return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta, shift=shift)
 
 
@@ -134,8 +134,12 @@ d1.download_button("checkpoint (.pt)", path.read_bytes(), path.name, icon=":mate
 for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-stream"),
                              (d3, "script", f"train_{run_id}.py", "text/x-python")):
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
-        out = export(loaded, fmt, store.root / "checkpoints" / name, run_id)
-        st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
+        try:
+            out = export(loaded, fmt, store.root / "checkpoints" / name, run_id)
+        except (ExportError, OSError) as e:
+            col.error(f"Cannot export {fmt}: {e}")
+        else:
+            st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
     prepared = st.session_state.get(f"export_{fmt}")
     if prepared and prepared[0] == run_id:
         col.download_button(name, prepared[1], name, mime, icon=":material/download:", key=f"dl_{fmt}")

@@ -2,10 +2,11 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
-from playground.config import DEVICES, MAX_EPOCHS, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
+from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
 from playground.device import DeviceError
 from playground.distill import TeacherError, candidates
 from playground.jobs import JobError, owns
+from playground.limits import current as current_limits
 from playground.plots import live_figure
 from playground.presets import preset_net
 from playground.recipes import RECIPES
@@ -40,7 +41,7 @@ with st.form("train_form"):
     c1, c2, c3 = st.columns(3)
     n_train = len(data.y_train) if data else 1
     subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
-    epochs = c1.number_input("Epochs", 1, MAX_EPOCHS, 2, key="t_epochs")
+    epochs = c1.number_input("Epochs", 1, current_limits().epochs, 2, key="t_epochs")
     batch = c1.select_slider("Batch size", [32, 64, 128, 256, 512], 128, key="t_batch")
     optimizer = c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
     max_lr = c2.number_input("Max LR", 1e-5, 5.0, 0.05, format="%.4f", key="t_lr")
@@ -67,7 +68,7 @@ if start and data is not None:
                       label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
                       eval_every=int(eval_every), teachers=teachers)
     try:
-        run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), list(data.classes))
+        run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:
         st.error(str(e))
     except SpecError as e:

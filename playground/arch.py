@@ -101,8 +101,14 @@ class Net(serde.JsonSpec):
 
     SPEC_VERSION = ARCH_VERSION
 
+    @classmethod
+    def _validated(cls, spec: "Net") -> "Net":
+        from .geometry import validate  # geometry reads this module
+
+        return serde.valid_or_raise(spec, validate(spec))
+
     def copy(self, **changes) -> "Net":
-        return Net.from_dict({**self.to_dict(), **changes})
+        return Net.parse({**self.to_dict(), **changes})
 
 
 def block_name(index: int) -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import math
+
 import albumentations as A
 import cv2
 import numpy as np
 
+from . import limits as limits_
 from . import serde
 
 AUG_VERSION = 1
@@ -40,7 +43,9 @@ class Param:
             return "expected [low, high]"
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return f"expected a number, got {v!r}"
+                return f"expected a number, got {serde.short(v)}"
+            if not math.isfinite(v):
+                return f"expected a finite number, got {v!r}"
             if self.kind.startswith("int") and not float(v).is_integer():
                 return f"expected an integer, got {v!r}"
             if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
@@ -161,10 +166,15 @@ def default_aug() -> AugSpec:
                     make_transform("CoarseDropout", 0.5)])
 
 
-def validate_aug(spec: AugSpec) -> list[str]:
+def validate_aug(spec: AugSpec, limits: limits_.Limits | None = None) -> list[str]:
+    lim = limits or limits_.current()
     problems = []
+    if spec.version != AUG_VERSION:
+        problems.append(f"version: this playground reads augmentation spec version {AUG_VERSION}, got {spec.version}")
+    if len(spec.transforms) > lim.transforms:
+        return problems + [f"the pipeline has {len(spec.transforms)} transforms; the limit is {lim.transforms}"]
     for i, t in enumerate(spec.transforms):
-        where = f"transform {i + 1} ({t.name})"
+        where = f"transform {i + 1} ({serde.short(t.name, 30)[1:-1]})"
         if t.name not in REGISTRY:
             problems.append(f"{where}: unknown transform (choose one of {', '.join(REGISTRY)})")
             continue
@@ -173,7 +183,7 @@ def validate_aug(spec: AugSpec) -> list[str]:
         schema = {prm.name: prm for prm in REGISTRY[t.name].params}
         for key in t.params:
             if key not in schema:
-                problems.append(f"{where}: unknown parameter {key!r}")
+                problems.append(f"{where}: unknown parameter {serde.short(key)}")
         for prm in schema.values():
             if prm.name not in t.params:
                 problems.append(f"{where}: missing parameter {prm.name!r}")
@@ -191,7 +201,9 @@ def albumentations_calls(spec: AugSpec, mean: tuple[float, float, float]) -> lis
     ctx = {"fill": tuple(int(round(m * 255)) for m in mean)}
     calls = []
     for t in spec.transforms:
-        name, kwargs, children = REGISTRY[t.name].call(t.params, ctx)
+        params = {k: [x + 0 for x in v] if isinstance(v, list) else v + 0 if isinstance(v, float) else v
+                  for k, v in t.params.items()}  # + 0: a negative zero would turn a range (-0.0, 0.0) upside down
+        name, kwargs, children = REGISTRY[t.name].call(params, ctx)
         calls.append((name, {**kwargs, "p": t.p}, children))
     return calls
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -16,12 +18,31 @@ TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (
                   "9x the evaluation cost per flip view)")
 
 
+def load_spec_file(cls, path: str):
+    """A spec from a file, each problem prefixed with the file's name. The file is read no further
+    than the JSON size limit (a FIFO, a device or a huge file is refused, not read)."""
+    from .limits import current
+    from .serde import short
+
+    limit, name = current().json_bytes, short(path, 80)[1:-1]
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO waits for a writer
+        raise SpecError([f"{name}: not a regular file"])
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        raw = f.read(limit + 1)
+    try:
+        if len(raw) > limit:
+            raise SpecError([f"larger than the {limit:,}-byte limit for a spec file"])
+        return cls.from_json(raw)
+    except SpecError as e:
+        raise SpecError([f"{name}: {p}" for p in e.problems]) from None
+
+
 def _net_from_args(args):
     from .arch import Net
     from .presets import preset_net
 
     if getattr(args, "spec", None):
-        return Net.from_json(Path(args.spec).read_text())
+        return load_spec_file(Net, args.spec)
     return preset_net(args.preset or "fast")
 
 
@@ -66,7 +87,7 @@ def cmd_summary(args) -> int:
 def _train_spec(args, base):
     from .config import TrainSpec
 
-    t = TrainSpec.from_json(Path(args.train).read_text()) if args.train else base
+    t = load_spec_file(TrainSpec, args.train) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
                  "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
                  "distill_weight", "distill_temperature"):
@@ -117,8 +138,8 @@ def _progress(run, quiet: bool):
 def _new_run(args, store) -> str:
     """The run the flags describe, recorded as queued (checked before anything is written)."""
     from .augment import AugSpec, default_aug
-    from .config import RunSpec, TrainSpec, checked
-    from .data import resolve_source
+    from .config import RunSpec, TrainSpec, checked, data_problems
+    from .data import load_dataset, resolve_source
     from .device import pick_device
     from .recipes import get_recipe
     from .runner import create_run
@@ -130,9 +151,12 @@ def _new_run(args, store) -> str:
     else:
         aug, base = default_aug(), TrainSpec()
     if args.aug:
-        aug = AugSpec.from_json(Path(args.aug).read_text())
+        aug = load_spec_file(AugSpec, args.aug)
     run = checked(RunSpec(_net_from_args(args), aug, _train_spec(args, base), resolve_source(args.data)))
     pick_device(run.train.device)
+    data = load_dataset(run.data, mmap_train=True)
+    if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
+        raise SpecError([f"{p} ({data.name})" for p in problems])
     return create_run(store, run, run.train.device)
 
 
@@ -229,7 +253,7 @@ def _find_runs(store, run_ids: list[str]) -> list | None:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .evaluate import Report, evaluate, load_run
+    from .evaluate import Report, evaluate, load_run, strict_json
     from .store import RunStore
 
     store = RunStore(args.runs)
@@ -237,7 +261,7 @@ def cmd_evaluate(args) -> int:
     if found is None:
         return 2
     data = load_dataset(args.data or found[0].spec.get("data") or None)
-    reports = [evaluate(load_run(store, i), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift)
+    reports = [evaluate(load_run(store, i, data), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift)
                for i in args.run_ids]
     if len(reports) == 1:
         report, which = reports[0], {"run_id": args.run_ids[0]}
@@ -245,8 +269,8 @@ def cmd_evaluate(args) -> int:
         report = Report(sum(r.probs for r in reports) / len(reports), reports[0].labels, reports[0].classes)
         which = {"run_ids": args.run_ids, "member_accuracy": [r.accuracy for r in reports]}
     params = sum(r.params or 0 for r in found)
-    print(json.dumps({**which, **report.summary(), "params": params, "tta": args.tta,
-                      "tta_shift": args.tta_shift}))
+    print(json.dumps(strict_json({**which, **report.summary(), "params": params, "tta": args.tta,
+                                  "tta_shift": args.tta_shift}), allow_nan=False))
     return 0
 
 
@@ -261,7 +285,13 @@ def cmd_data(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import bench_trainer
+    from .config import TrainSpec, validate_train
 
+    problems = validate_train(TrainSpec(batch_size=args.batch_size))
+    problems += [f"{name} must be between {lo} and {hi}, got {v}" for name, v, lo, hi in (
+        ("steps", args.steps, 1, 10_000), ("warmup", args.warmup, 0, 1_000)) if not lo <= v <= hi]
+    if problems:
+        raise SpecError(problems)
     print(json.dumps(bench_trainer(args.preset, args.data, args.steps, args.batch_size, args.warmup)))
     return 0
 
@@ -377,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .device import DeviceError
     from .distill import TeacherError
+    from .export import ExportError
     from .runner import WorkerError
     from .store import CheckpointError, RunGone
 
@@ -384,11 +415,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SpecError as e:
-        print("invalid spec:\n  " + "\n  ".join(e.problems), file=sys.stderr)
-    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, KeyError,
+        _say("invalid spec: " + "; ".join(e.problems))
+    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, ExportError, KeyError,
             OSError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one line here, the traceback on request
+        if os.environ.get("PLAYGROUND_DEBUG"):
+            raise
+        _say(f"internal error: {type(e).__name__}: {e} (PLAYGROUND_DEBUG=1 shows the traceback)")
+        return 1
     return 2
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever it holds (a lone surrogate from a file name, a megabyte of spec)."""
+    line = " ".join(str(message).split())
+    line = line if len(line) <= 2000 else line[:1999] + "…"
+    sys.stderr.write(line.encode("utf-8", "backslashreplace").decode("utf-8", "replace") + "\n")

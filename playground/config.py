@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from . import limits as limits_
 from . import serde
 from .arch import Net
 from .augment import AugSpec, default_aug, validate_aug
-from .geometry import validate
+from .geometry import trace
+from .limits import Limits
 
 def hosted() -> bool:
     """Hosted mode (PLAYGROUND_HOSTED=1), for a demo that strangers share: visitors change only the
@@ -20,7 +22,8 @@ def hosted() -> bool:
 
 
 TRAIN_VERSION = 1
-MAX_EPOCHS = 1000
+MAX_SEED = 2 ** 32 - 1
+MAX_SUBSET = 100_000_000
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -58,18 +61,25 @@ class TrainSpec(serde.JsonSpec):
         return serde.valid_or_raise(spec, validate_train(spec))
 
 
-def validate_train(t: TrainSpec) -> list[str]:
+def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
+    from .store import is_run_id
+
+    lim = limits or limits_.current()
     p = []
-    if not (1 <= t.epochs <= MAX_EPOCHS):
-        p.append(f"epochs must be between 1 and {MAX_EPOCHS}, got {t.epochs}")
-    if not (1 <= t.batch_size <= 4096):
-        p.append(f"batch size must be between 1 and 4096, got {t.batch_size}")
+    if t.version != TRAIN_VERSION:
+        p.append(f"version: this playground reads training spec version {TRAIN_VERSION}, got {t.version}")
+    if not (1 <= t.epochs <= lim.epochs):
+        p.append(f"epochs must be between 1 and {lim.epochs}, got {t.epochs}")
+    if not (1 <= t.batch_size <= lim.batch_size):
+        p.append(f"batch size must be between 1 and {lim.batch_size}, got {t.batch_size}")
+    if not (0 <= t.seed <= MAX_SEED):
+        p.append(f"seed must be between 0 and {MAX_SEED} (2^32 - 1), got {serde.short(t.seed)}")
     if not (1 <= t.eval_every <= 1000):
         p.append(f"eval_every must be between 1 and 1000 epochs, got {t.eval_every}")
     if t.optimizer not in OPTIMIZERS:
-        p.append(f"unknown optimizer {t.optimizer!r} (choose one of {', '.join(OPTIMIZERS)})")
+        p.append(f"unknown optimizer {serde.short(t.optimizer)} (choose one of {', '.join(OPTIMIZERS)})")
     if t.schedule not in SCHEDULES:
-        p.append(f"unknown schedule {t.schedule!r} (choose one of {', '.join(SCHEDULES)})")
+        p.append(f"unknown schedule {serde.short(t.schedule)} (choose one of {', '.join(SCHEDULES)})")
     if not (0 < t.max_lr <= 10):
         p.append(f"max LR must be in (0, 10], got {t.max_lr}")
     if not (0 <= t.warmup < 1):
@@ -81,11 +91,11 @@ def validate_train(t: TrainSpec) -> list[str]:
     if not (0 <= t.label_smoothing < 1):
         p.append(f"label smoothing must be in [0, 1), got {t.label_smoothing}")
     if t.device not in DEVICES:
-        p.append(f"unknown device {t.device!r} (choose one of {', '.join(DEVICES)})")
+        p.append(f"unknown device {serde.short(t.device)} (choose one of {', '.join(DEVICES)})")
     for name in ("train_subset", "test_subset"):
         v = getattr(t, name)
-        if v is not None and v < 1:
-            p.append(f"{name.replace('_', ' ')} must be at least 1 image, got {v}")
+        if v is not None and not (1 <= v <= MAX_SUBSET):
+            p.append(f"{name.replace('_', ' ')} must be between 1 and {MAX_SUBSET:,} images, got {serde.short(v)}")
     if not (0 <= t.tta_shift <= 4):
         p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):
@@ -94,6 +104,10 @@ def validate_train(t: TrainSpec) -> list[str]:
         p.append(f"distillation weight must be in [0, 1], got {t.distill_weight}")
     if not (0 < t.distill_temperature <= 100):
         p.append(f"distillation temperature must be in (0, 100], got {t.distill_temperature}")
+    if len(t.teachers) > lim.teachers:
+        p.append(f"at most {lim.teachers} teachers, got {len(t.teachers)}")
+    elif bad := [serde.short(i) for i in t.teachers if not is_run_id(i)]:
+        p.append(f"teachers must be run ids like 20260101-120000-abc123, got {', '.join(bad)}")
     if len(set(t.teachers)) != len(t.teachers):
         p.append("teachers are listed more than once")
     if t.loader_threads not in (0, 1):
@@ -113,11 +127,38 @@ class RunSpec(serde.JsonSpec):
         return checked(spec)
 
 
-def problems(run: RunSpec) -> list[str]:
-    """Every problem across the three specs, prefixed by which spec it is in."""
-    out = [f"architecture: {p}" for p in validate(run.net)]
-    out += [f"augmentation: {p}" for p in validate_aug(run.aug)]
-    out += [f"training: {p}" for p in validate_train(run.train)]
+def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
+    """Every problem across the three specs, prefixed by which spec it is in, and what they cost
+    together (the batch's activation memory)."""
+    lim = limits or limits_.current()
+    t = trace(run.net, lim)
+    out = [f"architecture: {p}" for p in t.problems]
+    out += [f"augmentation: {p}" for p in validate_aug(run.aug, lim)]
+    out += [f"training: {p}" for p in validate_train(run.train, lim)]
+    if len(run.data) > 4096 or not serde.is_text(run.data):
+        out.append(f"data: not a data source: {serde.short(run.data)}")
+    if not out:
+        mib = t.act_mib * run.train.batch_size
+        if too_much := limits_.exceeded(f"training: a batch of {run.train.batch_size} needs about {t.act_mib:.1f} MiB "
+                                        f"per image; its activation memory (estimate)", mib, lim, "train_mib", " MiB"):
+            fits = int(lim.train_mib // t.act_mib)
+            out.append(f"{too_much}; a batch of at most {fits} fits")
+    return out
+
+
+def data_problems(net: Net, classes: list[str], image_shape: tuple[int, ...]) -> list[str]:
+    """Whether a network fits a dataset: its input (size, channels) and its classes. A run, a
+    teacher or a checkpoint meets data here before anything trains or evaluates."""
+    h, w, c = image_shape
+    out = []
+    if (net.input_size, net.input_size) != (h, w):
+        out.append(f"architecture: the input is {net.input_size}×{net.input_size} px but the data's images are "
+                   f"{h}×{w}")
+    if net.in_channels != c:
+        out.append(f"architecture: the input has {net.in_channels} channel(s) but the data's images have {c}")
+    if net.num_classes != len(classes):
+        out.append(f"architecture: the head has {net.num_classes} classes but the data has {len(classes)} "
+                   f"({', '.join(serde.short(x, 20) for x in classes[:4])}{', …' if len(classes) > 4 else ''})")
     return out
 
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .arch import KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
+from . import limits as limits_
+from .arch import ARCH_VERSION, KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
+from .limits import ACT_FACTOR, MIB, Limits, exceeded
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HEAD_KINDS = ("conv1x1", "linear")
-MAX_CHANNELS = 2048
-MAX_KERNEL = 31
-MAX_PARAMS = 20_000_000
 
 
 @dataclass
@@ -63,6 +62,13 @@ class Trace:
     rf_with_gap: float = 0
     skip_params: dict[int, int] = field(default_factory=dict)
     head_params: int = 0
+    macs: int = 0  # forward multiply-accumulates per image (convolutions, projections and the head)
+    activations: int = 0  # conv output elements per image (training keeps about ACT_FACTOR floats each)
+
+    @property
+    def act_mib(self) -> float:
+        """Estimated training memory per image for the activations, in MiB."""
+        return self.activations * 4 * ACT_FACTOR / MIB
 
     @property
     def ok(self) -> bool:
@@ -73,22 +79,19 @@ def _has_bn(order: str) -> bool:
     return "bn" in order
 
 
-def _field_problems(where: str, layer: Layer) -> list[str]:
+def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
     p: list[str] = []
     if layer.kind not in LAYER_KINDS:
         return [f"{where}: unknown layer kind {layer.kind!r} (choose one of {', '.join(LAYER_KINDS)})"]
-    if not layer.is_pool and not (1 <= layer.out <= MAX_CHANNELS):
-        p.append(f"{where}: channels must be between 1 and {MAX_CHANNELS}, got {layer.out}")
-    if not (1 <= layer.kernel <= MAX_KERNEL):
-        p.append(f"{where}: kernel must be between 1 and {MAX_KERNEL}, got {layer.kernel}")
-    if layer.stride < 1:
-        p.append(f"{where}: stride must be at least 1, got {layer.stride}")
-    if layer.dilation < 1:
-        p.append(f"{where}: dilation must be at least 1, got {layer.dilation}")
-    if layer.padding < 0:
-        p.append(f"{where}: padding cannot be negative, got {layer.padding}")
-    if layer.groups < 1:
-        p.append(f"{where}: groups must be at least 1, got {layer.groups}")
+    for name, value, low, high in (("channels", layer.out, 1, lim.channels), ("kernel", layer.kernel, 1, lim.kernel),
+                                   ("stride", layer.stride, 1, lim.stride),
+                                   ("dilation", layer.dilation, 1, lim.dilation),
+                                   ("padding", layer.padding, 0, lim.padding),
+                                   ("groups", layer.groups, 1, lim.channels)):
+        if name == "channels" and layer.is_pool:
+            continue  # pools keep the channel count; their ``out`` is ignored
+        if not (low <= value <= high):
+            p.append(f"{where}: {name} must be between {low} and {high}, got {value}")
     if layer.order not in ORDERS:
         p.append(f"{where}: unknown norm/activation order {layer.order!r} (choose one of {', '.join(ORDERS)})")
     if not (0.0 <= layer.dropout < 1.0):
@@ -157,20 +160,50 @@ def _check_residuals(t: Trace, b: int, block: Block, bounds: list[tuple[int, int
         if c_a != c or s != 1:
             t.skip_params[b] = t.skip_params.get(b, 0) + c_a * c
             t.params += c_a * c
+            t.macs += c_a * c * n * n
     return True
 
 
-def trace(net: Net) -> Trace:
-    """Walk the spec once: every problem, plus per-layer shapes, params and RF."""
-    t = Trace()
-    if net.in_channels < 1:
-        t.problems.append(f"input: channels must be positive, got {net.in_channels}")
-    if not (4 <= net.input_size <= 512):
-        t.problems.append(f"input: size must be between 4 and 512, got {net.input_size}")
-    if net.num_classes < 2:
-        t.problems.append(f"head: needs at least 2 classes, got {net.num_classes}")
+def _layer_macs(layer: Layer, c_in: int, n_out: int) -> int:
+    if layer.is_pool:
+        return 0
+    k2, area = layer.kernel * layer.kernel, n_out * n_out
+    if layer.kind == "sep":
+        return c_in * k2 * area + layer.out * c_in * area
+    return layer.out * (c_in // max(1, layer.groups)) * k2 * area
+
+
+def _net_problems(net: Net, lim: Limits) -> list[str]:
+    """The spec's own fields and its size, checked before any layer is walked."""
+    p = []
+    if net.version != ARCH_VERSION:
+        p.append(f"version: this playground reads architecture spec version {ARCH_VERSION}, got {net.version}")
+    if len(net.name) > lim.name_chars:
+        p.append(f"name: at most {lim.name_chars} characters, got {len(net.name)}")
+    if not (1 <= net.in_channels <= lim.in_channels):
+        p.append(f"input: channels must be between 1 and {lim.in_channels}, got {net.in_channels}")
+    if not (4 <= net.input_size <= lim.input_size):
+        p.append(f"input: size must be between 4 and {lim.input_size} px, got {net.input_size}")
+    if not (2 <= net.num_classes <= lim.classes):
+        p.append(f"head: classes must be between 2 and {lim.classes}, got {net.num_classes}")
     if not net.blocks:
-        t.problems.append("the network has no blocks; add at least C1")
+        p.append("the network has no blocks; add at least C1")
+    if len(net.blocks) > lim.blocks:
+        p.append(f"the network has {len(net.blocks)} blocks; the limit is {lim.blocks}")
+    layers = sum(len(b.layers) for b in net.blocks)
+    if layers > lim.layers:
+        p.append(f"the network has {layers:,} layers; the limit is {lim.layers}")
+    return p
+
+
+def trace(net: Net, limits: Limits | None = None) -> Trace:
+    """Walk the spec once: every problem, plus per-layer shapes, params, MACs and RF.
+    ``limits`` defaults to the tier in force (see limits.py)."""
+    lim = limits or limits_.current()
+    t = Trace()
+    t.problems = _net_problems(net, lim)
+    if len(net.blocks) > lim.blocks or sum(len(b.layers) for b in net.blocks) > lim.layers:
+        return t  # not worth walking (and listing a problem per layer of 10,000)
     # start: centre of output unit 0 in input pixel indices (pixel 0 is at 0).
     c, n, j, r, start = net.in_channels, net.input_size, 1, 1, 0.0
     geometry_ok = not t.problems
@@ -188,7 +221,7 @@ def trace(net: Net) -> Trace:
         bounds = [(c, n)]  # (channels, size) before each layer and after the last
         for i, layer in enumerate(block.layers):
             where = layer_label(b, i)
-            field_probs = _field_problems(where, layer)
+            field_probs = _field_problems(where, layer, lim)
             t.problems.extend(field_probs)
             if field_probs or not geometry_ok:
                 geometry_ok = False
@@ -204,6 +237,9 @@ def trace(net: Net) -> Trace:
             params = _layer_params(layer, c)
             r = r + (k_eff - 1) * j
             start = start + ((k_eff - 1) / 2 - layer.padding) * j
+            t.macs += _layer_macs(layer, c, n_out)
+            kept = (0 if layer.is_pool else c_out) + (c if layer.kind == "sep" else 0)  # sep: the depthwise output too
+            t.activations += kept * n_out * n_out
             t.rows.append(Row(f"{block_name(b)}.{i}", b, i, layer.kind, c, c_out, n, n_out, j * layer.stride,
                               r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params))
             j *= layer.stride
@@ -220,9 +256,13 @@ def trace(net: Net) -> Trace:
         features = c if net.head.gap else c * n * n
         t.head_params = features * net.num_classes + (net.num_classes if net.head.bias else 0)
         t.params += t.head_params
-        if t.params > MAX_PARAMS:
-            t.problems.append(f"the network has {t.params:,} parameters; the playground builds at most "
-                              f"{MAX_PARAMS:,}")
+        t.macs += features * net.num_classes
+        for problem in (exceeded("the parameter count", t.params, lim, "params"),
+                        exceeded("the forward pass per image", t.macs, lim, "macs", " MACs"),
+                        exceeded("the training memory per image for activations (estimate)", t.act_mib, lim,
+                                 "act_mib", " MiB")):
+            if problem:
+                t.problems.append(problem)
     t.out_channels, t.out_size, t.rf, t.jump, t.start = c, n, r, j, start
     t.rf_with_gap = r + (n - 1) * j
     return t

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 from . import cli_child, lifecycle
-from .config import RunSpec, checked, hosted
+from .config import RunSpec, checked, data_problems, hosted
+from .data import Dataset
 from .device import pick_device
 from .distill import load_teachers
 from .runner import create_run
+from .serde import SpecError
 from .store import RESUMABLE, RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 2
@@ -89,11 +91,14 @@ class Launcher:
             raise JobError(f"the server is busy: {len(active)} of {self.limit} training slots are in use; "
                            f"try again when a run finishes")
 
-    def start(self, owner: str, run: RunSpec, classes: list[str]) -> str:
-        """Check everything that can be checked here, record the run as queued and start its worker."""
+    def start(self, owner: str, run: RunSpec, data: Dataset) -> str:
+        """Check everything that can be checked here (the spec, its fit to ``data``, the device, the
+        teachers), record the run as queued and start its worker."""
         checked(run)
+        if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
+            raise SpecError(problems)
         pick_device(run.train.device)  # fail now, in the page, not in the worker
-        load_teachers(self.store, run.train.teachers, run.data, classes)
+        load_teachers(self.store, run.train.teachers, run.data, list(data.classes))
         self.refresh()
         with self._lock:
             self._check_capacity(owner)

@@ -7,12 +7,17 @@ with a path such as ``blocks[2].layers[1].kernel`` naming the culprit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import types
 import typing
 from typing import Any, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
+
+MAX_DEPTH = 32  # specs nest about 6 deep; anything deeper is not a spec
+MAX_INT = 2 ** 63 - 1  # every integer field is bounded well below this by its validator
 
 
 class SpecError(ValueError):
@@ -45,10 +50,47 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(to_dict(obj), indent=indent, sort_keys=False)
 
 
+def short(value: Any, width: int = 40) -> str:
+    """A value as a message shows it: repr, cut to ``width`` characters (an attacker's 1 MB string
+    or a lone surrogate never reaches a terminal or a page whole)."""
+    text = repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _key(key: Any) -> str:
+    return short(key)[1:-1] if isinstance(key, str) else short(key)
+
+
+def _plain(value: Any, path: str, errors: list[str]) -> Any:
+    """Free-form values (augmentation parameters): finite numbers only, and no negative zero (it
+    turns a range (-0.0, 0.0) upside down)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            errors.append(f"{path}: must be a finite number, got {value!r}")
+        return value + 0.0
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        errors.append(f"{path}: {short(value)} is out of range")
+    if isinstance(value, str) and not is_text(value):
+        errors.append(f"{path}: holds a character that is not valid Unicode")
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{path}.{_key(k)}", errors) for k, v in value.items()}
+    return value
+
+
+def is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" gives
+        return False
+    return True
+
+
 def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
     origin = get_origin(tp)
     if tp is Any:
-        return value
+        return _plain(value, path, errors)
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -60,12 +102,12 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             out = _convert(arg, value, path, trial)
             if not trial:
                 return out
-        errors.append(f"{path}: {value!r} is not a valid {_name(tp)}")
+        errors.append(f"{path}: {short(value)} is not a valid {_name(tp)}")
         return None
     if origin is typing.Literal:
         if value not in get_args(tp):
             choices = ", ".join(repr(a) for a in get_args(tp))
-            errors.append(f"{path}: {value!r} is not one of {choices}")
+            errors.append(f"{path}: {short(value)} is not one of {choices}")
         return value
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, path, errors)
@@ -87,25 +129,35 @@ def _convert(tp: Any, value: Any, path: str, errors: list[str]) -> Any:
             errors.append(f"{path}: expected an object, got {type(value).__name__}")
             return {}
         _, vt = get_args(tp) or (str, Any)
-        return {str(k): _convert(vt, v, f"{path}.{k}", errors) for k, v in value.items()}
+        return {str(k): _convert(vt, v, f"{path}.{_key(k)}", errors) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            errors.append(f"{path}: expected true/false, got {value!r}")
+            errors.append(f"{path}: expected true/false, got {short(value)}")
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            errors.append(f"{path}: expected an integer, got {value!r}")
+            errors.append(f"{path}: expected an integer, got {short(value)}")
+        elif abs(value) > MAX_INT:
+            errors.append(f"{path}: {short(value)} is out of range")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{path}: expected a number, got {value!r}")
+            errors.append(f"{path}: expected a number, got {short(value)}")
             return value
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            errors.append(f"{path}: must be a finite number, got {short(value)}")
+        return number + 0.0  # no negative zero
     if tp is str:
         if not isinstance(value, str):
-            errors.append(f"{path}: expected text, got {value!r}")
+            errors.append(f"{path}: expected text, got {short(value)}")
+        elif not is_text(value):
+            errors.append(f"{path}: holds a character that is not valid Unicode")
         return value
     return value
 
@@ -114,15 +166,20 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+@functools.cache
+def _schema(cls: type) -> tuple[dict, dict]:
+    """A dataclass's field types and fields (resolving string annotations is slow: once per class)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def _from_dict(cls: type[T], data: Any, path: str, errors: list[str]) -> T | None:
     if not isinstance(data, dict):
         errors.append(f"{path or cls.__name__}: expected an object, got {type(data).__name__}")
         return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema(cls)
     for key in data:
         if key not in fields:
-            errors.append(f"{path + '.' if path else ''}{key}: unknown field (known: {', '.join(fields)})")
+            errors.append(f"{path + '.' if path else ''}{_key(key)}: unknown field (known: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -135,33 +192,82 @@ def _from_dict(cls: type[T], data: Any, path: str, errors: list[str]) -> T | Non
     return cls(**kwargs)
 
 
+def _too_deep(data: Any) -> bool:
+    """Nested deeper than MAX_DEPTH (checked without recursion, so any depth is safe to ask)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, (list, tuple)):
+            stack += [(v, depth + 1) for v in value]
+    return False
+
+
 def from_dict(cls: type[T], data: Any, version: int | None = None) -> T:
     """Build ``cls`` from a dict, raising SpecError listing every problem."""
     errors: list[str] = []
+    if _too_deep(data):
+        raise SpecError([f"the spec is nested more than {MAX_DEPTH} levels deep"])
     if version is not None and isinstance(data, dict):
         v = data.get("version", version)
-        if isinstance(v, int) and v > version:
-            raise SpecError([f"spec version {v} is newer than this playground understands "
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > version:
+            raise SpecError([f"spec version {short(v)} is newer than this playground understands "
                              f"(version {version}); upgrade cifar-playground to load it"])
     obj = _from_dict(cls, data, "", errors)
     if errors or obj is None:
         raise SpecError(errors or ["empty spec"])
+    if version is not None and getattr(obj, "version", version) != version:
+        raise SpecError([f"version: this playground reads version {version} specs, got {short(obj.version)}"])
     return obj
 
 
-def from_json(cls: type[T], text: str, version: int | None = None) -> T:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:
+    """Untrusted JSON text (a file, the editor, a share link, a stored record) -> plain data, or a
+    one-line SpecError: too large, not UTF-8, not JSON, NaN/Infinity, a number of thousands of
+    digits, nested too deeply."""
+    if max_bytes is None:
+        from .limits import current
+        max_bytes = current().json_bytes
+    if len(raw) > max_bytes:
+        raise SpecError([f"the JSON is {len(raw):,} bytes; the limit is {max_bytes:,}"])
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise SpecError([f"the JSON is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x})"]) from None
     try:
-        data = json.loads(text)
+        data = json.loads(raw, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise SpecError([f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from None
-    return from_dict(cls, data, version)
+    except RecursionError:
+        raise SpecError([f"the JSON is nested more than {MAX_DEPTH} levels deep"]) from None
+    except ValueError as e:  # a number of more than 4,300 digits, NaN, Infinity
+        why = "a number has thousands of digits" if "digits" in str(e) else str(e).splitlines()[0][:120]
+        raise SpecError([f"invalid JSON: {why}"]) from None
+    if _too_deep(data):
+        raise SpecError([f"the JSON is nested more than {MAX_DEPTH} levels deep"])
+    return data
+
+
+def from_json(cls: type[T], text: str | bytes, version: int | None = None) -> T:
+    return from_dict(cls, parse_json(text), version)
 
 
 class JsonSpec:
     """Mixin for top-level specs: JSON/dict round trips through this module.
 
-    Subclasses set ``SPEC_VERSION`` (None: unversioned) and may override
-    ``_validated`` to reject specs that parse but are invalid.
+    ``from_json`` and ``from_dict`` are the one door for specs from outside (a file, a flag, the
+    editor, a share link, a stored run, a checkpoint): they parse and validate, limits included.
+    ``parse`` only checks the types, for the app's own working copy of a spec being edited
+    (which may be invalid, and says so on the page). Subclasses set ``SPEC_VERSION`` (None:
+    unversioned) and override ``_validated``.
     """
 
     SPEC_VERSION: int | None = None
@@ -179,6 +285,10 @@ class JsonSpec:
     @classmethod
     def from_dict(cls, data: dict):
         return cls._validated(from_dict(cls, data, cls.SPEC_VERSION))
+
+    @classmethod
+    def parse(cls, data: dict):
+        return from_dict(cls, data, cls.SPEC_VERSION)
 
     @classmethod
     def _validated(cls, spec):

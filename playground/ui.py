@@ -3,15 +3,13 @@ workers, the visitor's identity, the working specs in session state, and the sha
 The only module of the package, besides app.py, that imports streamlit."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import re
 import secrets
-import zlib
 
 import streamlit as st
 
+from . import links
 from .analysis import Analysis, analyze
 from .arch import Net
 from .augment import AugSpec, default_aug
@@ -19,7 +17,7 @@ from .data import (DataError, Dataset, SourceRefused, allowed_sources, check_sou
                    discard_upload, resolve_source, setting, store_upload)
 from .jobs import Launcher
 from .presets import preset_net
-from .serde import SpecError
+from .serde import SpecError, from_json
 from .store import RunStore
 
 DEFAULT_PRESET = "fast"
@@ -143,7 +141,7 @@ def store() -> RunStore:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _analysis(spec_json: str) -> Analysis:
-    return analyze(Net.from_json(spec_json))
+    return analyze(from_json(Net, spec_json))  # types only: an invalid working copy is analysed to show why
 
 
 def analysis(net: Net) -> Analysis:
@@ -170,16 +168,8 @@ def owner() -> str:
     return st.session_state["owner"]
 
 
-def _encode(obj: dict) -> str:
-    return base64.urlsafe_b64encode(zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 9)).decode()
-
-
-def _decode(text: str) -> dict:
-    return json.loads(zlib.decompress(base64.urlsafe_b64decode(text.encode())).decode())
-
-
 def restore_from_link() -> None:
-    """Apply ?arch=…&aug=… once per session; a malformed link is reported, not fatal."""
+    """Apply ?arch=…&aug=… once per session, through the validator; a bad link is reported, not fatal."""
     if st.session_state.get("_link_done"):
         return
     st.session_state["_link_done"] = True
@@ -188,28 +178,26 @@ def restore_from_link() -> None:
         if not raw:
             continue
         try:
-            spec = cls.from_dict(_decode(raw))
+            spec = links.decode(cls, raw)  # bounded and validated; any failure is one SpecError
         except SpecError as e:
-            st.session_state["_link_error"] = f"The share link's {key} spec is invalid: {'; '.join(e.problems)}"
-        except Exception:  # noqa: BLE001 - any decoding failure means a damaged link
-            st.session_state["_link_error"] = f"The share link's {key} part is damaged and was ignored."
+            st.session_state["_link_error"] = f"The share link's {key} part was ignored: {'; '.join(e.problems)}"
         else:
             set_net(spec) if key == "arch" else set_aug(spec)
 
 
 def link_error() -> None:
     if msg := st.session_state.pop("_link_error", None):
-        st.warning(msg)
+        st.error(msg)
 
 
 def share_query(net: Net, aug: AugSpec) -> dict:
-    return {"arch": _encode(net.to_dict()), "aug": _encode(aug.to_dict())}
+    return {"arch": links.encode(net), "aug": links.encode(aug)}
 
 
 def get_net() -> Net:
     if "net" not in st.session_state:
         st.session_state["net"] = preset_net(DEFAULT_PRESET).to_dict()
-    return Net.from_dict(st.session_state["net"])
+    return Net.parse(st.session_state["net"])  # the page's own working copy: may be invalid while edited
 
 
 def set_net(net: Net) -> None:
@@ -221,7 +209,7 @@ def set_net(net: Net) -> None:
 def get_aug() -> AugSpec:
     if "aug" not in st.session_state:
         st.session_state["aug"] = default_aug().to_dict()
-    return AugSpec.from_dict(st.session_state["aug"])
+    return AugSpec.parse(st.session_state["aug"])
 
 
 def set_aug(aug: AugSpec) -> None:

@@ -84,17 +84,28 @@ def test_architect_impossible_spec_is_explained(app_env):
     assert any("cannot be built" in e.value and "needs at least" in e.value for e in at.error)
 
 
-def test_share_link_restores_and_malformed_link_warns(app_env):
+def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
+    import base64
+    import json
+    import zlib
+
     at = AppTest.from_file(APP, default_timeout=60)
     net = preset_net("seed-004")
     at.query_params.update(ui.share_query(net, ui.AugSpec()))
     at.run()
     assert Net.from_dict(at.session_state["net"]) == net
-    bad = AppTest.from_file(APP, default_timeout=60)
-    bad.query_params["arch"] = "not-base64!!"
-    bad.run()
-    bad.switch_page("../pages/architect.py").run()
-    assert not bad.exception and any("damaged" in w.value for w in bad.warning)
+    foo = json.loads(json.dumps(net.to_dict()).replace('"sep"', '"foo"'))
+    for raw, words in (("not-base64!!", "damaged"),
+                       (base64.urlsafe_b64encode(zlib.compress(json.dumps(foo).encode())).decode(),
+                        "unknown layer kind 'foo'"),
+                       (base64.urlsafe_b64encode(zlib.compress(json.dumps(
+                           {**net.to_dict(), "version": 2.0}).encode())).decode(), "version")):
+        bad = AppTest.from_file(APP, default_timeout=60)
+        bad.query_params["arch"] = raw
+        bad.run()
+        bad.switch_page("../pages/architect.py").run()
+        assert not bad.exception and any(words in e.value for e in bad.error), [e.value for e in bad.error]
+        assert Net.from_dict(bad.session_state["net"]) == preset_net("fast")  # the visitor's spec is untouched
 
 
 def test_augment_preview_and_pipeline_editing(app_env):

@@ -124,7 +124,7 @@ def test_residual_units_every_k_layers_are_wired_and_counted():
         assert torch.allclose(c1(x), h)
     again = Net.from_json(net.to_json())
     assert again == net and again.blocks[0].skip_every == 2
-    assert Net.from_dict({"blocks": [{"layers": [], "skip": True}]}).blocks[0].skip_every == 0  # older specs load
+    assert Net.parse({"blocks": [{"layers": [], "skip": True}]}).blocks[0].skip_every == 0  # older specs load
 
 
 def test_residual_unit_problems_name_the_unit():
@@ -190,7 +190,7 @@ layer_fields = st.fixed_dictionaries({
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(layer_fields, min_size=0, max_size=3), min_size=0, max_size=4), st.booleans())
 def test_random_layer_values_validate_or_build(blocks, skip):
-    net = Net.from_dict({"blocks": [{"layers": b, "skip": skip} for b in blocks]})
+    net = Net.parse({"blocks": [{"layers": b, "skip": skip} for b in blocks]})
     problems = validate(net)
     if problems:
         assert all(p.split(":")[0] for p in problems)

@@ -37,12 +37,15 @@ def test_loss_limits():
 
 
 def test_spec_round_trip_and_validation():
-    t = TrainSpec(teachers=["a", "b"], distill_weight=0.5, distill_temperature=2.0)
+    a, b = "20260101-120000-abc123", "20260101-120001-def456"
+    t = TrainSpec(teachers=[a, b], distill_weight=0.5, distill_temperature=2.0)
     assert TrainSpec.from_json(t.to_json()) == t
     assert TrainSpec.from_json(json.dumps({"epochs": 2})).teachers == []  # older specs still load
     with pytest.raises(SpecError) as e:
-        TrainSpec.from_json(json.dumps({"teachers": ["a", "a"], "distill_weight": 1.5, "distill_temperature": 0}))
+        TrainSpec.from_json(json.dumps({"teachers": [a, a], "distill_weight": 1.5, "distill_temperature": 0}))
     assert len(e.value.problems) == 3
+    with pytest.raises(SpecError, match="teachers must be run ids"):
+        TrainSpec.from_json(json.dumps({"teachers": ["../../etc"]}))
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +133,9 @@ def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
     common = ["train", "--preset", "seed-004", "--data", str(image_folder), "--runs", str(store.root),
               "--epochs", "1", "--batch-size", "32", "--quiet"]
     bad = run_cli(*common, "--teachers", "nope")
-    assert bad.returncode == 2 and "teacher nope is not in the run store" in bad.stderr
+    assert bad.returncode == 2 and "teachers must be run ids like" in bad.stderr and "'nope'" in bad.stderr
+    gone = run_cli(*common, "--teachers", "20260101-120000-abc123")
+    assert gone.returncode == 2 and "teacher 20260101-120000-abc123 is not in the run store" in gone.stderr
     ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "teachers: averaging 1 runs' predictions" in ok.stdout

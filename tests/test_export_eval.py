@@ -197,8 +197,6 @@ def test_cli_exports_seed_004_as_torchscript(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"wrote {out}" and torch.jit.load(str(out)) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="needs playground.export.ExportError in the errors cli.main() reports "
-                                       "as 'error: ...' (exit 2); see tests/test_export_eval.py")
 def test_cli_export_refusal_is_a_one_line_error(tmp_path, capsys):
     from playground.cli import main
     store = RunStore(tmp_path / "runs")
@@ -303,8 +301,6 @@ def test_cli_evaluate_on_data_with_more_classes_is_one_line(tmp_path, capsys):
     assert "\n" not in err and f"run {run_id} was trained on 10 classes" in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="needs cli.cmd_evaluate to pass the data's class names "
-                                       "(load_run(store, i, data)); see tests/test_export_eval.py")
 def test_cli_evaluate_on_data_with_other_class_names_is_one_line(tmp_path, capsys):
     from playground.cli import main
     store = RunStore(tmp_path / "runs")

@@ -40,7 +40,7 @@ def long_run(image_folder, **train):
 
 
 def start(launcher: Launcher, image_folder, owner: str = "me", **train) -> str:
-    run_id = launcher.start(owner, long_run(image_folder, **train), load_dataset(str(image_folder)).classes)
+    run_id = launcher.start(owner, long_run(image_folder, **train), load_dataset(str(image_folder)))
     wait_until(lambda: launcher.get(run_id).epochs, 90)  # running, with a saved epoch
     return run_id
 

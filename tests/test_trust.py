@@ -1,0 +1,250 @@
+"""The trust boundary for specs: whatever comes in (a file, a flag, the JSON editor, a share link,
+a stored run), the answer is a valid spec or a one-line rejection naming the field and the
+limit, within a second, in bounded memory, with nothing written and nothing run."""
+import base64
+import json
+import math
+import os
+import time
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from playground import links
+from playground.arch import Net
+from playground.augment import AugSpec, make_transform
+from playground.batch_augment import BatchAugment
+from playground.config import RunSpec, TrainSpec, checked, data_problems
+from playground.geometry import trace
+from playground.limits import TIERS
+from playground.presets import preset_net
+from playground.serde import SpecError, parse_json
+from playground.store import RunStore
+from tests.test_training import run_cli
+
+SPECS = (Net, AugSpec, TrainSpec, RunSpec)
+
+
+def bounded(call, seconds: float = 2.0, mib: float = 64):
+    """Run ``call``: it must answer in time and within memory; returns its spec or its SpecError.
+    (The worst case here takes about half a second on an idle 2-core machine; tracing allocations
+    slows it down, and other tests may share the cores.)"""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        out = call()
+    except SpecError as e:
+        out = e
+    finally:
+        took, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert took < seconds, f"took {took:.2f}s"
+    assert peak < mib * 2 ** 20, f"peak {peak / 2 ** 20:.0f} MiB"
+    if isinstance(out, SpecError):
+        assert out.problems and all(isinstance(p, str) and "\n" not in p and len(p) < 500 for p in out.problems)
+    return out
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+        st.sampled_from(["blocks", "layers", "kind", "out", "kernel", "stride", "padding", "dilation", "groups",
+                         "transforms", "name", "p", "params", "shift", "epochs", "batch_size", "seed", "max_lr",
+                         "net", "aug", "train", "data", "version", "in_channels", "input_size", "num_classes"]),
+        kids, max_size=6),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SPECS), json_values)
+def test_any_json_value_is_a_valid_spec_or_a_clear_rejection(cls, data):
+    bounded(lambda: cls.from_dict(data))
+    try:
+        text = json.dumps(data)
+    except ValueError:
+        return
+    spec = bounded(lambda: cls.from_json(text))
+    if not isinstance(spec, SpecError):
+        assert cls.from_json(spec.to_json()) == spec  # what is accepted round-trips
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SPECS), st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_any_bytes_are_a_valid_spec_or_a_clear_rejection(cls, raw):
+    bounded(lambda: cls.from_json(raw))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from((Net, AugSpec)), st.text(max_size=200) | st.binary(max_size=200).map(
+    lambda b: base64.urlsafe_b64encode(zlib.compress(b)).decode()))
+def test_any_share_link_is_a_valid_spec_or_a_clear_rejection(cls, text):
+    bounded(lambda: links.decode(cls, text))
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,  # nested far past the recursion limit
+    '{"seed": ' + "9" * 5000 + "}",  # more digits than int() takes
+    '{"max_lr": NaN}', '{"max_lr": Infinity}', '{"max_lr": 1e999}',
+    '{"name": "\\ud800"}',  # a lone surrogate
+    " " * 2_000_000,  # past the size limit
+])
+def test_hostile_json_texts_get_one_line(text):
+    for cls in SPECS:
+        assert isinstance(bounded(lambda: cls.from_json(text)), SpecError)
+
+
+def test_a_link_that_inflates_a_thousandfold_is_refused_without_inflating_it():
+    bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 12_000_000, 9)).decode()
+    assert len(bomb) < links.MAX_LINK_CHARS
+    err = bounded(lambda: links.decode(Net, bomb), mib=16)
+    assert isinstance(err, SpecError) and "inflates past" in str(err)
+    cut = links.encode(preset_net("fast"))[:-12]
+    assert isinstance(bounded(lambda: links.decode(Net, cut)), SpecError)
+
+
+def test_links_round_trip_and_carry_every_check():
+    net = preset_net("seed-004")
+    assert links.decode(Net, links.encode(net)) == net
+    for bad, words in (({**net.to_dict(), "version": 2.0}, "version"),
+                       ({**net.to_dict(), "in_channels": 10 ** 6}, "channels must be between 1 and"),
+                       (json.loads(json.dumps(net.to_dict()).replace('"sep"', '"foo"')), "unknown layer kind 'foo'")):
+        packed = base64.urlsafe_b64encode(zlib.compress(json.dumps(bad).encode())).decode()
+        with pytest.raises(SpecError, match=words):
+            links.decode(Net, packed)
+
+
+def deep_net(layers: int) -> dict:
+    return {"blocks": [{"layers": [{"kind": "conv", "out": 8}] * layers}]}
+
+
+@pytest.mark.parametrize("data, words", [
+    ({**deep_net(2), "in_channels": 1_000_000}, "input: channels must be between 1 and 4, got 1000000"),
+    ({**deep_net(2), "input_size": 512}, "input: size must be between 4 and 64 px, got 512"),
+    (deep_net(10_000), "the network has 10,000 layers; the limit is 64"),
+    ({"blocks": [{"layers": [{"out": 10 ** 9}]}]}, "channels must be between 1 and 1024, got 1000000000"),
+    ({"blocks": [{"layers": [{"padding": 10 ** 12}]}]}, "padding must be between 0 and 32"),
+    ({"blocks": [{"layers": [{"stride": 10 ** 12}]}]}, "stride must be between 1 and 8"),
+    ({"blocks": [{"layers": [{"out": 1024, "kernel": 15, "padding": 7}] * 3}]}, "the parameter count is"),
+    ({"blocks": [{"layers": [{"out": 1024, "kernel": 1, "padding": 0}] * 8}]}, "MACs; the limit is 4,000,000,000"),
+    ({"num_classes": 10 ** 7, **deep_net(1)}, "classes must be between 2 and 1000"),
+    ({"name": "x" * 10_000, **deep_net(1)}, "name: at most 80 characters"),
+])
+def test_unaffordable_architectures_are_refused_before_anything_is_built(data, words):
+    err = bounded(lambda: Net.from_dict(data))
+    assert isinstance(err, SpecError) and any(words in p for p in err.problems), err.problems
+
+
+def test_limits_depend_on_the_mode(monkeypatch):
+    wide = preset_net("fast").to_dict()
+    wide["blocks"][0]["layers"][0]["out"] = 768
+    assert trace(Net.parse(wide)).ok
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    monkeypatch.setenv("PLAYGROUND_LIMITS", "raised")  # ignored when hosted
+    with pytest.raises(SpecError, match="channels must be between 1 and 512, got 768"):
+        Net.from_dict(wide)
+    with pytest.raises(SpecError, match="epochs must be between 1 and 100"):
+        TrainSpec.from_dict({"epochs": 500})
+    monkeypatch.delenv("PLAYGROUND_HOSTED")
+    assert Net.from_dict({**wide, "input_size": 256}).input_size == 256  # raised, on a local machine
+
+
+def test_a_batch_whose_activations_do_not_fit_names_the_estimate_and_the_batch_that_fits():
+    run = RunSpec(preset_net("seed-002"), train=TrainSpec(batch_size=4096))
+    with pytest.raises(SpecError) as e:
+        checked(run)
+    (problem,) = e.value.problems
+    assert problem.startswith("training: a batch of 4096 needs about 19.0 MiB per image")
+    fits = int(problem.rsplit("a batch of at most ", 1)[1].split()[0])
+    checked(RunSpec(preset_net("seed-002"), train=TrainSpec(batch_size=fits)))
+    with pytest.raises(SpecError):
+        checked(RunSpec(preset_net("seed-002"), train=TrainSpec(batch_size=fits + 1)))
+
+
+def test_every_preset_recipe_and_experiment_is_within_the_local_limits():
+    from pathlib import Path
+
+    from playground.presets import PRESETS
+    from playground.recipes import RECIPES
+
+    for p in PRESETS.values():
+        assert trace(p.net, TIERS["local"]).ok and trace(p.net, TIERS["hosted"]).ok, p.name
+    for name in RECIPES:
+        from playground.recipes import get_recipe
+        recipe = get_recipe(name)
+        aug, train = recipe.copy_specs()
+        checked(RunSpec(preset_net(recipe.preset), aug, train))
+    for f in (Path(__file__).resolve().parents[1] / "docs" / "experiments").glob("*.net.json"):
+        assert trace(Net.from_json(f.read_bytes()), TIERS["local"]).ok, f
+
+
+@pytest.mark.parametrize("params", [{"shift": math.nan}, {"shift": math.inf}, {"scale": -math.inf}])
+def test_non_finite_augmentation_values_are_refused(params):
+    with pytest.raises(SpecError, match="finite"):
+        AugSpec.from_dict({"transforms": [{"name": "Affine", "p": 1.0, "params": {
+            **make_transform("Affine").params, **params}}]})
+    with pytest.raises(SpecError, match="finite"):
+        checked(RunSpec(preset_net("fast"), AugSpec([make_transform("Affine", 1.0, **params)])))
+
+
+def test_a_negative_zero_shift_augments_instead_of_failing():
+    """(-0.0, 0.0) as a range is upside down for numpy; it used to kill the augmentation thread."""
+    for spec in (AugSpec([make_transform("Affine", 1.0, shift=-0.0, scale=-0.0)]),
+                 AugSpec.from_json('{"transforms": [{"name": "Affine", "p": 1.0, "params": '
+                                   '{"shift": -0.0, "scale": -0.0, "rotate": 0, "border": "reflect"}}]}')):
+        out = BatchAugment(spec, (0.5, 0.5, 0.5), seed=0)(np.zeros((8, 32, 32, 3), np.uint8))
+        assert out.shape == (8, 32, 32, 3)
+
+
+def test_a_net_that_does_not_fit_the_data_is_named_on_each_side():
+    net = preset_net("fast")
+    assert data_problems(net, [str(i) for i in range(10)], (32, 32, 3)) == []
+    problems = data_problems(Net.parse({**net.to_dict(), "num_classes": 100, "in_channels": 1, "input_size": 28}),
+                             [str(i) for i in range(10)], (32, 32, 3))
+    assert [p.split(":")[1].split(" but")[0].strip() for p in problems] == [
+        "the input is 28×28 px", "the input has 1 channel(s)", "the head has 100 classes"]
+
+
+def one_line_exit_2(result):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--seed", "-1"], "seed must be between 0 and 4294967295"),
+    (["--seed", str(2 ** 64)], "seed must be between 0 and 4294967295"),
+    (["--max-lr", "nan"], "max LR must be in (0, 10], got nan"),
+    (["--epochs", str(10 ** 30)], "epochs must be between 1 and 1000"),
+    (["--batch-size", "0"], "batch size must be between 1 and 4096"),
+    (["--teachers", "../../etc/passwd"], "teachers must be run ids"),
+])
+def test_cli_flags_out_of_range_get_one_line_and_write_nothing(image_folder, tmp_path, flags, words):
+    runs = tmp_path / "runs"
+    err = one_line_exit_2(run_cli("train", "--data", str(image_folder), "--runs", str(runs), *flags))
+    assert words in err
+    assert not runs.exists() or RunStore(runs).list() == []
+
+
+def test_cli_spec_files_that_are_hostile_get_one_line(image_folder, tmp_path):
+    files = {"binary.json": b"\xff\xfe\x00garbage", "deep.json": b"[" * 200_000, "digits.json": b"9" * 10_000,
+             "surrogate.json": b'{"name": "\\udc80", "blocks": []}', "big.json": b" " * 3_000_000,
+             "classes.json": json.dumps({**preset_net("fast").to_dict(), "num_classes": 100}).encode()}
+    runs = tmp_path / "runs"
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+        for cmd in (["summary"], ["train", "--data", str(image_folder), "--runs", str(runs)]):
+            if name == "classes.json" and cmd[0] == "summary":
+                continue  # a valid net; only the data says no
+            err = one_line_exit_2(run_cli(*cmd, "--spec", str(tmp_path / name)))
+            assert name in err or "head has 100 classes but the data has 10" in err, err
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would block forever
+    one_line_exit_2(run_cli("summary", "--spec", str(fifo)))
+    assert not runs.exists() or RunStore(runs).list() == []
+
+
+def test_bench_refuses_an_unaffordable_batch():
+    assert "batch size must be between 1 and 4096" in one_line_exit_2(run_cli("bench", "--batch-size", "1000000000"))
