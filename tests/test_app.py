@@ -1,4 +1,5 @@
 """AppTest for every page, on synthetic data (PLAYGROUND_DATA) and a temporary run store."""
+import json
 import time
 from pathlib import Path
 
@@ -82,6 +83,19 @@ def test_architect_impossible_spec_is_explained(app_env):
     at.selectbox(key="w_3_0_k").set_value(7).run()
     assert not at.exception
     assert any("cannot be built" in e.value and "needs at least" in e.value for e in at.error)
+
+
+def test_architect_json_editor_refuses_hostile_text_in_one_line_and_keeps_the_spec(app_env):
+    at = open_page("architect")
+    before = at.session_state["net"]
+    big = json.dumps({**preset_net("fast").to_dict(), "in_channels": 10 ** 6})
+    for text, words in (("[" * 50_000, "nested more than"), ('{"name": "\\ud800"}', "not valid Unicode"),
+                        ('{"seed": ' + "9" * 5000 + "}", "thousands of digits"), (big, "channels must be between 1 and")):
+        at.text_area(key="json_text").set_value(text).run()
+        at.button(key="apply_json").click().run()
+        assert not at.exception
+        assert any(words in e.value for e in at.error), [e.value for e in at.error]
+        assert at.session_state["net"] == before
 
 
 def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
