@@ -107,6 +107,13 @@ def _cause_of_os_error(e: OSError, where: Path) -> str:
     return f"cannot write the run store {where} ({what})"
 
 
+def _read_only_disk(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+
+
 def _disk_nearly_full(folder: Path) -> bool:
     try:
         st = os.statvfs(folder)
@@ -127,6 +134,8 @@ def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
             "malformed" in str(e) or "not a database" in str(e)):
         return (f"the run store database {db} is damaged ({e}); move it aside to start an empty store "
                 f"(checkpoints are kept beside it) or restore a backup")
+    if name.startswith("SQLITE_CANTOPEN") and _read_only_disk(db.parent):
+        return f"the run store {db.parent} is read-only (it is on a read-only disk) and has no database to read"
     if name.startswith("SQLITE_CANTOPEN"):
         why = "it is a directory" if db.is_dir() else "missing, or its folder is not writable"
         return f"cannot open the run store database {db} ({why})"
@@ -201,6 +210,9 @@ class RunStore:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(_cause_of_os_error(e, self.root)) from None
+        # On a read-only disk SQLite cannot make the files it reads a WAL database with; nothing can
+        # change the database there, so it is read as an immutable file (and every write is refused).
+        self._read_only = _read_only_disk(self.root)
         with self._init_lock():
             self._initialise()
         self._sweep_temporary_files()
@@ -233,6 +245,9 @@ class RunStore:
                 with self._conn(translate=False) as c:
                     if self._initialised(c):
                         return
+                    if self._read_only:
+                        raise StoreError(f"the run store {self.root} is read-only (it is on a read-only disk) "
+                                         f"and its database was never set up there")
                     if c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                         raise sqlite3.OperationalError("database is locked (could not switch to WAL mode)")
                     c.execute("BEGIN IMMEDIATE")
@@ -257,9 +272,8 @@ class RunStore:
             except sqlite3.Error as e:
                 raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
 
-    @staticmethod
-    def _initialised(c: sqlite3.Connection) -> bool:
-        if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+    def _initialised(self, c: sqlite3.Connection) -> bool:
+        if not self._read_only and c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             return False
         have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
         tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -283,7 +297,11 @@ class RunStore:
         """One connection per operation: safe across threads and processes. SQLite's errors
         become StoreError, with the cause in one line."""
         try:
-            conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            if self._read_only and self.db.is_file():
+                conn = sqlite3.connect(self.db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                                       isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as e:
             if not translate:
                 raise

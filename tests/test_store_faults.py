@@ -322,6 +322,25 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+def test_a_store_on_a_read_only_disk_is_read_and_refuses_writes_in_one_line(image_folder, tmp_path, tiny_disk):
+    """A real read-only mount (SQLite cannot create the files it reads a WAL database with there)."""
+    store = RunStore(tiny_disk / "runs")
+    run_id, _ = execute(store, tiny_run(), load_dataset(str(image_folder)))
+    del store
+    assert subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True).returncode == 0
+    store = RunStore(tiny_disk / "runs")
+    assert [r.status for r in store.list()] == ["finished"] and store.load_checkpoint(run_id)["epoch"] == 1
+    for write in (lambda: store.create("tiny", {}), lambda: store.delete(run_id),
+                  lambda: store.save_checkpoint(run_id, {"epoch": 2})):
+        with pytest.raises(StoreError, match="is read-only") as caught:
+            write()
+        assert one_line(caught.value)
+    listed = run_cli("runs", "--runs", str(store.root))
+    assert listed.returncode == 0 and run_id in listed.stdout, listed.stderr
+    with pytest.raises(StoreError, match="is read-only"):
+        RunStore(tiny_disk / "elsewhere")
+
+
 def test_a_really_full_disk_ends_the_worker_in_one_line_and_the_run_is_recorded_once_there_is_room(
         image_folder, tmp_path, tiny_disk):
     """A worker process on a 2 MiB disk that fills up after its first epoch: its one line names the
