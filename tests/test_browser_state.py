@@ -183,3 +183,62 @@ def test_results_confusion_cell_filters_gallery(page, server):
     click_cell(page)  # ...and a click on the same cell filters to it again
     assert_filters(page, cell["true"], cell["pred"])
     assert page.get_by_test_id("stException").count() == 0
+
+
+def grid(page):
+    """What the Augment grid shows: each picture (the media URL is a hash of its pixels) with its caption."""
+    settle(page)
+    images = page.get_by_test_id("stMain").get_by_test_id("stImage")
+    return [(im.locator("img").get_attribute("src"), im.inner_text().strip()) for im in images.all()]
+
+
+def assert_samples(page, n: int, cls: str, seed: int) -> None:
+    """The sidebar shows these sample settings and the grid draws with them."""
+    expect(page.get_by_test_id("stSidebar").get_by_role("slider")).to_have_value(str(n))
+    expect(page.get_by_role("combobox", name="Class")).to_have_value(cls)
+    expect(page.get_by_label("Seed")).to_have_value(str(seed))
+    shown = grid(page)
+    assert [caption for _, caption in shown] == [cls] * n, shown
+
+
+def pipeline_button(page, title: str, button: str) -> None:
+    """Click a button in the pipeline step with this title, opening its expander first if needed."""
+    step = page.get_by_test_id("stExpander").filter(has_text=title)
+    target = step.get_by_role("button", name=button)
+    if not target.is_visible():
+        step.get_by_text(title, exact=True).click()
+    target.click()
+    settle(page)
+
+
+def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
+    page.goto(f"{server}/augment")
+    expect(page.get_by_test_id("stMain").get_by_test_id("stImage")).to_have_count(12, timeout=60_000)
+    page.get_by_test_id("stSidebar").get_by_role("slider").focus()
+    page.keyboard.press("ArrowLeft")  # 12 -> 8 samples
+    settle(page)
+    choose(page, "Class", 0, "cat")
+    seed = page.get_by_label("Seed")
+    seed.fill("5")
+    seed.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Resample").click()
+    assert_samples(page, 8, "cat", 5)
+    before = grid(page)
+
+    page.get_by_role("button", name="Add", exact=True).click()  # a fourth step: HorizontalFlip
+    settle(page)
+    assert_samples(page, 8, "cat", 5)
+    added = grid(page)
+    choose(page, "Add a transform", 0, "ToGray")  # an unrelated interaction: the grid stays as it is
+    assert grid(page) == added
+    pipeline_button(page, "4. HorizontalFlip", "✕ remove")
+    assert_samples(page, 8, "cat", 5)
+    assert grid(page) == before  # the same pipeline and the same settings draw the same pictures
+
+    pipeline_button(page, "1. HorizontalFlip", "↓ down")
+    assert_samples(page, 8, "cat", 5)
+    pipeline_button(page, "2. HorizontalFlip", "↑ up")
+    assert_samples(page, 8, "cat", 5)
+    assert grid(page) == before
+    assert page.get_by_test_id("stException").count() == 0
