@@ -75,7 +75,7 @@ ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "interrupted")
 STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed", "diverged")  # diverged: trainer.py's divergence rules
 BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
-STALE_TMP_S = 60.0  # a temporary file this old whose writer is gone is swept away
+STALE_TMP_S = 600.0  # a temporary file this old whose writer is gone (or any after an hour) is swept
 COLUMNS = ("id, name, status, created, updated, spec, params, best_acc, elapsed, device, message, checkpoint_sha, "
            + ", ".join(LIFECYCLE_COLUMNS))
 
@@ -248,8 +248,7 @@ class RunStore:
                     if self._read_only:
                         raise StoreError(f"the run store {self.root} is read-only (it is on a read-only disk) "
                                          f"and its database was never set up there")
-                    if c.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-                        raise sqlite3.OperationalError("database is locked (could not switch to WAL mode)")
+                    c.execute("PRAGMA journal_mode=WAL").fetchone()  # "database is locked" if it cannot
                     c.execute("BEGIN IMMEDIATE")
                     try:
                         for statement in SCHEMA.split(";"):
