@@ -276,14 +276,45 @@ def describe_replay(replay: dict) -> list[str]:
             lines.append(f"{name}: skipped")
             continue
         params = t.get("params") or {}
-        shown = {k: v for k, v in params.items() if k in ("angle", "rotate", "scale", "translate_px", "holes", "x_min",
-                                                         "y_min", "brightness", "contrast", "alpha", "beta")}
+        shown = {k: v for k, v in params.items() if k in ("angle", "rotate", "scale", "holes", "x_min", "y_min",
+                                                         "brightness", "contrast", "alpha", "beta")}
+        if isinstance(shown.get("scale"), dict) and len(set(shown["scale"].values())) == 1:
+            shown["scale"] = next(iter(shown["scale"].values()))  # keep_ratio: one factor for both axes
+        if name in AFFINE_RECORDS and (shift := affine_shift(params)) is not None:
+            shown["shift"] = f"({_px(shift[0])}, {_px(shift[1])}) px"
         children = t.get("transforms")
         if children:
             lines += [f"{name} > {line}" for line in describe_replay({"transforms": children})]
         else:
             lines.append(f"{name}: " + (", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "applied"))
     return lines
+
+
+AFFINE_RECORDS = ("Affine", "ShiftScaleRotate")  # ShiftScaleRotate is an Affine in Albumentations 2
+
+
+def affine_shift(params: dict) -> tuple[float, float] | None:
+    """The shift (x right, y down, in px) that an Affine record applied, or None if the record has no matrix.
+
+    Albumentations 2 records the draw as a 3x3 matrix, not a translate entry: M = C·T·L·C⁻¹, with L the
+    scale-rotate-shear part, T the translation and C a move to the image centre c. So M's last column is
+    t + c − L·c, and t = M[:2, 2] − c + L·c."""
+    matrix, shape = params.get("matrix"), params.get("shape") or params.get("output_shape")
+    if matrix is None or shape is None or len(shape) < 2:
+        return None
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (3, 3) or not np.isfinite(m).all():
+        return None
+    height, width = shape[:2]
+    centre = np.array([width / 2 - 0.5, height / 2 - 0.5])  # albumentations' geometric center()
+    tx, ty = m[:2, 2] - centre + m[:2, :2] @ centre
+    return float(tx), float(ty)
+
+
+def _px(v: float) -> str:
+    """A shift in px, signed, to 0.1 px (whole pixels, as Albumentations draws them, without a decimal)."""
+    v = round(v, 1) + 0.0  # + 0.0: no "-0"
+    return f"{v:+.0f}" if v.is_integer() else f"{v:+.1f}"
 
 
 def _short(v: Any) -> str:

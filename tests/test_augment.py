@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from playground.augment import (REGISTRY, AugSpec, build_pipeline, default_aug, describe_replay, make_transform,
-                                seed_pipeline, to_python)
+from playground.augment import (REGISTRY, AugSpec, affine_shift, build_pipeline, default_aug, describe_replay,
+                                make_transform, seed_pipeline, to_python)
 from playground.serde import SpecError
 
 MEAN = (0.49, 0.48, 0.45)
@@ -94,3 +96,40 @@ def test_seeded_pipeline_gives_each_transform_its_own_random_stream():
     gray = np.array([(o[..., 0] == o[..., 1]).all() for o in outs])
     flipped = np.array([o[:, 24:].sum() > o[:, :8].sum() for o in outs])
     assert (gray & ~flipped).any() and (gray & flipped).any()
+
+
+def test_drawn_parameters_show_the_affine_shift_that_moved_the_pixels():
+    """Albumentations 2 records an Affine draw as a matrix, with no translate entry; the description
+    decomposes it. With no rotation and no zoom every pixel moves by exactly the shift it names."""
+    spec = AugSpec([make_transform("Affine", p=1.0, shift=0.25, scale=0.0, rotate=0, border="constant")])
+    pipe = build_pipeline(spec, MEAN, seed=0, replay=True)
+    img = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    shifts = set()
+    for _ in range(20):
+        out = pipe(image=img)
+        [line] = describe_replay(out["replay"])
+        m = re.fullmatch(r"Affine: rotate=0, scale=1, shift=\(([+-]\d+), ([+-]\d+)\) px", line)
+        assert m, line
+        tx, ty = int(m[1]), int(m[2])
+        assert abs(tx) <= 8 and abs(ty) <= 8
+        moved = out["image"][max(0, ty):32 + min(0, ty), max(0, tx):32 + min(0, tx)]
+        assert np.array_equal(moved, img[max(0, -ty):32 + min(0, -ty), max(0, -tx):32 + min(0, -tx)]), (tx, ty)
+        shifts.add((tx, ty))
+    assert len(shifts) > 5
+
+
+def test_affine_shift_is_taken_out_of_the_rotation_and_zoom_about_the_centre():
+    functional = pytest.importorskip("albumentations.augmentations.geometric.functional")
+    m = functional.create_affine_transformation_matrix({"x": 3, "y": -5}, {"x": 0.0, "y": 0.0}, {"x": 1.2, "y": 1.2},
+                                                       33.0, functional.center((32, 40)))
+    assert affine_shift({"matrix": m, "shape": (32, 40, 3)}) == pytest.approx((3, -5))
+    assert affine_shift({"rotate": 3.0}) is None
+    spec = AugSpec([make_transform("Affine", p=1.0, shift=0.25, scale=0.3, rotate=45)])
+    pipe = build_pipeline(spec, MEAN, seed=1, replay=True)
+    img = np.zeros((32, 32, 3), np.uint8)
+    for _ in range(20):
+        [record] = pipe(image=img)["replay"]["transforms"]
+        tx, ty = affine_shift(record["params"])  # Albumentations draws whole pixels
+        assert abs(tx - round(tx)) < 1e-6 and abs(ty - round(ty)) < 1e-6 and max(abs(tx), abs(ty)) <= 8
+        [line] = describe_replay({"transforms": [record]})
+        assert line.endswith(f"shift=({round(tx):+d}, {round(ty):+d}) px"), line
