@@ -282,6 +282,11 @@ def _upload_bytes(folder, arcname: str, extra: tuple[str, bytes] | None = None) 
     return buf.getvalue()
 
 
+def _in_process(source: str):
+    """load_in_subprocess without the child process (test_data covers it), for fast AppTests."""
+    return load_dataset(source, mmap_train=True)
+
+
 def _use_this_data(at: AppTest) -> AppTest:
     next(b for b in at.button if b.label == "Use this data").click().run()
     assert not at.exception, at.exception
@@ -309,33 +314,28 @@ def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env
     assert not at.text_input and at.selectbox[0].options == [str(app_env), "cifar10"]
 
 
-def test_home_hosted_upload_becomes_the_sessions_data(app_env, monkeypatch, tmp_path):
-    from tests.conftest import make_image_folder
-
-    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    payload = _upload_bytes(make_image_folder(tmp_path / "mine", n_train=2, n_test=1), "mine")
-    at = open_page("home")
-    at.file_uploader[0].set_value(("mine.tar.gz", payload, "application/gzip"))
-    _use_this_data(at)
-    assert at.session_state["data_source"].startswith("upload:")
-    assert any("20 training and 10 test images" in s.value for s in at.success), [s.value for s in at.success]
-    assert any(o.startswith("uploaded: mine.tar.gz") for o in at.selectbox[0].options)
-
-
-def test_home_upload_of_a_hostile_archive_is_one_error_line(app_env, monkeypatch, tmp_path):
+def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
+    """A hostile upload is one error line, discarded, and the session keeps its data; a good one
+    becomes the session's data and is offered by its file name."""
     from playground.data import cache_dir
     from tests.conftest import make_image_folder
 
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    payload = _upload_bytes(make_image_folder(tmp_path / "mine", n_train=1, n_test=1), "mine",
-                            ("mine/../../../escaped.txt", b"x"))
+    monkeypatch.setattr(ui, "load_in_subprocess", _in_process)
+    mine = make_image_folder(tmp_path / "mine", n_train=2, n_test=1)
     at = open_page("home")
-    at.file_uploader[0].set_value(("mine.tar.gz", payload, "application/gzip"))
+    at.file_uploader[0].set_value(("evil.tar.gz", _upload_bytes(mine, "mine", ("mine/../../../escaped.txt", b"x")),
+                                   "application/gzip"))
     _use_this_data(at)
-    assert at.session_state["data_source"] == str(app_env)  # refused: the session keeps its data
-    assert at.selectbox[0].options == [str(app_env), "cifar10"] and not list(cache_dir().glob("uploads/*"))
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "points outside the archive" in errors[0] and "\n" not in errors[0]
+    assert at.session_state["data_source"] == str(app_env)
+    assert at.selectbox[0].options == [str(app_env), "cifar10"] and not list(cache_dir().glob("uploads/*"))
+    at.file_uploader[0].set_value(("mine.tar.gz", _upload_bytes(mine, "mine"), "application/gzip"))
+    _use_this_data(at)
+    assert at.session_state["data_source"].startswith("upload:") and not at.error
+    assert any("20 training and 10 test images" in s.value for s in at.success), [s.value for s in at.success]
+    assert any(o.startswith("uploaded: mine.tar.gz") for o in at.selectbox[0].options)
 
 
 def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeypatch):
@@ -348,9 +348,10 @@ def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeyp
     st.cache_resource.clear()
 
 
-def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env, tmp_path):
+def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env, monkeypatch, tmp_path):
     from tests.conftest import make_image_folder
 
+    monkeypatch.setattr(ui, "load_in_subprocess", _in_process)
     damaged = make_image_folder(tmp_path / "damaged", n_train=1, n_test=1)
     (damaged / "train" / "cat" / "broken.png").write_bytes(b"not a png")
     at = open_page("home")
