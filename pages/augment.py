@@ -1,72 +1,143 @@
 import numpy as np
 import streamlit as st
 
-from playground import ui
+from playground import limits, ui
 from playground.augment import REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform, to_python
+from playground.serde import SpecError
+
+# The spec in st.session_state["aug"] is the only truth for the pipeline, and st.session_state["samples"] for the
+# sample settings; the widgets show them. A browser keeps each widget's value by key and sends it back with the next
+# edit, so every change goes through a callback (which runs before the widgets are drawn) that stores the new value
+# and writes the widget keys from it. ui.set_aug clears every "a_" key (the pipeline's widgets, re-written by show()),
+# so the sample widgets use "sample_" keys, which a pipeline change leaves alone.
+
+SAMPLES = {"n": 12, "cls": "all", "seed": 0, "draw": 0}
+
+
+def widget_value(kind: str, value):
+    """A spec value as its widget holds it (a range slider holds a tuple)."""
+    if kind.endswith("range"):
+        return tuple((int if kind.startswith("int") else float)(v) for v in value)
+    return {"int": int, "float": float}.get(kind, lambda v: v)(value)
+
+
+def widget_state(aug: AugSpec) -> dict:
+    """The value of every pipeline widget for this spec."""
+    state = {}
+    for i, t in enumerate(aug.transforms):
+        state[f"a_{i}_{t.name}_p"] = float(t.p)
+        for prm in REGISTRY[t.name].params:
+            state[f"a_{i}_{t.name}_{prm.name}"] = widget_value(prm.kind, t.params[prm.name])
+    return state
+
+
+def show(aug: AugSpec) -> None:
+    """Make ``aug`` the working pipeline and its widgets show it; the sample settings are not touched."""
+    ui.set_aug(aug)
+    st.session_state.update(widget_state(aug))
+
+
+def on_edit() -> None:
+    """A pipeline widget changed: the spec takes every widget's value."""
+    s, transforms = st.session_state, []
+    for i, t in enumerate(ui.get_aug().transforms):
+        params = {}
+        for prm in REGISTRY[t.name].params:
+            value = s.get(f"a_{i}_{t.name}_{prm.name}", t.params[prm.name])
+            params[prm.name] = list(value) if isinstance(value, tuple) else value
+        transforms.append(TransformSpec(t.name, s.get(f"a_{i}_{t.name}_p", t.p), params))
+    show(AugSpec(transforms))
+
+
+def on_move(i: int, step: int) -> None:
+    order = list(ui.get_aug().transforms)
+    if 0 <= i + step < len(order):
+        order[i], order[i + step] = order[i + step], order[i]
+        show(AugSpec(order))
+
+
+def on_remove(i: int) -> None:
+    order = list(ui.get_aug().transforms)
+    del order[i]
+    show(AugSpec(order))
+
+
+def on_add() -> None:
+    show(AugSpec(ui.get_aug().transforms + [make_transform(st.session_state["add_name"])]))
+
+
+def samples() -> dict:
+    return {**SAMPLES, **st.session_state.get("samples", {})}
+
+
+def on_samples() -> None:
+    s = st.session_state
+    s["samples"] = {**samples(), "n": s["sample_n"], "cls": s["sample_cls"], "seed": int(s["sample_seed"])}
+
+
+def on_resample() -> None:
+    st.session_state["samples"] = {**samples(), "draw": samples()["draw"] + 1}
+
 
 st.title("Augment")
 ui.link_error()
 data = ui.dataset()
 aug = ui.get_aug()
+if any(st.session_state.get(k) != v for k, v in widget_state(aug).items()):
+    show(aug)  # first visit, or the pipeline was set elsewhere (a recipe, a share link)
+classes = ["all"] + (data.classes if data else [])
+settings = samples()
+if settings["cls"] not in classes:
+    settings["cls"] = "all"  # another dataset
+st.session_state["samples"] = settings
+for name in ("n", "cls", "seed"):
+    if st.session_state.get(f"sample_{name}") != settings[name]:
+        st.session_state[f"sample_{name}"] = settings[name]  # first visit, or back from another page
+n, cls, seed, draw = settings["n"], settings["cls"], settings["seed"], settings["draw"]
 
 with st.sidebar:
     st.subheader("Samples")
-    n = st.slider("Number of samples", 4, 32, 12, step=4, key="a_n")
-    cls = st.selectbox("Class", ["all"] + (data.classes if data else []), key="a_cls")
-    seed = st.number_input("Seed", 0, 10_000, 0, key="a_seed")
-    if st.button("Resample", icon=":material/casino:", key="resample"):
-        st.session_state["a_draw"] = st.session_state.get("a_draw", 0) + 1
+    st.slider("Number of samples", 4, 32, step=4, key="sample_n", on_change=on_samples)
+    st.selectbox("Class", classes, key="sample_cls", on_change=on_samples)
+    st.number_input("Seed", 0, 10_000, key="sample_seed", on_change=on_samples)
+    st.button("Resample", icon=":material/casino:", key="resample", on_click=on_resample)
 
 st.subheader("Pipeline")
-transforms: list[TransformSpec] = []
 for i, t in enumerate(aug.transforms):
     d = REGISTRY[t.name]
     with st.expander(f"{i + 1}. {t.name}", expanded=False):
         st.caption(d.help)
-        p = st.slider("p (probability)", 0.0, 1.0, float(t.p), 0.05, key=f"a_{i}_{t.name}_p")
-        params = {}
+        st.slider("p (probability)", 0.0, 1.0, step=0.05, key=f"a_{i}_{t.name}_p", on_change=on_edit)
         for prm in d.params:
-            key, value = f"a_{i}_{t.name}_{prm.name}", t.params[prm.name]
+            key = f"a_{i}_{t.name}_{prm.name}"
             if prm.kind == "bool":
-                params[prm.name] = st.checkbox(prm.name, value, help=prm.help, key=key)
+                st.checkbox(prm.name, help=prm.help, key=key, on_change=on_edit)
             elif prm.kind == "choice":
-                params[prm.name] = st.selectbox(prm.name, prm.choices, prm.choices.index(value), help=prm.help, key=key)
-            elif prm.kind.endswith("range"):
-                cast = int if prm.kind.startswith("int") else float
-                low, high = st.slider(prm.name, cast(prm.min), cast(prm.max), tuple(cast(v) for v in value),
-                                      cast(prm.step), help=prm.help, key=key)
-                params[prm.name] = [low, high]
+                st.selectbox(prm.name, prm.choices, help=prm.help, key=key, on_change=on_edit)
             else:
-                cast = int if prm.kind == "int" else float
-                params[prm.name] = st.slider(prm.name, cast(prm.min), cast(prm.max), cast(value), cast(prm.step),
-                                             help=prm.help, key=key)
+                cast = int if prm.kind.startswith("int") else float
+                st.slider(prm.name, cast(prm.min), cast(prm.max), step=cast(prm.step), help=prm.help, key=key,
+                          on_change=on_edit)
         c1, c2, c3 = st.columns(3)
-        move = (-1 if c1.button("↑ up", key=f"up_{i}") else 1 if c2.button("↓ down", key=f"down_{i}") else 0)
-        removed = c3.button("✕ remove", key=f"rm_{i}")
-    if not removed:
-        transforms.append(TransformSpec(t.name, p, params))
-    if move and 0 <= i + move < len(aug.transforms):
-        order = list(aug.transforms)
-        order[i], order[i + move] = order[i + move], order[i]
-        ui.set_aug(AugSpec(order))
-        st.rerun()
-    if removed:
-        ui.set_aug(AugSpec(transforms + aug.transforms[i + 1:]))
-        st.rerun()
+        c1.button("↑ up", key=f"up_{i}", disabled=i == 0, on_click=on_move, args=(i, -1))
+        c2.button("↓ down", key=f"down_{i}", disabled=i == len(aug.transforms) - 1, on_click=on_move, args=(i, 1))
+        c3.button("✕ remove", key=f"rm_{i}", on_click=on_remove, args=(i,))
 
 c1, c2 = st.columns([3, 1])
-new_name = c1.selectbox("Add a transform", list(REGISTRY), key="add_name", label_visibility="collapsed")
-if c2.button("Add", icon=":material/add:", key="add"):
-    ui.set_aug(AugSpec(transforms + [make_transform(new_name)]))
-    st.rerun()
-aug = AugSpec(transforms)
-st.session_state["aug"] = aug.to_dict()
+c1.selectbox("Add a transform", list(REGISTRY), key="add_name", label_visibility="collapsed")
+most = limits.current().transforms
+c2.button("Add", icon=":material/add:", key="add", on_click=on_add, disabled=len(aug.transforms) >= most,
+          help=f"at most {most} transforms" if len(aug.transforms) >= most else None)
 
 if data is not None:
     idx = np.arange(len(data.y_train)) if cls == "all" else np.flatnonzero(data.y_train == data.classes.index(cls))
-    rng = np.random.default_rng(int(seed) + 1000 * st.session_state.get("a_draw", 0))
+    rng = np.random.default_rng(int(seed) + 1000 * draw)
     picks = rng.choice(idx, size=min(n, len(idx)), replace=False)
-    pipe = build_pipeline(aug, data.mean, seed=int(seed) + st.session_state.get("a_draw", 0), replay=True)
+    try:
+        pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
+    except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
+        st.error("**This pipeline cannot be built:**\n\n" + "\n".join(f"- {ui.plain(p)}" for p in e.problems))
+        st.stop()
     st.subheader("Original → augmented")
     cols = st.columns(4)
     for k, i in enumerate(picks):
@@ -76,6 +147,7 @@ if data is not None:
                      caption=data.classes[data.y_train[i]], width="stretch")
             with st.popover("drawn parameters"):
                 st.text("\n".join(describe_replay(out["replay"])) or "no transforms")
+                st.caption("shift: x to the right, y down, in pixels")
 
 st.subheader("Export")
 mean = data.mean if data else (0.4914, 0.4822, 0.4465)

@@ -211,9 +211,21 @@ def pipeline_button(page, title: str, button: str) -> None:
     settle(page)
 
 
+def step_slider(page, title: str, nth: int = 0):
+    """The n-th slider (p first) of the pipeline step with this title, its expander opened."""
+    step = page.get_by_test_id("stExpander").filter(has_text=title)
+    slider = step.get_by_role("slider").nth(nth)
+    if not slider.is_visible():
+        step.get_by_text(title, exact=True).click()
+    return slider
+
+
 def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
     page.goto(f"{server}/augment")
     expect(page.get_by_test_id("stMain").get_by_test_id("stImage")).to_have_count(12, timeout=60_000)
+    step_slider(page, "2. Affine").focus()
+    page.keyboard.press("End")  # Affine always applied
+    settle(page)
     page.get_by_test_id("stSidebar").get_by_role("slider").focus()
     page.keyboard.press("ArrowLeft")  # 12 -> 8 samples
     settle(page)
@@ -238,6 +250,8 @@ def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
 
     pipeline_button(page, "1. HorizontalFlip", "↓ down")
     assert_samples(page, 8, "cat", 5)
+    expect(step_slider(page, "1. Affine")).to_have_value("1")  # the step's widgets moved with it
+    expect(step_slider(page, "2. HorizontalFlip")).to_have_value("0.5")
     pipeline_button(page, "2. HorizontalFlip", "↑ up")
     assert_samples(page, 8, "cat", 5)
     assert grid(page) == before
