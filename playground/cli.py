@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .serde import SpecError
 
-EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz of one); "
+EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz / .tar / .zip "
+          "of one) | upload:<sha256> (an archive uploaded in the app); "
           "defaults to $PLAYGROUND_DATA, then cifar10. Runs: --runs DIR, defaults to $PLAYGROUND_RUNS, then ./runs.")
 
 TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (a 3x3 grid; "
@@ -275,11 +276,16 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_data(args) -> int:
+    import signal
+
     from .data import load_dataset
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped decode cleans up as after Ctrl-C
     data = load_dataset(args.data)
     print(f"{data.name}: {len(data.y_train):,} training and {len(data.y_test):,} test images, "
           f"{len(data.classes)} classes, from {data.source}; decoded and cached")
+    if data.skipped:
+        print(f"warning: {data.skipped_note()}", file=sys.stderr)
     return 0
 
 
@@ -392,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")
     for p in (t, e, b, d):
-        p.add_argument("--data", help="cifar10 | cifar100 | PATH (default: $PLAYGROUND_DATA, then cifar10)")
+        p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .tar.gz, .tar or .zip) | upload:<sha256> "
+                                      "(default: $PLAYGROUND_DATA, then cifar10)")
     for p in (t, e, x, c, w, r, st):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap

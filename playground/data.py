@@ -10,9 +10,9 @@ are cached as .npy files so a second load takes a fraction of a second.
 Everything a source holds is untrusted. The layout is checked strictly and the
 pixels leniently: an archive member that would land outside its folder, a link
 or a device, a non-UTF-8 or absurd name, a train/ without test/, classes that
-differ between the splits, an empty class folder or more than ``MAX_CLASSES``
-classes reject the whole source with one line (``DataError``). A file that is
-not a readable image, is truncated, or has more pixels than ``max_image_pixels()``
+differ between the splits, an empty class folder or more classes than the
+limits allow (limits.py) reject the whole source with one line (``DataError``).
+A file that is not a readable image, is truncated, or has more pixels than ``max_image_pixels()``
 is skipped and counted (``Dataset.skipped`` with ``skipped_why``): a few bad
 files among thousands should not cost the rest, and the count is shown. Every
 kept image is converted to RGB and resized to 32x32, so the arrays are always
@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli_child
+from .limits import current as limits_current
 
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
@@ -62,7 +63,6 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 CACHE_FORMAT = 1
-MAX_CLASSES = 1000
 MAX_NAME_BYTES = 255  # one file or folder name
 MAX_DEPTH = 16  # folders in an archive member's path
 UPLOAD_PREFIX = "upload:"
@@ -607,8 +607,8 @@ def _layout(root: Path, shown: str) -> tuple[list[str], dict[str, list[tuple[str
                 names.append(entry)
         if not names:
             raise DataError(f"{shown}: {split}/ has no class folders; expected {split}/<class>/*.png.")
-        if len(names) > MAX_CLASSES:
-            raise DataError(f"{shown}: {split}/ has {len(names):,} class folders; the limit is {MAX_CLASSES:,}.")
+        if len(names) > (most := limits_current().classes):
+            raise DataError(f"{shown}: {split}/ has {len(names):,} class folders; the limit is {most:,}.")
         classes[split] = names
     if classes["train"] != classes["test"]:
         only_train = sorted(set(classes["train"]) - set(classes["test"]))

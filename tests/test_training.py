@@ -103,9 +103,9 @@ def test_nan_loss_stops_with_advice_and_keeps_store_consistent(image_folder, tmp
     data = load_dataset(str(image_folder))
     store = RunStore(tmp_path)
     run_id, result = execute(store, tiny_run(epochs=3), data)
-    assert result.status == "failed" and "lower max LR" in result.message
+    assert result.status == "diverged" and "lower max LR" in result.message
     rec = store.get(run_id)
-    assert rec.status == "failed" and "lower max LR" in rec.message and "epoch 2" in rec.message
+    assert rec.status == "diverged" and "lower max LR" in rec.message and "epoch 2" in rec.message
     assert len(rec.epochs) == 1 and load_run(store, run_id).epoch == 1  # the last good epoch survives
 
 

@@ -248,3 +248,11 @@ def test_cli_spec_files_that_are_hostile_get_one_line(image_folder, tmp_path):
 
 def test_bench_refuses_an_unaffordable_batch():
     assert "batch size must be between 1 and 4096" in one_line_exit_2(run_cli("bench", "--batch-size", "1000000000"))
+
+
+def test_the_readme_shows_the_limits_in_force():
+    from pathlib import Path
+
+    from playground.limits import table
+
+    assert table() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
