@@ -2,7 +2,8 @@ import numpy as np
 import streamlit as st
 
 from playground import limits, ui
-from playground.augment import REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform, to_python
+from playground.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
+                                to_python)
 from playground.serde import SpecError
 
 # The spec in st.session_state["aug"] is the only truth for the pipeline, and st.session_state["samples"] for the
