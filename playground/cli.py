@@ -173,6 +173,7 @@ def cmd_train(args) -> int:
             return 2
         reconcile(store)  # a run whose worker died still says "running" until someone looks
         record = store.get(args.resume)
+        RunSpec.from_dict(record.spec)  # a stored spec is checked before the run is touched
         if not record.state_sha or not store.requeue(args.resume):
             print(f"error: run {args.resume} is {record.status}; only a stopped or interrupted run with a "
                   f"finished epoch can be resumed", file=sys.stderr)

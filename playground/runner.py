@@ -19,9 +19,10 @@ import torch
 
 from . import lifecycle
 from .config import RunSpec
-from .data import Dataset
+from .data import DataError, Dataset
 from .distill import load_teachers, teacher_targets
 from .evaluate import LoadedRun
+from .serde import SpecError
 from .store import CheckpointError, RunStore, StoreError
 from .trainer import Callback, Event, Trainer, TrainResult, metrics_of
 
@@ -84,8 +85,10 @@ class StoreWriter:
 
 
 def failure_message(e: BaseException) -> str:
-    """What a run that failed with ``e`` says: store and checkpoint errors already name their cause."""
-    return str(e) if isinstance(e, (StoreError, CheckpointError)) else f"{type(e).__name__}: {e}"
+    """What a run that failed with ``e`` says: store, checkpoint, data and spec errors already name their cause."""
+    if isinstance(e, SpecError):
+        return "invalid spec: " + "; ".join(e.problems)
+    return str(e) if isinstance(e, (StoreError, CheckpointError, DataError)) else f"{type(e).__name__}: {e}"
 
 
 def record_end(store: RunStore, run_id: str, status: str, message: str) -> bool:

@@ -24,9 +24,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .batch_augment import BatchAugment
 from .builder import build_model
-from .config import RunSpec, TrainSpec, checked
+from .config import RunSpec, TrainSpec, checked, data_problems
 from .data import Dataset
 from .device import configure_threads, pick_device, speed_settings
+from .serde import SpecError
 from .store import StoreError
 
 
@@ -269,6 +270,8 @@ class Trainer:
         """``teacher_targets(x_train, device)`` gives the teachers' probabilities when the spec
         names teachers (runner.execute loads them from the run store)."""
         self.run = checked(run)
+        if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
+            raise SpecError(problems)  # a stored run whose data changed, a spec from a script
         if run.train.teachers and teacher_targets is None:
             raise ValueError("this run distils from teachers, which come from a run store: "
                              "start it with runner.execute")

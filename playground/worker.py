@@ -20,9 +20,10 @@ import threading
 
 from . import lifecycle
 from .config import RunSpec, hosted
+from .data import DataError, load_dataset
 from .device import return_memory_eagerly
-from .data import load_dataset
 from .runner import execute, failure_message, record_end
+from .serde import SpecError
 from .store import CheckpointError, RunGone, RunStore, StoreError
 from .trainer import Callback, TrainResult
 
@@ -67,7 +68,11 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     record = store.get(run_id)
     if record is None:
         raise RunGone(f"no run {run_id!r} in {store.root}")
-    run = RunSpec.from_dict(record.spec)
+    try:
+        run = RunSpec.from_dict(record.spec)  # a stored run is untrusted input too (the store may be damaged)
+    except SpecError as e:
+        record_end(store, run_id, "failed", f"failed: the stored spec is invalid: {'; '.join(e.problems)}")
+        raise
     stop, done = threading.Event(), threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
@@ -100,7 +105,7 @@ def main(run_id: str, runs: str | None) -> int:
         return_memory_eagerly()
     try:
         result = run_worker(RunStore(runs), run_id)
-    except (StoreError, CheckpointError, OSError) as e:  # one line, which the reader quotes as the reason
+    except (StoreError, CheckpointError, OSError, SpecError, DataError) as e:  # one line, quoted as the reason
         print(f"run {run_id} failed: {type(e).__name__}: {failure_message(e)}", file=sys.stderr, flush=True)
         return 1
     print(f"run {run_id}: {result.status if result else 'deleted'} {result.message if result else ''}", flush=True)

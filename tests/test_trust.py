@@ -256,3 +256,31 @@ def test_the_readme_shows_the_limits_in_force():
     from playground.limits import table
 
     assert table() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda spec: spec["net"].update(num_classes=100), "the head has 100 classes but the data has 10"),
+    (lambda spec: spec["net"]["blocks"][0]["layers"][0].update(kind="foo"), "unknown layer kind 'foo'"),
+    (lambda spec: spec["train"].update(seed=-5), "seed must be between 0"),
+])
+def test_a_tampered_stored_run_fails_in_one_line_and_is_never_left_queued(image_folder, tmp_path, change, words):
+    """The store is input too: a worker (the app's, or `train --resume`) refuses a stored spec that
+    is invalid or does not fit its data, and the run says why."""
+    import sqlite3
+
+    from playground.runner import create_run
+    from tests.test_training import tiny_run
+
+    store = RunStore(tmp_path / "runs")
+    run = tiny_run()
+    run.data = str(image_folder)
+    run_id = create_run(store, run)
+    spec = json.loads(json.dumps(run.to_dict()))
+    change(spec)
+    with sqlite3.connect(store.db) as db:
+        db.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(spec), run_id))
+    result = run_cli("worker", run_id, "--runs", str(store.root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and words in result.stderr, result.stderr
+    record = store.get(run_id)
+    assert record.status == "failed" and words in record.message
+    assert not store.checkpoint_path(run_id).exists()
