@@ -140,6 +140,10 @@ def live() -> None:
         st.info(record.message + "…")
     elif record.status == "finished":
         st.success(f"Finished run {run_id}. Open **Results** to explore it.")
+        if record.message:  # e.g. it finished at chance level
+            st.warning(record.message)
+    elif record.status == "diverged":
+        st.error(f"Training diverged: {record.message}")
     elif record.status in RESUMABLE:
         st.warning(f"{record.status.capitalize()}: {record.message}. The last finished epoch is saved with run "
                    f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))

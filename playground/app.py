@@ -11,6 +11,7 @@ import streamlit as st  # noqa: E402
 from playground import ui  # noqa: E402
 from playground.config import hosted  # noqa: E402
 from playground.device import return_memory_eagerly  # noqa: E402
+from playground.store import StoreError  # noqa: E402
 
 if hosted():
     return_memory_eagerly()  # once per process would do; it is cheap and idempotent
@@ -26,4 +27,7 @@ pages = [
     st.Page("../pages/results.py", title="Results", icon=":material/search:"),
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except StoreError as e:  # a damaged, full or read-only run store: one line on any page, never a traceback
+    st.error(f"**The run store cannot be used.** {e}")

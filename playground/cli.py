@@ -187,6 +187,8 @@ def cmd_train(args) -> int:
     if result is None:
         print(f"run {run_id} was deleted while it trained", file=sys.stderr)
         return 1
+    if result.status == "finished" and result.message:
+        print(f"warning: {result.message}", file=sys.stderr)
     if result.status != "finished":
         hint = f"; resume it with `python -m playground train --resume {run_id}`" if result.status == "stopped" else ""
         print(f"run {result.status}: {result.message}{hint}", file=sys.stderr)
@@ -417,15 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     from .distill import TeacherError
     from .export import ExportError
     from .runner import WorkerError
-    from .store import CheckpointError, RunGone
+    from .store import CheckpointError, RunGone, StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as e:
         _say("invalid spec: " + "; ".join(e.problems))
-    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, ExportError, KeyError,
-            OSError) as e:
+    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, ExportError, StoreError,
+            KeyError, OSError) as e:
         _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except KeyboardInterrupt:
         _say("interrupted")

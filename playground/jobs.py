@@ -21,7 +21,7 @@ from .device import pick_device
 from .distill import load_teachers
 from .runner import create_run
 from .serde import SpecError
-from .store import RESUMABLE, RunRecord, RunStore
+from .store import RESUMABLE, RunRecord, RunStore, StoreError
 
 DEFAULT_MAX_JOBS = 2
 DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
@@ -59,8 +59,11 @@ class Launcher:
                 del self._procs[run_id]
                 if code != 0:
                     status, message = lifecycle.exit_reason(code)
-                    self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
-                                      only_if_active=True)
+                    try:
+                        self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
+                                          only_if_active=True)
+                    except StoreError:  # a full or read-only store: a later reader records it
+                        pass
             children = set(self._procs)  # one that died since its poll is recorded at the next one
         lifecycle.reconcile(self.store, children)
 

@@ -360,3 +360,17 @@ def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env
     assert any("10 training and 10 test images" in s.value for s in at.success)
     assert any("1 file skipped (train/cat/broken.png: not an image" in w.value for w in at.warning), \
         [w.value for w in at.warning]
+
+
+def test_a_damaged_run_store_is_one_error_line_on_every_page(app_env, monkeypatch, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "runs.sqlite").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(runs))
+    for page in ("train", "results", "runs"):
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        at.switch_page(f"../pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        assert any("run store cannot be used" in e.value and "damaged" in e.value for e in at.error), \
+            (page, [e.value for e in at.error])
