@@ -18,8 +18,12 @@ def server(image_folder, tmp_path):
 
 
 @pytest.fixture
-def hosted_server(image_folder, tmp_path):
-    with streamlit_server(image_folder, tmp_path / "runs", PLAYGROUND_HOSTED="1", PLAYGROUND_THREADS="1") as url:
+def hosted_server(tmp_path):
+    """Hosted mode allows at most 100 epochs: 1,000 images make a run that lasts minutes."""
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", n_train=100, n_test=4)
+    with streamlit_server(data, tmp_path / "runs", PLAYGROUND_HOSTED="1", PLAYGROUND_THREADS="1") as url:
         yield url
 
 
@@ -76,7 +80,7 @@ def test_a_run_survives_reloads_and_only_its_owner_stops_it(hosted_server, tmp_p
         page.goto(f"{hosted_server}/train")
         epochs = page.get_by_label("Epochs", exact=True)
         epochs.wait_for(timeout=90_000)  # the first visit decodes the data in a child process
-        epochs.fill("500")
+        epochs.fill("100")  # the hosted limit
         page.get_by_role("button", name="Start training").click()
         progress = page.get_by_text(re.compile(r"run \d{8}-\d{6}-\w+ · running"))
         progress.wait_for(timeout=90_000)
