@@ -1,3 +1,6 @@
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
@@ -131,15 +134,18 @@ g2.image([data.x_test[choice], overlay], width=200,
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)
 d1.download_button("checkpoint (.pt)", path.read_bytes(), path.name, icon=":material/download:", key="dl_ckpt")
+baked = d2.checkbox("ONNX takes pixels / 255 (normalisation inside)", key="onnx_baked",
+                    help="Otherwise normalise with the mean and std in the file's metadata, which also names the "
+                         "classes")
 for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-stream"),
                              (d3, "script", f"train_{run_id}.py", "text/x-python")):
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):
         try:
-            out = export(loaded, fmt, store.root / "checkpoints" / name, run_id)
+            with tempfile.TemporaryDirectory() as tmp:  # nothing of it stays on the server
+                out = export(loaded, fmt, Path(tmp) / name, run_id, baked=baked and fmt == "onnx")
+                st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
         except (ExportError, OSError) as e:
             col.error(f"Cannot export {fmt}: {e}")
-        else:
-            st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
     prepared = st.session_state.get(f"export_{fmt}")
     if prepared and prepared[0] == run_id:
         col.download_button(name, prepared[1], name, mime, icon=":material/download:", key=f"dl_{fmt}")

@@ -314,7 +314,7 @@ def cmd_export(args) -> int:
     if _find_runs(store, [args.run_id]) is None:
         return 2
     out = Path(args.out or default_filename(args.run_id, args.format))
-    export(load_run(store, args.run_id), args.format, out, args.run_id)
+    export(load_run(store, args.run_id), args.format, out, args.run_id, baked=args.baked)
     print(f"wrote {out}")
     return 0
 
@@ -397,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--format", choices=("onnx", "torchscript", "script"), default="onnx")
     x.add_argument("--out", help="output file (default: named after the run)")
+    x.add_argument("--bake-normalization", action="store_true", dest="baked",
+                   help="onnx/torchscript: the model takes RGB in [0, 1] and normalises inside (else the caller "
+                        "normalises with the mean and std in the file's metadata)")
     c = sub.add_parser("curves", help="an HTML page of test accuracy by minute and loss by epoch for runs")
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")

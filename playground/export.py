@@ -12,6 +12,7 @@ export.
 """
 from __future__ import annotations
 
+import json
 import os
 import pprint
 import secrets
@@ -36,10 +37,13 @@ class ExportError(RuntimeError):
     """The run cannot be exported in this format, or the export failed; nothing was written."""
 
 
-def check(loaded: LoadedRun, fmt: str, path: Path | None = None) -> None:
+def check(loaded: LoadedRun, fmt: str, path: Path | None = None, baked: bool = False) -> None:
     """Refuse, before any work, a format this run cannot be exported in or a path it cannot go to."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {str(fmt)[:40]!r}; choose one of {', '.join(FORMATS)}")
+    if baked and fmt == "script":
+        raise ExportError("normalisation is baked into onnx and torchscript exports only; the script "
+                          "normalises as it trains")
     net = loaded.run.net
     if fmt == "script" and (net.in_channels, net.input_size) != SCRIPT_INPUT:
         raise ExportError(f"the standalone script reads {SCRIPT_INPUT[1]}x{SCRIPT_INPUT[1]} RGB images; "
@@ -53,14 +57,48 @@ def check(loaded: LoadedRun, fmt: str, path: Path | None = None) -> None:
             raise ExportError(f"cannot write the export to {path}: the folder {path.parent} does not exist")
 
 
-def _plain_model(loaded: LoadedRun) -> nn.Module:
-    """The run's function with plain torch modules (same state dict keys), float32, eval, on the CPU.
+def _plain_model(loaded: LoadedRun, baked: bool = False) -> nn.Module:
+    """The run's function with plain torch modules (same state dict keys), float32, eval, on the CPU;
+    ``baked``: behind its normalisation (see ``Normalized``).
 
     The loaded model is left as it is: the app's sessions share it."""
     model = build_model(loaded.run.net, fast=False)
     model.load_state_dict({k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
                            for k, v in loaded.model.state_dict().items()})
-    return model.float().eval()
+    model = model.float().eval()
+    return Normalized(model, loaded.mean, loaded.std).eval() if baked else model
+
+
+class Normalized(nn.Module):
+    """The model behind its input normalisation: it takes RGB in [0, 1] (pixels / 255), NCHW."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def metadata(loaded: LoadedRun, baked: bool, run_id: str = "") -> dict[str, str]:
+    """What a program needs to use the exported model without the playground: the input it takes,
+    the normalisation, the class names (in output order) and where it came from."""
+    net = loaded.run.net
+    shape = f"float32 [batch, {net.in_channels}, {net.input_size}, {net.input_size}] RGB"
+    return {
+        "input": (f"{shape} in [0, 1] (pixels / 255); normalisation is inside the graph" if baked else
+                  f"{shape}, normalised: (pixels / 255 - mean) / std per channel"),
+        "output": "logits [batch, classes] (log-probabilities if the head ends in log_softmax)",
+        "mean": json.dumps([round(m, 6) for m in loaded.mean]),
+        "std": json.dumps([round(v, 6) for v in loaded.std]),
+        "normalization_baked_in": json.dumps(baked),
+        "classes": json.dumps(loaded.classes),
+        "run_id": run_id,
+        "spec": loaded.run.to_json(None),
+        "producer": "cifar-playground",
+    }
 
 
 def _example(loaded: LoadedRun, batch: int = 1) -> torch.Tensor:
@@ -96,15 +134,20 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def export_onnx(loaded: LoadedRun, path: Path) -> Path:
-    model = _plain_model(loaded)
+def export_onnx(loaded: LoadedRun, path: Path, run_id: str = "", baked: bool = False) -> Path:
+    model = _plain_model(loaded, baked)
 
     def write(tmp: Path) -> None:
+        import onnx
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (_example(loaded),), str(tmp), input_names=["image"],
                               output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False)
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, metadata(loaded, baked, run_id))
+        onnx.save(graph, str(tmp))
         _check_onnx(tmp, model, loaded)
 
     return _write_atomic(path, write)
@@ -131,15 +174,16 @@ def _check_onnx(path: Path, model: nn.Module, loaded: LoadedRun) -> None:
         _same(session.run(None, {"image": x.numpy()})[0], model(x), "ONNX")
 
 
-def export_torchscript(loaded: LoadedRun, path: Path) -> Path:
-    model = _plain_model(loaded)
+def export_torchscript(loaded: LoadedRun, path: Path, run_id: str = "", baked: bool = False) -> Path:
+    model = _plain_model(loaded, baked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, _example(loaded), check_trace=False)
     x = _probe(loaded)
     with torch.no_grad():
         _same(traced(x), model(x), "TorchScript")
-    return _write_atomic(path, lambda tmp: traced.save(str(tmp)))
+    extra = {"playground.json": json.dumps(metadata(loaded, baked, run_id))}  # read with _extra_files=
+    return _write_atomic(path, lambda tmp: traced.save(str(tmp), _extra_files=extra))
 
 
 SCRIPT_TEMPLATE = '''"""Standalone training script exported by CIFAR-10 CNN Playground (run {run_id}).
@@ -261,6 +305,16 @@ def load_split(root, split):
     return x.astype(np.uint8), np.asarray(ds.targets)
 
 
+def stratified(y, n, rng):
+    """n random indices with every class in its share (the first n images may all be one class)."""
+    classes, counts = np.unique(y, return_counts=True)
+    want = counts / len(y) * n
+    take = np.floor(want).astype(int)
+    take[np.argsort(take - want)[:n - take.sum()]] += 1  # the largest remainders get one more
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), k, replace=False)
+                                   for c, k in zip(classes, take)]))
+
+
 def lr_factor(step, total):
     """The run's schedule: linear warmup, then decay (same as the playground's trainer)."""
     schedule, warm = TRAIN["schedule"], int(TRAIN["warmup"] * total)
@@ -281,14 +335,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--epochs", type=int, default=TRAIN["epochs"])
-    ap.add_argument("--limit", type=int, default=0, help="use only this many training images (quick check)")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="train on this many random training images, every class in its share (a quick check)")
     args = ap.parse_args()
     torch.manual_seed(TRAIN["seed"])
     rng = np.random.default_rng(TRAIN["seed"])
     x_train, y_train = load_split(args.data, "train")
     x_test, y_test = load_split(args.data, "test")
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    if 0 < args.limit < len(y_train):
+        keep = stratified(y_train, args.limit, rng)
+        x_train, y_train = x_train[keep], y_train[keep]
     model = Net(ARCH).to(memory_format=torch.channels_last)
     bs = TRAIN["batch_size"]
     steps = math.ceil(len(y_train) / bs) * args.epochs
@@ -348,21 +404,22 @@ def export_script(loaded: LoadedRun, path: Path, run_id: str = "") -> Path:
     return _write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
-EXPORTERS = {"onnx": lambda loaded, path, run_id: export_onnx(loaded, path),
-             "torchscript": lambda loaded, path, run_id: export_torchscript(loaded, path),
-             "script": export_script}
+EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript,
+             "script": lambda loaded, path, run_id, baked: export_script(loaded, path, run_id)}
 
 
-def export(loaded: LoadedRun, fmt: str, path: Path, run_id: str = "") -> Path:
-    """Write ``loaded`` as ``fmt`` to ``path``, all or nothing.
+def export(loaded: LoadedRun, fmt: str, path: Path, run_id: str = "", baked: bool = False) -> Path:
+    """Write ``loaded`` as ``fmt`` to ``path``, all or nothing. ``baked``: an ONNX or TorchScript
+    model takes RGB in [0, 1] and normalises inside; without it the caller normalises with the
+    mean and std in its metadata. Both carry the class names.
 
     ExportError (one line) for a format the run cannot take, a path it cannot go to, or an
     export that fails or computes something else; OSError if the disk refuses the write.
     Either way no file is left at ``path`` (a file that was there before stays as it was)."""
     path = Path(path)
-    check(loaded, fmt, path)
+    check(loaded, fmt, path, baked)
     try:
-        return EXPORTERS[fmt](loaded, path, run_id)
+        return EXPORTERS[fmt](loaded, path, run_id, baked)
     except (ExportError, OSError):
         raise
     except Exception as e:  # noqa: BLE001 - tracing and the exporters raise many types; the user gets one line

@@ -393,3 +393,52 @@ def test_only_the_store_unpickles():
     found = [f"{path.name}:{n}: {line.strip()}" for path in sorted(PACKAGE.rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if unsafe.search(line)]
     assert len(found) == 1 and found[0].startswith("store.py:") and "weights_only=True" in found[0], found
+
+
+def test_onnx_carries_its_preprocessing_and_classes_and_can_bake_the_normalisation(tmp_path):
+    """What a program needs to use the file with onnxruntime alone: the classes, the mean and
+    std (or the normalisation inside the graph), and the same answers as the run's model."""
+    ort = pytest.importorskip("onnxruntime")
+    loaded = loaded_run(preset_net("fast"))
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    x01 = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    mean, std = (np.array(v, np.float32).reshape(1, 3, 1, 1) for v in (loaded.mean, loaded.std))
+    with torch.no_grad():
+        expected = loaded.model(torch.from_numpy((x01 - mean) / std)).numpy()
+    for baked in (False, True):
+        path = export(loaded, "onnx", tmp_path / f"m{baked}.onnx", loaded.run_id, baked=baked)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        assert json.loads(meta["classes"]) == loaded.classes and meta["run_id"] == loaded.run_id
+        assert json.loads(meta["normalization_baked_in"]) is baked
+        m, s = (np.array(json.loads(meta[k]), np.float32).reshape(1, 3, 1, 1) for k in ("mean", "std"))
+        feed = x01 if baked else (x01 - m) / s
+        logits = session.run(None, {"image": feed})[0]
+        assert np.allclose(logits, expected, atol=1e-4)
+        assert RunSpec.from_json(meta["spec"]) == loaded.run
+    ts = export(loaded, "torchscript", tmp_path / "m.ts.pt", loaded.run_id, baked=True)
+    extra = {"playground.json": ""}
+    model = torch.jit.load(str(ts), _extra_files=extra)
+    assert json.loads(json.loads(extra["playground.json"])["classes"]) == loaded.classes
+    with torch.no_grad():
+        assert np.allclose(model(torch.from_numpy(x01)).numpy(), expected, atol=1e-4)
+    with pytest.raises(ExportError, match="baked into onnx and torchscript exports only"):
+        export(loaded, "script", tmp_path / "train.py", baked=True)
+
+
+def test_the_scripts_limit_takes_a_random_subset_with_every_class_in_its_share(tmp_path):
+    """--limit N used to take the first N images: all airplanes in an ImageFolder."""
+    import importlib.util
+
+    path = export(loaded_run(preset_net("fast")), "script", tmp_path / "train_x.py")
+    spec = importlib.util.spec_from_file_location("exported_limit", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    y = np.repeat(np.arange(10), [50, 50, 50, 50, 50, 50, 50, 50, 30, 70])  # sorted by class, as ImageFolder is
+    rng = np.random.default_rng(0)
+    keep = script.stratified(y, 100, rng)
+    assert len(set(keep.tolist())) == 100 and np.bincount(y[keep]).tolist() == [10] * 8 + [6, 14]
+    odd = script.stratified(y, 7, rng)
+    assert len(odd) == 7 and len(set(y[odd].tolist())) == 7
+    assert keep.tolist() != list(range(100)) and script.stratified(y, 100, np.random.default_rng(1)).tolist() != keep.tolist()
+    assert "stratified(y_train, args.limit, rng)" in path.read_text()
