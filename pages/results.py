@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.evaluate import evaluate, gradcam, load_run
+from playground.evaluate import accuracy_note, evaluate, gradcam, load_run
 from playground.export import ExportError, export
 from playground.store import CheckpointError
 
@@ -55,6 +55,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Test accuracy", f"{report.accuracy:.2%}")
 m2.metric("Misclassified", f"{int((report.preds != report.labels).sum()):,} / {len(report.labels):,}")
 m3.metric("Checkpoint epoch", loaded.epoch)
+st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift, ui.data_source()))
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -> go.Figure:

@@ -26,7 +26,7 @@ from .builder import build_model, last_conv
 from .config import RunSpec
 from .device import speed_settings
 from .serde import SpecError
-from .store import CheckpointError, RunStore
+from .store import CheckpointError, RunRecord, RunStore
 from .trainer import predict
 
 CHECKPOINT_KEYS = ("spec", "state_dict", "classes", "mean", "std", "epoch")
@@ -305,3 +305,30 @@ def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
     cam = cam - cam.min()
     cam = cam / cam.max() if cam.max() > 0 else cam
     return cam.numpy(), target
+
+
+def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, tta: bool, shift: int, source: str) -> str:
+    """Why this accuracy is, or is not, the one the run recorded: the checkpoint holds the last epoch
+    (the run list shows the best), and the test set and the TTA views may differ from the run's."""
+    train = record.spec.get("train", {})
+    recorded = next((e.get("test_acc") for e in record.epochs if e.get("epoch") == epoch), None)
+    if recorded is None:
+        return f"Epoch {epoch} recorded no test accuracy."
+    if abs(accuracy - recorded) < 5e-4:
+        note = f"Equal to the accuracy the run recorded at epoch {epoch}."
+    else:
+        why = []
+        if (tta, shift) != (bool(train.get("tta")), int(train.get("tta_shift", 0))):
+            why.append("the TTA views above differ from the run's")
+        if train.get("test_subset") and train["test_subset"] < n_test:
+            why.append(f"the run tested on {train['test_subset']:,} random images, this is all {n_test:,}")
+        if record.spec.get("data") and record.spec["data"] != source:
+            why.append("the run was tested on another data source")
+        note = (f"The run recorded {recorded:.2%} at epoch {epoch}" +
+                (f"; the difference: {'; '.join(why)}." if why else " (the same images and views: a difference "
+                 "this small comes from the order of floating-point sums in another batch size)."))
+    if record.best_acc and record.best_acc > recorded + 5e-4:
+        best = max(record.epochs, key=lambda e: e.get("test_acc") or 0)
+        note += (f" Its best, {record.best_acc:.2%} at epoch {best['epoch']}, is what the run list shows; the "
+                 f"checkpoint holds the last epoch.")
+    return note

@@ -224,6 +224,9 @@ def test_results_and_runs_pages(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")
     assert at.metric[0].label == "Test accuracy"
+    record = ui.store().get(run_id)
+    assert at.metric[0].value == f"{record.epochs[-1]['test_acc']:.2%}"  # the accuracy the run recorded
+    assert any("Equal to the accuracy the run recorded at epoch" in c.value for c in at.caption)
     assert len(at.get("image")) > 2  # the gallery and the Grad-CAM pair
     at.selectbox(key="r_sort").set_value("confidence").run()
     at.slider(key="r_alpha").set_value(0.8).run()

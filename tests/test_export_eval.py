@@ -442,3 +442,17 @@ def test_the_scripts_limit_takes_a_random_subset_with_every_class_in_its_share(t
     assert len(odd) == 7 and len(set(y[odd].tolist())) == 7
     assert keep.tolist() != list(range(100)) and script.stratified(y, 100, np.random.default_rng(1)).tolist() != keep.tolist()
     assert "stratified(y_train, args.limit, rng)" in path.read_text()
+
+
+def test_results_say_why_an_accuracy_differs_from_the_recorded_one():
+    from types import SimpleNamespace
+
+    from playground.evaluate import accuracy_note
+
+    record = SimpleNamespace(spec={"train": {"tta": False, "tta_shift": 0, "test_subset": 500}, "data": "cifar10"},
+                             epochs=[{"epoch": 1, "test_acc": 0.61}, {"epoch": 2, "test_acc": 0.58}], best_acc=0.61)
+    same = accuracy_note(record, 2, 0.58, 500, False, 0, "cifar10")
+    assert same.startswith("Equal to the accuracy the run recorded at epoch 2.") and "best, 61.00% at epoch 1" in same
+    other = accuracy_note(record, 2, 0.6, 5000, True, 0, "elsewhere")
+    assert "recorded 58.00% at epoch 2" in other and "TTA views" in other and "500 random images" in other
+    assert "another data source" in other
