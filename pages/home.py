@@ -1,12 +1,29 @@
-import pandas as pd
+"""Home: the guide, the assignment and the presets paint at once; the data status comes after (a fresh
+server decodes its data source first, in a child process), with a progress message where it will show."""
 import streamlit as st
 
 from playground import ui
-from playground.config import hosted
-from playground.presets import PRESETS
-from playground.recipes import RECIPES, measured_for
+
+
+def guide() -> None:
+    """The first-visit guide; a returning visitor dismisses it (a cookie keeps that) and may bring it back."""
+    if ui.guide_hidden():
+        return
+    with st.container(border=True, key="start_here"):
+        st.markdown("#### Start here")
+        c = st.columns(4)
+        for col, (page, title, what) in zip(c, (
+                ("augment", "1. Augment", "pick the transforms and see them on the training images"),
+                ("architect", "2. Architect", "start from a preset or a blank net and watch params and RF"),
+                ("train", "3. Train", "train it here (a subset for a quick look) and follow the curves"),
+                ("results", "4. Results", "the confusion matrix, the mistakes and Grad-CAM"))):
+            col.page_link(f"../pages/{page}.py", label=f"**{title}**")
+            col.caption(what)
+        st.button("Got it, hide this guide", key="guide_hide", on_click=ui.hide_guide, icon=":material/close:")
+
 
 st.title("CIFAR-10 CNN Playground")
+guide()
 st.markdown(
     "Build small convolutional networks, see their receptive field and parameter budget live, preview the "
     "augmentations, train in the browser and dig into the mistakes. Everything here is also a Python library "
@@ -16,37 +33,32 @@ st.markdown("- fewer than **200,000** parameters\n- receptive field **> 44** px\
             "- at least one **dilated** and one **depthwise-separable** convolution\n"
             "- a **GAP** head, in the **C1 C2 C3 C4 O** form\n- **85%** test accuracy")
 st.subheader("Presets")
-rows = []
-for p in PRESETS.values():
-    a = ui.analysis(p.net)
-    m = measured_for(p.name)
-    rows.append({"preset": p.name, "params": a.params, "RF": a.trace.rf, "MACs (M)": round(a.macs / 1e6, 1),
-                 "all rules": all(r.passed for r in a.rules), "reported acc": p.reported_accuracy,
-                 "reported epochs": p.reported_epochs, "measured acc": m.test_acc if m else None,
-                 "measured epochs": m.epochs if m else None,
-                 "measured minutes": round(m.wall_s / 60, 1) if m else None,
-                 "measured on": m.where if m else None, "source": p.source,
-                 "about": p.description})
+with st.spinner("Measuring the presets…"):  # a fresh server imports torch here, after the text above is shown
+    import pandas as pd
+
+    from playground.presets import PRESETS
+    from playground.recipes import RECIPES, measured_for
+
+    rows = []
+    for p in PRESETS.values():
+        a = ui.analysis(p.net)
+        m = measured_for(p.name)
+        rows.append({"preset": p.name, "params": a.params, "RF": a.trace.rf, "MACs (M)": round(a.macs / 1e6, 1),
+                     "all rules": all(r.passed for r in a.rules), "reported acc": p.reported_accuracy,
+                     "reported epochs": p.reported_epochs, "measured acc": m.test_acc if m else None,
+                     "measured epochs": m.epochs if m else None,
+                     "measured minutes": round(m.wall_s / 60, 1) if m else None,
+                     "measured on": m.where if m else None, "source": p.source,
+                     "about": p.description})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 st.caption("Reported: the seed README's own figure. Measured: our recipe for that preset on the 45k/5k split, "
            "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")
+
+from playground.config import hosted  # noqa: E402
+
 st.subheader("Data")
-data = ui.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
-if data is None:
-    if not ui.source_refused():
-        st.warning(
-            f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
-            f"{ui.plain(st.session_state.get('data_error') or '')} Either let torchvision download CIFAR-10 "
-            "(needs internet), or use a copy of your own: an ImageFolder with `train/<class>/` and `test/<class>/` "
-            "image folders, uploaded below as a `.tar.gz` or `.zip`"
-            + ("." if hosted() else ", entered as a folder or archive path, or named when the app starts "
-               "(`PLAYGROUND_DATA=/path/to/folder`)."))
-else:
-    st.success(f"Using **{ui.plain(data.name)}**: {len(data.y_train):,} training and {len(data.y_test):,} test "
-               f"images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
-    if data.skipped:
-        st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")
+status = st.container(key="data_status")  # filled after the form: the form is usable while the data loads
 with st.form("data_form"):
     if hosted():
         choices = ui.data_choices()
@@ -68,3 +80,20 @@ with st.form("data_form"):
             st.error(ui.plain(problem))
         else:
             st.rerun()
+
+with status:
+    data = ui.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
+    if data is None:
+        if not ui.source_refused():
+            st.warning(
+                f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
+                f"{ui.plain(st.session_state.get('data_error') or '')} Either let torchvision download CIFAR-10 "
+                "(needs internet), or use a copy of your own: an ImageFolder with `train/<class>/` and "
+                "`test/<class>/` image folders, uploaded below as a `.tar.gz` or `.zip`"
+                + ("." if hosted() else ", entered as a folder or archive path, or named when the app starts "
+                   "(`PLAYGROUND_DATA=/path/to/folder`)."))
+    else:
+        st.success(f"Using **{ui.plain(data.name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
+                   f"test images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
+        if data.skipped:
+            st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")

@@ -8,14 +8,11 @@ if str(ROOT) not in sys.path:  # streamlit puts only playground/ on sys.path
 
 import streamlit as st  # noqa: E402
 
-from playground import ui  # noqa: E402
-from playground.config import hosted  # noqa: E402
-from playground.device import return_memory_eagerly  # noqa: E402
+from playground import ui  # noqa: E402  (light: torch and albumentations load where a page first needs them)
 from playground.store import StoreError  # noqa: E402
 
-if hosted():
-    return_memory_eagerly()  # once per process would do; it is cheap and idempotent
-
+# Hosted mode's memory setting (device.return_memory_eagerly) is made by ui.dataset before the first dataset loads:
+# importing config or device here would import torch before the first paint of a fresh server.
 st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
 ui.restore_from_link()
 ui.owner()

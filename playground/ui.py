@@ -9,18 +9,33 @@ import secrets
 
 import streamlit as st
 
+from typing import TYPE_CHECKING
+
 from . import links
-from .analysis import Analysis, analyze
 from .arch import Net
-from .augment import AugSpec, default_aug
 from .data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
                    discard_upload, resolve_source, setting, store_upload)
-from .jobs import Launcher
 from .presets import preset_net
 from .serde import SpecError, from_json
 from .store import RunStore
 
+if TYPE_CHECKING:
+    from .analysis import Analysis
+    from .augment import AugSpec
+    from .jobs import Launcher
+
+# torch and albumentations (through analysis, augment, config and jobs) take seconds to import: this module
+# imports them where they are first used, so a fresh server paints the Home page before it has loaded them.
+
 DEFAULT_PRESET = "fast"
+
+
+def __getattr__(name: str):
+    """``ui.AugSpec`` and ``ui.default_aug``, imported when first asked for."""
+    if name in ("AugSpec", "default_aug"):
+        from . import augment
+        return getattr(augment, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @st.cache_resource(max_entries=2,
@@ -111,6 +126,7 @@ def dataset(show_error: bool = True) -> Dataset | None:
         st.session_state["data_error"] = str(e)
         st.error(plain(e))
         return None
+    lean_memory()
     try:
         return cached_dataset(source)
     except DataError as e:
@@ -129,9 +145,24 @@ def source_refused() -> bool:
     return False
 
 
+_LEAN = []
+
+
+def lean_memory() -> None:
+    """Hosted mode: have this server process give freed memory back at once (device.return_memory_eagerly),
+    before it loads its first dataset; once per process."""
+    if not _LEAN:
+        _LEAN.append(True)
+        from .config import hosted
+        if hosted():
+            from .device import return_memory_eagerly
+            return_memory_eagerly()
+
+
 @st.cache_resource
 def launcher() -> Launcher:
     """One per server: it starts the workers and keeps their handles; the store holds the rest."""
+    from .jobs import Launcher
     return Launcher()
 
 
@@ -141,6 +172,7 @@ def store() -> RunStore:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _analysis(spec_json: str) -> Analysis:
+    from .analysis import analyze
     return analyze(from_json(Net, spec_json))  # types only: an invalid working copy is analysed to show why
 
 
@@ -168,15 +200,38 @@ def owner() -> str:
     return st.session_state["owner"]
 
 
+GUIDE_COOKIE = "playground_guide"
+
+
+def guide_hidden() -> bool:
+    """Whether this visitor dismissed the Home page's "Start here" guide. Kept in a cookie, not in the
+    link: a reload, a new tab or a bookmark of any page still knows it (query parameters are dropped when
+    the visitor moves to another page, and a shared link would hide the guide for its receiver too)."""
+    if "guide_hidden" not in st.session_state:
+        st.session_state["guide_hidden"] = st.context.cookies.get(GUIDE_COOKIE) == "hidden"
+    if (cookie := st.session_state.get("_guide_cookie")) is not None:  # written on every run after a change:
+        age = 31536000 if cookie else 0                                 # a run may end before the browser sees it
+        st.html(f"<script>document.cookie = '{GUIDE_COOKIE}=hidden; path=/; max-age={age}; SameSite=Strict';"
+                f"</script>", unsafe_allow_javascript=True)
+    return st.session_state["guide_hidden"]
+
+
+def hide_guide(hidden: bool = True) -> None:
+    """on_click for the guide's buttons: hide it (or show it again) now and in later visits."""
+    st.session_state["guide_hidden"] = st.session_state["_guide_cookie"] = hidden
+
+
 def restore_from_link() -> None:
     """Apply ?arch=…&aug=… once per session, through the validator; a bad link is reported, not fatal."""
     if st.session_state.get("_link_done"):
         return
     st.session_state["_link_done"] = True
-    for key, cls in (("arch", Net), ("aug", AugSpec)):
+    for key, cls in (("arch", Net), ("aug", None)):
         raw = st.query_params.get(key)
         if not raw:
             continue
+        if key == "aug":
+            from .augment import AugSpec as cls
         try:
             spec = links.decode(cls, raw)  # bounded and validated; any failure is one SpecError
         except SpecError as e:
@@ -207,6 +262,7 @@ def set_net(net: Net) -> None:
 
 
 def get_aug() -> AugSpec:
+    from .augment import AugSpec, default_aug
     if "aug" not in st.session_state:
         st.session_state["aug"] = default_aug().to_dict()
     return AugSpec.parse(st.session_state["aug"])
@@ -218,7 +274,13 @@ def set_aug(aug: AugSpec) -> None:
         del st.session_state[key]
 
 
-def badges(a: Analysis) -> None:
+def badges(a: Analysis, stacked: bool = False) -> None:
+    """The rule checks: side by side, or one under the other with the reason on the badge's line (a narrow column)."""
+    if stacked:
+        for rule in a.rules:
+            st.markdown(f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}] "
+                        f":small[:gray[{plain(rule.reason)}]]")
+        return
     cols = st.columns(len(a.rules))
     for col, rule in zip(cols, a.rules):
         col.markdown(f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}]")
