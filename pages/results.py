@@ -7,13 +7,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.evaluate import accuracy_note, evaluate, gradcam, load_run
+from playground.data import DataError
+from playground.evaluate import accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.export import ExportError, export
 from playground.store import CheckpointError
 
 st.title("Results")
 store = ui.store()
-runs = [r for r in ui.launcher().runs() if not r.active and r.checkpoint_sha]  # finished, stopped, interrupted
+runs = [r for r in ui.launcher().runs() if not r.active and r.checkpoint_sha]  # any ended run with a saved epoch
 if not runs:
     st.info("No finished runs yet: train one on the **Train** page.")
     st.stop()
@@ -81,6 +82,12 @@ def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -
     return fig
 
 
+def heat_overlay(image: np.ndarray, cam: np.ndarray, alpha: float) -> np.ndarray:
+    heat = px.colors.sample_colorscale("Jet", cam.ravel().tolist())
+    rgb = np.array([[int(v) for v in c[4:-1].split(",")] for c in heat], np.float32).reshape(*cam.shape, 3)
+    return ((1 - alpha) * image + alpha * rgb).clip(0, 255).astype(np.uint8)
+
+
 def on_cell_click() -> None:
     """Filter the gallery to the clicked cell (a cleared selection shows every class); runs before the
     selectboxes are drawn, so it may set their values."""
@@ -126,11 +133,46 @@ g1, g2 = st.columns([1, 2])
 choice = g1.selectbox("Image", list(shown) or [0], format_func=lambda i: f"test #{i}", key="r_cam")
 alpha = g1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="r_alpha")
 cam, target = gradcam(loaded, data.x_test[choice])
-heat = (px.colors.sample_colorscale("Jet", cam.ravel().tolist()))
-rgb = np.array([[int(v) for v in c[4:-1].split(",")] for c in heat], np.float32).reshape(32, 32, 3)
-overlay = ((1 - alpha) * data.x_test[choice] + alpha * rgb).clip(0, 255).astype(np.uint8)
-g2.image([data.x_test[choice], overlay], width=200,
+g2.image([data.x_test[choice], heat_overlay(data.x_test[choice], cam, alpha)], width=200,
          caption=["original", f"Grad-CAM for '{classes[target]}' (last conv layer)"])
+
+st.subheader("Try your own photo")
+photo = st.file_uploader("A photo (PNG, JPEG, WebP…): the run's top 3 classes and its Grad-CAM", key="r_photo",
+                         type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"])
+if photo is not None:
+    try:
+        image, top = classify_photo(loaded, photo.getvalue(), tta=tta)
+    except DataError as e:
+        st.error(str(e))
+    else:
+        p1, p2 = st.columns([1, 2])
+        p1.dataframe([{"class": c, "probability": f"{p:.1%}"} for c, p in top], hide_index=True, key="r_top3")
+        photo_cam, photo_target = gradcam(loaded, image)
+        p2.image([image, heat_overlay(image, photo_cam, alpha)], width=200,
+                 caption=["as the net sees it (32×32)", f"Grad-CAM for '{classes[photo_target]}'"])
+
+st.subheader("Compare with another run")
+other_id = st.selectbox("Run B", [i for i in ids if i != run_id], index=None, key="r_other",
+                        placeholder="choose a run to compare with…", format_func=lambda i: next(
+                            f"{r.id} · {r.name} · best {r.best_acc or 0:.1%}" for r in runs if r.id == i),
+                        help="The test images one run gets right and the other gets wrong, with both predictions")
+if other_id is not None:
+    try:
+        _, other = report_for(other_id, ui.data_source(), tta, shift, store.checkpoint_path(other_id).stat().st_mtime)
+        only_a, only_b = disagreements(report, other)
+    except (CheckpointError, DataError, OSError) as e:
+        st.error(str(e))
+    else:
+        st.caption(f"This run (A) {report.accuracy:.2%}, run B {other.accuracy:.2%}: A alone is right on "
+                   f"{len(only_a):,} images, B alone on {len(only_b):,} (the 16 where the wrong run was surest).")
+        for title, idx in ((f"A right, B wrong ({len(only_a):,})", only_a), (f"B right, A wrong ({len(only_b):,})",
+                                                                               only_b)):
+            st.markdown(f"**{title}**")
+            cols = st.columns(8)
+            for k, i in enumerate(idx[:16]):
+                cols[k % 8].image(data.x_test[i], width="stretch", caption=(
+                    f"{classes[report.labels[i]]}: A {classes[report.preds[i]]} ({report.probs[i].max():.0%}), "
+                    f"B {classes[other.preds[i]]} ({other.probs[i].max():.0%})"))
 
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)

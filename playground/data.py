@@ -649,7 +649,7 @@ def _load_folder(root: Path, shown: str, source: str = "", max_test: int | None 
         out = np.empty((len(paths), 32, 32, 3), np.uint8)  # decoded in place: one copy of the split
 
         def decode(k: int) -> str | None:
-            image, problem = _decode(paths[k], limit)
+            image, problem = decode_image(paths[k], limit)
             if image is not None:
                 out[k] = image
             return problem
@@ -675,10 +675,12 @@ def _load_folder(root: Path, shown: str, source: str = "", max_test: int | None 
                    skipped=skipped, skipped_why=why)
 
 
-def _decode(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
-    """(32x32x3 uint8, None), or (None, why it was skipped)."""
+def decode_image(path, max_pixels: int | None = None) -> tuple[np.ndarray | None, str | None]:
+    """(32x32x3 uint8, None), or (None, why it cannot be used), for an untrusted image file (a path
+    or a file object, such as an uploaded photo): RGB, resized bilinearly as the data's images are."""
     from PIL import Image, UnidentifiedImageError
 
+    max_pixels = max_pixels or max_image_pixels()
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as im:
             w, h = im.size

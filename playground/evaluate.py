@@ -12,6 +12,7 @@ names both sides. ``Report.summary`` is strict JSON: an undefined value is None,
 from __future__ import annotations
 
 import copy
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch import nn
 
 from .builder import build_model, last_conv
 from .config import RunSpec
+from .data import DataError, decode_image
 from .device import speed_settings
 from .serde import SpecError
 from .store import CheckpointError, RunRecord, RunStore
@@ -332,3 +334,36 @@ def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, t
         note += (f" Its best, {record.best_acc:.2%} at epoch {best['epoch']}, is what the run list shows; the "
                  f"checkpoint holds the last epoch.")
     return note
+
+
+MAX_PHOTO_BYTES = 10_000_000
+
+
+def classify_photo(loaded: LoadedRun, raw: bytes, k: int = 3, tta: bool = False
+                   ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """A visitor's photo as the data's images are made (RGB, resized to 32x32 bilinearly), and the
+    run's top ``k`` classes with their probabilities. DataError (one line) for a file that is too
+    large or not a usable image."""
+    if len(raw) > MAX_PHOTO_BYTES:
+        raise DataError(f"the photo is {len(raw) / 1e6:.1f} MB; the limit is {MAX_PHOTO_BYTES / 1e6:.0f} MB")
+    image, why = decode_image(io.BytesIO(raw))
+    if image is None:
+        raise DataError(f"the photo cannot be used: {why}")
+    net = loaded.run.net
+    if (net.in_channels, net.input_size) != (3, 32):
+        raise DataError(f"this run's net takes {net.input_size}×{net.input_size} with {net.in_channels} channel(s); "
+                        f"photos are read as 32×32 RGB")
+    probs = evaluate(loaded, image[None], np.zeros(1, np.int64), tta=tta).probs[0]
+    top = np.argsort(-probs)[:k]
+    return image, [(loaded.classes[i], float(probs[i])) for i in top]
+
+
+def disagreements(a: Report, b: Report) -> tuple[np.ndarray, np.ndarray]:
+    """Test images that run A gets right and run B gets wrong, and the reverse (indices), each
+    sorted by how sure the wrong run was. Both reports must be on the same test images."""
+    if len(a.labels) != len(b.labels) or not np.array_equal(a.labels, b.labels) or a.classes != b.classes:
+        raise DataError("the two runs were evaluated on different test images or classes; compare runs on the "
+                         "same data")
+    a_right, b_right = a.preds == a.labels, b.preds == b.labels
+    only_a, only_b = np.flatnonzero(a_right & ~b_right), np.flatnonzero(b_right & ~a_right)
+    return only_a[np.argsort(-b.probs[only_a].max(1))], only_b[np.argsort(-a.probs[only_b].max(1))]

@@ -209,7 +209,7 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     at.number_input(key="t_epochs").set_value(1)
     at.multiselect(key="t_teachers").select(teacher_id)
     at.button(key="t_start").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert wait_for_run(at) == "finished"
     assert ui.store().get(at.session_state["watch"]).spec["train"]["teachers"] == [teacher_id]
 
@@ -377,3 +377,24 @@ def test_a_damaged_run_store_is_one_error_line_on_every_page(app_env, monkeypatc
         assert not at.exception, (page, at.exception)
         assert any("run store cannot be used" in e.value and "damaged" in e.value for e in at.error), \
             (page, [e.value for e in at.error])
+
+
+def test_results_classifies_an_uploaded_photo_and_compares_two_runs(app_env):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    first, second = _stored_run(app_env), _stored_run(app_env)
+    at = open_page("results", last_run_id=first)
+    at.selectbox(key="r_other").set_value(second).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("A alone is right on" in c.value for c in at.caption), [c.value for c in at.caption]
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo, "PNG")
+    at.file_uploader(key="r_photo").set_value(("cat.png", photo.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (top,) = [d.value for d in at.dataframe if list(d.value.columns) == ["class", "probability"]]
+    assert len(top) == 3 and set(top["class"]) <= set(load_dataset(str(app_env)).classes)
+    at.file_uploader(key="r_photo").set_value(("cat.png", b"not an image at all", "image/png")).run()
+    assert not at.exception and any("the photo cannot be used: not an image" in e.value for e in at.error)

@@ -456,3 +456,39 @@ def test_results_say_why_an_accuracy_differs_from_the_recorded_one():
     other = accuracy_note(record, 2, 0.6, 5000, True, 0, "elsewhere")
     assert "recorded 58.00% at epoch 2" in other and "TTA views" in other and "500 random images" in other
     assert "another data source" in other
+
+
+def test_a_photo_is_read_as_the_data_is_and_a_hostile_one_is_one_line():
+    import io
+
+    from PIL import Image
+
+    from playground.data import DataError
+    from playground.evaluate import classify_photo
+
+    loaded = loaded_run(preset_net("fast"))
+    big = io.BytesIO()
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(big, "PNG")
+    image, top = classify_photo(loaded, big.getvalue())
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and (image == 200).all()
+    assert len(top) == 3 and abs(sum(p for _, p in top)) <= 1 + 1e-6 and top[0][1] >= top[1][1] >= top[2][1]
+    bomb = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(bomb, "PNG")  # a few kB that decode to 400 M pixels
+    for raw, words in ((bomb.getvalue(), "decompression bomb"), (b"GIF89a garbage", "cannot be used"),
+                       (b"x" * 10_000_001, "the limit is 10 MB")):
+        with pytest.raises(DataError, match=words) as e:
+            classify_photo(loaded, raw)
+        assert_one_line(e.value)
+
+
+def test_the_images_one_run_gets_right_and_the_other_wrong():
+    from playground.data import DataError
+    from playground.evaluate import disagreements
+
+    labels = np.array([0, 1, 2, 0])
+    a = Report(np.eye(3)[[0, 1, 0, 1]] * 0.9 + 0.03, labels, ["a", "b", "c"])  # right on 0, 1
+    b = Report(np.eye(3)[[1, 1, 2, 0]] * 0.9 + 0.03, labels, ["a", "b", "c"])  # right on 1, 2, 3
+    only_a, only_b = disagreements(a, b)
+    assert only_a.tolist() == [0] and sorted(only_b.tolist()) == [2, 3]
+    with pytest.raises(DataError, match="different test images"):
+        disagreements(a, Report(b.probs[:3], labels[:3], b.classes))
