@@ -2,7 +2,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import ui
+from playground import limits, ui
 from playground.arch import KIND_LABELS, Block, Layer, Net, replace
 from playground.presets import PRESETS, preset_net
 from playground.recipes import measured_for
@@ -11,6 +11,8 @@ from playground.serde import SpecError
 KINDS = list(KIND_LABELS)
 KERNELS, STRIDES, DILATIONS, SPANS = (1, 2, 3, 5, 7), (1, 2), (1, 2, 3, 4), (0, 1, 2, 3)
 NEW_BLOCK = Block([Layer(out=64)])
+BLANK = Net(name="blank", blocks=[Block([Layer(out=16)])])  # the smallest net that builds: one 3x3 conv, GAP, 1x1 head
+ORIGINS = {*PRESETS, BLANK.name}  # a net that still carries one of these names is renamed at its first edit
 
 
 # The spec in st.session_state["net"] is the only truth; the widgets show it. A browser keeps each widget's value
@@ -19,7 +21,7 @@ NEW_BLOCK = Block([Layer(out=64)])
 
 def widget_state(net: Net) -> dict:
     """The value of every spec widget for this spec, whatever it holds (the ranges widen to show it)."""
-    state = {"w_blocks": len(net.blocks)}
+    state = {"w_name": net.name, "w_blocks": len(net.blocks)}
     for b, block in enumerate(net.blocks):
         state |= {f"w_{b}_n": len(block.layers), f"w_{b}_skip": block.skip, f"w_{b}_every": block.skip_every}
         for i, layer in enumerate(block.layers):
@@ -64,11 +66,23 @@ def on_edit() -> None:
         layers = [edited_layer(old.layers[min(i, len(old.layers) - 1)], b, i) for i in range(n)]
         blocks.append(Block(layers, s.get(f"w_{b}_skip", old.skip), old.skip_from if old.skip_from < n else 0,
                             s.get(f"w_{b}_every", old.skip_every)))
-    show(Net(**{**base.__dict__, "blocks": blocks}))
+    name = f"{base.name} (edited)"[:limits.current().name_chars] if base.name in ORIGINS else base.name
+    show(Net(**{**base.__dict__, "name": name, "blocks": blocks}))
+
+
+def on_name() -> None:
+    """The name widget changed: one line of printable text within the limit; an empty name keeps the old one."""
+    base = ui.get_net()
+    name = " ".join("".join(c if c.isprintable() else " " for c in str(st.session_state["w_name"])).split())
+    show(Net(**{**base.__dict__, "name": name[:limits.current().name_chars] or base.name}))
 
 
 def on_load_preset() -> None:
     show(preset_net(st.session_state["preset_pick"]))
+
+
+def on_blank() -> None:
+    show(Net.from_dict(BLANK.to_dict()))
 
 
 def on_apply_json() -> None:
@@ -95,43 +109,57 @@ net = ui.get_net()
 if any(st.session_state.get(k) != v for k, v in widget_state(net).items()):
     show(net)  # first visit, or the spec was set elsewhere (a recipe, a share link)
 
-c1, c2 = st.columns([3, 1])
-preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",
-                      format_func=label, key="preset_pick")
-c2.button("Load preset", key="load_preset", disabled=preset is None, on_click=on_load_preset)
-
-st.slider("Blocks", 1, max(6, len(net.blocks)), key="w_blocks", on_change=on_edit)
-for b, block in enumerate(net.blocks):
-    with st.expander(f"C{b + 1}", expanded=b == 0, key=f"arch_c{b}"):
-        st.slider("Layers", 1, max(6, len(block.layers)), key=f"w_{b}_n", on_change=on_edit)
-        s1, s2 = st.columns(2)
-        s1.toggle("Residual skip", key=f"w_{b}_skip", on_change=on_edit)
-        s2.selectbox("Residual around", options(SPANS, block.skip_every),
-                     format_func=lambda k: "the whole block" if k <= 0 else f"every {k} layer(s)",
-                     key=f"w_{b}_every", disabled=not block.skip, on_change=on_edit,
-                     help="One residual around the block, or ResNet-style units of k layers each")
-        for i, layer in enumerate(block.layers):
-            cols = st.columns(5)
-            cols[0].selectbox(f"type {i + 1}", KINDS, format_func=KIND_LABELS.get, key=f"w_{b}_{i}_kind",
+ui.sticky_column("arch_board")
+controls, board = st.columns([3, 2], gap="medium")
+with controls:
+    c1, c2, c3 = st.columns([4, 2, 2], vertical_alignment="bottom")
+    preset = c1.selectbox("Start from a preset", list(PRESETS), index=None, placeholder="choose a preset…",
+                          format_func=label, key="preset_pick")
+    c2.button("Load preset", key="load_preset", disabled=preset is None, on_click=on_load_preset, width="stretch")
+    c3.button("Blank net", key="blank_net", on_click=on_blank, width="stretch", icon=":material/add:",
+              help="Start from the smallest net that builds: one 3×3 conv, then the GAP head")
+    st.text_input("Name", key="w_name", max_chars=limits.current().name_chars, on_change=on_name,
+                  help="Shown on the Train page and in the run list; an edited preset is named after it")
+    st.slider("Blocks", 1, max(6, len(net.blocks)), key="w_blocks", on_change=on_edit)
+    for b, block in enumerate(net.blocks):
+        with st.expander(f"C{b + 1}", expanded=b == 0, key=f"arch_c{b}"):
+            st.slider("Layers", 1, max(6, len(block.layers)), key=f"w_{b}_n", on_change=on_edit)
+            s1, s2 = st.columns(2)
+            s1.toggle("Residual skip", key=f"w_{b}_skip", on_change=on_edit)
+            s2.selectbox("Residual around", options(SPANS, block.skip_every),
+                         format_func=lambda k: "the whole block" if k <= 0 else f"every {k} layer(s)",
+                         key=f"w_{b}_every", disabled=not block.skip, on_change=on_edit,
+                         help="One residual around the block, or ResNet-style units of k layers each")
+            for i, layer in enumerate(block.layers):
+                with st.container(border=True, key=f"arch_row_{b}_{i}"):  # two lines: the width slider gets room
+                    r1, r2 = st.columns([2, 3])
+                    r1.selectbox(f"type {i + 1}", KINDS, format_func=KIND_LABELS.get, key=f"w_{b}_{i}_kind",
+                                 on_change=on_edit)
+                    r2.slider("width", min(4, layer.out), max(256, layer.out),
+                              step=4 if layer.out % 4 == 0 else 1, key=f"w_{b}_{i}_out", disabled=layer.is_pool,
                               on_change=on_edit)
-            cols[1].slider("width", min(4, layer.out), max(256, layer.out), step=4 if layer.out % 4 == 0 else 1,
-                           key=f"w_{b}_{i}_out", disabled=layer.is_pool, on_change=on_edit)
-            cols[2].selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
-            cols[3].selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
-            cols[4].selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
-                              disabled=layer.is_pool, on_change=on_edit)
+                    k1, k2, k3 = st.columns(3)
+                    k1.selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
+                    k2.selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
+                    k3.selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
+                                 disabled=layer.is_pool, on_change=on_edit)
 a = ui.analysis(net)
 
-if not a.ok:
-    st.error("**This architecture cannot be built:**\n\n" + "\n".join(f"- {p}" for p in a.problems))
-else:
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Parameters", f"{a.params:,}", f"{a.params - 200_000:+,} vs 200k budget", delta_color="inverse")
-    m2.metric("MACs", f"{a.macs / 1e6:.1f} M")
-    m3.metric("Receptive field", f"{a.trace.rf:g} px", f"covers {a.coverage:.0%} of the image", delta_color="off")
-    m4.metric("Output", f"{a.trace.out_channels}×{a.trace.out_size}×{a.trace.out_size}")
-    st.progress(min(1.0, a.params / 200_000), text=f"{a.params / 200_000:.0%} of the parameter budget")
-    ui.badges(a)
+with board, st.container(key="arch_board"):  # beside the editors, and it stays in view while they scroll
+    if not a.ok:
+        st.error("**This architecture cannot be built:**\n\n" + "\n".join(f"- {p}" for p in a.problems))
+    else:
+        m1, m2 = st.columns(2)
+        m1.metric("Parameters", f"{a.params:,}", f"{a.params - 200_000:+,} vs 200k", delta_color="inverse")
+        m2.metric("MACs", f"{a.macs / 1e6:.1f} M")
+        m3, m4 = st.columns(2)
+        m3.metric("Receptive field", f"{a.trace.rf:g} px", f"covers {a.coverage:.0%}",
+                  delta_color="off")
+        m4.metric("Output", f"{a.trace.out_channels}×{a.trace.out_size}×{a.trace.out_size}")
+        st.progress(min(1.0, a.params / 200_000), text=f"{a.params / 200_000:.0%} of the parameter budget")
+        ui.badges(a, stacked=True)
+
+if a.ok:
     table = pd.DataFrame(a.table())
     st.dataframe(table, hide_index=True, width="stretch", key="rf_table")
     fig = go.Figure()

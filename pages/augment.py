@@ -103,52 +103,61 @@ with st.sidebar:
     st.number_input("Seed", 0, 10_000, key="sample_seed", on_change=on_samples)
     st.button("Resample", icon=":material/casino:", key="resample", on_click=on_resample)
 
-st.subheader("Pipeline")
-for i, t in enumerate(aug.transforms):
-    d = REGISTRY[t.name]
-    with st.expander(f"{i + 1}. {t.name}", expanded=False):
-        st.caption(d.help)
-        st.slider("p (probability)", 0.0, 1.0, step=0.05, key=f"a_{i}_{t.name}_p", on_change=on_edit)
-        for prm in d.params:
-            key = f"a_{i}_{t.name}_{prm.name}"
-            if prm.kind == "bool":
-                st.checkbox(prm.name, help=prm.help, key=key, on_change=on_edit)
-            elif prm.kind == "choice":
-                st.selectbox(prm.name, prm.choices, help=prm.help, key=key, on_change=on_edit)
-            else:
-                cast = int if prm.kind.startswith("int") else float
-                st.slider(prm.name, cast(prm.min), cast(prm.max), step=cast(prm.step), help=prm.help, key=key,
-                          on_change=on_edit)
-        c1, c2, c3 = st.columns(3)
-        c1.button("↑ up", key=f"up_{i}", disabled=i == 0, on_click=on_move, args=(i, -1))
-        c2.button("↓ down", key=f"down_{i}", disabled=i == len(aug.transforms) - 1, on_click=on_move, args=(i, 1))
-        c3.button("✕ remove", key=f"rm_{i}", on_click=on_remove, args=(i,))
+ui.sticky_column("aug_preview")
+controls, board = st.columns(2, gap="medium")
+with controls:
+    st.subheader("Pipeline")
+    for i, t in enumerate(aug.transforms):
+        d = REGISTRY[t.name]
+        with st.expander(f"{i + 1}. {t.name}", expanded=False):
+            st.caption(d.help)
+            st.slider("p (probability)", 0.0, 1.0, step=0.05, key=f"a_{i}_{t.name}_p", on_change=on_edit)
+            for prm in d.params:
+                key = f"a_{i}_{t.name}_{prm.name}"
+                if prm.kind == "bool":
+                    st.checkbox(prm.name, help=prm.help, key=key, on_change=on_edit)
+                elif prm.kind == "choice":
+                    st.selectbox(prm.name, prm.choices, help=prm.help, key=key, on_change=on_edit)
+                else:
+                    cast = int if prm.kind.startswith("int") else float
+                    st.slider(prm.name, cast(prm.min), cast(prm.max), step=cast(prm.step), help=prm.help, key=key,
+                              on_change=on_edit)
+            c1, c2, c3 = st.columns(3)
+            c1.button("↑ up", key=f"up_{i}", disabled=i == 0, on_click=on_move, args=(i, -1))
+            c2.button("↓ down", key=f"down_{i}", disabled=i == len(aug.transforms) - 1, on_click=on_move,
+                      args=(i, 1))
+            c3.button("✕ remove", key=f"rm_{i}", on_click=on_remove, args=(i,))
 
-c1, c2 = st.columns([3, 1])
-c1.selectbox("Add a transform", list(REGISTRY), key="add_name", label_visibility="collapsed")
-most = limits.current().transforms
-c2.button("Add", icon=":material/add:", key="add", on_click=on_add, disabled=len(aug.transforms) >= most,
-          help=f"at most {most} transforms" if len(aug.transforms) >= most else None)
+    c1, c2 = st.columns([3, 1])
+    c1.selectbox("Add a transform", list(REGISTRY), key="add_name", label_visibility="collapsed")
+    most = limits.current().transforms
+    c2.button("Add", icon=":material/add:", key="add", on_click=on_add, disabled=len(aug.transforms) >= most,
+              help=f"at most {most} transforms" if len(aug.transforms) >= most else None)
 
-if data is not None:
-    idx = np.arange(len(data.y_train)) if cls == "all" else np.flatnonzero(data.y_train == data.classes.index(cls))
-    rng = np.random.default_rng(int(seed) + 1000 * draw)
-    picks = rng.choice(idx, size=min(n, len(idx)), replace=False)
-    try:
-        pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
-    except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
-        st.error("**This pipeline cannot be built:**\n\n" + "\n".join(f"- {ui.plain(p)}" for p in e.problems))
-        st.stop()
-    st.subheader("Original → augmented")
-    cols = st.columns(4)
-    for k, i in enumerate(picks):
-        out = pipe(image=data.x_train[i])
-        with cols[k % 4]:
-            st.image(np.concatenate([data.x_train[i], np.full((32, 2, 3), 255, np.uint8), out["image"]], 1),
-                     caption=data.classes[data.y_train[i]], width="stretch")
-            with st.popover("drawn parameters"):
-                st.text("\n".join(describe_replay(out["replay"])) or "no transforms")
-                st.caption("shift: x to the right, y down, in pixels")
+with board, st.container(key="aug_preview"):  # beside the pipeline, and it stays in view while that scrolls
+    if data is None:
+        st.info("The preview appears here once a dataset is loaded (Home page).")
+    else:
+        idx = (np.arange(len(data.y_train)) if cls == "all"
+               else np.flatnonzero(data.y_train == data.classes.index(cls)))
+        rng = np.random.default_rng(int(seed) + 1000 * draw)
+        picks = rng.choice(idx, size=min(n, len(idx)), replace=False)
+        try:
+            pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
+        except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
+            st.error("**This pipeline cannot be built:**\n\n"
+                     + "\n".join(f"- {ui.plain(p)}" for p in e.problems))
+            st.stop()
+        st.subheader("Original → augmented")
+        cols = st.columns(4)
+        for k, i in enumerate(picks):
+            out = pipe(image=data.x_train[i])
+            with cols[k % 4]:
+                st.image(np.concatenate([data.x_train[i], np.full((32, 2, 3), 255, np.uint8), out["image"]], 1),
+                         caption=data.classes[data.y_train[i]], width="stretch")
+                with st.popover(":material/tune:", help="The parameters drawn for this image", width="stretch"):
+                    st.text("\n".join(describe_replay(out["replay"])) or "no transforms")
+                    st.caption("shift: x to the right, y down, in pixels")
 
 st.subheader("Export")
 mean = data.mean if data else (0.4914, 0.4822, 0.4465)

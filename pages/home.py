@@ -6,8 +6,9 @@ from playground import ui
 
 
 def guide() -> None:
-    """The first-visit guide; a returning visitor dismisses it (a cookie keeps that) and may bring it back."""
-    if ui.guide_hidden():
+    """The first-visit guide; a returning visitor dismisses it (a cookie keeps that) and may bring it back
+    (the button at the bottom of the page)."""
+    if hidden:
         return
     with st.container(border=True, key="start_here"):
         st.markdown("#### Start here")
@@ -23,6 +24,7 @@ def guide() -> None:
 
 
 st.title("CIFAR-10 CNN Playground")
+hidden = ui.guide_hidden()
 guide()
 st.markdown(
     "Build small convolutional networks, see their receptive field and parameter budget live, preview the "
@@ -97,3 +99,7 @@ with status:
                    f"test images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
         if data.skipped:
             st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")
+
+if hidden:
+    st.button("Show the “Start here” guide", key="guide_show", on_click=ui.hide_guide, args=(False,), type="tertiary",
+              icon=":material/help:")

@@ -274,6 +274,13 @@ def set_aug(aug: AugSpec) -> None:
         del st.session_state[key]
 
 
+def sticky_column(key: str) -> None:
+    """Keep the column that holds the container ``key`` in view while the page scrolls (a preview or the
+    metrics beside their controls); a narrow window, where Streamlit stacks the columns, leaves it in place."""
+    st.html(f"<style>@media (min-width: 640px) {{ [data-testid=stColumn]:has(.st-key-{key}) "
+            f"{{ position: sticky; top: 3.75rem; align-self: flex-start; z-index: 2; }} }}</style>")
+
+
 def badges(a: Analysis, stacked: bool = False) -> None:
     """The rule checks: side by side, or one under the other with the reason on the badge's line (a narrow column)."""
     if stacked:

@@ -1,0 +1,98 @@
+"""AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide and the net's name."""
+import pytest
+import streamlit as st
+
+from playground import ui
+from playground.geometry import trace
+from playground.limits import current as current_limits
+from playground.presets import preset_net
+
+from .test_app import app_env, open_page, wait_for_run  # noqa: F401  (app_env is a fixture)
+
+
+def guide_shown(at) -> bool:
+    return any("Start here" in m.value for m in at.markdown)
+
+
+def cookie_scripts(at) -> list[str]:
+    return [h.proto.body for h in at.get("html") if ui.GUIDE_COOKIE in h.proto.body]
+
+
+def test_the_guide_shows_on_a_first_visit_until_dismissed_and_comes_back_on_request(app_env):
+    at = open_page("home")
+    assert guide_shown(at) and not cookie_scripts(at)
+    steps = [link.proto.label for link in at.get("page_link")]
+    assert [s.split()[1].strip("*") for s in steps] == ["Augment", "Architect", "Train", "Results"], steps
+    at.button(key="guide_hide").click().run()
+    assert not at.exception and not guide_shown(at)
+    assert any("max-age=31536000" in s for s in cookie_scripts(at))  # remembered in the browser
+    at.switch_page("../pages/augment.py").run()
+    at.switch_page("../pages/home.py").run()
+    assert not guide_shown(at)
+    at.button(key="guide_show").click().run()
+    assert guide_shown(at) and any("max-age=0" in s for s in cookie_scripts(at))  # and forgotten
+
+
+def test_a_returning_visitor_with_the_cookie_sees_no_guide(app_env, monkeypatch):
+    monkeypatch.setattr(type(st.context), "cookies", property(lambda self: {ui.GUIDE_COOKIE: "hidden"}))
+    at = open_page("home")
+    assert not guide_shown(at) and at.button(key="guide_show")
+    assert not cookie_scripts(at)  # nothing to write: the browser has it
+
+
+def net_name(at) -> str:
+    return at.session_state["net"]["name"]
+
+
+def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app_env):
+    at = open_page("architect")
+    assert at.text_input(key="w_name").value == "fast" == net_name(at)
+    at.slider(key="w_0_0_out").set_value(40).run()
+    assert net_name(at) == "fast (edited)" == at.text_input(key="w_name").value
+    at.selectbox(key="preset_pick").set_value("seed-002").run()
+    at.button(key="load_preset").click().run()
+    assert net_name(at) == "seed-002" == at.text_input(key="w_name").value
+    at.selectbox(key="w_0_1_d").set_value(2).run()
+    assert net_name(at) == "seed-002 (edited)"
+    at.selectbox(key="w_0_1_d").set_value(3).run()
+    assert net_name(at) == "seed-002 (edited)"  # not "(edited) (edited)"
+
+    at.text_input(key="w_name").set_value("  my\tdilated\x07 net ").run()
+    assert net_name(at) == "my dilated net" == at.text_input(key="w_name").value
+    at.slider(key="w_0_0_out").set_value(40).run()
+    assert net_name(at) == "my dilated net"  # a name of the visitor's own is kept
+    most = current_limits().name_chars
+    at.text_input(key="w_name").set_value("x" * (most + 20)).run()
+    assert net_name(at) == "x" * most and not at.exception
+    at.text_input(key="w_name").set_value("   ").run()
+    assert net_name(at) == "x" * most  # an empty name keeps the old one
+
+    at.button(key="blank_net").click().run()
+    assert net_name(at) == "blank" and not at.error and not at.exception
+    blank = at.session_state["net"]
+    assert len(blank["blocks"]) == 1 and len(blank["blocks"][0]["layers"]) == 1
+    assert at.metric[0].value == f"{trace(ui.Net.from_dict(blank)).params:,}"
+    at.slider(key="w_0_0_out").set_value(24).run()
+    assert net_name(at) == "blank (edited)"
+    at.text_input(key="w_name").set_value("tiny one").run()
+
+    at.switch_page("../pages/train.py").run()
+    assert any("**tiny one**" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.number_input(key="t_subset").set_value(60)
+    at.number_input(key="t_epochs").set_value(1)
+    at.button(key="t_start").click().run()
+    assert not at.exception and not at.error
+    run_id = at.session_state["watch"]
+    assert ui.store().get(run_id).name == "tiny one"
+    assert wait_for_run(at) == "finished"
+    runs = at.switch_page("../pages/runs.py").run()
+    table = runs.dataframe[0].value.set_index("id")
+    assert table.loc[run_id, "name"] == "tiny one"
+
+
+@pytest.mark.parametrize("name", ["seed-004"])
+def test_a_loaded_preset_keeps_its_name_until_edited(app_env, name):
+    at = open_page("architect")
+    at.selectbox(key="preset_pick").set_value(name).run()
+    at.button(key="load_preset").click().run()
+    assert net_name(at) == name and ui.Net.from_dict(at.session_state["net"]) == preset_net(name)
