@@ -24,7 +24,7 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
     f"{r.id} · {r.name} · {r.status} · best {r.best_acc or 0:.1%}" for r in runs if r.id == i), key="r_run")
 
 
-@st.cache_resource(max_entries=4, show_spinner="Evaluating the run…")
+@st.cache_resource(max_entries=12, show_spinner="Evaluating the run…")  # per run and TTA setting: a few MB each
 def report_for(run_id: str, source: str, tta: bool, shift: int, _mtime: float):
     data = ui.cached_dataset(source)
     loaded = load_run(store, run_id, data)  # refuses data with other classes or image shapes

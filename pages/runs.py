@@ -6,7 +6,7 @@ import streamlit as st
 from playground import ui
 from playground.config import hosted
 from playground.jobs import JobError, owns
-from playground.plots import compare_figure
+from playground.plots import compare_figure, minutes_seconds
 from playground.store import RESUMABLE
 
 st.title("Runs")
@@ -20,11 +20,15 @@ if not runs:
 me = ui.owner()
 table = pd.DataFrame([{
     "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": r.best_acc,
-    "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time (s)": round(r.elapsed or 0, 1),
+    "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time": minutes_seconds(r.elapsed),
     "started": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
-    "optimizer": r.spec.get("train", {}).get("optimizer"), "max LR": r.spec.get("train", {}).get("max_lr"),
-    **({"yours": owns(r, me)} if hosted() else {}), "message": r.message} for r in runs])
-sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table")
+    "optimizer": r.spec.get("train", {}).get("optimizer") or "", "max LR": r.spec.get("train", {}).get("max_lr"),
+    **({"yours": owns(r, me)} if hosted() else {}), "message": r.message or ""} for r in runs])
+sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+                   column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                  "best acc": st.column_config.NumberColumn(format="percent"),
+                                  "max LR": st.column_config.NumberColumn(format="%.3g"),
+                                  "time": st.column_config.TextColumn(help="training time, h:mm:ss")})
 rows = sel.selection.rows if sel else []
 chosen = [runs[i] for i in rows if i < len(runs)] or runs[:1]  # the list may have shrunk since the tick
 by_time = st.toggle("Wall-clock minutes on the x axis", key="runs_by_time")

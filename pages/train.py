@@ -7,7 +7,7 @@ from playground.device import DeviceError
 from playground.distill import TeacherError, candidates
 from playground.jobs import JobError, owns
 from playground.limits import current as current_limits
-from playground.plots import live_figure
+from playground.plots import live_figure, minutes_seconds
 from playground.presets import preset_net
 from playground.recipes import RECIPES
 from playground.serde import SpecError
@@ -101,10 +101,6 @@ def act(verb: str, run_id: str) -> None:
         st.session_state["train_action_error"] = str(e)
 
 
-def fmt_time(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-
-
 @st.fragment(run_every=1.0)
 def live() -> None:
     run_id = watched()
@@ -120,7 +116,7 @@ def live() -> None:
     eta = ""
     if record.status == "running" and record.img_per_s and record.steps > record.step:
         batch = record.spec["train"]["batch_size"]
-        eta = f" · ETA {fmt_time((record.steps - record.step) * batch / record.img_per_s)}"
+        eta = f" · ETA {minutes_seconds((record.steps - record.step) * batch / record.img_per_s)}"
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
                 text=f"{record.name} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      f"step {record.step}/{record.steps}{rate}{eta}")
@@ -151,7 +147,15 @@ def live() -> None:
         st.error(f"Training failed: {record.message}")
     st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), per_epoch), key="live_chart")
     if record.epochs:
-        st.dataframe(pd.DataFrame(record.epochs).round(4), hide_index=True, key="epoch_table")
+        table = pd.DataFrame(record.epochs)
+        for col in ("epoch_time", "elapsed"):
+            table[col] = table[col].map(minutes_seconds)
+        pct, loss = st.column_config.NumberColumn(format="percent"), st.column_config.NumberColumn(format="%.3f")
+        st.dataframe(table, hide_index=True, key="epoch_table", column_config={
+            "train_acc": pct, "test_acc": pct, "train_loss": loss, "test_loss": loss,
+            "lr": st.column_config.NumberColumn("LR", format="%.4g"),
+            "img_per_s": st.column_config.NumberColumn("img/s", format="%.0f"),
+            "epoch_time": "epoch time", "elapsed": "elapsed"})
     st.session_state["last_run_id"] = run_id
 
 

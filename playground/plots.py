@@ -23,8 +23,20 @@ def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -
                 fig.add_scatter(x=ep["epoch"], y=ep[f"{split}_{key}"], name=f"{split} {key}", mode="lines+markers",
                                 row=1, col=col)
     fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="cross-entropy loss", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title_text="learning rate", row=1, col=3)
     fig.update_layout(height=340, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)  # epochs without a test pass (eval_every > 1) are None
+
+
+def minutes_seconds(seconds: float | None) -> str:
+    """A duration as people read it: 1:05:09, 12:07, 0:42."""
+    if seconds is None:
+        return ""
+    total = int(round(seconds))
+    h, m, s = total // 3600, total // 60 % 60, total % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
@@ -34,8 +46,8 @@ def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
         if r.epochs:
             x = [e["elapsed"] / 60 for e in r.epochs] if minutes else [e["epoch"] for e in r.epochs]
             fig.add_scatter(x=x, y=[e["test_acc"] for e in r.epochs], name=f"{r.name} {r.id}", mode="lines+markers")
-    fig.update_layout(height=360, xaxis_title="minutes" if minutes else "epoch", yaxis_title="test accuracy",
-                      margin=dict(t=20))
+    fig.update_layout(height=360, xaxis_title="wall-clock minutes" if minutes else "epoch",
+                      yaxis=dict(title="test accuracy", tickformat=".0%"), margin=dict(t=20))
     return fig.update_traces(connectgaps=True)
 
 
@@ -53,5 +65,9 @@ def report_figure(runs: list[RunRecord]) -> go.Figure:
                             name=f"{r.name} {split} loss", line=dict(dash=dash), row=1, col=2)
     for level in (0.85, 0.90):
         fig.add_hline(y=level, line=dict(color="grey", dash="dash"), row=1, col=1)
+    fig.update_xaxes(title_text="wall-clock minutes", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_yaxes(title_text="test accuracy", tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="cross-entropy loss", row=1, col=2)
     fig.update_layout(height=420, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)

@@ -70,12 +70,17 @@ class StoreWriter:
                 self.last_point = now
             if now - self.last_flush >= PROGRESS_EVERY_S:
                 self.flush()
+        elif event.kind == "testing":  # a test pass is a pause in the batch points: the Train page says why
+            self.flush()
+            views = f" × {d['views']} TTA views" if d["views"] > 1 else ""
+            self.store.beat(self.run_id, f"testing epoch {d['epoch']} on {d['images']:,} images{views}")
         elif event.kind == "epoch":
             self.flush()
             self.epoch = d["epoch"]
             self.store.save_state(self.run_id, d["state"])
             self.store.save_checkpoint(self.run_id, checkpoint_state(self.run, d["model"], self.data, self.epoch))
             self.store.add_epoch(self.run_id, metrics_of(event))
+            self.store.beat(self.run_id, "")
         elif event.kind == "end":
             self.flush()
             if d["status"] == "stopped":  # mid-epoch weights are valid; keep them (resume uses the epoch state)

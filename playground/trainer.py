@@ -431,6 +431,8 @@ class Trainer:
                     self._recalibrate_bn(eval_model, mean, std)
                 test_loss = test_acc = None
                 if epoch % t.eval_every == 0 or epoch == t.epochs:
+                    views = (2 if t.tta else 1) * (9 if t.tta_shift else 1)
+                    self.emit("testing", epoch=epoch, images=len(self.data.y_test), views=views)
                     probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, t.tta_shift)
                     y_test = torch.from_numpy(self.data.y_test)
                     test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None

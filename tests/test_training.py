@@ -282,3 +282,36 @@ def test_train_spec_json_round_trip_and_validation():
         TrainSpec.from_json('{"tta_shift": 5}')
     with pytest.raises(SpecError, match="unknown optimizer 'lamb'"):
         TrainSpec.from_json('{"optimizer": "lamb"}')
+
+
+def test_a_test_pass_is_announced_in_the_store_and_cleared_after(image_folder, tmp_path):
+    """The batch points pause while the model is tested; the Train page shows the store's message."""
+    store, data, seen = RunStore(tmp_path), load_dataset(str(image_folder)), []
+
+    def watch(event):
+        if event.kind in ("testing", "epoch"):
+            record = store.get(event_run[0]) if event_run else None
+            seen.append((event.kind, event.data["epoch"], record.message if record else None))
+
+    event_run: list[str] = []
+    from playground.runner import create_run
+    run = tiny_run(epochs=3, eval_every=2)
+    event_run.append(create_run(store, run))
+    execute(store, run, data, [watch], run_id=event_run[0])
+    assert seen == [("epoch", 1, ""), ("testing", 2, "testing epoch 2 on 40 images"), ("epoch", 2, ""),
+                    ("testing", 3, "testing epoch 3 on 40 images"), ("epoch", 3, "")]
+
+
+def test_charts_have_axis_titles_and_tables_read_as_people_read():
+    from playground.plots import compare_figure, live_figure, minutes_seconds, report_figure
+
+    epochs = [dict(epoch=1, train_loss=2.0, test_loss=1.9, train_acc=0.3, test_acc=0.35, lr=0.1, elapsed=70.0)]
+    live = live_figure(epochs, [dict(step=5, epoch=1, loss=2.1, acc=0.3, lr=0.1, img_per_s=900)], 10)
+    layout = live.layout
+    assert [layout.yaxis.title.text, layout.yaxis2.title.text, layout.yaxis3.title.text] == [
+        "cross-entropy loss", "accuracy", "learning rate"] and layout.yaxis2.tickformat == ".0%"
+    from types import SimpleNamespace
+    run = SimpleNamespace(epochs=epochs, name="fast", id="x", params=1000)
+    for fig in (compare_figure([run]), compare_figure([run], minutes=True), report_figure([run])):
+        assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and fig.layout.yaxis.tickformat == ".0%"
+    assert [minutes_seconds(x) for x in (None, 0, 42.4, 727, 3909)] == ["", "0:00", "0:42", "12:07", "1:05:09"]
