@@ -143,6 +143,7 @@ with controls:
                     k2.selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
                     k3.selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
                                  disabled=layer.is_pool, on_change=on_edit)
+    st.space(240)  # room to scroll the last editors up beside the metrics (a sticky column stays within its row)
 a = ui.analysis(net)
 
 with board, st.container(key="arch_board"):  # beside the editors, and it stays in view while they scroll
@@ -157,7 +158,7 @@ with board, st.container(key="arch_board"):  # beside the editors, and it stays 
                   delta_color="off")
         m4.metric("Output", f"{a.trace.out_channels}×{a.trace.out_size}×{a.trace.out_size}")
         st.progress(min(1.0, a.params / 200_000), text=f"{a.params / 200_000:.0%} of the parameter budget")
-        ui.badges(a, stacked=True)
+        ui.badges(a, compact=True)
 
 if a.ok:
     table = pd.DataFrame(a.table())

@@ -281,14 +281,19 @@ def sticky_column(key: str) -> None:
             f"{{ position: sticky; top: 3.75rem; align-self: flex-start; z-index: 2; }} }}</style>")
 
 
-def badges(a: Analysis, stacked: bool = False) -> None:
-    """The rule checks: side by side, or one under the other with the reason on the badge's line (a narrow column)."""
-    if stacked:
+def badges(a: Analysis, compact: bool = False) -> None:
+    """The rule checks: side by side, each with its reason; or, compact (a narrow column), the badges in one
+    paragraph and only the failed rules' reasons."""
+    def badge(rule) -> str:
+        return f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}]"
+
+    if compact:
+        st.markdown(" ".join(badge(rule) for rule in a.rules))
         for rule in a.rules:
-            st.markdown(f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}] "
-                        f":small[:gray[{plain(rule.reason)}]]")
+            if not rule.passed:
+                st.caption(f"✗ {rule.name}: {plain(rule.reason)}")
         return
     cols = st.columns(len(a.rules))
     for col, rule in zip(cols, a.rules):
-        col.markdown(f"{':green-badge[✓' if rule.passed else ':red-badge[✗'} {rule.name}]")
+        col.markdown(badge(rule))
         col.caption(rule.reason)

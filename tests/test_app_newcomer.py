@@ -1,11 +1,9 @@
 """AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide and the net's name."""
-import pytest
 import streamlit as st
 
 from playground import ui
 from playground.geometry import trace
 from playground.limits import current as current_limits
-from playground.presets import preset_net
 
 from .test_app import app_env, open_page, wait_for_run  # noqa: F401  (app_env is a fixture)
 
@@ -88,11 +86,3 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     runs = at.switch_page("../pages/runs.py").run()
     table = runs.dataframe[0].value.set_index("id")
     assert table.loc[run_id, "name"] == "tiny one"
-
-
-@pytest.mark.parametrize("name", ["seed-004"])
-def test_a_loaded_preset_keeps_its_name_until_edited(app_env, name):
-    at = open_page("architect")
-    at.selectbox(key="preset_pick").set_value(name).run()
-    at.button(key="load_preset").click().run()
-    assert net_name(at) == name and ui.Net.from_dict(at.session_state["net"]) == preset_net(name)

@@ -1,0 +1,109 @@
+"""Real-browser tests for a newcomer's first steps (issue 17, Awkward): what only a browser shows, the guide's
+dismissal kept across a reload (a cookie), and the previews and metrics beside their controls, in view at 1280x800
+and 1400x1000 while the controls below are edited."""
+import pytest
+
+from .browser import chromium, needs_chromium, streamlit_server
+from .test_browser_state import settle
+
+pytestmark = needs_chromium
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture(scope="module")
+def server(image_folder, tmp_path_factory):
+    with streamlit_server(image_folder, tmp_path_factory.mktemp("newcomer-runs")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # its own cookies
+    context.set_default_timeout(30_000)
+    yield context
+    context.close()
+
+
+def open_home(page, server) -> None:
+    page.goto(server)
+    expect(page.get_by_text("Using ", exact=False).first).to_be_visible(timeout=60_000)  # the page's last part
+    settle(page)
+
+
+def test_the_guide_stays_dismissed_after_a_reload_and_in_a_new_tab(context, server):
+    page = context.new_page()
+    open_home(page, server)
+    guide = page.get_by_text("Start here", exact=True)
+    expect(guide).to_be_visible()
+    page.get_by_role("button", name="Got it, hide this guide").click()
+    expect(guide).to_have_count(0)
+    settle(page)
+    page.reload()
+    open_home(page, server)
+    expect(guide).to_have_count(0)
+    tab = context.new_page()
+    open_home(tab, server)
+    expect(tab.get_by_text("Start here", exact=True)).to_have_count(0)
+    tab.get_by_role("button", name="Show the “Start here” guide").click()
+    expect(tab.get_by_text("Start here", exact=True)).to_be_visible()
+    settle(tab)
+    tab.reload()
+    open_home(tab, server)
+    expect(tab.get_by_text("Start here", exact=True)).to_be_visible()
+
+
+def assert_in_view(page, locator) -> None:
+    """The element lies inside the viewport and nothing (the app's top bar) covers its centre."""
+    box, view = locator.bounding_box(), page.viewport_size
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= view["height"], (box, view)
+    assert 0 <= box["x"] and box["x"] + box["width"] <= view["width"], (box, view)
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert locator.evaluate("(e, [x, y]) => e.contains(document.elementFromPoint(x, y))", centre), box
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1400, 1000)])
+def test_the_architect_metrics_stay_beside_the_editors(context, server, size):
+    page = context.new_page()
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto(f"{server}/architect")
+    params = page.get_by_test_id("stMetricValue").first
+    expect(params).to_have_text("156,448", timeout=60_000)
+    page.get_by_text("C4", exact=True).click()  # the last block, at the bottom of the editors
+    widths = page.get_by_test_id("stSlider").filter(has=page.get_by_role("slider", name="width"))  # C1's and C4's
+    last = widths.nth(widths.count() - 1)
+    last.evaluate("e => e.scrollIntoView({block: 'center'})")  # scrolled down to it, as a user would
+    last.get_by_role("slider").focus()
+    page.keyboard.press("ArrowLeft")  # 256 -> 252 channels
+    settle(page)
+    expect(params).not_to_have_text("156,448")
+    assert_in_view(page, last)
+    assert_in_view(page, params)
+    for i in range(widths.count()):  # room to drag a width: not squeezed into a fifth of the row
+        assert widths.nth(i).bounding_box()["width"] >= 200, widths.nth(i).bounding_box()
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1400, 1000)])
+def test_the_augment_preview_stays_beside_the_pipeline(context, server, size):
+    page = context.new_page()
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    page.goto(f"{server}/augment")
+    images = page.get_by_test_id("stMain").get_by_test_id("stImage")
+    expect(images).to_have_count(12, timeout=60_000)
+    for title in ("1. HorizontalFlip", "2. Affine", "3. CoarseDropout"):  # every step opened, as when editing
+        page.get_by_text(title, exact=True).click()
+    settle(page)
+    before = [im.get_attribute("src") for im in images.locator("img").all()]
+    last = page.get_by_test_id("stExpander").filter(has_text="3. CoarseDropout").get_by_test_id("stSlider").first
+    last.evaluate("e => e.scrollIntoView({block: 'center'})")
+    last.get_by_role("slider").focus()
+    page.keyboard.press("End")  # CoarseDropout always applied: the preview changes
+    settle(page)
+    assert [im.get_attribute("src") for im in images.locator("img").all()] != before
+    assert_in_view(page, last)
+    assert_in_view(page, images.first)
