@@ -333,6 +333,44 @@ def cmd_curves(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import subprocess
+
+    from . import cli_child
+    from .data import resolve_source
+    from .store import RunStore
+    from .sweep import load_space, run_share, storage_for, study_for
+
+    space = load_space(args.space)  # a bad space file: one line before any process starts
+    if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
+        raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])
+    source, store = resolve_source(args.data), RunStore(args.runs)
+    study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
+    shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
+    children = []
+    for share in shares[1:]:
+        if share:
+            argv, env = cli_child("sweep", "--space", args.space, "--trials", str(share), "--study", study.study_name,
+                                  "--data", source, "--runs", str(store.root), "--device", args.device,
+                                  *(["--storage", args.storage] if args.storage else []))
+            children.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL))
+    print(f"study {study.study_name}: {args.trials} trials in {args.workers} process(es), storage "
+          f"{(args.storage or str(store.root / 'sweeps.sqlite')).split('@')[-1]}", flush=True)
+    run_share(args.space, shares[0], args.storage, study.study_name, source, args.runs, args.device)
+    failed = sum(child.wait() != 0 for child in children)
+    study = study_for(space, storage_for(args.storage, store), study.study_name)
+    best = study.best_trials if len(space.objectives) > 1 else ([study.best_trial] if any(
+        t.value is not None for t in study.trials) else [])
+    for t in best:
+        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(space.objectives, t.values))
+        print(f"best trial {t.number}: {values}, run {t.user_attrs.get('run_id')}")
+    counts = {}
+    for t in study.trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
                                  epilog=EPILOG)
@@ -403,17 +441,25 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curves", help="an HTML page of test accuracy by minute and loss by epoch for runs")
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")
-    for p in (t, e, b, d):
+    sw = sub.add_parser("sweep", help="search a space of specs with Optuna; every trial is a run in the store")
+    sw.add_argument("--space", required=True, help="search space JSON (see sweeps/)")
+    sw.add_argument("--trials", type=int, default=20)
+    sw.add_argument("--workers", type=int, default=1, help="trials at once on this machine, as processes")
+    sw.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db to share a study "
+                                      "between machines (default: sweeps.sqlite in the runs folder)")
+    sw.add_argument("--study", help="study name (default: the space's name); the same name joins the same study")
+    sw.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    for p in (t, e, b, d, sw):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .tar.gz, .tar or .zip) | upload:<sha256> "
                                       "(default: $PLAYGROUND_DATA, then cifar10)")
-    for p in (t, e, x, c, w, r, st):
+    for p in (t, e, x, c, w, r, st, sw):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap
 
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
                 bench=cmd_bench, export=cmd_export, curves=cmd_curves, data=cmd_data, worker=cmd_worker, runs=cmd_runs,
-                stop=cmd_stop)
+                stop=cmd_stop, sweep=cmd_sweep)
 
 
 def main(argv: list[str] | None = None) -> int:

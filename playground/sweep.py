@@ -1,0 +1,302 @@
+"""Sweeps: Optuna searches the spec space; every trial is a normal run in the run store.
+
+A search space is a JSON file (``sweeps/*.json``): a base run (a preset or recipe) and
+distributions over paths into the run spec, e.g. ``"train.max_lr": {"float": [0.02, 0.4],
+"log": true}``, ``"net.blocks.1.layers.*.out": {"int": [32, 128], "step": 16}`` (``*`` sets
+every layer of the block), ``"net.blocks.2.depth": {"int": [1, 3]}`` (repeat or drop the block's
+last conv layers; pools stay), ``"net.blocks.0.skip": {"choice": [true, false]}``. ``objectives`` is
+``["accuracy"]`` (with a parameter budget and the seed rules as constraints), or two:
+``["accuracy", "params"]`` or ``["accuracy", "minutes"]`` (Optuna keeps the Pareto front).
+
+Each trial builds its spec and validates it through the one door (limits included); an
+invalid, over-budget or rule-breaking spec is pruned with its reason, never run. A valid one
+is recorded as a run named ``<study> #<trial>`` (the trial keeps the run id as a user
+attribute: both ways linked) and trained by a worker process, as the app does; the trial
+reports each tested epoch's accuracy so the pruner (median) stops poor trials, which stops
+their worker. Storage: an SQLite file in the runs folder by default (no server), or any
+Optuna URL such as ``postgresql://…`` to share one study between machines; trials whose
+process died are marked failed by Optuna's heartbeat and retried once.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import cli_child, lifecycle
+from .analysis import check_rules
+from .config import RunSpec, data_problems
+from .geometry import trace
+from .recipes import get_recipe
+from .presets import preset_net
+from .runner import create_run
+from .serde import SpecError, parse_json, short
+from .store import RunStore
+
+OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"))
+KINDS = ("float", "int", "choice")
+POLL_S = 0.5
+
+
+@dataclass
+class Space:
+    name: str
+    base: dict  # {"preset": NAME} or {"recipe": NAME}; optional "train" overrides
+    params: dict[str, dict]
+    objectives: tuple[str, ...] = ("accuracy",)
+    max_params: int | None = None
+    rules: bool = False  # the seed assignment's rules (RF > 44, dilated + depthwise, GAP, C1C2C3C4O)
+    description: str = ""
+
+
+def load_space(path: str | Path) -> Space:
+    """A space file, checked key by key; SpecError names the key (one line)."""
+    path = Path(path)
+    try:
+        data = parse_json(path.read_bytes())
+    except SpecError as e:
+        raise SpecError([f"{path.name}: {p}" for p in e.problems]) from None
+    return space_from_dict(data, path.name)
+
+
+def space_from_dict(data: Any, where: str = "space") -> Space:
+    def bad(key: str, why: str) -> SpecError:
+        return SpecError([f"{where}: {key}: {why}"])
+
+    if not isinstance(data, dict):
+        raise bad("(top)", "expected an object")
+    known = {"name", "description", "base", "params", "objectives", "max_params", "rules"}
+    if unknown := sorted(set(data) - known):
+        raise bad(short(unknown[0])[1:-1], f"unknown key (known: {', '.join(sorted(known))})")
+    base = data.get("base", {"preset": "fast"})
+    if not isinstance(base, dict) or not ({"preset", "recipe"} & set(base)):
+        raise bad("base", 'expected {"preset": NAME} or {"recipe": NAME}')
+    objectives = tuple(data.get("objectives", ["accuracy"]))
+    if objectives not in OBJECTIVES:
+        raise bad("objectives", f"choose one of {', '.join(json.dumps(list(o)) for o in OBJECTIVES)}")
+    params = data.get("params")
+    if not isinstance(params, dict) or not params:
+        raise bad("params", "expected an object of path: distribution")
+    for key, dist in params.items():
+        if not isinstance(dist, dict) or len(set(dist) & set(KINDS)) != 1:
+            raise bad(f"params.{key}", f"expected one of {', '.join(KINDS)}")
+        kind = next(k for k in KINDS if k in dist)
+        values = dist[kind]
+        if kind == "choice":
+            if not isinstance(values, list) or not values:
+                raise bad(f"params.{key}.choice", "expected a non-empty list")
+        elif (not isinstance(values, list) or len(values) != 2 or
+              not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+              or values[0] > values[1] or (kind == "int" and not all(float(v).is_integer() for v in values))):
+            raise bad(f"params.{key}.{kind}", "expected [low, high] with low <= high")
+        if dist.get("log") and (kind == "choice" or values[0] <= 0):
+            raise bad(f"params.{key}.log", "a log scale needs a positive numeric range")
+        if not key.split(".")[0] in ("net", "aug", "train"):
+            raise bad(f"params.{key}", "a path starts with net., aug. or train.")
+    max_params = data.get("max_params")
+    if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
+        raise bad("max_params", "expected a positive whole number")
+    space = Space(str(data.get("name", where)), base, params, objectives, max_params, bool(data.get("rules", False)),
+                  str(data.get("description", "")))
+    base_run(space)  # the base itself must exist
+    return space
+
+
+def base_run(space: Space) -> dict:
+    """The base run spec as a plain dict, which the trial's values are written into."""
+    try:
+        if "recipe" in space.base:
+            recipe = get_recipe(space.base["recipe"])
+            aug, train = recipe.copy_specs()
+            run = RunSpec(preset_net(recipe.preset), aug, train)
+        else:
+            run = RunSpec(preset_net(space.base["preset"]))
+    except KeyError as e:
+        raise SpecError([f"base: {e.args[0]}"]) from None
+    spec = run.to_dict()
+    spec["train"].update(space.base.get("train", {}))
+    return spec
+
+
+def sample(trial, space: Space) -> dict[str, Any]:
+    """The trial's value for every path of the space."""
+    values = {}
+    for key, dist in space.params.items():
+        if "choice" in dist:
+            values[key] = trial.suggest_categorical(key, dist["choice"])
+        elif "int" in dist:
+            low, high = (int(v) for v in dist["int"])
+            values[key] = trial.suggest_int(key, low, high, step=int(dist.get("step", 1)), log=bool(dist.get("log")))
+        else:
+            low, high = dist["float"]
+            values[key] = trial.suggest_float(key, low, high, log=bool(dist.get("log")))
+    return values
+
+
+def apply(spec: dict, values: dict[str, Any]) -> dict:
+    """``spec`` with each path set; ``*`` sets every item of a list, ``depth`` resizes a block."""
+    spec = copy.deepcopy(spec)
+    for key, value in sorted(values.items(), key=lambda kv: not kv[0].endswith(".depth")):  # depth first
+        parts = key.split(".")
+        if parts[-1] == "depth":  # the number of conv layers; pools stay where they are
+            block = _walk(spec, parts[:-1], key)
+            layers = block["layers"]
+            convs = [i for i, layer in enumerate(layers) if not layer["kind"].endswith("pool")]
+            if not convs or value < 1:
+                raise SpecError([f"params.{key}: a block needs at least one conv layer"])
+            last = convs[-1]
+            if value >= len(convs):
+                layers[last + 1:last + 1] = [copy.deepcopy(layers[last]) for _ in range(value - len(convs))]
+            else:
+                for i in reversed(convs[value:]):
+                    del layers[i]
+            continue
+        targets = [spec]
+        for part in parts[:-1]:
+            targets = [t for item in targets for t in (item if part == "*" else [_child(item, part, key)])]
+        for target in targets:
+            if isinstance(target, dict):
+                target[parts[-1]] = value
+            else:
+                target[int(parts[-1])] = value
+    return spec
+
+
+def _child(item: Any, part: str, key: str) -> Any:
+    try:
+        return item[int(part)] if isinstance(item, list) else item[part]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise SpecError([f"params.{key}: the base spec has no {part!r} there"]) from None
+
+
+def _walk(spec: dict, parts: list[str], key: str) -> Any:
+    for part in parts:
+        spec = _child(spec, part, key)
+    return spec
+
+
+def check_trial(space: Space, spec: dict, classes: list[str], image_shape: tuple[int, ...]) -> RunSpec:
+    """The trial's run through the one door, then the space's constraints; SpecError says why not."""
+    run = RunSpec.from_dict(spec)
+    if problems := data_problems(run.net, classes, image_shape):
+        raise SpecError(problems)
+    t = trace(run.net)
+    if space.max_params is not None and t.params > space.max_params:
+        raise SpecError([f"{t.params:,} parameters is over the budget of {space.max_params:,}"])
+    if space.rules and (broken := [r.name for r in check_rules(run.net, t) if not r.passed]):
+        raise SpecError([f"breaks the rules: {', '.join(broken)}"])
+    return run
+
+
+@dataclass
+class Sweep:
+    """One process's share of a study: ``trials`` trials, each a worker process training a run."""
+
+    space: Space
+    store: RunStore
+    data_source: str
+    classes: list[str]
+    image_shape: tuple[int, ...]
+    device: str = "cpu"
+    finished: list[int] = field(default_factory=list)
+
+    def objective(self, trial):
+        import optuna
+
+        values = sample(trial, self.space)
+        try:
+            run = check_trial(self.space, apply(base_run(self.space), values), self.classes, self.image_shape)
+        except SpecError as e:
+            reason = "; ".join(e.problems)
+            trial.set_user_attr("pruned_because", reason[:500])
+            raise optuna.TrialPruned(reason) from None
+        run.data = self.data_source
+        run.net.name = f"{trial.study.study_name} #{trial.number}"[:80]
+        run_id = create_run(self.store, run, self.device, owner="sweep")
+        trial.set_user_attr("run_id", run_id)
+        trial.set_user_attr("params", trace(run.net).params)
+        record = self._train(trial, run_id)
+        if record.status == "stopped" and trial.user_attrs.get("pruned_at") is not None:
+            raise optuna.TrialPruned(f"pruned after epoch {trial.user_attrs['pruned_at']}")
+        if record.status != "finished" or record.best_acc is None:
+            raise RuntimeError(f"run {run_id} ended {record.status}: {record.message}")
+        self.finished.append(trial.number)
+        accuracy = max(e["test_acc"] for e in record.epochs if e.get("test_acc") is not None)
+        second = {"params": float(trace(run.net).params), "minutes": (record.elapsed or 0) / 60}
+        return accuracy if len(self.space.objectives) == 1 else (accuracy, second[self.space.objectives[1]])
+
+    def _train(self, trial, run_id: str):
+        """Start the run's worker, report each tested epoch, stop it if the pruner says so."""
+        argv, env = cli_child("worker", run_id, "--runs", str(self.store.root.resolve()))
+        with open(self.store.log_path(run_id), "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        reported, single = set(), len(self.space.objectives) == 1
+        try:
+            while True:
+                code = proc.poll()
+                record = self.store.get(run_id)
+                for e in record.epochs:
+                    if single and e.get("test_acc") is not None and e["epoch"] not in reported:
+                        reported.add(e["epoch"])
+                        trial.report(e["test_acc"], e["epoch"])
+                        if trial.should_prune() and trial.user_attrs.get("pruned_at") is None:
+                            trial.set_user_attr("pruned_at", e["epoch"])
+                            lifecycle.request_stop(self.store, record)
+                if code is not None:
+                    if code != 0:
+                        status, message = lifecycle.exit_reason(code)
+                        self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
+                                          only_if_active=True)
+                    return self.store.get(run_id)
+                time.sleep(POLL_S)
+        except BaseException:
+            proc.kill()  # the sweep itself is stopping: its worker goes with it
+            proc.wait()
+            lifecycle.reconcile(self.store)
+            raise
+
+
+def storage_for(url: str | None, runs: RunStore):
+    """Optuna storage: ``url``, or an SQLite file in the runs folder. RDB storages get a heartbeat,
+    so a trial whose process died is marked failed (and retried once) instead of running forever."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
+    try:
+        return RDBStorage(url, heartbeat_interval=10, grace_period=30,
+                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1),
+                          engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else None)
+    except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as e:
+        raise SpecError([f"storage {short(url.split('@')[-1], 60)[1:-1]}: {str(e).splitlines()[0][:200]}"]) from None
+
+
+def study_for(space: Space, storage, name: str | None):
+    import optuna
+
+    directions = ["maximize"] if len(space.objectives) == 1 else ["maximize", "minimize"]
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    return optuna.create_study(study_name=name or space.name, storage=storage, directions=directions,
+                               pruner=pruner, load_if_exists=True)
+
+
+def run_share(space_path: str, trials: int, storage_url: str | None, study_name: str | None, data_source: str,
+              runs: str | None, device: str = "cpu") -> list[int]:
+    """This process's ``trials`` trials of the study; the trial numbers that finished."""
+    import optuna
+
+    from .data import load_dataset
+
+    space = load_space(space_path)
+    store = RunStore(runs)
+    data = load_dataset(data_source, mmap_train=True)
+    study = study_for(space, storage_for(storage_url, store), study_name)
+    sweep = Sweep(space, store, data_source, list(data.classes), data.x_test.shape[1:], device)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(sweep.objective, n_trials=trials, catch=(RuntimeError,))
+    return sweep.finished

@@ -1,0 +1,99 @@
+"""Sweeps on Optuna, on tiny data: every trial is a run in the store (trained by a worker
+process), invalid or over-budget specs are pruned with their reason, the median pruner stops
+a clearly worse trial, and two processes share one study without losing or repeating a trial."""
+import json
+
+import optuna
+import pytest
+
+from playground.serde import SpecError
+from playground.store import RunStore
+from playground.sweep import apply, base_run, load_space, space_from_dict
+from tests.test_training import run_cli
+
+
+def tiny_space(tmp_path, **extra) -> str:
+    space = {"name": "tiny", "base": {"preset": "seed-004", "train": {"epochs": 3, "batch_size": 32}},
+             "params": {"train.max_lr": {"choice": [0.05, 0.1]}}, **extra}
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space))
+    return str(path)
+
+
+def study(runs, name="tiny"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'sweeps.sqlite'}")
+
+
+def test_a_sweep_trains_every_trial_as_a_run_and_links_both_ways(image_folder, tmp_path):
+    runs = tmp_path / "runs"
+    space = tiny_space(tmp_path, params={"train.max_lr": {"choice": [0.05, 0.1]},
+                                         "net.blocks.0.layers.*.out": {"choice": [16, 100000]}})
+    result = run_cli("sweep", "--space", space, "--trials", "4", "--data", str(image_folder), "--runs", str(runs))
+    assert result.returncode == 0, result.stderr
+    trials = study(runs).trials
+    assert len(trials) == 4 and "best trial" in result.stdout
+    store = RunStore(runs)
+    for t in trials:
+        if t.user_attrs.get("pruned_because"):  # 100,000 channels: refused by the validator, never run
+            assert t.state == optuna.trial.TrialState.PRUNED and "channels must be between" in t.user_attrs[
+                "pruned_because"] and "run_id" not in t.user_attrs
+            continue
+        record = store.get(t.user_attrs["run_id"])
+        assert record.name == f"tiny #{t.number}" and record.owner == "sweep"
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert record.status == "finished" and t.value == max(e["test_acc"] for e in record.epochs)
+
+
+def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
+    """Two good trials, then one whose learning rate is tiny: it is stopped after its first epochs."""
+    from playground.sweep import run_share, storage_for, study_for
+
+    runs = tmp_path / "runs"
+    space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
+                       params={"train.max_lr": {"float": [1e-5, 0.1], "log": True}})
+    created = study_for(load_space(space), storage_for(None, RunStore(runs)), None)
+    for lr in (0.1, 0.1, 1e-5):
+        created.enqueue_trial({"train.max_lr": lr})
+    run_share(space, 3, None, None, str(image_folder), str(runs))
+    last = study(runs).trials[-1]
+    assert last.params["train.max_lr"] == 1e-5
+    assert last.state == optuna.trial.TrialState.PRUNED and last.user_attrs["pruned_at"] < 6
+    record = RunStore(runs).get(last.user_attrs["run_id"])
+    assert record.status == "stopped" and len(record.epochs) < 6
+
+
+def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_trial(image_folder, tmp_path):
+    runs = tmp_path / "runs"
+    space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 1, "batch_size": 32}},
+                       params={"train.max_lr": {"float": [0.01, 0.2]}})
+    result = run_cli("sweep", "--space", space, "--trials", "4", "--workers", "2", "--data", str(image_folder),
+                     "--runs", str(runs))
+    assert result.returncode == 0, result.stderr
+    trials = study(runs).trials
+    assert sorted(t.number for t in trials) == list(range(4))
+    run_ids = [t.user_attrs["run_id"] for t in trials]
+    assert len(set(run_ids)) == 4 and all(RunStore(runs).get(i).status == "finished" for i in run_ids)
+
+
+@pytest.mark.parametrize("space, words", [
+    ({"params": {}}, "params: expected an object"),
+    ({"params": {"train.max_lr": {"float": [0.4, 0.1]}}}, "params.train.max_lr.float: expected [low, high]"),
+    ({"params": {"train.max_lr": {"uniform": [0, 1]}}}, "params.train.max_lr: expected one of float, int, choice"),
+    ({"params": {"x.y": {"int": [1, 2]}}}, "params.x.y: a path starts with net., aug. or train."),
+    ({"base": {"preset": "nope"}, "params": {"train.epochs": {"int": [1, 2]}}}, "base:"),
+    ({"objectives": ["speed"], "params": {"train.epochs": {"int": [1, 2]}}}, "objectives: choose one of"),
+    ({"parms": {}}, "parms: unknown key"),
+])
+def test_an_invalid_space_file_names_the_key(space, words):
+    with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(".", r"\.")):
+        space_from_dict(space)
+
+
+def test_shipped_spaces_load_and_their_paths_exist():
+    from pathlib import Path
+
+    for path in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.json"):
+        space = load_space(path)
+        spec = apply(base_run(space), {k: (d.get("choice") or d.get("int") or d.get("float"))[0]
+                                       for k, d in space.params.items()})
+        assert spec["net"]["blocks"], path
