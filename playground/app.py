@@ -23,6 +23,7 @@ pages = [
     st.Page("../pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("../pages/results.py", title="Results", icon=":material/search:"),
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("../pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
 try:
     st.navigation(pages).run()

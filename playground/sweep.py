@@ -244,6 +244,7 @@ class Sweep:
                     if single and e.get("test_acc") is not None and e["epoch"] not in reported:
                         reported.add(e["epoch"])
                         trial.report(e["test_acc"], e["epoch"])
+                        trial.set_user_attr("last_acc", e["test_acc"])
                         if trial.should_prune() and trial.user_attrs.get("pruned_at") is None:
                             trial.set_user_attr("pruned_at", e["epoch"])
                             lifecycle.request_stop(self.store, record)
@@ -300,3 +301,50 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(sweep.objective, n_trials=trials, catch=(RuntimeError,))
     return sweep.finished
+
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
+
+
+def shipped_spaces() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.json"))}
+
+
+def studies(store: RunStore) -> list[str]:
+    """Study names in the runs folder's default storage (none if no sweep ran here)."""
+    import optuna
+
+    if not (store.root / "sweeps.sqlite").exists():
+        return []
+    return [s.study_name for s in optuna.get_all_study_summaries(storage_for(None, store))]
+
+
+def trial_rows(store: RunStore, study_name: str) -> list[dict]:
+    """One row per trial of a study in the default storage: what the Sweep page and its chart show."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage_for(None, store))
+    rows = []
+    for t in study.trials:
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
+                     "params": t.user_attrs.get("params"), "run": t.user_attrs.get("run_id", ""),
+                     "why pruned": t.user_attrs.get("pruned_because", "") or (
+                         f"after epoch {t.user_attrs['pruned_at']}" if "pruned_at" in t.user_attrs else ""),
+                     **{k: v for k, v in t.params.items()}})
+    return rows
+
+
+def start_sweep(space: Space, trials: int, workers: int, data_source: str, store: RunStore,
+                study_name: str) -> subprocess.Popen:
+    """The app's Start: ``python -m playground sweep`` as a child process (its output in the runs
+    folder's logs), so the sweep outlives the page and the server never trains."""
+    space_file = store.root / "logs" / f"sweep-{study_name}.space.json"
+    space_file.parent.mkdir(parents=True, exist_ok=True)
+    space_file.write_text(json.dumps({"name": space.name, "description": space.description, "base": space.base,
+                                      "params": space.params, "objectives": list(space.objectives),
+                                      "max_params": space.max_params, "rules": space.rules}))
+    argv, env = cli_child("sweep", "--space", str(space_file), "--trials", str(trials), "--workers", str(workers),
+                          "--study", study_name, "--data", data_source, "--runs", str(store.root.resolve()))
+    with open(store.root / "logs" / f"sweep-{study_name}.log", "ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)

@@ -9,6 +9,7 @@ import pytest
 from playground.serde import SpecError
 from playground.store import RunStore
 from playground.sweep import apply, base_run, load_space, space_from_dict
+from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
 from tests.test_training import run_cli
 
 
@@ -97,3 +98,40 @@ def test_shipped_spaces_load_and_their_paths_exist():
         spec = apply(base_run(space), {k: (d.get("choice") or d.get("int") or d.get("float"))[0]
                                        for k, d in space.params.items()})
         assert spec["net"]["blocks"], path
+
+
+def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
+    from playground import ui
+    from playground.sweep import storage_for
+    from tests.test_app import open_page
+
+    store = ui.store()
+    created = optuna.create_study(study_name="demo", storage=storage_for(None, store), direction="maximize")
+    for n, (acc, params) in enumerate(((0.61, 90_000), (0.66, 150_000))):
+        t = created.ask()
+        t.set_user_attr("run_id", f"20261125-00000{n}-abcdef")
+        t.set_user_attr("params", params)
+        created.tell(t, acc)
+    at = open_page("sweep")
+    assert not at.exception
+    table = [d.value for d in at.dataframe][0]
+    assert table["trial"].tolist() == [0, 1] and table["run"].tolist()[1] == "20261125-000001-abcdef"
+    at.selectbox(key="sw_space").set_value("fastest-to-85").run()
+    at.text_area(key="sw_text_fastest-to-85").set_value('{"params": {"train.max_lr": {"float": [1, 0]}}}').run()
+    at.button(key="sw_start").click().run()
+    assert not at.exception and any("params.train.max_lr.float" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    hosted = open_page("sweep")
+    assert any("Sweeps are off in this hosted demo" in i.value for i in hosted.info)
+
+
+def test_the_pages_start_runs_the_sweep_in_a_process_of_its_own(image_folder, tmp_path):
+    from playground.sweep import start_sweep, trial_rows
+
+    store = RunStore(tmp_path / "runs")
+    space = load_space(tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 1, "batch_size": 32}}))
+    proc = start_sweep(space, 1, 1, str(image_folder), store, "from-the-page")
+    assert proc.wait(120) == 0, (store.root / "logs" / "sweep-from-the-page.log").read_text()
+    (row,) = trial_rows(store, "from-the-page")
+    assert row["state"] == "complete" and store.get(row["run"]).status == "finished"
