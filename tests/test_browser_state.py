@@ -109,6 +109,7 @@ def test_architect_load_preset_then_edit(page, server):
     assert_shows(page, net)
     choose(page, "dilation", 1, "2")  # C1's grouped 3x3
     net.blocks[0].layers[1].dilation, net.blocks[0].layers[1].padding = 2, 2
+    net.name = "seed-002 (edited)"  # named from its origin at the first edit
     assert_shows(page, net)
 
 
@@ -121,6 +122,7 @@ def test_architect_apply_json_then_edit(page, server):
     assert_shows(page, net)
     wider(page, 2)
     net.blocks[0].layers[0].out += 4
+    net.name = "seed-001 (edited)"
     assert_shows(page, net)
 
 
@@ -137,6 +139,7 @@ def test_architect_keeps_values_outside_the_widget_ranges(page, server):
     expect(page.get_by_role("slider").nth(2)).to_have_value("512")
     wider(page, 3)  # an unrelated edit leaves the unusual values alone
     net.blocks[0].layers[1].out += 4
+    net.name = "seed-001 (edited)"
     assert_shows(page, net)
 
 
