@@ -102,7 +102,9 @@ def cpu_model() -> str:
     except OSError:
         return "unknown (no lscpu)"
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs visible"
+    get = lambda key: fields.get(key, "?").strip()  # noqa: E731
+    virtual = f", {get('Hypervisor vendor')} guest" if "Hypervisor vendor" in fields else ""
+    return f"{get('Model name')} (family {get('CPU family')} model {get('Model')}), {os.cpu_count()} CPUs visible{virtual}"
 
 
 def load() -> str:
@@ -122,8 +124,12 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    import warnings
+
     import optuna
 
+    warnings.filterwarnings("ignore")  # Optuna's experimental/deprecation notes about the heartbeat
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from playground.store import RunStore
     from playground.sweep import load_space, storage_for, study_for
     from tests import postgres
