@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def cpu_model() -> str:
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     get = lambda key: fields.get(key, "?").strip()  # noqa: E731
     virtual = f", {get('Hypervisor vendor')} guest" if "Hypervisor vendor" in fields else ""
-    return f"{get('Model name')} (family {get('CPU family')} model {get('Model')}), {os.cpu_count()} CPUs visible{virtual}"
+    return (f"{get('Model name')} (family {get('CPU family')} model {get('Model')}), "
+            f"{os.cpu_count()} CPUs visible{virtual}")
 
 
 def load() -> str:
@@ -171,6 +173,7 @@ def main() -> None:
             print(f"K={k} done: {len(done)} trials in {wall:.1f} s (load {load()})", flush=True)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print()
     print("K  trials  wall s  trials/min  trial s  storage %  storage ms/trial  calls/trial  heartbeat s")
     for k, n, wall, rate, trial_s, share, ms, calls, hb in rows:

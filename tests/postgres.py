@@ -2,8 +2,9 @@
 
 ``start()`` runs Debian's ``postgresql`` binaries (``initdb``, ``pg_ctl``) on a free port of
 127.0.0.1, with the data and the unix socket in a fresh temp dir, creates a user with a password
-and a database it owns, and returns a ``Server`` whose ``url`` Optuna takes (``postgresql+psycopg2://``: the driver in requirements.txt); ``stop()`` shuts it
-down and deletes the dir. PostgreSQL refuses to run as root, so as root the binaries run as the
+and a database it owns, and returns a ``Server`` whose ``url`` Optuna takes
+(``postgresql+psycopg2://``: the driver in requirements.txt); ``stop()`` shuts it down and
+deletes the dir. PostgreSQL refuses to run as root, so as root the binaries run as the
 ``postgres`` user (``runuser``) on a dir that user owns. ``Unavailable`` says why a server could
 not be had (no binaries, no postgres user, no start), for a clear ``pytest.skip``.
 """
