@@ -6,10 +6,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import TYPE_CHECKING
 
 import streamlit as st
-
-from typing import TYPE_CHECKING
 
 from . import links
 from .arch import Net
@@ -145,14 +144,15 @@ def source_refused() -> bool:
     return False
 
 
-_LEAN = []
+_lean_done = False
 
 
 def lean_memory() -> None:
     """Hosted mode: have this server process give freed memory back at once (device.return_memory_eagerly),
     before it loads its first dataset; once per process."""
-    if not _LEAN:
-        _LEAN.append(True)
+    global _lean_done
+    if not _lean_done:
+        _lean_done = True
         from .config import hosted
         if hosted():
             from .device import return_memory_eagerly
@@ -226,12 +226,11 @@ def restore_from_link() -> None:
     if st.session_state.get("_link_done"):
         return
     st.session_state["_link_done"] = True
-    for key, cls in (("arch", Net), ("aug", None)):
+    for key in ("arch", "aug"):
         raw = st.query_params.get(key)
         if not raw:
             continue
-        if key == "aug":
-            from .augment import AugSpec as cls
+        cls = Net if key == "arch" else __getattr__("AugSpec")
         try:
             spec = links.decode(cls, raw)  # bounded and validated; any failure is one SpecError
         except SpecError as e:
