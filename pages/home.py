@@ -101,5 +101,5 @@ with status:
             st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")
 
 if hidden:
-    st.button("Show the “Start here” guide", key="guide_show", on_click=ui.hide_guide, args=(False,), type="tertiary",
-              icon=":material/help:")
+    st.button("Show the “Start here” guide", key="guide_show", on_click=ui.hide_guide, args=(False,),
+              type="tertiary", icon=":material/help:")
