@@ -36,7 +36,7 @@ r1.selectbox("Measured recipes: a preset with its augmentation and training sett
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 
 with st.form("train_form"):
-    st.caption(f"Architecture **{net.name}** ({ui.analysis(net).params:,} params) and the Augment page's "
+    st.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
                f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}).")
     c1, c2, c3 = st.columns(3)
     n_train = len(data.y_train) if data else 1

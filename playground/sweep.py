@@ -20,6 +20,7 @@ process died are marked failed by Optuna's heartbeat and retried once.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import subprocess
@@ -208,6 +209,8 @@ class Sweep:
     def objective(self, trial):
         import optuna
 
+        if trial.user_attrs.get("pruned_at") is not None:  # a retry copies the failed trial's attributes
+            trial.set_user_attr("pruned_at", None)
         values = sample(trial, self.space)
         try:
             run = check_trial(self.space, apply(base_run(self.space), values), self.classes, self.image_shape)
@@ -234,7 +237,8 @@ class Sweep:
         """Start the run's worker, report each tested epoch, stop it if the pruner says so."""
         argv, env = cli_child("worker", run_id, "--runs", str(self.store.root.resolve()))
         with open(self.store.log_path(run_id), "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    preexec_fn=_stop_with_parent)
         reported, single = set(), len(self.space.objectives) == 1
         try:
             while True:
@@ -262,6 +266,17 @@ class Sweep:
             raise
 
 
+def _stop_with_parent() -> None:
+    """In the worker, before it starts: SIGTERM (a graceful stop) when the sweep process dies, even by
+    SIGKILL, so no training is left orphaned. Linux only; elsewhere the worker outlives a killed sweep."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def storage_for(url: str | None, runs: RunStore):
     """Optuna storage: ``url``, or an SQLite file in the runs folder. RDB storages get a heartbeat,
     so a trial whose process died is marked failed (and retried once) instead of running forever."""
@@ -269,9 +284,12 @@ def storage_for(url: str | None, runs: RunStore):
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 means psycopg 3 by default
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", RetryFailedTrialCallback)
     try:
         return RDBStorage(url, heartbeat_interval=10, grace_period=30,
-                          heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1),
+                          heartbeat_stale_trial_callback=retry(max_retry=1),
                           engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else None)
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as e:
         raise SpecError([f"storage {short(url.split('@')[-1], 60)[1:-1]}: {str(e).splitlines()[0][:200]}"]) from None

@@ -1,6 +1,6 @@
 """Sweeps on a real PostgreSQL server (started here, thrown away after; skipped with the reason
 when Debian's ``postgresql`` binaries are missing or the server cannot start): two worker
-processes finish 4 trials numbered 0..3, each a finished run of its own; a second "machine" (its
+processes finish 2 trials numbered 0..1, each a finished run of its own; a second "machine" (its
 own run store, same --storage and --study) joins the study and its trials continue the numbering;
 a sweep process killed with SIGKILL mid-trial leaves a trial that Optuna's heartbeat marks failed
 and retries, and the study goes on.
@@ -62,21 +62,21 @@ def test_the_readme_url_form_postgresql_reaches_the_server(pg, tmp_path):
 def test_two_workers_then_a_second_machine_share_one_study(pg, image_folder, tmp_path):
     space, study = space_file(tmp_path), "shared"
     first, second = tmp_path / "machine-a", tmp_path / "machine-b"
-    out = sweep(space, pg.url, study, image_folder, first, trials=4, workers=2)
+    out = sweep(space, pg.url, study, image_folder, first, trials=2, workers=2)
     assert "127.0.0.1" in out.stdout and "sweep-pw" not in out.stdout + out.stderr  # no password in the output
     trials = optuna.load_study(study_name=study, storage=pg.url).trials
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(t.state == COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == [0, 1] and all(t.state == COMPLETE for t in trials)
     run_ids = [t.user_attrs["run_id"] for t in trials]
-    assert len(set(run_ids)) == 4
+    assert len(set(run_ids)) == 2
     store = RunStore(first)
     for t in trials:
         record = store.get(t.user_attrs["run_id"])
         assert record.status == "finished" and record.name == f"{study} #{t.number}"
 
-    sweep(space, pg.url, study, image_folder, second, trials=2)  # another machine: same storage and study
+    sweep(space, pg.url, study, image_folder, second, trials=1)  # another machine: same storage and study
     trials = optuna.load_study(study_name=study, storage=pg.url).trials
-    assert sorted(t.number for t in trials) == list(range(6)) and all(t.state == COMPLETE for t in trials)
-    joined = [t for t in trials if t.number >= 4]
+    assert sorted(t.number for t in trials) == list(range(3)) and all(t.state == COMPLETE for t in trials)
+    joined = [t for t in trials if t.number >= 2]
     assert {t.user_attrs["run_id"] for t in joined}.isdisjoint(run_ids)
     for t in joined:  # its runs are in its own store
         assert RunStore(second).get(t.user_attrs["run_id"]).status == "finished"
@@ -107,12 +107,18 @@ def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried
             time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        killed = optuna.load_study(study_name=study, storage=pg.url).trials[0]
+        orphan = RunStore(first)  # the trial's worker is told to stop when its sweep process dies
+        deadline = time.monotonic() + 30
+        while orphan.get(killed.user_attrs["run_id"]).active:
+            assert time.monotonic() < deadline, "the killed sweep's training worker went on"
+            time.sleep(0.5)
+        assert orphan.get(killed.user_attrs["run_id"]).status == "stopped"
     finally:
-        try:  # the sweep's own training worker does not die with it: end it too
+        try:  # anything left of that process group
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    killed = optuna.load_study(study_name=study, storage=pg.url).trials[0]
     assert killed.state == RUNNING  # nobody has noticed yet
 
     storage = optuna.storages.RDBStorage(pg.url, heartbeat_interval=10, grace_period=30)
