@@ -3,8 +3,8 @@ dismissal kept across a reload (a cookie), and the previews and metrics beside t
 and 1400x1000 while the controls below are edited."""
 import pytest
 
-from .browser import chromium, needs_chromium, streamlit_server
-from .test_browser_state import settle
+from .browser import needs_chromium, streamlit_server
+from .test_browser_state import browser, settle  # noqa: F401 - browser is a module-scoped fixture
 
 pytestmark = needs_chromium
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -14,12 +14,6 @@ expect = pytest.importorskip("playwright.sync_api").expect
 def server(image_folder, tmp_path_factory):
     with streamlit_server(image_folder, tmp_path_factory.mktemp("newcomer-runs")) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture
