@@ -4,7 +4,8 @@
         [--run RUN_ID]
 
 It starts a tiny training run on the Train page (2,000 images, 2 epochs) and, with --run, shows that
-run on Results. It prints how many exceptions each page showed (expect 0).
+run on Results; the Sweep page shows the studies already in the runs folder. At 1280x800. It prints how
+many exceptions each page showed (expect 0).
 """
 import argparse
 import os
@@ -50,7 +51,7 @@ try:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                      args=["--no-sandbox", "--headless", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # a laptop: what a newcomer sees
         page.goto(url)
         page.get_by_text("Using").first.wait_for(timeout=120_000)
         shot(page, "home")
@@ -78,6 +79,10 @@ try:
         page.get_by_role("link", name="Runs").click()
         page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
         shot(page, "runs")
+        page.get_by_role("link", name="Sweep").click()
+        page.get_by_text("Trials", exact=True).wait_for(timeout=60_000)
+        time.sleep(4)  # the trials fragment
+        shot(page, "sweep")
         browser.close()
 finally:
     server.terminate()
