@@ -25,6 +25,7 @@ import json
 import math
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,16 +282,18 @@ def storage_for(url: str | None, runs: RunStore):
     """Optuna storage: ``url``, or an SQLite file in the runs folder. RDB storages get a heartbeat,
     so a trial whose process died is marked failed (and retried once) instead of running forever."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
 
     url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 means psycopg 3 by default
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", RetryFailedTrialCallback)
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     try:
-        return RDBStorage(url, heartbeat_interval=10, grace_period=30,
-                          heartbeat_stale_trial_callback=retry(max_retry=1),
-                          engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else None)
+        with warnings.catch_warnings():  # Optuna calls its heartbeat experimental; it is what fails dead trials
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=10, grace_period=30,
+                              heartbeat_stale_trial_callback=retry(max_retry=1),
+                              engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else None)
     except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as e:
         raise SpecError([f"storage {short(url.split('@')[-1], 60)[1:-1]}: {str(e).splitlines()[0][:200]}"]) from None
 

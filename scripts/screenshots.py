@@ -35,6 +35,11 @@ server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground
 url = f"http://127.0.0.1:{args.port}"
 
 
+def nav(page, name: str) -> None:
+    """The sidebar's link (Home's guide links to the pages too)."""
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()
+
+
 def shot(page, name: str) -> None:
     time.sleep(2)  # let charts finish drawing
     print(f"{name}: {page.get_by_test_id('stException').count()} exceptions", flush=True)
@@ -55,18 +60,18 @@ try:
         page.goto(url)
         page.get_by_text("Using").first.wait_for(timeout=120_000)
         shot(page, "home")
-        page.get_by_role("link", name="Augment").click()
+        nav(page, "Augment")
         page.get_by_test_id("stImage").first.wait_for(timeout=60_000)
         shot(page, "augment")
-        page.get_by_role("link", name="Architect").click()
+        nav(page, "Architect")
         page.get_by_test_id("stMetricValue").first.wait_for(timeout=60_000)
         shot(page, "architect")
-        page.get_by_role("link", name="Train").click()
+        nav(page, "Train")
         page.get_by_role("button", name="Start training").click()
         # not get_by_text("Finished run"): it also matches the teachers' label "... finished runs ..."
         page.get_by_text(re.compile(r"Finished run \d{8}-\d{6}-")).wait_for(timeout=600_000)
         shot(page, "train")
-        page.get_by_role("link", name="Results").click()
+        nav(page, "Results")
         page.get_by_text("Misclassified images", exact=True).wait_for(timeout=120_000)
         if args.run:
             page.get_by_test_id("stSelectbox").first.click()
@@ -76,11 +81,11 @@ try:
         page.mouse.move(800, 600)
         page.mouse.wheel(0, 850)  # the app scrolls inside its own container, not the window
         shot(page, "gallery")
-        page.get_by_role("link", name="Runs").click()
+        nav(page, "Runs")
         page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
         shot(page, "runs")
-        page.get_by_role("link", name="Sweep").click()
-        page.get_by_text("Trials", exact=True).wait_for(timeout=60_000)
+        nav(page, "Sweep")
+        page.get_by_role("heading", name="Trials").wait_for(timeout=60_000)
         time.sleep(4)  # the trials fragment
         shot(page, "sweep")
         browser.close()
