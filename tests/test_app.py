@@ -44,7 +44,7 @@ def test_home_lists_presets_and_data(app_env):
     assert "CIFAR-10 CNN Playground" in at.title[0].value
     assert any("120 training" in s.value for s in at.success)
     presets = at.dataframe[0].value.set_index("preset")
-    assert presets.loc["record", "measured on"] == "H100 GPU" and presets.loc["record", "measured acc"] == 90.66
+    assert presets.loc["record", "measured on"] == "H100 GPU" and presets.loc["record", "measured acc"] == "90.66%"
 
 
 def test_home_explains_missing_data(app_env, monkeypatch, tmp_path):
