@@ -14,14 +14,14 @@ import threading
 import time
 from pathlib import Path
 
-from . import cli_child, lifecycle
+from . import lifecycle
 from .config import RunSpec, checked, data_problems, hosted
 from .data import Dataset
 from .device import pick_device
 from .distill import load_teachers
 from .runner import create_run
 from .serde import SpecError
-from .store import RESUMABLE, RunRecord, RunStore, StoreError
+from .store import RESUMABLE, RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 2
 DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
@@ -57,13 +57,7 @@ class Launcher:
                 if code is None:
                     continue
                 del self._procs[run_id]
-                if code != 0:
-                    status, message = lifecycle.exit_reason(code)
-                    try:
-                        self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
-                                          only_if_active=True)
-                    except StoreError:  # a full or read-only store: a later reader records it
-                        pass
+                lifecycle.record_exit(self.store, run_id, code)
             children = set(self._procs)  # one that died since its poll is recorded at the next one
         lifecycle.reconcile(self.store, children)
 
@@ -144,13 +138,7 @@ class Launcher:
 
     # -- processes -----------------------------------------------------------
     def _spawn(self, run_id: str) -> None:
-        argv, env = cli_child("worker", run_id, "--runs", str(self.store.root.resolve()))
-        with open(self.store.log_path(run_id), "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        start = lifecycle.process_start(proc.pid)
-        if start is not None:  # else it already ended: the watcher reaps it and records why
-            self.store.set_process(run_id, proc.pid, start, lifecycle.this_host())
-        self._procs[run_id] = proc
+        self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=self._watch, daemon=True, name="playground-workers")
             self._watcher.start()

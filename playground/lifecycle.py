@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import psutil
 
+from . import cli_child
 from .store import RunRecord, RunStore, StoreError
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive
@@ -142,3 +145,35 @@ def request_stop(store: RunStore, record: RunRecord) -> None:
             proc.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass
+
+
+def start_worker(store: RunStore, run_id: str, stop_with_parent: bool = False) -> subprocess.Popen:
+    """``python -m playground worker RUN_ID`` as a child process, its output in the run's log, its
+    pid recorded at once. ``stop_with_parent``: it gets SIGTERM (a graceful stop) when the caller
+    dies, even by SIGKILL (Linux), so no training is left orphaned."""
+    argv, env = cli_child("worker", run_id, "--runs", str(store.root.resolve()))
+    with open(store.log_path(run_id), "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=_stop_with_parent if stop_with_parent else None)
+    start = process_start(proc.pid)
+    if start is not None:  # else it already ended: whoever reaps it records why
+        store.set_process(run_id, proc.pid, start, this_host())
+    return proc
+
+
+def _stop_with_parent() -> None:
+    import ctypes
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def record_exit(store: RunStore, run_id: str, code: int) -> None:
+    """A reaped worker's exit code as its run's end, when the worker could not record one itself."""
+    if code == 0:
+        return
+    status, message = exit_reason(code)
+    try:
+        store.finish(run_id, status, message + last_output(store, run_id), only_if_active=True)
+    except StoreError:  # a full or read-only store: a later reader records it
+        pass

@@ -236,10 +236,7 @@ class Sweep:
 
     def _train(self, trial, run_id: str):
         """Start the run's worker, report each tested epoch, stop it if the pruner says so."""
-        argv, env = cli_child("worker", run_id, "--runs", str(self.store.root.resolve()))
-        with open(self.store.log_path(run_id), "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    preexec_fn=_stop_with_parent)
+        proc = lifecycle.start_worker(self.store, run_id, stop_with_parent=True)
         reported, single = set(), len(self.space.objectives) == 1
         try:
             while True:
@@ -254,10 +251,7 @@ class Sweep:
                             trial.set_user_attr("pruned_at", e["epoch"])
                             lifecycle.request_stop(self.store, record)
                 if code is not None:
-                    if code != 0:
-                        status, message = lifecycle.exit_reason(code)
-                        self.store.finish(run_id, status, message + lifecycle.last_output(self.store, run_id),
-                                          only_if_active=True)
+                    lifecycle.record_exit(self.store, run_id, code)
                     return self.store.get(run_id)
                 time.sleep(POLL_S)
         except BaseException:
@@ -265,17 +259,6 @@ class Sweep:
             proc.wait()
             lifecycle.reconcile(self.store)
             raise
-
-
-def _stop_with_parent() -> None:
-    """In the worker, before it starts: SIGTERM (a graceful stop) when the sweep process dies, even by
-    SIGKILL, so no training is left orphaned. Linux only; elsewhere the worker outlives a killed sweep."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def storage_for(url: str | None, runs: RunStore):
