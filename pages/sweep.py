@@ -6,15 +6,14 @@ import streamlit as st
 
 from playground import ui
 from playground.config import hosted
-from playground.presets import PRESETS
-from playground.recipes import measured_for
 from playground.serde import SpecError
-from playground.sweep import shipped_spaces, space_from_dict, start_sweep, studies, trial_rows
+from playground.sweep import (pareto_front, references, shipped_spaces, space_from_dict, start_sweep, studies,
+                              study_objectives, trial_rows)
 
 st.title("Sweep")
 st.markdown("Optuna searches a space of specs for you: every trial is a normal run (Runs, Results), poor trials "
-            "are stopped early by the median pruner, and the same study can be shared by several machines "
-            "(`python -m playground sweep --storage postgresql://…`, see the README).")
+            "are stopped early by a pruner (the space's `pruner`: median or hyperband), and the same study can be "
+            "shared by several machines (`python -m playground sweep --storage postgresql://…`, see the README).")
 store = ui.store()
 
 if hosted():
@@ -43,16 +42,30 @@ else:
             st.error("**Not started:** " + "; ".join(e.problems))
 
 
-def references() -> list[dict]:
-    """The presets' parameter counts and measured accuracies, drawn beside the trials."""
-    out = []
-    for p in PRESETS.values():
-        m = measured_for(p.name)
-        acc = m.test_acc / 100 if m else (p.reported_accuracy / 100 if p.reported_accuracy else None)
-        if acc is not None:
-            out.append({"name": p.name + (" (measured)" if m else " (reported)"), "params": ui.analysis(p.net).params,
-                        "accuracy": acc})
-    return out
+@st.cache_data
+def reference_points(axis: str) -> list[dict]:
+    return references(axis)
+
+
+def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
+    """Every tested trial, the Pareto front through the finished ones, and the presets and recipes."""
+    done = table[table["accuracy"].notna() & table[axis].notna()]
+    complete = done[done["state"] == "complete"]
+    front = complete.iloc[pareto_front(list(zip(complete[axis], complete["accuracy"])))]
+    fig = go.Figure()
+    fig.add_scatter(x=done[axis], y=done["accuracy"], mode="markers", name="trials",
+                    text=[f"trial {t} ({s})" for t, s in zip(done["trial"], done["state"])],
+                    marker=dict(size=9, color=["#d9480f" if s == "complete" else "#adb5bd" for s in done["state"]]))
+    if len(front):
+        fig.add_scatter(x=front[axis], y=front["accuracy"], mode="lines", line=dict(shape="hv", color="#d9480f"),
+                        name="Pareto front", hoverinfo="skip")
+    ref = pd.DataFrame(reference_points(axis))
+    if len(ref):
+        fig.add_scatter(x=ref["x"], y=ref["accuracy"], mode="markers+text", text=ref["name"], name="presets, recipes",
+                        textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"))
+    fig.update_layout(height=380, margin=dict(t=20), yaxis=dict(title="test accuracy", tickformat=".0%"),
+                      xaxis=dict(title="parameters" if axis == "params" else "training minutes"))
+    return fig
 
 
 @st.fragment(run_every=3.0)
@@ -67,21 +80,16 @@ def watch() -> None:
         st.caption("No trials yet.")
         return
     table = pd.DataFrame(rows)
-    done = table[table["accuracy"].notna()]
-    fig = go.Figure()
-    fig.add_scatter(x=done["params"], y=done["accuracy"], mode="markers", name="trials",
-                    text=[f"trial {t} ({s})" for t, s in zip(done["trial"], done["state"])],
-                    marker=dict(size=9, color=["#d9480f" if s == "complete" else "#adb5bd" for s in done["state"]]))
-    ref = pd.DataFrame(references())
-    if len(ref):
-        fig.add_scatter(x=ref["params"], y=ref["accuracy"], mode="markers+text", text=ref["name"], name="presets",
-                        textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"))
-    fig.update_layout(height=380, margin=dict(t=20), xaxis=dict(title="parameters"),
-                      yaxis=dict(title="test accuracy", tickformat=".0%"))
-    st.plotly_chart(fig, key="sw_chart")
+    objectives = study_objectives(store, study)
+    axis = st.radio("Accuracy against", ["params", "minutes"], horizontal=True, key=f"sw_axis_{study}",
+                    index=1 if objectives[-1] == "minutes" else 0,
+                    help="The front: the trials no other trial beats with fewer parameters (or minutes) and "
+                         "more accuracy. Pruned trials are drawn grey at their last tested accuracy.")
+    st.plotly_chart(front_figure(table, axis), key="sw_chart")
     st.dataframe(table, hide_index=True, key="sw_table", column_config={
         "accuracy": st.column_config.NumberColumn(format="percent"),
-        "params": st.column_config.NumberColumn(format="localized")})
+        "params": st.column_config.NumberColumn(format="localized"),
+        "minutes": st.column_config.NumberColumn(format="%.1f")})
     opened = st.selectbox("Open a trial's run in Results", [r for r in table["run"] if r], index=None,
                           key="sw_open", placeholder="choose a trial's run…")
     if opened:

@@ -346,6 +346,8 @@ def cmd_sweep(args) -> int:
         raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])
     source, store = resolve_source(args.data), RunStore(args.runs)
     study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
+    if args.workers > 1 and not os.environ.get("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
+        os.environ["PLAYGROUND_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
     children = []
     for share in shares[1:]:

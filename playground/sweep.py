@@ -12,8 +12,8 @@ Each trial builds its spec and validates it through the one door (limits include
 invalid, over-budget or rule-breaking spec is pruned with its reason, never run. A valid one
 is recorded as a run named ``<study> #<trial>`` (the trial keeps the run id as a user
 attribute: both ways linked) and trained by a worker process, as the app does; the trial
-reports each tested epoch's accuracy so the pruner (median) stops poor trials, which stops
-their worker. Storage: an SQLite file in the runs folder by default (no server), or any
+reports each tested epoch's accuracy so the pruner (``"pruner"``: median by default, or
+hyperband) stops poor trials, which stops their worker. Storage: an SQLite file in the runs folder by default (no server), or any
 Optuna URL such as ``postgresql://…`` to share one study between machines; trials whose
 process died are marked failed by Optuna's heartbeat and retried once.
 """
@@ -41,6 +41,7 @@ from .serde import SpecError, parse_json, short
 from .store import RunStore
 
 OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"))
+PRUNERS = ("median", "hyperband", "none")
 KINDS = ("float", "int", "choice")
 POLL_S = 0.5
 
@@ -54,6 +55,7 @@ class Space:
     max_params: int | None = None
     rules: bool = False  # the seed assignment's rules (RF > 44, dilated + depthwise, GAP, C1C2C3C4O)
     description: str = ""
+    pruner: str = "median"  # stops poor single-objective trials early; Optuna prunes no multi-objective study
 
 
 def load_space(path: str | Path) -> Space:
@@ -72,7 +74,7 @@ def space_from_dict(data: Any, where: str = "space") -> Space:
 
     if not isinstance(data, dict):
         raise bad("(top)", "expected an object")
-    known = {"name", "description", "base", "params", "objectives", "max_params", "rules"}
+    known = {"name", "description", "base", "params", "objectives", "max_params", "rules", "pruner"}
     if unknown := sorted(set(data) - known):
         raise bad(short(unknown[0])[1:-1], f"unknown key (known: {', '.join(sorted(known))})")
     base = data.get("base", {"preset": "fast"})
@@ -103,8 +105,11 @@ def space_from_dict(data: Any, where: str = "space") -> Space:
     max_params = data.get("max_params")
     if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
         raise bad("max_params", "expected a positive whole number")
+    pruner = data.get("pruner", "median")
+    if pruner not in PRUNERS:
+        raise bad("pruner", f"choose one of {', '.join(PRUNERS)}")
     space = Space(str(data.get("name", where)), base, params, objectives, max_params, bool(data.get("rules", False)),
-                  str(data.get("description", "")))
+                  str(data.get("description", "")), pruner)
     base_run(space)  # the base itself must exist
     return space
 
@@ -232,6 +237,7 @@ class Sweep:
         self.finished.append(trial.number)
         accuracy = max(e["test_acc"] for e in record.epochs if e.get("test_acc") is not None)
         second = {"params": float(trace(run.net).params), "minutes": (record.elapsed or 0) / 60}
+        trial.set_user_attr("minutes", second["minutes"])
         return accuracy if len(self.space.objectives) == 1 else (accuracy, second[self.space.objectives[1]])
 
     def _train(self, trial, run_id: str):
@@ -281,13 +287,42 @@ def storage_for(url: str | None, runs: RunStore):
         raise SpecError([f"storage {short(url.split('@')[-1], 60)[1:-1]}: {str(e).splitlines()[0][:200]}"]) from None
 
 
+def make_pruner(space: Space):
+    """Median: stop a trial whose tested accuracy is below the median of earlier trials at the same
+    epoch. Hyperband: successive halving in brackets, the epoch as the resource, from the base's
+    test interval up to the longest trial seen (``auto``)."""
+    import optuna
+
+    if space.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if space.pruner == "hyperband":
+        eval_every = int(base_run(space)["train"].get("eval_every", 1))
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, eval_every), max_resource="auto", reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+
+
 def study_for(space: Space, storage, name: str | None):
+    """The study (created or joined); its objectives are kept with it, so readers know its axes."""
     import optuna
 
     directions = ["maximize"] if len(space.objectives) == 1 else ["maximize", "minimize"]
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    return optuna.create_study(study_name=name or space.name, storage=storage, directions=directions,
-                               pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(study_name=name or space.name, storage=storage, directions=directions,
+                                pruner=make_pruner(space), load_if_exists=True)
+    if "objectives" not in study.user_attrs:
+        study.set_user_attr("objectives", list(space.objectives))
+    return study
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (fewer x, more accuracy), by x.
+    The sweep's front: for each size or time, the best accuracy reached with no more of it."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
 
 
 def run_share(space_path: str, trials: int, storage_url: str | None, study_name: str | None, data_source: str,
@@ -323,6 +358,31 @@ def studies(store: RunStore) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage_for(None, store))]
 
 
+def references(axis: str = "params") -> list[dict]:
+    """Points to read a sweep against: the seed presets at their reported accuracy and the recipes
+    at their measured one (``axis`` "minutes": only the recipes, whose wall time is measured)."""
+    from .presets import PRESETS
+    from .recipes import RECIPES
+
+    out = []
+    if axis == "params":
+        out += [{"name": f"{p.name} (reported)", "x": trace(p.net).params, "accuracy": p.reported_accuracy / 100}
+                for p in PRESETS.values() if p.reported_accuracy is not None and not any(
+                    r.preset == p.name for r in RECIPES.values())]
+    for r in RECIPES.values():
+        x = trace(preset_net(r.preset)).params if axis == "params" else r.measured.wall_s / 60
+        out.append({"name": f"{r.name} recipe ({r.measured.where})", "x": x, "accuracy": r.measured.test_acc / 100})
+    return out
+
+
+def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
+    """What a study in the default storage optimises (``("accuracy",)`` for one made before this was kept)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage_for(None, store))
+    return tuple(study.user_attrs.get("objectives", ["accuracy"]))
+
+
 def trial_rows(store: RunStore, study_name: str) -> list[dict]:
     """One row per trial of a study in the default storage: what the Sweep page and its chart show."""
     import optuna
@@ -332,7 +392,8 @@ def trial_rows(store: RunStore, study_name: str) -> list[dict]:
     for t in study.trials:
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
-                     "params": t.user_attrs.get("params"), "run": t.user_attrs.get("run_id", ""),
+                     "params": t.user_attrs.get("params"), "minutes": t.user_attrs.get("minutes"),
+                     "run": t.user_attrs.get("run_id", ""),
                      "why pruned": t.user_attrs.get("pruned_because", "") or (
                          f"after epoch {t.user_attrs['pruned_at']}" if "pruned_at" in t.user_attrs else ""),
                      **{k: v for k, v in t.params.items()}})
@@ -347,7 +408,8 @@ def start_sweep(space: Space, trials: int, workers: int, data_source: str, store
     space_file.parent.mkdir(parents=True, exist_ok=True)
     space_file.write_text(json.dumps({"name": space.name, "description": space.description, "base": space.base,
                                       "params": space.params, "objectives": list(space.objectives),
-                                      "max_params": space.max_params, "rules": space.rules}))
+                                      "max_params": space.max_params, "rules": space.rules,
+                                      "pruner": space.pruner}))
     argv, env = cli_child("sweep", "--space", str(space_file), "--trials", str(trials), "--workers", str(workers),
                           "--study", study_name, "--data", data_source, "--runs", str(store.root.resolve()))
     with open(store.root / "logs" / f"sweep-{study_name}.log", "ab") as log:

@@ -1,10 +1,15 @@
 """Sweeps on Optuna, on tiny data: every trial is a run in the store (trained by a worker
 process), invalid or over-budget specs are pruned with their reason, the median pruner stops
 a clearly worse trial, and two processes share one study without losing or repeating a trial."""
+import base64
 import json
 
+import numpy as np
 import optuna
+import plotly.io
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from playground.serde import SpecError
 from playground.store import RunStore
@@ -63,6 +68,37 @@ def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
     assert record.status == "stopped" and len(record.epochs) < 6
 
 
+def test_hyperband_stops_a_clearly_worse_trial(image_folder, tmp_path):
+    """The space's ``"pruner": "hyperband"``: successive halving over epochs stops the tiny learning rate."""
+    from playground.sweep import run_share, storage_for, study_for
+
+    runs = tmp_path / "runs"
+    space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
+                       params={"train.max_lr": {"float": [1e-5, 0.1], "log": True}}, pruner="hyperband")
+    created = study_for(load_space(space), storage_for(None, RunStore(runs)), None)
+    assert isinstance(created.pruner, optuna.pruners.HyperbandPruner)
+    for lr in (0.1, 0.1, 1e-5, 1e-5):
+        created.enqueue_trial({"train.max_lr": lr})
+    run_share(space, 4, None, None, str(image_folder), str(runs))
+    tiny = [t for t in study(runs).trials if t.params["train.max_lr"] == 1e-5]
+    pruned = [t for t in tiny if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.user_attrs["pruned_at"] < 6 for t in pruned)
+    assert all(RunStore(runs).get(t.user_attrs["run_id"]).status == "stopped" for t in pruned)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.floats(0, 1)), max_size=30))
+def test_the_pareto_front_is_exactly_the_points_nothing_beats(points):
+    from playground.sweep import pareto_front
+
+    def beaten(p):
+        return any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points)
+
+    front = pareto_front(points)
+    assert [points[i][0] for i in front] == sorted(points[i][0] for i in front)  # drawn left to right
+    assert all(not beaten(points[i]) for i in front)
+    assert all(beaten(p) or p in [points[i] for i in front] for p in points)
+
+
 def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_trial(image_folder, tmp_path):
     runs = tmp_path / "runs"
     space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 1, "batch_size": 32}},
@@ -84,6 +120,7 @@ def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_tria
     ({"base": {"preset": "nope"}, "params": {"train.epochs": {"int": [1, 2]}}}, "base:"),
     ({"objectives": ["speed"], "params": {"train.epochs": {"int": [1, 2]}}}, "objectives: choose one of"),
     ({"parms": {}}, "parms: unknown key"),
+    ({"pruner": "asha", "params": {"train.epochs": {"int": [1, 2]}}}, "pruner: choose one of median, hyperband"),
 ])
 def test_an_invalid_space_file_names_the_key(space, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(".", r"\.")):
@@ -100,6 +137,13 @@ def test_shipped_spaces_load_and_their_paths_exist():
         assert spec["net"]["blocks"], path
 
 
+def values(array) -> list:
+    """A plotly trace's numbers, which Plotly 6 sends as base64 ``bdata`` for numpy arrays."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
 def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
     from playground import ui
     from playground.sweep import storage_for
@@ -114,6 +158,10 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
         created.tell(t, acc)
     at = open_page("sweep")
     assert not at.exception
+    chart = plotly.io.from_json(at.get("plotly_chart")[0].proto.spec)
+    front = next(d for d in chart.data if d.name == "Pareto front")
+    assert values(front.x) == [90_000, 150_000] and values(front.y) == [0.61, 0.66]  # more params, more accuracy
+    assert any(d.name == "presets, recipes" and any("fast recipe" in t for t in d.text) for d in chart.data)
     table = [d.value for d in at.dataframe][0]
     assert table["trial"].tolist() == [0, 1] and table["run"].tolist()[1] == "20261125-000001-abcdef"
     at.selectbox(key="sw_space").set_value("fastest-to-85").run()
