@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -20,22 +19,14 @@ TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (
 
 
 def load_spec_file(cls, path: str):
-    """A spec from a file, each problem prefixed with the file's name. The file is read no further
-    than the JSON size limit (a FIFO, a device or a huge file is refused, not read)."""
-    from .limits import current
-    from .serde import short
+    """A spec from a file (read bounded, see serde.read_spec_file), each problem prefixed with its name."""
+    from .serde import read_spec_file, short
 
-    limit, name = current().json_bytes, short(path, 80)[1:-1]
-    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO waits for a writer
-        raise SpecError([f"{name}: not a regular file"])
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        raw = f.read(limit + 1)
+    raw = read_spec_file(path)
     try:
-        if len(raw) > limit:
-            raise SpecError([f"larger than the {limit:,}-byte limit for a spec file"])
         return cls.from_json(raw)
     except SpecError as e:
-        raise SpecError([f"{name}: {p}" for p in e.problems]) from None
+        raise SpecError([f"{short(path, 80)[1:-1]}: {p}" for p in e.problems]) from None
 
 
 def _net_from_args(args):
@@ -341,6 +332,9 @@ def cmd_sweep(args) -> int:
     from .store import RunStore
     from .sweep import load_space, run_share, storage_for, study_for
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     space = load_space(args.space)  # a bad space file: one line before any process starts
     if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
         raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])

@@ -10,6 +10,8 @@ import dataclasses
 import functools
 import json
 import math
+import os
+import stat
 import types
 import typing
 from typing import Any, TypeVar, get_args, get_origin
@@ -226,6 +228,24 @@ def from_dict(cls: type[T], data: Any, version: int | None = None) -> T:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_spec_file(path: str | os.PathLike) -> bytes:
+    """A spec or space file's bytes, read no further than the JSON size limit: a FIFO, a device or
+    a huge file is refused, not read. SpecError (one line, naming the file) when it cannot be read."""
+    from .limits import current
+
+    limit, name = current().json_bytes, short(str(path), 80)[1:-1]
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO waits for a writer
+            raise SpecError([f"{name}: not a regular file"])
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise SpecError([f"{name}: {e.strerror or 'cannot be read'}"]) from None
+    if len(raw) > limit:
+        raise SpecError([f"{name}: larger than the {limit:,}-byte limit for a spec file"])
+    return raw
 
 
 def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:

@@ -23,6 +23,7 @@ import copy
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import time
 import warnings
@@ -34,10 +35,11 @@ from . import cli_child, lifecycle
 from .analysis import check_rules
 from .config import RunSpec, data_problems
 from .geometry import trace
+from .limits import current
 from .recipes import get_recipe
 from .presets import preset_net
 from .runner import create_run
-from .serde import SpecError, parse_json, short
+from .serde import SpecError, parse_json, read_spec_file, short
 from .store import RunStore
 
 OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"))
@@ -60,58 +62,106 @@ class Space:
 
 def load_space(path: str | Path) -> Space:
     """A space file, checked key by key; SpecError names the key (one line)."""
-    path = Path(path)
+    path, raw = Path(path), read_spec_file(path)
     try:
-        data = parse_json(path.read_bytes())
+        data = parse_json(raw)
     except SpecError as e:
         raise SpecError([f"{path.name}: {p}" for p in e.problems]) from None
     return space_from_dict(data, path.name)
 
 
+MAX_PARAMS_IN_SPACE = 64  # distributions in one space
+MAX_CHOICES = 64
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.#+-]{0,79}")
+
+
+def check_study_name(name: str) -> str:
+    """A study name is a label and a file name part: letters, digits, space and ``_.#+-``, 1..80."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise SpecError([f"study name {short(name, 40)}: use 1 to 80 letters, digits, spaces or _.#+- "
+                         "(starting with a letter or digit)"])
+    return name
+
+
 def space_from_dict(data: Any, where: str = "space") -> Space:
+    """A space from parsed JSON: every key checked, the base resolved and validated, each distribution
+    bounded (Optuna's own errors would otherwise surface mid-sweep as tracebacks)."""
     def bad(key: str, why: str) -> SpecError:
-        return SpecError([f"{where}: {key}: {why}"])
+        return SpecError([f"{where}: {short(key, 80)[1:-1]}: {why}"])
 
     if not isinstance(data, dict):
         raise bad("(top)", "expected an object")
     known = {"name", "description", "base", "params", "objectives", "max_params", "rules", "pruner"}
     if unknown := sorted(set(data) - known):
-        raise bad(short(unknown[0])[1:-1], f"unknown key (known: {', '.join(sorted(known))})")
+        raise bad(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
     base = data.get("base", {"preset": "fast"})
-    if not isinstance(base, dict) or not ({"preset", "recipe"} & set(base)):
-        raise bad("base", 'expected {"preset": NAME} or {"recipe": NAME}')
-    objectives = tuple(data.get("objectives", ["accuracy"]))
-    if objectives not in OBJECTIVES:
+    if (not isinstance(base, dict) or len({"preset", "recipe"} & set(base)) != 1 or set(base) - {"preset", "recipe", "train"}
+            or not isinstance(base.get("preset", base.get("recipe")), str)):
+        raise bad("base", 'expected {"preset": NAME} or {"recipe": NAME}, with an optional "train" object')
+    if not isinstance(base.get("train", {}), dict):
+        raise bad("base.train", "expected an object of training settings")
+    objectives = data.get("objectives", ["accuracy"])
+    if not isinstance(objectives, list) or tuple(objectives) not in OBJECTIVES:
         raise bad("objectives", f"choose one of {', '.join(json.dumps(list(o)) for o in OBJECTIVES)}")
     params = data.get("params")
     if not isinstance(params, dict) or not params:
         raise bad("params", "expected an object of path: distribution")
+    if len(params) > MAX_PARAMS_IN_SPACE:
+        raise bad("params", f"{len(params)} distributions; at most {MAX_PARAMS_IN_SPACE}")
     for key, dist in params.items():
-        if not isinstance(dist, dict) or len(set(dist) & set(KINDS)) != 1:
-            raise bad(f"params.{key}", f"expected one of {', '.join(KINDS)}")
-        kind = next(k for k in KINDS if k in dist)
-        values = dist[kind]
-        if kind == "choice":
-            if not isinstance(values, list) or not values:
-                raise bad(f"params.{key}.choice", "expected a non-empty list")
-        elif (not isinstance(values, list) or len(values) != 2 or
-              not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-              or values[0] > values[1] or (kind == "int" and not all(float(v).is_integer() for v in values))):
-            raise bad(f"params.{key}.{kind}", "expected [low, high] with low <= high")
-        if dist.get("log") and (kind == "choice" or values[0] <= 0):
-            raise bad(f"params.{key}.log", "a log scale needs a positive numeric range")
-        if not key.split(".")[0] in ("net", "aug", "train"):
-            raise bad(f"params.{key}", "a path starts with net., aug. or train.")
+        check_distribution(key, dist, bad)
     max_params = data.get("max_params")
-    if max_params is not None and (not isinstance(max_params, int) or max_params < 1):
+    if max_params is not None and (not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1):
         raise bad("max_params", "expected a positive whole number")
     pruner = data.get("pruner", "median")
-    if pruner not in PRUNERS:
+    if not isinstance(pruner, str) or pruner not in PRUNERS:
         raise bad("pruner", f"choose one of {', '.join(PRUNERS)}")
-    space = Space(str(data.get("name", where)), base, params, objectives, max_params, bool(data.get("rules", False)),
-                  str(data.get("description", "")), pruner)
-    base_run(space)  # the base itself must exist
+    if not isinstance(data.get("rules", False), bool):
+        raise bad("rules", "expected true or false")
+    name = data.get("name", Path(where).stem)
+    try:
+        check_study_name(name)
+    except SpecError as e:
+        raise bad("name", e.problems[0]) from None
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > 2000:
+        raise bad("description", "expected text of at most 2,000 characters")
+    space = Space(name, base, params, tuple(objectives), max_params, data.get("rules", False), description, pruner)
+    try:
+        RunSpec.from_dict(base_run(space))  # the base itself must exist and be a valid run
+    except SpecError as e:
+        raise bad("base", e.problems[0]) from None
     return space
+
+
+def check_distribution(key: str, dist: Any, bad) -> None:
+    """One ``path: distribution`` entry: a path into net., aug. or train., and a bounded distribution."""
+    if not isinstance(key, str) or not key or len(key) > 120 or key.split(".")[0] not in ("net", "aug", "train"):
+        raise bad(f"params.{key}", "a path starts with net., aug. or train. (at most 120 characters)")
+    if not isinstance(dist, dict) or len(set(dist) & set(KINDS)) != 1 or set(dist) - {*KINDS, "log", "step"}:
+        raise bad(f"params.{key}", f"expected one of {', '.join(KINDS)} (with log or step)")
+    kind = next(k for k in KINDS if k in dist)
+    values = dist[kind]
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    if kind == "choice":
+        if not isinstance(values, list) or not 1 <= len(values) <= MAX_CHOICES:
+            raise bad(f"params.{key}.choice", f"expected a list of 1 to {MAX_CHOICES} values")
+        if not all(v is None or isinstance(v, (bool, str)) or numeric(v) for v in values) or \
+                any(isinstance(v, str) and len(v) > 80 for v in values):
+            raise bad(f"params.{key}.choice", "values must be numbers, true/false, null or short text")
+    elif (not isinstance(values, list) or len(values) != 2 or not all(numeric(v) for v in values)
+          or values[0] > values[1] or (kind == "int" and not all(float(v).is_integer() for v in values))):
+        raise bad(f"params.{key}.{kind}", "expected [low, high] with low <= high")
+    if kind == "int" and not all(abs(v) <= 10**9 for v in values):
+        raise bad(f"params.{key}.int", "the range must lie within ±1,000,000,000")
+    if key.endswith(".depth") and (kind != "int" or values[0] < 1 or values[1] > current().layers):
+        raise bad(f"params.{key}", f"a block's depth is an int range within 1..{current().layers}")
+    if "log" in dist and (not isinstance(dist["log"], bool) or (dist["log"] and (kind == "choice" or values[0] <= 0))):
+        raise bad(f"params.{key}.log", "a log scale needs a positive numeric range")
+    if "step" in dist:
+        step = dist["step"]
+        if kind != "int" or not isinstance(step, int) or isinstance(step, bool) or step < 1 or dist.get("log"):
+            raise bad(f"params.{key}.step", "a step is a positive whole number, for an int range without log")
 
 
 def base_run(space: Space) -> dict:
@@ -151,8 +201,10 @@ def apply(spec: dict, values: dict[str, Any]) -> dict:
     for key, value in sorted(values.items(), key=lambda kv: not kv[0].endswith(".depth")):  # depth first
         parts = key.split(".")
         if parts[-1] == "depth":  # the number of conv layers; pools stay where they are
-            block = _walk(spec, parts[:-1], key)
-            layers = block["layers"]
+            layers = _child(_walk(spec, parts[:-1], key), "layers", key)
+            if not isinstance(layers, list) or not all(isinstance(x, dict) and isinstance(x.get("kind"), str)
+                                                       for x in layers):
+                raise SpecError([f"params.{key}: depth is a block's (net.blocks.N.depth)"])
             convs = [i for i, layer in enumerate(layers) if not layer["kind"].endswith("pool")]
             if not convs or value < 1:
                 raise SpecError([f"params.{key}: a block needs at least one conv layer"])
@@ -165,20 +217,33 @@ def apply(spec: dict, values: dict[str, Any]) -> dict:
             continue
         targets = [spec]
         for part in parts[:-1]:
-            targets = [t for item in targets for t in (item if part == "*" else [_child(item, part, key)])]
+            targets = [t for item in targets for t in (_every(item, key) if part == "*" else [_child(item, part, key)])]
         for target in targets:
             if isinstance(target, dict):
                 target[parts[-1]] = value
             else:
+                _child(target, parts[-1], key)  # the item must exist: a path never grows a list
                 target[int(parts[-1])] = value
     return spec
 
 
+def _every(item: Any, key: str) -> list:
+    if not isinstance(item, list):
+        raise SpecError([f"params.{key}: '*' stands for every item of a list, and the base spec has none there"])
+    return item
+
+
 def _child(item: Any, part: str, key: str) -> Any:
     try:
-        return item[int(part)] if isinstance(item, list) else item[part]
-    except (KeyError, IndexError, ValueError, TypeError):
-        raise SpecError([f"params.{key}: the base spec has no {part!r} there"]) from None
+        if isinstance(item, list):
+            if not part.isdigit():
+                raise ValueError(part)
+            return item[int(part)]
+        if isinstance(item, dict):
+            return item[part]
+    except (KeyError, IndexError, ValueError):
+        pass
+    raise SpecError([f"params.{key}: the base spec has no {short(part, 40)} there"])
 
 
 def _walk(spec: dict, parts: list[str], key: str) -> Any:
@@ -217,7 +282,12 @@ class Sweep:
 
         if trial.user_attrs.get("pruned_at") is not None:  # a retry copies the failed trial's attributes
             trial.set_user_attr("pruned_at", None)
-        values = sample(trial, self.space)
+        try:
+            values = sample(trial, self.space)
+        except ValueError as e:  # e.g. a space edited since the study's earlier trials: another kind of range
+            reason = f"the space does not fit the study's earlier trials: {str(e).splitlines()[0][:300]}"
+            trial.set_user_attr("pruned_because", reason)
+            raise optuna.TrialPruned(reason) from None
         try:
             run = check_trial(self.space, apply(base_run(self.space), values), self.classes, self.image_shape)
         except SpecError as e:
@@ -306,7 +376,7 @@ def study_for(space: Space, storage, name: str | None):
     import optuna
 
     directions = ["maximize"] if len(space.objectives) == 1 else ["maximize", "minimize"]
-    study = optuna.create_study(study_name=name or space.name, storage=storage, directions=directions,
+    study = optuna.create_study(study_name=check_study_name(name or space.name), storage=storage, directions=directions,
                                 pruner=make_pruner(space), load_if_exists=True)
     if "objectives" not in study.user_attrs:
         study.set_user_attr("objectives", list(space.objectives))
@@ -404,6 +474,7 @@ def start_sweep(space: Space, trials: int, workers: int, data_source: str, store
                 study_name: str) -> subprocess.Popen:
     """The app's Start: ``python -m playground sweep`` as a child process (its output in the runs
     folder's logs), so the sweep outlives the page and the server never trains."""
+    check_study_name(study_name)
     space_file = store.root / "logs" / f"sweep-{study_name}.space.json"
     space_file.parent.mkdir(parents=True, exist_ok=True)
     space_file.write_text(json.dumps({"name": space.name, "description": space.description, "base": space.base,

@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import plotly.io
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.serde import SpecError
@@ -16,6 +16,7 @@ from playground.store import RunStore
 from playground.sweep import apply, base_run, load_space, space_from_dict
 from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
 from tests.test_training import run_cli
+from tests.test_trust import json_values
 
 
 def tiny_space(tmp_path, **extra) -> str:
@@ -125,6 +126,59 @@ def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_tria
 def test_an_invalid_space_file_names_the_key(space, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(".", r"\.")):
         space_from_dict(space)
+
+
+PATHS = ["net.blocks.0.depth", "net.blocks.1.layers.*.out", "net.blocks.2.layers.0.kind", "net.blocks.9.skip",
+         "net.blocks.*.layers.*.dilation", "train.max_lr", "train.epochs", "train.batch_size", "aug.transforms.1.p",
+         "aug.transforms.*.params.padding", "net", "train", "train.nope", "x.y", "net.blocks.-1.layers", "train.depth", "net.blocks.*.depth",
+         "net.blocks.0.layers.0.depth", "aug.transforms.*.p"]
+numbers = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True))
+distributions = st.one_of(
+    st.fixed_dictionaries({"int": st.lists(numbers, min_size=0, max_size=3)},
+                          optional={"step": st.one_of(numbers, st.booleans()), "log": st.one_of(st.booleans(), numbers)}),
+    st.fixed_dictionaries({"float": st.lists(numbers, min_size=0, max_size=3)}, optional={"log": st.booleans()}),
+    st.fixed_dictionaries({"choice": st.lists(st.one_of(json_values, numbers), max_size=5)}),
+    json_values)
+spaces = st.fixed_dictionaries(
+    {"params": st.dictionaries(st.one_of(st.sampled_from(PATHS), st.text(max_size=20)), distributions, max_size=4)},
+    optional={"base": st.one_of(st.sampled_from([{"preset": "seed-004"}, {"recipe": "fast"}, {"preset": "nope"},
+                                                 {"recipe": "fast", "train": {"epochs": 0}}]), json_values),
+              "objectives": st.one_of(st.sampled_from([["accuracy"], ["accuracy", "minutes"]]), json_values),
+              "pruner": st.one_of(st.sampled_from(["median", "hyperband", "asha"]), json_values),
+              "name": st.one_of(st.sampled_from(["ok", "../x", ""]), st.text(max_size=100)),
+              "max_params": st.one_of(st.integers(-5, 10**6), json_values), "rules": json_values})
+small = st.integers(-3, 70)
+plausible = st.fixed_dictionaries(  # mostly loadable: its trials reach apply and the validator
+    {"base": st.sampled_from([{"preset": "seed-004"}, {"recipe": "fast"}]),
+     "params": st.dictionaries(st.sampled_from(PATHS), st.one_of(
+         st.tuples(small, small).map(lambda t: {"int": sorted(t)}),
+         st.tuples(small, small, st.integers(1, 9)).map(lambda t: {"int": sorted(t[:2]), "step": t[2]}),
+         st.tuples(st.floats(0, 2), st.floats(0, 2)).map(lambda t: {"float": sorted(t)}),
+         st.lists(st.one_of(small, st.booleans(), st.sampled_from(["conv", "sep", "maxpool", "x"])), min_size=1,
+                  max_size=4).map(lambda v: {"choice": v})), min_size=1, max_size=4)},
+    optional={"objectives": st.sampled_from([["accuracy"], ["accuracy", "params"]]), "rules": st.booleans(),
+              "max_params": st.integers(1, 300_000)})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(spaces, plausible))
+def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_pruned(data):
+    """Hostile space files: a Space or one line naming the key; a loaded space's trials are valid runs or
+    a SpecError (the reason a trial is pruned), never another exception, an Optuna error or a huge spec."""
+    from playground.sweep import check_trial, sample
+
+    try:
+        space = space_from_dict(data)
+    except SpecError as e:
+        assert len(e.problems) == 1 and "\n" not in e.problems[0] and len(e.problems[0]) < 400
+        return
+    study_ = optuna.create_study(directions=["maximize"] * len(space.objectives))
+    for _ in range(2):
+        trial = study_.ask()
+        try:
+            check_trial(space, apply(base_run(space), sample(trial, space)), [str(i) for i in range(10)], (3, 32, 32))
+        except SpecError as e:
+            assert len(e.problems) >= 1
 
 
 def test_shipped_spaces_load_and_their_paths_exist():
