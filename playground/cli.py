@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .serde import SpecError
+from .specs.serde import SpecError
 
 EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz / .tar / .zip "
           "of one) | upload:<sha256> (an archive uploaded in the app); "
@@ -22,8 +22,8 @@ TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (
 def load_spec_file(cls, path: str):
     """A spec from a file, each problem prefixed with the file's name. The file is read no further
     than the JSON size limit (a FIFO, a device or a huge file is refused, not read)."""
-    from .limits import current
-    from .serde import short
+    from .specs.limits import current
+    from .specs.serde import short
 
     limit, name = current().json_bytes, short(path, 80)[1:-1]
     if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO waits for a writer
@@ -39,8 +39,8 @@ def load_spec_file(cls, path: str):
 
 
 def _net_from_args(args):
-    from .arch import Net
-    from .presets import preset_net
+    from .specs.arch import Net
+    from .specs.presets import preset_net
 
     if getattr(args, "spec", None):
         return load_spec_file(Net, args.spec)
@@ -48,9 +48,9 @@ def _net_from_args(args):
 
 
 def cmd_presets(args) -> int:
-    from .analysis import analyze
-    from .presets import PRESETS
-    from .recipes import measured_for
+    from .specs.analysis import analyze
+    from .specs.presets import PRESETS
+    from .specs.recipes import measured_for
 
     print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  {'reported':15} measured here")
     for p in PRESETS.values():
@@ -67,7 +67,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .analysis import analyze
+    from .specs.analysis import analyze
 
     a = analyze(_net_from_args(args))
     if not a.ok:
@@ -86,7 +86,7 @@ def cmd_summary(args) -> int:
 
 
 def _train_spec(args, base):
-    from .config import TrainSpec
+    from .specs.config import TrainSpec
 
     t = load_spec_file(TrainSpec, args.train) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
@@ -138,12 +138,12 @@ def _progress(run, quiet: bool):
 
 def _new_run(args, store) -> str:
     """The run the flags describe, recorded as queued (checked before anything is written)."""
-    from .augment import AugSpec, default_aug
-    from .config import RunSpec, TrainSpec, checked, data_problems
-    from .data import load_dataset, resolve_source
-    from .device import pick_device
-    from .recipes import get_recipe
-    from .runner import create_run
+    from .runs.runner import create_run
+    from .specs.augment import AugSpec, default_aug
+    from .specs.config import RunSpec, TrainSpec, checked, data_problems
+    from .specs.recipes import get_recipe
+    from .training.data import load_dataset, resolve_source
+    from .training.device import pick_device
 
     if args.recipe:
         recipe = get_recipe(args.recipe)
@@ -162,10 +162,10 @@ def _new_run(args, store) -> str:
 
 
 def cmd_train(args) -> int:
-    from .config import RunSpec
-    from .lifecycle import reconcile
-    from .store import RunStore
-    from .worker import run_worker
+    from .runs.lifecycle import reconcile
+    from .runs.store import RunStore
+    from .runs.worker import run_worker
+    from .specs.config import RunSpec
 
     store = RunStore(args.runs)
     if args.resume:
@@ -197,7 +197,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from .worker import main
+    from .runs.worker import main
 
     return main(args.run_id, args.runs)
 
@@ -205,8 +205,8 @@ def cmd_worker(args) -> int:
 def cmd_runs(args) -> int:
     import datetime as dt
 
-    from .lifecycle import reconcile
-    from .store import RunStore
+    from .runs.lifecycle import reconcile
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     reconcile(store)
@@ -225,8 +225,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from .lifecycle import GRACE_S, reconcile, request_stop
-    from .store import RunStore
+    from .runs.lifecycle import GRACE_S, reconcile, request_stop
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     if _find_runs(store, [args.run_id]) is None:
@@ -256,9 +256,9 @@ def _find_runs(store, run_ids: list[str]) -> list | None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import load_dataset
-    from .evaluate import Report, evaluate, load_run, strict_json
-    from .store import RunStore
+    from .results.evaluate import Report, evaluate, load_run, strict_json
+    from .runs.store import RunStore
+    from .training.data import load_dataset
 
     store = RunStore(args.runs)
     found = _find_runs(store, args.run_ids)
@@ -281,7 +281,7 @@ def cmd_evaluate(args) -> int:
 def cmd_data(args) -> int:
     import signal
 
-    from .data import load_dataset
+    from .training.data import load_dataset
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped decode cleans up as after Ctrl-C
     data = load_dataset(args.data)
@@ -293,8 +293,8 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_trainer
-    from .config import TrainSpec, validate_train
+    from .specs.config import TrainSpec, validate_train
+    from .training.bench import bench_trainer
 
     problems = validate_train(TrainSpec(batch_size=args.batch_size))
     problems += [f"{name} must be between {lo} and {hi}, got {v}" for name, v, lo, hi in (
@@ -306,9 +306,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .evaluate import load_run
-    from .export import default_filename, export
-    from .store import RunStore
+    from .results.evaluate import load_run
+    from .results.export import default_filename, export
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     if _find_runs(store, [args.run_id]) is None:
@@ -320,8 +320,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_curves(args) -> int:
-    from .plots import report_figure
-    from .store import RunStore
+    from .results.plots import report_figure
+    from .runs.store import RunStore
 
     records = _find_runs(RunStore(args.runs), args.run_ids)
     if records is None:
@@ -337,9 +337,9 @@ def cmd_sweep(args) -> int:
     import subprocess
 
     from . import cli_child
-    from .data import resolve_source
-    from .store import RunStore
-    from .sweep import load_space, run_share, storage_for, study_for
+    from .runs.store import RunStore
+    from .runs.sweep import load_space, run_share, storage_for, study_for
+    from .training.data import resolve_source
 
     space = load_space(args.space)  # a bad space file: one line before any process starts
     if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
@@ -465,12 +465,12 @@ COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evalu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .device import DeviceError
-    from .distill import TeacherError
-    from .export import ExportError
-    from .runner import WorkerError
-    from .store import CheckpointError, RunGone, StoreError
+    from .results.export import ExportError
+    from .runs.runner import WorkerError
+    from .runs.store import CheckpointError, RunGone, StoreError
+    from .training.data import DataError
+    from .training.device import DeviceError
+    from .training.distill import TeacherError
 
     args = build_parser().parse_args(argv)
     try:
