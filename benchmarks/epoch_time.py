@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from playground.augment import default_aug  # noqa: E402
-from playground.config import RunSpec, TrainSpec  # noqa: E402
-from playground.data import load_dataset  # noqa: E402
-from playground.presets import preset_net  # noqa: E402
-from playground.recipes import RECIPES  # noqa: E402
-from playground.trainer import Trainer  # noqa: E402
+from playground.specs.augment import default_aug  # noqa: E402
+from playground.specs.config import RunSpec, TrainSpec  # noqa: E402
+from playground.specs.presets import preset_net  # noqa: E402
+from playground.specs.recipes import RECIPES  # noqa: E402
+from playground.training.data import load_dataset  # noqa: E402
+from playground.training.trainer import Trainer  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data")

@@ -47,7 +47,7 @@ def child(args) -> None:
     import optuna
     from optuna.storages import RDBStorage
 
-    import playground.sweep as sweep
+    import playground.runs.sweep as sweep
 
     totals = {"main_s": 0.0, "main_calls": 0, "heartbeat_s": 0.0, "heartbeat_calls": 0, "optimize_s": 0.0}
     in_optimize = threading.Event()
@@ -132,8 +132,8 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")  # Optuna's experimental/deprecation notes about the heartbeat
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from playground.store import RunStore
-    from playground.sweep import load_space, storage_for, study_for
+    from playground.runs.store import RunStore
+    from playground.runs.sweep import load_space, storage_for, study_for
     from tests import postgres
     from tests.conftest import make_image_folder
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from playground.bench import bench_trainer  # noqa: E402
+from playground.training.bench import bench_trainer  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data")

@@ -2,11 +2,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import limits, ui
-from playground.arch import KIND_LABELS, Block, Layer, Net, replace
-from playground.presets import PRESETS, preset_net
-from playground.recipes import measured_for
-from playground.serde import SpecError
+from playground import ui
+from playground.specs import limits
+from playground.specs.arch import KIND_LABELS, Block, Layer, Net, replace
+from playground.specs.presets import PRESETS, preset_net
+from playground.specs.recipes import measured_for
+from playground.specs.serde import SpecError
 
 KINDS = list(KIND_LABELS)
 KERNELS, STRIDES, DILATIONS, SPANS = (1, 2, 3, 5, 7), (1, 2), (1, 2, 3, 4), (0, 1, 2, 3)

@@ -1,10 +1,11 @@
 import numpy as np
 import streamlit as st
 
-from playground import limits, ui
-from playground.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
-                                to_python)
-from playground.serde import SpecError
+from playground import ui
+from playground.specs import limits
+from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
+                                      to_python)
+from playground.specs.serde import SpecError
 
 # The spec in st.session_state["aug"] is the only truth for the pipeline, and st.session_state["samples"] for the
 # sample settings; the widgets show them. A browser keeps each widget's value by key and sends it back with the next

@@ -38,9 +38,9 @@ st.subheader("Presets")
 with st.spinner("Measuring the presets…"):  # a fresh server imports torch here, after the text above is shown
     import pandas as pd
 
-    from playground.plots import minutes_seconds
-    from playground.presets import PRESETS
-    from playground.recipes import RECIPES, measured_for
+    from playground.results.plots import minutes_seconds
+    from playground.specs.presets import PRESETS
+    from playground.specs.recipes import RECIPES, measured_for
 
     rows = []
     for p in PRESETS.values():
@@ -59,7 +59,7 @@ st.caption("Reported: the seed README's own figure. Measured: our recipe for tha
            "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")
 
-from playground.config import hosted  # noqa: E402
+from playground.specs.config import hosted  # noqa: E402
 
 st.subheader("Data")
 status = st.container(key="data_status")  # filled after the form: the form is usable while the data loads

@@ -7,10 +7,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.data import DataError
-from playground.evaluate import accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
-from playground.export import ExportError, export
-from playground.store import CheckpointError
+from playground.results.evaluate import accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
+from playground.results.export import ExportError, export
+from playground.runs.store import CheckpointError
+from playground.training.data import DataError
 
 st.title("Results")
 store = ui.store()

@@ -4,10 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
-from playground.config import hosted
-from playground.jobs import JobError, owns
-from playground.plots import compare_figure, minutes_seconds
-from playground.store import RESUMABLE
+from playground.results.plots import compare_figure, minutes_seconds
+from playground.runs.jobs import JobError, owns
+from playground.runs.store import RESUMABLE
+from playground.specs.config import hosted
 
 st.title("Runs")
 launcher = ui.launcher()

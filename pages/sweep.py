@@ -5,10 +5,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.config import hosted
-from playground.serde import SpecError
-from playground.sweep import (pareto_front, references, shipped_spaces, space_from_dict, start_sweep, studies,
-                              study_objectives, trial_rows)
+from playground.runs.sweep import (pareto_front, references, shipped_spaces, space_from_dict, start_sweep, studies,
+                                   study_objectives, trial_rows)
+from playground.specs.config import hosted
+from playground.specs.serde import SpecError
 
 st.title("Sweep")
 st.markdown("Optuna searches a space of specs for you: every trial is a normal run (Runs, Results), poor trials "

@@ -2,16 +2,16 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
-from playground.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
-from playground.device import DeviceError
-from playground.distill import TeacherError, candidates
-from playground.jobs import JobError, owns
-from playground.limits import current as current_limits
-from playground.plots import live_figure, minutes_seconds
-from playground.presets import preset_net
-from playground.recipes import RECIPES
-from playground.serde import SpecError
-from playground.store import RESUMABLE
+from playground.results.plots import live_figure, minutes_seconds
+from playground.runs.jobs import JobError, owns
+from playground.runs.store import RESUMABLE
+from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
+from playground.specs.limits import current as current_limits
+from playground.specs.presets import preset_net
+from playground.specs.recipes import RECIPES
+from playground.specs.serde import SpecError
+from playground.training.device import DeviceError
+from playground.training.distill import TeacherError, candidates
 
 st.title("Train")
 data = ui.dataset()

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .serde import SpecError
+from .specs.serde import SpecError
 
 EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz / .tar / .zip "
           "of one) | upload:<sha256> (an archive uploaded in the app); "
@@ -20,7 +20,7 @@ TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (
 
 def load_spec_file(cls, path: str):
     """A spec from a file (read bounded, see serde.read_spec_file), each problem prefixed with its name."""
-    from .serde import read_spec_file, short
+    from .specs.serde import read_spec_file, short
 
     raw = read_spec_file(path)
     try:
@@ -30,8 +30,8 @@ def load_spec_file(cls, path: str):
 
 
 def _net_from_args(args):
-    from .arch import Net
-    from .presets import preset_net
+    from .specs.arch import Net
+    from .specs.presets import preset_net
 
     if getattr(args, "spec", None):
         return load_spec_file(Net, args.spec)
@@ -39,9 +39,9 @@ def _net_from_args(args):
 
 
 def cmd_presets(args) -> int:
-    from .analysis import analyze
-    from .presets import PRESETS
-    from .recipes import measured_for
+    from .specs.analysis import analyze
+    from .specs.presets import PRESETS
+    from .specs.recipes import measured_for
 
     print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  {'reported':15} measured here")
     for p in PRESETS.values():
@@ -58,7 +58,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .analysis import analyze
+    from .specs.analysis import analyze
 
     a = analyze(_net_from_args(args))
     if not a.ok:
@@ -77,7 +77,7 @@ def cmd_summary(args) -> int:
 
 
 def _train_spec(args, base):
-    from .config import TrainSpec
+    from .specs.config import TrainSpec
 
     t = load_spec_file(TrainSpec, args.train) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
@@ -129,12 +129,12 @@ def _progress(run, quiet: bool):
 
 def _new_run(args, store) -> str:
     """The run the flags describe, recorded as queued (checked before anything is written)."""
-    from .augment import AugSpec, default_aug
-    from .config import RunSpec, TrainSpec, checked, data_problems
-    from .data import load_dataset, resolve_source
-    from .device import pick_device
-    from .recipes import get_recipe
-    from .runner import create_run
+    from .runs.runner import create_run
+    from .specs.augment import AugSpec, default_aug
+    from .specs.config import RunSpec, TrainSpec, checked, data_problems
+    from .specs.recipes import get_recipe
+    from .training.data import load_dataset, resolve_source
+    from .training.device import pick_device
 
     if args.recipe:
         recipe = get_recipe(args.recipe)
@@ -153,10 +153,10 @@ def _new_run(args, store) -> str:
 
 
 def cmd_train(args) -> int:
-    from .config import RunSpec
-    from .lifecycle import reconcile
-    from .store import RunStore
-    from .worker import run_worker
+    from .runs.lifecycle import reconcile
+    from .runs.store import RunStore
+    from .runs.worker import run_worker
+    from .specs.config import RunSpec
 
     store = RunStore(args.runs)
     if args.resume:
@@ -188,7 +188,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from .worker import main
+    from .runs.worker import main
 
     return main(args.run_id, args.runs)
 
@@ -196,8 +196,8 @@ def cmd_worker(args) -> int:
 def cmd_runs(args) -> int:
     import datetime as dt
 
-    from .lifecycle import reconcile
-    from .store import RunStore
+    from .runs.lifecycle import reconcile
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     reconcile(store)
@@ -216,8 +216,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from .lifecycle import GRACE_S, reconcile, request_stop
-    from .store import RunStore
+    from .runs.lifecycle import GRACE_S, reconcile, request_stop
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     if _find_runs(store, [args.run_id]) is None:
@@ -247,9 +247,9 @@ def _find_runs(store, run_ids: list[str]) -> list | None:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import load_dataset
-    from .evaluate import Report, evaluate, load_run, strict_json
-    from .store import RunStore
+    from .results.evaluate import Report, evaluate, load_run, strict_json
+    from .runs.store import RunStore
+    from .training.data import load_dataset
 
     store = RunStore(args.runs)
     found = _find_runs(store, args.run_ids)
@@ -272,7 +272,7 @@ def cmd_evaluate(args) -> int:
 def cmd_data(args) -> int:
     import signal
 
-    from .data import load_dataset
+    from .training.data import load_dataset
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped decode cleans up as after Ctrl-C
     data = load_dataset(args.data)
@@ -284,8 +284,8 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_trainer
-    from .config import TrainSpec, validate_train
+    from .specs.config import TrainSpec, validate_train
+    from .training.bench import bench_trainer
 
     problems = validate_train(TrainSpec(batch_size=args.batch_size))
     problems += [f"{name} must be between {lo} and {hi}, got {v}" for name, v, lo, hi in (
@@ -297,9 +297,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .evaluate import load_run
-    from .export import default_filename, export
-    from .store import RunStore
+    from .results.evaluate import load_run
+    from .results.export import default_filename, export
+    from .runs.store import RunStore
 
     store = RunStore(args.runs)
     if _find_runs(store, [args.run_id]) is None:
@@ -311,8 +311,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_curves(args) -> int:
-    from .plots import report_figure
-    from .store import RunStore
+    from .results.plots import report_figure
+    from .runs.store import RunStore
 
     records = _find_runs(RunStore(args.runs), args.run_ids)
     if records is None:
@@ -327,12 +327,12 @@ def cmd_curves(args) -> int:
 def cmd_sweep(args) -> int:
     import subprocess
 
-    from . import cli_child
-    from .data import resolve_source
-    from .store import RunStore
-    from .sweep import load_space, run_share, storage_for, study_for
-
     import optuna
+
+    from . import cli_child
+    from .runs.store import RunStore
+    from .runs.sweep import load_space, run_share, storage_for, study_for
+    from .training.data import resolve_source
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     space = load_space(args.space)  # a bad space file: one line before any process starts
@@ -459,12 +459,12 @@ COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evalu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .device import DeviceError
-    from .distill import TeacherError
-    from .export import ExportError
-    from .runner import WorkerError
-    from .store import CheckpointError, RunGone, StoreError
+    from .results.export import ExportError
+    from .runs.runner import WorkerError
+    from .runs.store import CheckpointError, RunGone, StoreError
+    from .training.data import DataError
+    from .training.device import DeviceError
+    from .training.distill import TeacherError
 
     args = build_parser().parse_args(argv)
     try:

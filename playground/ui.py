@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from . import links
-from .arch import Net
-from .data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
-                   discard_upload, resolve_source, setting, store_upload)
-from .presets import preset_net
-from .serde import SpecError, from_json
-from .store import RunStore
+from .runs.store import RunStore
+from .specs import links
+from .specs.arch import Net
+from .specs.presets import preset_net
+from .specs.serde import SpecError, from_json
+from .training.data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
+                            discard_upload, resolve_source, setting, store_upload)
 
 if TYPE_CHECKING:
-    from .analysis import Analysis
-    from .augment import AugSpec
-    from .jobs import Launcher
+    from .runs.jobs import Launcher
+    from .specs.analysis import Analysis
+    from .specs.augment import AugSpec
 
 # torch and albumentations (through analysis, augment, config and jobs) take seconds to import: this module
 # imports them where they are first used, so a fresh server paints the Home page before it has loaded them.
@@ -32,7 +32,7 @@ DEFAULT_PRESET = "fast"
 def __getattr__(name: str):
     """``ui.AugSpec`` and ``ui.default_aug``, imported when first asked for."""
     if name in ("AugSpec", "default_aug"):
-        from . import augment
+        from .specs import augment
         return getattr(augment, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -153,16 +153,16 @@ def lean_memory() -> None:
     global _lean_done
     if not _lean_done:
         _lean_done = True
-        from .config import hosted
+        from .specs.config import hosted
         if hosted():
-            from .device import return_memory_eagerly
+            from .training.device import return_memory_eagerly
             return_memory_eagerly()
 
 
 @st.cache_resource
 def launcher() -> Launcher:
     """One per server: it starts the workers and keeps their handles; the store holds the rest."""
-    from .jobs import Launcher
+    from .runs.jobs import Launcher
     return Launcher()
 
 
@@ -172,7 +172,7 @@ def store() -> RunStore:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _analysis(spec_json: str) -> Analysis:
-    from .analysis import analyze
+    from .specs.analysis import analyze
     return analyze(from_json(Net, spec_json))  # types only: an invalid working copy is analysed to show why
 
 
@@ -261,7 +261,7 @@ def set_net(net: Net) -> None:
 
 
 def get_aug() -> AugSpec:
-    from .augment import AugSpec, default_aug
+    from .specs.augment import AugSpec, default_aug
     if "aug" not in st.session_state:
         st.session_state["aug"] = default_aug().to_dict()
     return AugSpec.parse(st.session_state["aug"])

@@ -1,6 +1,5 @@
 """AppTest for every page, on synthetic data (PLAYGROUND_DATA) and a temporary run store."""
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -8,13 +7,12 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from playground import ui
-from playground.arch import Net
-from playground.config import RunSpec, TrainSpec
-from playground.data import load_dataset
-from playground.presets import preset_net
-from playground.recipes import RECIPES
-from playground.runner import execute
-from playground.store import RunStore
+from playground.runs.runner import execute
+from playground.specs.arch import Net
+from playground.specs.config import RunSpec, TrainSpec
+from playground.specs.presets import preset_net
+from playground.specs.recipes import RECIPES
+from playground.training.data import load_dataset
 
 APP = str(Path(__file__).resolve().parents[1] / "playground" / "app.py")
 
@@ -196,7 +194,7 @@ def test_server_busy_message(app_env, monkeypatch):
 
 
 def test_train_distils_from_a_chosen_teacher(app_env):
-    from playground.data import resolve_source
+    from playground.training.data import resolve_source
     data = load_dataset(str(app_env))
     teacher = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
                       data=resolve_source(None))
@@ -320,7 +318,7 @@ def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env
 def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
     """A hostile upload is one error line, discarded, and the session keeps its data; a good one
     becomes the session's data and is offered by its file name."""
-    from playground.data import cache_dir
+    from playground.training.data import cache_dir
     from tests.conftest import make_image_folder
 
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")

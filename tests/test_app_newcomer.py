@@ -2,8 +2,8 @@
 import streamlit as st
 
 from playground import ui
-from playground.geometry import trace
-from playground.limits import current as current_limits
+from playground.specs.geometry import trace
+from playground.specs.limits import current as current_limits
 
 from .test_app import app_env, open_page, wait_for_run  # noqa: F401  (app_env is a fixture)
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from playground.analysis import analyze
-from playground.arch import Block, Head, Layer, Net, conv, sep
-from playground.builder import build_model
-from playground.geometry import trace, validate
-from playground.presets import PRESETS, preset_net
-from playground.recipes import RECIPES
-from playground.serde import SpecError
+from playground.specs.analysis import analyze
+from playground.specs.arch import Block, Head, Layer, Net, conv, sep
+from playground.specs.geometry import trace, validate
+from playground.specs.presets import PRESETS, preset_net
+from playground.specs.recipes import RECIPES
+from playground.specs.serde import SpecError
+from playground.training.builder import build_model
 
 SEED_PARAMS = {"seed-000": 120_330, "seed-001": 68_992, "seed-002": 100_416, "seed-003": 163_744,
                "seed-004": 197_413}
@@ -210,9 +210,9 @@ def test_exported_script_builds_the_same_network(tmp_path):
     """The standalone script's model takes the run's weights in order and computes the same function."""
     import importlib.util
 
-    from playground.config import RunSpec
-    from playground.evaluate import LoadedRun
-    from playground.export import export_script
+    from playground.results.evaluate import LoadedRun
+    from playground.results.export import export_script
+    from playground.specs.config import RunSpec
 
     net = Net(blocks=[Block([conv(8), conv(16), conv(16), sep(16, stride=2)], skip=True, skip_every=2),
                       Block([conv(24), sep(24, dilation=2)], skip=True, skip_from=1),

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from playground.augment import (REGISTRY, AugSpec, affine_shift, build_pipeline, default_aug, describe_replay,
-                                make_transform, seed_pipeline, to_python)
-from playground.serde import SpecError
+from playground.specs.augment import (REGISTRY, AugSpec, affine_shift, build_pipeline, default_aug, describe_replay,
+                                      make_transform, seed_pipeline, to_python)
+from playground.specs.serde import SpecError
 
 MEAN = (0.49, 0.48, 0.45)
 

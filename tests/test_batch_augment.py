@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from playground.augment import AugSpec, build_pipeline, default_aug, make_transform
-from playground.batch_augment import BatchAugment, affine_matrices
+from playground.specs.augment import AugSpec, build_pipeline, default_aug, make_transform
+from playground.training.batch_augment import BatchAugment, affine_matrices
 
 MEAN = (0.49, 0.48, 0.45)
 

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from playground.arch import Net
-from playground.geometry import trace
-from playground.presets import preset_net
+from playground.specs.arch import Net
+from playground.specs.geometry import trace
+from playground.specs.presets import preset_net
 
 from .browser import ROOT, chromium, needs_chromium, streamlit_server
 

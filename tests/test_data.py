@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from playground.data import DataError, NotCached, cache_dir, load_dataset, load_in_subprocess, resolve_source
+from playground.training.data import DataError, NotCached, cache_dir, load_dataset, load_in_subprocess, resolve_source
 from tests.conftest import SHARED_TARBALL, make_image_folder
 
 

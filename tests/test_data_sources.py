@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from playground import cli_child
-from playground import data as data_mod
-from playground.data import DataError, SourceRefused, cache_dir, check_source, load_dataset, store_upload
+from playground.training import data as data_mod
+from playground.training.data import DataError, SourceRefused, cache_dir, check_source, load_dataset, store_upload
 
 _RNG = np.random.default_rng(0)
 

@@ -6,16 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import playground.distill as distill
-from playground.config import TrainSpec
-from playground.data import load_dataset
-from playground.distill import TeacherError, candidates, load_teachers, teacher_targets
-from playground.evaluate import load_run
-from playground.export import export
-from playground.runner import StoreWriter, create_run, execute
-from playground.serde import SpecError
-from playground.store import RunStore
-from playground.trainer import Event, Trainer, train_loss
+import playground.training.distill as distill
+from playground.results.evaluate import load_run
+from playground.results.export import export
+from playground.runs.runner import StoreWriter, create_run, execute
+from playground.runs.store import RunStore
+from playground.specs.config import TrainSpec
+from playground.specs.serde import SpecError
+from playground.training.data import load_dataset
+from playground.training.distill import TeacherError, candidates, load_teachers, teacher_targets
+from playground.training.trainer import Event, Trainer, train_loss
 from tests.test_training import run_cli, tiny_run
 
 

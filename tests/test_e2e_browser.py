@@ -72,7 +72,7 @@ def test_a_run_survives_reloads_and_only_its_owner_stops_it(hosted_server, tmp_p
     """Hosted mode: start a run, reload on another page, find it again on Train, stop it; another
     visitor (other cookies) sees it read-only."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from playground.store import RunStore
+    from playground.runs.store import RunStore
 
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
@@ -112,9 +112,9 @@ def test_deleting_runs_while_rows_are_ticked(server, image_folder, tmp_path):
     one deleted here must not break the page on the stale selection (it raised IndexError), and the
     "Deleted" message must survive the rerun."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from playground.data import load_dataset
-    from playground.runner import execute
-    from playground.store import RunStore
+    from playground.runs.runner import execute
+    from playground.runs.store import RunStore
+    from playground.training.data import load_dataset
     from tests.test_training import tiny_run
 
     store, data = RunStore(tmp_path / "runs"), load_dataset(str(image_folder))

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from playground.analysis import analyze
-from playground.arch import Net
-from playground.augment import AugSpec
-from playground.config import TrainSpec
-from playground.presets import preset_net
-from playground.recipes import get_recipe
+from playground.specs.analysis import analyze
+from playground.specs.arch import Net
+from playground.specs.augment import AugSpec
+from playground.specs.config import TrainSpec
+from playground.specs.presets import preset_net
+from playground.specs.recipes import get_recipe
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "docs" / "experiments"
 

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from playground import export as export_mod
-from playground.arch import Block, Net, conv, pool, sep
-from playground.augment import default_aug
-from playground.builder import build_model
-from playground.config import RunSpec, TrainSpec
-from playground.data import Dataset
-from playground.evaluate import DataMismatch, LoadedRun, Report, evaluate, gradcam, load_run
-from playground.export import FORMATS, ExportError, default_filename, export
-from playground.presets import PRESETS, preset_net
-from playground.runner import checkpoint_state
-from playground.store import CheckpointError, RunStore
+from playground.results import export as export_mod
+from playground.results.evaluate import DataMismatch, LoadedRun, Report, evaluate, gradcam, load_run
+from playground.results.export import FORMATS, ExportError, default_filename, export
+from playground.runs.runner import checkpoint_state
+from playground.runs.store import CheckpointError, RunStore
+from playground.specs.arch import Block, Net, conv, pool, sep
+from playground.specs.augment import default_aug
+from playground.specs.config import RunSpec, TrainSpec
+from playground.specs.presets import PRESETS, preset_net
+from playground.training.builder import build_model
+from playground.training.data import Dataset
 
 from .conftest import CLASSES, make_image_folder
 
@@ -316,14 +316,14 @@ def test_cli_evaluate_on_data_with_other_class_names_is_one_line(tmp_path, capsy
 def test_cli_evaluate_prints_strict_json(tmp_path, capsys, monkeypatch):
     """A class without test images has no accuracy: null, not NaN. (Folders without test images
     of a class are refused by data.py; a data set from elsewhere may still lack one.)"""
-    import playground.data
+    import playground.training.data
     from playground.cli import main
     store = RunStore(tmp_path / "runs")
     run_id = stored_run(store)
     data = fake_data(CLASSES, 2)
     keep = data.y_test != CLASSES.index("truck")
     data.x_test, data.y_test = data.x_test[keep], data.y_test[keep]
-    monkeypatch.setattr(playground.data, "load_dataset", lambda *a, **kw: data)
+    monkeypatch.setattr(playground.training.data, "load_dataset", lambda *a, **kw: data)
     assert main(["evaluate", run_id, "--runs", str(store.root)]) == 0
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert out["per_class"]["truck"] is None and out["n"] == 18
@@ -352,7 +352,7 @@ def test_a_crafted_checkpoint_never_runs_code_and_is_refused_in_one_line(tmp_pat
     text = assert_one_line(err.value)
     assert "objects other than tensors and plain values" in text and "open" in text, text
     assert not marker.exists()
-    from playground.distill import TeacherError, load_teachers
+    from playground.training.distill import TeacherError, load_teachers
     with pytest.raises(TeacherError) as err:
         load_teachers(store, [run_id], "", list(CLASSES))
     assert_one_line(err.value)
@@ -447,7 +447,7 @@ def test_the_scripts_limit_takes_a_random_subset_with_every_class_in_its_share(t
 def test_results_say_why_an_accuracy_differs_from_the_recorded_one():
     from types import SimpleNamespace
 
-    from playground.evaluate import accuracy_note
+    from playground.results.evaluate import accuracy_note
 
     record = SimpleNamespace(spec={"train": {"tta": False, "tta_shift": 0, "test_subset": 500}, "data": "cifar10"},
                              epochs=[{"epoch": 1, "test_acc": 0.61}, {"epoch": 2, "test_acc": 0.58}], best_acc=0.61)
@@ -463,8 +463,8 @@ def test_a_photo_is_read_as_the_data_is_and_a_hostile_one_is_one_line():
 
     from PIL import Image
 
-    from playground.data import DataError
-    from playground.evaluate import classify_photo
+    from playground.results.evaluate import classify_photo
+    from playground.training.data import DataError
 
     loaded = loaded_run(preset_net("fast"))
     big = io.BytesIO()
@@ -482,8 +482,8 @@ def test_a_photo_is_read_as_the_data_is_and_a_hostile_one_is_one_line():
 
 
 def test_the_images_one_run_gets_right_and_the_other_wrong():
-    from playground.data import DataError
-    from playground.evaluate import disagreements
+    from playground.results.evaluate import disagreements
+    from playground.training.data import DataError
 
     labels = np.array([0, 1, 2, 0])
     a = Report(np.eye(3)[[0, 1, 0, 1]] * 0.9 + 0.03, labels, ["a", "b", "c"])  # right on 0, 1

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from playground.builder import build_model
-from playground.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
-from playground.presets import preset_net
+from playground.specs.presets import preset_net
+from playground.training.builder import build_model
+from playground.training.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -16,11 +16,11 @@ import psutil
 import pytest
 import torch
 
-from playground import lifecycle
-from playground.data import load_dataset
-from playground.jobs import JobError, Launcher
-from playground.runner import create_run, execute
-from playground.store import CheckpointError, RunStore
+from playground.runs import lifecycle
+from playground.runs.jobs import JobError, Launcher
+from playground.runs.runner import create_run, execute
+from playground.runs.store import CheckpointError, RunStore
+from playground.training.data import load_dataset
 from tests.test_training import ROOT, run_cli, tiny_net, tiny_run
 
 
@@ -115,7 +115,7 @@ def test_a_restarted_server_finds_runs_whose_workers_are_gone(image_folder, tmp_
 
 
 def test_an_exception_in_the_augmentation_thread_fails_the_run(image_folder, tmp_path, monkeypatch):
-    import playground.batch_augment as batch_augment
+    import playground.training.batch_augment as batch_augment
     real, calls = batch_augment.BatchAugment.__call__, []
 
     def broken(self, x):
@@ -137,8 +137,8 @@ def test_an_exception_in_any_worker_thread_is_recorded_and_ends_the_worker(image
     run_id = create_run(store, run)
     script = f"""
 import threading
-from playground.store import CheckpointError, RunStore
-from playground.worker import run_worker
+from playground.runs.store import CheckpointError, RunStore
+from playground.runs.worker import run_worker
 
 def rogue(event):
     if event.kind == "batch" and event.data["step"] == 2:

@@ -3,10 +3,10 @@ import torch
 from hypothesis import assume, given, settings, strategies as st
 from torch import nn
 
-from playground.arch import Block, Layer, Net
-from playground.builder import build_model
-from playground.limits import TIERS
-from playground.geometry import trace
+from playground.specs.arch import Block, Layer, Net
+from playground.specs.geometry import trace
+from playground.specs.limits import TIERS
+from playground.training.builder import build_model
 
 
 @st.composite

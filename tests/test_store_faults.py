@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-import playground.store as store_mod
-from playground import lifecycle
-from playground.data import load_dataset
-from playground.runner import create_run, execute
-from playground.store import ACTIVE, RESUMABLE, STATUSES, CheckpointError, RunStore, StoreError
-from playground.trainer import DivergenceWatch
+import playground.runs.store as store_mod
+from playground.runs import lifecycle
+from playground.runs.runner import create_run, execute
+from playground.runs.store import ACTIVE, RESUMABLE, STATUSES, CheckpointError, RunStore, StoreError
+from playground.training.data import load_dataset
+from playground.training.trainer import DivergenceWatch
 from tests.test_training import ROOT, run_cli, tiny_run
 
 
@@ -250,9 +250,9 @@ def test_a_full_disk_while_training_fails_the_run_with_the_cause_and_keeps_the_l
 
 WORKER_SCRIPT = """
 import errno, os, sqlite3, sys
-import playground.store as store_mod
-from playground.store import RunStore
-from playground.worker import main
+import playground.runs.store as store_mod
+from playground.runs.store import RunStore
+from playground.runs.worker import main
 
 real_connect, real_add_epoch, broken = sqlite3.connect, RunStore.add_epoch, []
 
@@ -404,7 +404,7 @@ def test_a_huge_learning_rate_ends_diverged_with_a_hint(image_folder, tmp_path):
 
 def bend_the_loss(monkeypatch, factor_at):
     """The training loss times ``factor_at(call)`` (1-based), as a diverging run's would be."""
-    import playground.trainer as trainer_mod
+    import playground.training.trainer as trainer_mod
     real, calls = trainer_mod.F.cross_entropy, []
 
     def bent(*args, **kwargs):

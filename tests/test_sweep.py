@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.serde import SpecError
-from playground.store import RunStore
-from playground.sweep import apply, base_run, load_space, space_from_dict
+from playground.runs.store import RunStore
+from playground.runs.sweep import apply, base_run, load_space, space_from_dict
+from playground.specs.serde import SpecError
 from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
 from tests.test_training import run_cli
 from tests.test_trust import json_values
@@ -53,7 +53,7 @@ def test_a_sweep_trains_every_trial_as_a_run_and_links_both_ways(image_folder, t
 
 def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
     """Two good trials, then one whose learning rate is tiny: it is stopped after its first epochs."""
-    from playground.sweep import run_share, storage_for, study_for
+    from playground.runs.sweep import run_share, storage_for, study_for
 
     runs = tmp_path / "runs"
     space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
@@ -71,7 +71,7 @@ def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
 
 def test_hyperband_stops_a_clearly_worse_trial(image_folder, tmp_path):
     """The space's ``"pruner": "hyperband"``: successive halving over epochs stops the tiny learning rate."""
-    from playground.sweep import run_share, storage_for, study_for
+    from playground.runs.sweep import run_share, storage_for, study_for
 
     runs = tmp_path / "runs"
     space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
@@ -89,7 +89,7 @@ def test_hyperband_stops_a_clearly_worse_trial(image_folder, tmp_path):
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.floats(0, 1)), max_size=30))
 def test_the_pareto_front_is_exactly_the_points_nothing_beats(points):
-    from playground.sweep import pareto_front
+    from playground.runs.sweep import pareto_front
 
     def beaten(p):
         return any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points)
@@ -165,7 +165,7 @@ plausible = st.fixed_dictionaries(  # mostly loadable: its trials reach apply an
 def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_pruned(data):
     """Hostile space files: a Space or one line naming the key; a loaded space's trials are valid runs or
     a SpecError (the reason a trial is pruned), never another exception, an Optuna error or a huge spec."""
-    from playground.sweep import check_trial, sample
+    from playground.runs.sweep import check_trial, sample
 
     try:
         space = space_from_dict(data)
@@ -200,7 +200,7 @@ def values(array) -> list:
 
 def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
     from playground import ui
-    from playground.sweep import storage_for
+    from playground.runs.sweep import storage_for
     from tests.test_app import open_page
 
     store = ui.store()
@@ -229,7 +229,7 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
 
 
 def test_the_pages_start_runs_the_sweep_in_a_process_of_its_own(image_folder, tmp_path):
-    from playground.sweep import start_sweep, trial_rows
+    from playground.runs.sweep import start_sweep, trial_rows
 
     store = RunStore(tmp_path / "runs")
     space = load_space(tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 1, "batch_size": 32}}))

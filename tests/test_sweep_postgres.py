@@ -18,7 +18,7 @@ import time
 import optuna
 import pytest
 
-from playground.store import RunStore
+from playground.runs.store import RunStore
 from tests import postgres
 from tests.test_training import ROOT, run_cli
 
@@ -54,7 +54,7 @@ def sweep(space, storage, study, data, runs, trials, workers=1):
 
 def test_the_readme_url_form_postgresql_reaches_the_server(pg, tmp_path):
     """``--storage postgresql://…`` (no driver named) must work with the driver in requirements.txt."""
-    from playground.sweep import storage_for
+    from playground.runs.sweep import storage_for
 
     storage_for(pg.plain_url, RunStore(tmp_path / "runs"))
 

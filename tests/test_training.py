@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from playground.arch import Block, Net, conv, pool, sep
-from playground.augment import default_aug
-from playground.config import RunSpec, TrainSpec
-from playground.data import load_dataset
-from playground.device import DeviceError, pick_device, speed_settings
-from playground.evaluate import evaluate, gradcam, load_run
-from playground.export import export
-from playground.runner import execute
-from playground.serde import SpecError
-from playground.store import CheckpointError, RunStore
-from playground.trainer import Trainer, normalize, predict, tta_views
+from playground.results.evaluate import evaluate, gradcam, load_run
+from playground.results.export import export
+from playground.runs.runner import execute
+from playground.runs.store import CheckpointError, RunStore
+from playground.specs.arch import Block, Net, conv, pool, sep
+from playground.specs.augment import default_aug
+from playground.specs.config import RunSpec, TrainSpec
+from playground.specs.serde import SpecError
+from playground.training.data import load_dataset
+from playground.training.device import DeviceError, pick_device, speed_settings
+from playground.training.trainer import Trainer, normalize, predict, tta_views
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,8 @@ def test_eval_every_tests_some_epochs_and_always_the_last(image_folder, tmp_path
 
 
 def tiny_net_params() -> int:
-    return sum(p.numel() for p in __import__("playground.builder", fromlist=["x"]).build_model(tiny_net()).parameters())
+    builder = __import__("playground.training.builder", fromlist=["x"])
+    return sum(p.numel() for p in builder.build_model(tiny_net()).parameters())
 
 
 def test_same_seed_same_first_epoch(image_folder):
@@ -91,7 +92,7 @@ def test_same_seed_same_first_epoch(image_folder):
 
 
 def test_nan_loss_stops_with_advice_and_keeps_store_consistent(image_folder, tmp_path, monkeypatch):
-    import playground.trainer as trainer_mod
+    import playground.training.trainer as trainer_mod
     real, calls = trainer_mod.F.cross_entropy, []
 
     def diverging(*args, **kwargs):  # the loss blows up on the 6th batch (second epoch)
@@ -294,7 +295,7 @@ def test_a_test_pass_is_announced_in_the_store_and_cleared_after(image_folder, t
             seen.append((event.kind, event.data["epoch"], record.message if record else None))
 
     event_run: list[str] = []
-    from playground.runner import create_run
+    from playground.runs.runner import create_run
     run = tiny_run(epochs=3, eval_every=2)
     event_run.append(create_run(store, run))
     execute(store, run, data, [watch], run_id=event_run[0])
@@ -303,7 +304,7 @@ def test_a_test_pass_is_announced_in_the_store_and_cleared_after(image_folder, t
 
 
 def test_charts_have_axis_titles_and_tables_read_as_people_read():
-    from playground.plots import compare_figure, live_figure, minutes_seconds, report_figure
+    from playground.results.plots import compare_figure, live_figure, minutes_seconds, report_figure
 
     epochs = [dict(epoch=1, train_loss=2.0, test_loss=1.9, train_acc=0.3, test_acc=0.35, lr=0.1, elapsed=70.0)]
     live = live_figure(epochs, [dict(step=5, epoch=1, loss=2.1, acc=0.3, lr=0.1, img_per_s=900)], 10)

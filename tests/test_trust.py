@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from playground import links
-from playground.arch import Net
-from playground.augment import AugSpec, make_transform
-from playground.batch_augment import BatchAugment
-from playground.config import RunSpec, TrainSpec, checked, data_problems
-from playground.geometry import trace
-from playground.limits import TIERS
-from playground.presets import preset_net
-from playground.serde import SpecError, parse_json
-from playground.store import RunStore
+from playground.runs.store import RunStore
+from playground.specs import links
+from playground.specs.arch import Net
+from playground.specs.augment import AugSpec, make_transform
+from playground.specs.config import RunSpec, TrainSpec, checked, data_problems
+from playground.specs.geometry import trace
+from playground.specs.limits import TIERS
+from playground.specs.presets import preset_net
+from playground.specs.serde import SpecError
+from playground.training.batch_augment import BatchAugment
 from tests.test_training import run_cli
 
 SPECS = (Net, AugSpec, TrainSpec, RunSpec)
@@ -166,13 +166,13 @@ def test_a_batch_whose_activations_do_not_fit_names_the_estimate_and_the_batch_t
 def test_every_preset_recipe_and_experiment_is_within_the_local_limits():
     from pathlib import Path
 
-    from playground.presets import PRESETS
-    from playground.recipes import RECIPES
+    from playground.specs.presets import PRESETS
+    from playground.specs.recipes import RECIPES
 
     for p in PRESETS.values():
         assert trace(p.net, TIERS["local"]).ok and trace(p.net, TIERS["hosted"]).ok, p.name
     for name in RECIPES:
-        from playground.recipes import get_recipe
+        from playground.specs.recipes import get_recipe
         recipe = get_recipe(name)
         aug, train = recipe.copy_specs()
         checked(RunSpec(preset_net(recipe.preset), aug, train))
@@ -253,7 +253,7 @@ def test_bench_refuses_an_unaffordable_batch():
 def test_the_readme_shows_the_limits_in_force():
     from pathlib import Path
 
-    from playground.limits import table
+    from playground.specs.limits import table
 
     assert table() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -268,7 +268,7 @@ def test_a_tampered_stored_run_fails_in_one_line_and_is_never_left_queued(image_
     is invalid or does not fit its data, and the run says why."""
     import sqlite3
 
-    from playground.runner import create_run
+    from playground.runs.runner import create_run
     from tests.test_training import tiny_run
 
     store = RunStore(tmp_path / "runs")

@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cli_child, lifecycle
-from .analysis import check_rules
-from .config import RunSpec, data_problems
-from .geometry import trace
-from .limits import current
-from .recipes import get_recipe
-from .presets import preset_net
+from .. import cli_child
+from ..specs.analysis import check_rules
+from ..specs.config import RunSpec, data_problems
+from ..specs.geometry import trace
+from ..specs.limits import current
+from ..specs.presets import preset_net
+from ..specs.recipes import get_recipe
+from ..specs.serde import SpecError, parse_json, read_spec_file, short
+from . import lifecycle
 from .runner import create_run
-from .serde import SpecError, parse_json, read_spec_file, short
 from .store import RunStore
 
 OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"))
@@ -400,7 +401,7 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     """This process's ``trials`` trials of the study; the trial numbers that finished."""
     import optuna
 
-    from .data import load_dataset
+    from ..training.data import load_dataset
 
     space = load_space(space_path)
     store = RunStore(runs)
@@ -412,7 +413,7 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     return sweep.finished
 
 
-SPACES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 
 
 def shipped_spaces() -> dict[str, Path]:
@@ -431,8 +432,8 @@ def studies(store: RunStore) -> list[str]:
 def references(axis: str = "params") -> list[dict]:
     """Points to read a sweep against: the seed presets at their reported accuracy and the recipes
     at their measured one (``axis`` "minutes": only the recipes, whose wall time is measured)."""
-    from .presets import PRESETS
-    from .recipes import RECIPES
+    from ..specs.presets import PRESETS
+    from ..specs.recipes import RECIPES
 
     out = []
     if axis == "params":

@@ -15,9 +15,9 @@ import hashlib
 import numpy as np
 import torch
 
+from ..results.evaluate import LoadedRun, evaluate, load_run
+from ..runs.store import CheckpointError, RunRecord, RunStore
 from .data import same_source
-from .evaluate import LoadedRun, evaluate, load_run
-from .store import CheckpointError, RunRecord, RunStore
 
 
 class TeacherError(ValueError):

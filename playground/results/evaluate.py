@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .builder import build_model, last_conv
-from .config import RunSpec
-from .data import DataError, decode_image
-from .device import speed_settings
-from .serde import SpecError
-from .store import CheckpointError, RunRecord, RunStore
-from .trainer import predict
+from ..runs.store import CheckpointError, RunRecord, RunStore
+from ..specs.config import RunSpec
+from ..specs.serde import SpecError
+from ..training.builder import build_model, last_conv
+from ..training.data import DataError, decode_image
+from ..training.device import speed_settings
+from ..training.trainer import predict
 
 CHECKPOINT_KEYS = ("spec", "state_dict", "classes", "mean", "std", "epoch")
 

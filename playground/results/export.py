@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .augment import to_python
-from .builder import build_model
-from .config import TrainSpec
+from ..specs.augment import to_python
+from ..specs.config import TrainSpec
+from ..training.builder import build_model
 from .evaluate import LoadedRun
 
 FORMATS = ("onnx", "torchscript", "script")

@@ -17,7 +17,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from .augment import AugSpec, Call, albumentations_calls, checked_aug, instantiate
+from ..specs.augment import AugSpec, Call, albumentations_calls, checked_aug, instantiate
 
 Step = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 _NP_BORDER = {cv2.BORDER_REFLECT_101: "reflect", cv2.BORDER_REPLICATE: "edge"}

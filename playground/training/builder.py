@@ -6,10 +6,10 @@ import math
 import torch
 from torch import nn
 
-from .arch import Block, Layer, Net, block_name
+from ..specs.arch import Block, Layer, Net, block_name
+from ..specs.geometry import trace
+from ..specs.serde import SpecError
 from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
-from .geometry import trace
-from .serde import SpecError
 
 
 def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:

@@ -62,7 +62,7 @@ class TrainSpec(serde.JsonSpec):
 
 
 def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
-    from .store import is_run_id
+    from ..runs.store import is_run_id
 
     lim = limits or limits_.current()
     p = []

@@ -54,8 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cli_child
-from .limits import current as limits_current
+from .. import cli_child
+from ..specs.limits import current as limits_current
 
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
@@ -167,7 +167,7 @@ def setting(name: str) -> int:
 def max_image_pixels() -> int:
     """Pixels of the largest image that is decoded; a bigger one is skipped unread (a PNG of
     16k x 16k zeros is a few kB that would decode to 768 MB). Hosted mode allows 1024 x 1024."""
-    from .config import hosted
+    from ..specs.config import hosted
 
     return 1024 * 1024 if hosted() else 8192 * 8192
 
@@ -195,7 +195,7 @@ def check_source(source: str) -> str:
     """``source`` if this server may load it for a visitor, else SourceRefused. Local mode: any
     source. Hosted mode: ``allowed_sources()`` and well-formed ``upload:`` ids only; the answer is
     decided from the string alone, so it never tells whether a path exists on the server."""
-    from .config import hosted
+    from ..specs.config import hosted
 
     if not hosted() or source in allowed_sources() or _UPLOAD_RE.fullmatch(source or ""):
         return source

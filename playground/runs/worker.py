@@ -18,14 +18,14 @@ import signal
 import sys
 import threading
 
+from ..specs.config import RunSpec, hosted
+from ..specs.serde import SpecError
+from ..training.data import DataError, load_dataset
+from ..training.device import return_memory_eagerly
+from ..training.trainer import Callback, TrainResult
 from . import lifecycle
-from .config import RunSpec, hosted
-from .data import DataError, load_dataset
-from .device import return_memory_eagerly
 from .runner import execute, failure_message, record_end
-from .serde import SpecError
 from .store import CheckpointError, RunGone, RunStore, StoreError
-from .trainer import Callback, TrainResult
 
 
 def _on_signal(stop: threading.Event):

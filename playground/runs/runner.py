@@ -17,14 +17,14 @@ from functools import partial
 
 import torch
 
+from ..results.evaluate import LoadedRun
+from ..specs.config import RunSpec
+from ..specs.serde import SpecError
+from ..training.data import DataError, Dataset
+from ..training.distill import load_teachers, teacher_targets
+from ..training.trainer import Callback, Event, Trainer, TrainResult, metrics_of
 from . import lifecycle
-from .config import RunSpec
-from .data import DataError, Dataset
-from .distill import load_teachers, teacher_targets
-from .evaluate import LoadedRun
-from .serde import SpecError
 from .store import CheckpointError, RunStore, StoreError
-from .trainer import Callback, Event, Trainer, TrainResult, metrics_of
 
 CHECKPOINT_FORMAT = 1
 PROGRESS_EVERY_S = 1.0  # how often batch points reach the store
@@ -106,7 +106,7 @@ def record_end(store: RunStore, run_id: str, status: str, message: str) -> bool:
 
 
 def create_run(store: RunStore, run: RunSpec, device: str = "", owner: str = "") -> str:
-    from .geometry import trace
+    from ..specs.geometry import trace
 
     return store.create(run.net.name, run.to_dict(), params=trace(run.net).params, device=device, owner=owner)
 

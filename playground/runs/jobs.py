@@ -14,13 +14,13 @@ import threading
 import time
 from pathlib import Path
 
+from ..specs.config import RunSpec, checked, data_problems, hosted
+from ..specs.serde import SpecError
+from ..training.data import Dataset
+from ..training.device import pick_device
+from ..training.distill import load_teachers
 from . import lifecycle
-from .config import RunSpec, checked, data_problems, hosted
-from .data import Dataset
-from .device import pick_device
-from .distill import load_teachers
 from .runner import create_run
-from .serde import SpecError
 from .store import RESUMABLE, RunRecord, RunStore
 
 DEFAULT_MAX_JOBS = 2

@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..runs.store import StoreError
+from ..specs.config import RunSpec, TrainSpec, checked, data_problems
+from ..specs.serde import SpecError
 from .batch_augment import BatchAugment
 from .builder import build_model
-from .config import RunSpec, TrainSpec, checked, data_problems
 from .data import Dataset
 from .device import configure_threads, pick_device, speed_settings
-from .serde import SpecError
-from .store import StoreError
 
 
 class TrainingError(RuntimeError):

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import build_pipeline, default_aug
+from ..specs.augment import build_pipeline, default_aug
+from ..specs.config import RunSpec, TrainSpec
+from ..specs.presets import preset_net
 from .builder import build_model
-from .config import RunSpec, TrainSpec
 from .data import load_dataset
-from .presets import preset_net
 from .trainer import Trainer
 
 

@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from . import cli_child
+from .. import cli_child
 from .store import RunRecord, RunStore, StoreError
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torchinfo import summary as torchinfo_summary
 
+from ..training.builder import build_model
 from .arch import Net
-from .builder import build_model
 from .geometry import Trace, trace
 
 PARAM_BUDGET = 200_000

@@ -1,0 +1,1 @@
+"""Results: what a finished run gives back: evaluation, export and plots."""

@@ -1,0 +1,1 @@
+"""Training: data sets, model builder, device, batched augmentation and the training loop."""
