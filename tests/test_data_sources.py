@@ -21,6 +21,7 @@ from PIL import Image
 from playground import cli_child
 from playground.training import data as data_mod
 from playground.training.data import DataError, SourceRefused, cache_dir, check_source, load_dataset, store_upload
+from playground.specs.serde import short
 
 _RNG = np.random.default_rng(0)
 
@@ -406,5 +407,5 @@ def test_hosted_mode_allows_only_its_list_and_never_looks_at_the_disk(tmp_path, 
                     "upload:../../etc/passwd", "upload:" + "0" * 63, "", str(image_folder) + "/"):
         with pytest.raises(SourceRefused) as e:
             check_source(refused)
-        messages.append(one_line(e).replace(data_mod._show(refused), "<source>"))
+        messages.append(one_line(e).replace(short(refused, 60), "<source>"))
     assert len(set(messages)) == 1, messages  # the same answer whether the path exists or not

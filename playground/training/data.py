@@ -33,20 +33,13 @@ dropped first (with their decoded arrays).
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import json
-import lzma
 import os
 import re
 import shutil
-import stat as stat_mod
 import subprocess
-import tarfile
 import warnings
-import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli_child
+from ..specs.serde import short
+from .archives import ArchiveRefused, archive_kind, name_problem, unpack
 from ..specs.limits import current as limits_current
 
 DEFAULT_SOURCE = "cifar10"
@@ -63,8 +58,6 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 CACHE_FORMAT = 1
-MAX_NAME_BYTES = 255  # one file or folder name
-MAX_DEPTH = 16  # folders in an archive member's path
 UPLOAD_PREFIX = "upload:"
 UPLOAD_MAX_TEST_IMAGES = 10_000  # the server keeps a cached dataset's test images in memory (3 KiB each)
 SETTINGS = {  # name: (default, meaning)
@@ -160,7 +153,7 @@ def setting(name: str) -> int:
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:
-        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {_show(raw)}")
+        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {short(raw, 60)}")
     return int(raw)
 
 
@@ -200,7 +193,7 @@ def check_source(source: str) -> str:
     if not hosted() or source in allowed_sources() or _UPLOAD_RE.fullmatch(source or ""):
         return source
     raise SourceRefused(f"This demo loads only {', '.join(allowed_sources())} or a dataset archive you upload; "
-                        f"{_show(source)} is not one of them.")
+                        f"{short(source, 60)} is not one of them.")
 
 
 def same_source(a: str, b: str) -> bool:
@@ -210,12 +203,6 @@ def same_source(a: str, b: str) -> bool:
         return True
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def _show(text: str, limit: int = 60) -> str:
-    """``text`` quoted on one printable line (control characters and undecodable bytes escaped)."""
-    r = repr(str(text))
-    return r if len(r) <= limit else r[:limit - 2] + "…" + r[-1]
 
 
 def _hint() -> str:
@@ -285,7 +272,7 @@ def store_upload(data: bytes, cache: Path | None = None) -> str:
     if len(data) > cap * _MB:
         raise DataError(f"The upload is {len(data) / _MB:,.1f} MB; the limit is {cap:,} MB "
                         f"(PLAYGROUND_MAX_UPLOAD_MB).")
-    if _archive_kind(data[:512]) is None:
+    if archive_kind(data[:512]) is None:
         raise DataError("The upload is not a .tar.gz, .tar or .zip archive.")
     folder = (Path(cache) if cache else cache_dir()) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -308,7 +295,7 @@ def store_upload(data: bytes, cache: Path | None = None) -> str:
 def upload_path(source: str, cache: Path | None = None) -> Path:
     m = _UPLOAD_RE.fullmatch(source)
     if not m:
-        raise DataError(f"{_show(source)} is not an upload id (upload: and 64 hex digits).")
+        raise DataError(f"{short(source, 60)} is not an upload id (upload: and 64 hex digits).")
     path = (Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)
     if not path.is_file():
         raise DataError(f"This uploaded dataset is no longer on the server (it keeps the last "
@@ -337,22 +324,8 @@ def _evict_uploads(cache: Path, keep: int, current: str) -> None:
         shutil.rmtree(cache / "arrays" / f"upload-{p.name[:16]}", ignore_errors=True)  # mapped copies live on
 
 
-def _archive_kind(head: bytes) -> str | None:
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "zip"
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:3] == b"BZh":
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[257:262] == b"ustar":
-        return "tar"
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
-# Unpacking an archive: by hand, regular files and folders only, under caps.
+# Archives: unpacked by archives.py into a temporary folder, then read as a folder.
 
 def _archive_key(path: Path) -> str:
     st = path.stat()
@@ -388,177 +361,11 @@ def _load_archive(archive: Path, cache: Path, key: str, source: str, shown: str,
 
 
 def _unpack(archive: Path, target: Path, shown: str) -> None:
-    max_files = setting("PLAYGROUND_MAX_ARCHIVE_FILES")
-    max_bytes = setting("PLAYGROUND_MAX_UNPACKED_MB") * _MB
     try:
-        with open(archive, "rb") as raw:
-            kind = _archive_kind(raw.read(512))
-            raw.seek(0)
-            if kind == "zip":
-                _unpack_zip(raw, target, shown, max_files, max_bytes)
-            else:
-                _unpack_tar(raw, kind, target, shown, max_files, max_bytes)
-    except DataError:
-        raise
-    except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
-            lzma.LZMAError, ValueError, RuntimeError, NotImplementedError) as e:
-        detail = str(e).replace(str(target), "").replace(str(archive), "").strip(" :'\"") or type(e).__name__
-        raise DataError(f"Cannot unpack {shown}: it is damaged or not a .tar.gz, .tar or .zip archive "
-                        f"({_show(detail, 100)[1:-1]}).") from None
-
-
-class _Budget:
-    """Counts an archive's members and unpacked bytes against the caps."""
-
-    def __init__(self, shown: str, max_files: int, max_bytes: int):
-        self.shown, self.max_files, self.max_bytes = shown, max_files, max_bytes
-        self.files = self.bytes = 0
-
-    def member(self, size: int = 0) -> None:
-        self.files += 1
-        if self.files > self.max_files:
-            raise DataError(f"Cannot unpack {self.shown}: it holds more than {self.max_files:,} files and folders "
-                            f"(PLAYGROUND_MAX_ARCHIVE_FILES).")
-        self.add(size)
-
-    def add(self, size: int) -> None:
-        self.bytes += max(0, size)
-        if self.bytes > self.max_bytes:
-            raise DataError(f"Cannot unpack {self.shown}: it unpacks to more than {self.max_bytes // _MB:,} MB "
-                            f"(PLAYGROUND_MAX_UNPACKED_MB).")
-
-
-def _member_parts(name: str, shown: str) -> list[str]:
-    """The path components of an archive member, or DataError for a name that is absolute, climbs
-    out (..), is not UTF-8, holds control characters, or is absurdly long or deep."""
-    def bad(why: str) -> DataError:
-        return DataError(f"Cannot unpack {shown}: the member {_show(name)} {why}.")
-
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        raise bad("has an absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise bad("points outside the archive (..)")
-    if len(parts) > MAX_DEPTH:
-        raise bad(f"is deeper than {MAX_DEPTH} folders")
-    for part in parts:
-        if (why := _name_problem(part)) is not None:
-            raise bad(why)
-    return parts
-
-
-def _name_problem(name: str) -> str | None:
-    """Why a file or folder name is refused, or None."""
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "holds control characters"
-    if len(encoded) > MAX_NAME_BYTES:
-        return f"is longer than {MAX_NAME_BYTES} bytes"
-    return None
-
-
-def _write_member(src, dest: Path, budget: _Budget) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        while chunk := src.read(256 * 1024):
-            budget.add(len(chunk))
-            out.write(chunk)
-
-
-def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
-    with zipfile.ZipFile(raw) as zf:
-        infos = zf.infolist()
-        declared = _Budget(shown, max_files, max_bytes)
-        plan = []
-        for info in infos:
-            declared.member(info.file_size)
-            parts = _member_parts(info.filename.replace("\\", "/"), shown)
-            mode = info.external_attr >> 16
-            if mode and not (stat_mod.S_ISREG(mode) or stat_mod.S_ISDIR(mode)):
-                raise DataError(f"Cannot unpack {shown}: the member {_show(info.filename)} is a link or a device, "
-                                f"not a file or folder.")
-            if parts:
-                plan.append((info, parts))
-        written = _Budget(shown, max_files, max_bytes)
-        for info, parts in plan:
-            if info.is_dir():
-                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-                continue
-            with zf.open(info) as src:
-                _write_member(src, target.joinpath(*parts), written)
-
-
-def _unpack_tar(raw, kind: str | None, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
-    opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}.get(kind)
-    stream = opener(fileobj=raw, mode="rb") if opener else raw
-    # headers and padding add at most 1.5 KiB a member; a longer read than 1 MiB is a bogus header
-    bounded = _Forward(stream, max_bytes + max_files * 1536 + _MB, _MB, shown)
-    budget = _Budget(shown, max_files, max_bytes)
-    with tarfile.open(fileobj=bounded, mode="r:") as tar:
-        while (m := tar.next()) is not None:
-            tar.members.clear()  # keep no list of what was unpacked
-            budget.member(m.size)
-            parts = _member_parts(m.name, shown)
-            if not (m.isreg() or m.isdir()):
-                raise DataError(f"Cannot unpack {shown}: the member {_show(m.name)} is a link or a device, not a "
-                                f"file or folder.")
-            if not parts:
-                continue
-            if m.isdir():
-                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-            else:
-                _write_member(tar.extractfile(m), target.joinpath(*parts), _Budget(shown, 1, m.size))
-
-
-class _Forward:
-    """A read-only stream for tarfile over a decompressor: reads forward only (a step back within
-    the last 4 KiB is replayed), counts every byte against ``budget`` and refuses one read over
-    ``max_read``, so a header that claims gigabytes is never read into memory."""
-
-    def __init__(self, f, budget: int, max_read: int, shown: str):
-        self.f, self.budget, self.max_read, self.shown = f, budget, max_read, shown
-        self.pos = self.done = 0  # our position; how far the underlying stream was read
-        self.tail = b""  # the last bytes read from it, ending at self.done
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        pos = pos + self.pos if whence == 1 else pos
-        if whence == 2 or pos < self.done - len(self.tail):
-            raise tarfile.ReadError("the archive cannot be read in one pass")
-        self.pos = pos
-        return pos
-
-    def _pull(self, n: int) -> bytes:
-        if self.done + n > self.budget:
-            raise DataError(f"Cannot unpack {self.shown}: it unpacks to more than "
-                            f"{setting('PLAYGROUND_MAX_UNPACKED_MB'):,} MB (PLAYGROUND_MAX_UNPACKED_MB).")
-        data = self.f.read(n)
-        self.done += len(data)
-        self.tail = (self.tail + data)[-4096:]
-        return data
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0 or n > self.max_read:
-            raise DataError(f"Cannot unpack {self.shown}: a tar header claims {n:,} bytes; it is damaged.")
-        out = b""
-        if self.pos < self.done:
-            start = len(self.tail) - (self.done - self.pos)
-            out = self.tail[start:start + n]
-            self.pos += len(out)
-            n -= len(out)
-        while self.pos > self.done:  # skip forward
-            if not self._pull(min(self.pos - self.done, 256 * 1024)):
-                return out
-        if n > 0:
-            data = self._pull(n)
-            self.pos += len(data)
-            out += data
-        return out
+        unpack(archive, target, shown, setting("PLAYGROUND_MAX_ARCHIVE_FILES"),
+               setting("PLAYGROUND_MAX_UNPACKED_MB") * _MB)
+    except ArchiveRefused as e:
+        raise DataError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +383,7 @@ def _find_split_root(path: Path, shown: str) -> Path:
         if (cand / "train").is_dir() and (cand / "test").is_dir():
             return cand
     for cand in candidates:
-        where = shown if cand == path else f"{shown}: {_show(cand.name)}"
+        where = shown if cand == path else f"{shown}: {short(cand.name, 60)}"
         for have, lack in (("train", "test"), ("test", "train")):
             if (cand / have).is_dir():
                 raise DataError(f"{where} has {have}/ but no {lack}/; both splits are needed (train/<class>/*.png "
@@ -601,8 +408,8 @@ def _layout(root: Path, shown: str) -> tuple[list[str], dict[str, list[tuple[str
     for split in ("train", "test"):
         names = []
         for entry in sorted(os.listdir(root / split)):
-            if (why := _name_problem(entry)) is not None:
-                raise DataError(f"{shown}: the name {split}/{_show(entry)} {why}; rename it.")
+            if (why := name_problem(entry)) is not None:
+                raise DataError(f"{shown}: the name {split}/{short(entry, 60)} {why}; rename it.")
             if not entry.startswith(".") and (root / split / entry).is_dir():
                 names.append(entry)
         if not names:
@@ -615,7 +422,7 @@ def _layout(root: Path, shown: str) -> tuple[list[str], dict[str, list[tuple[str
         only_test = sorted(set(classes["test"]) - set(classes["train"]))
 
         def few(xs):
-            return ", ".join(_show(x, 30) for x in xs[:4]) + (f" and {len(xs) - 4:,} more" if len(xs) > 4 else "")
+            return ", ".join(short(x, 30) for x in xs[:4]) + (f" and {len(xs) - 4:,} more" if len(xs) > 4 else "")
         raise DataError(f"{shown}: train/ and test/ have different classes"
                         + (f"; only in train/: {few(only_train)}" if only_train else "")
                         + (f"; only in test/: {few(only_test)}" if only_test else "") + ".")
@@ -625,8 +432,8 @@ def _layout(root: Path, shown: str) -> tuple[list[str], dict[str, list[tuple[str
         for label, c in enumerate(classes["train"]):
             n = 0
             for entry in sorted(os.listdir(root / split / c)):
-                if (why := _name_problem(entry)) is not None:
-                    raise DataError(f"{shown}: the name {split}/{c}/{_show(entry)} {why}; rename it.")
+                if (why := name_problem(entry)) is not None:
+                    raise DataError(f"{shown}: the name {split}/{c}/{short(entry, 60)} {why}; rename it.")
                 if Path(entry).suffix.lower() in IMAGE_EXTS and (root / split / c / entry).is_file():
                     files[split].append((f"{split}/{c}/{entry}", label))
                     n += 1
