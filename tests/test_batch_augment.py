@@ -93,3 +93,24 @@ def test_batch_is_not_modified_and_is_reproducible():
     np.testing.assert_array_equal(x, before)
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.uint8 and a.shape == x.shape and not np.array_equal(a, x)
+
+
+@pytest.mark.parametrize("border", ["reflect", "constant", "replicate"])
+@pytest.mark.parametrize("padding", [1, 4, 16])
+def test_the_device_path_gives_the_cpu_paths_pixels_for_the_same_seed(border, padding):
+    """``on_device`` (torch ops, for a batch kept on the GPU) applies the same draws as the numpy
+    path: flip, pad-and-crop with every border and CoarseDropout give identical uint8 batches."""
+    import torch
+
+    spec = AugSpec([make_transform("HorizontalFlip", 0.5), make_transform("RandomCrop", 0.9, padding=padding,
+                                                                           border=border),
+                    make_transform("CoarseDropout", 0.7, holes=[1, 3], size=[4, 12], fill="mean")])
+    cpu, device = BatchAugment(spec, MEAN, seed=7), BatchAugment(spec, MEAN, seed=7)
+    assert device.runs_on_device
+    x = np.stack([_image(s) for s in range(48)])
+    for _ in range(4):  # the generators move on together, batch after batch
+        assert np.array_equal(cpu(x), device.on_device(torch.from_numpy(x)).numpy())
+
+
+def test_a_transform_without_a_torch_twin_keeps_the_batch_on_the_cpu():
+    assert not BatchAugment(default_aug(), MEAN, seed=0).runs_on_device  # Affine: OpenCV's warp only

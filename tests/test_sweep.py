@@ -130,12 +130,14 @@ def test_an_invalid_space_file_names_the_key(space, words):
 
 PATHS = ["net.blocks.0.depth", "net.blocks.1.layers.*.out", "net.blocks.2.layers.0.kind", "net.blocks.9.skip",
          "net.blocks.*.layers.*.dilation", "train.max_lr", "train.epochs", "train.batch_size", "aug.transforms.1.p",
-         "aug.transforms.*.params.padding", "net", "train", "train.nope", "x.y", "net.blocks.-1.layers", "train.depth", "net.blocks.*.depth",
+         "aug.transforms.*.params.padding", "net", "train", "train.nope", "x.y", "net.blocks.-1.layers", "train.depth",
+         "net.blocks.*.depth",
          "net.blocks.0.layers.0.depth", "aug.transforms.*.p"]
 numbers = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True))
 distributions = st.one_of(
     st.fixed_dictionaries({"int": st.lists(numbers, min_size=0, max_size=3)},
-                          optional={"step": st.one_of(numbers, st.booleans()), "log": st.one_of(st.booleans(), numbers)}),
+                          optional={"step": st.one_of(numbers, st.booleans()),
+                                    "log": st.one_of(st.booleans(), numbers)}),
     st.fixed_dictionaries({"float": st.lists(numbers, min_size=0, max_size=3)}, optional={"log": st.booleans()}),
     st.fixed_dictionaries({"choice": st.lists(st.one_of(json_values, numbers), max_size=5)}),
     json_values)

@@ -1,3 +1,4 @@
+import copy
 import json
 import subprocess
 import sys
@@ -89,6 +90,25 @@ def test_same_seed_same_first_epoch(image_folder):
     b = Trainer(data, tiny_run(seed=3)).fit().epochs[0]
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_the_data_on_device_path_trains_as_the_host_path_does(image_folder):
+    """The GPU path (whole set on the device, augmentation there with torch ops) run on the CPU:
+    same seed, same batches, so the same epoch; and a run resumes from either path's state."""
+    from playground.specs.recipes import flip_crop
+
+    data = load_dataset(str(image_folder))
+    run = RunSpec(tiny_net(), flip_crop(4, cutout=8), TrainSpec(epochs=2, batch_size=32, device="cpu", seed=3))
+    states = []
+    host = Trainer(data, run, data_on_device=False).fit()
+    keep = [lambda e: states.append(copy.deepcopy(e.data["state"])) if e.kind == "epoch" else None]
+    device = Trainer(data, run, keep, data_on_device=True)
+    on_device = device.fit()
+    for a, b in zip(host.epochs, on_device.epochs):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    resumed = Trainer(data, run, data_on_device=False).fit(resume=states[0])
+    assert resumed.epochs[1]["train_loss"] == pytest.approx(host.epochs[1]["train_loss"], abs=1e-5)
 
 
 def test_nan_loss_stops_with_advice_and_keeps_store_consistent(image_folder, tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ invalid, over-budget or rule-breaking spec is pruned with its reason, never run.
 is recorded as a run named ``<study> #<trial>`` (the trial keeps the run id as a user
 attribute: both ways linked) and trained by a worker process, as the app does; the trial
 reports each tested epoch's accuracy so the pruner (``"pruner"``: median by default, or
-hyperband) stops poor trials, which stops their worker. Storage: an SQLite file in the runs folder by default (no server), or any
+hyperband) stops poor trials, which stops their worker. Storage: an SQLite file in the runs
+folder by default (no server), or any
 Optuna URL such as ``postgresql://…`` to share one study between machines; trials whose
 process died are marked failed by Optuna's heartbeat and retried once.
 """
@@ -96,7 +97,8 @@ def space_from_dict(data: Any, where: str = "space") -> Space:
     if unknown := sorted(set(data) - known):
         raise bad(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
     base = data.get("base", {"preset": "fast"})
-    if (not isinstance(base, dict) or len({"preset", "recipe"} & set(base)) != 1 or set(base) - {"preset", "recipe", "train"}
+    if (not isinstance(base, dict) or len({"preset", "recipe"} & set(base)) != 1
+            or set(base) - {"preset", "recipe", "train"}
             or not isinstance(base.get("preset", base.get("recipe")), str)):
         raise bad("base", 'expected {"preset": NAME} or {"recipe": NAME}, with an optional "train" object')
     if not isinstance(base.get("train", {}), dict):
@@ -347,7 +349,8 @@ def storage_for(url: str | None, runs: RunStore):
     url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 means psycopg 3 by default
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    retry = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+             or optuna.storages.RetryFailedTrialCallback)
     try:
         with warnings.catch_warnings():  # Optuna calls its heartbeat experimental; it is what fails dead trials
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -62,7 +62,7 @@ def unpack(archive: Path, target: Path, shown: str, max_files: int, max_bytes: i
             lzma.LZMAError, ValueError, RuntimeError, NotImplementedError) as e:
         detail = str(e).replace(str(target), "").replace(str(archive), "").strip(" :'\"") or type(e).__name__
         raise ArchiveRefused(f"Cannot unpack {shown}: it is damaged or not a .tar.gz, .tar or .zip archive "
-                        f"({short(detail, 100)[1:-1]}).") from None
+                             f"({short(detail, 100)[1:-1]}).") from None
 
 
 class _Budget:
@@ -76,14 +76,14 @@ class _Budget:
         self.files += 1
         if self.files > self.max_files:
             raise ArchiveRefused(f"Cannot unpack {self.shown}: it holds more than {self.max_files:,} files and folders "
-                            f"(PLAYGROUND_MAX_ARCHIVE_FILES).")
+                                 f"(PLAYGROUND_MAX_ARCHIVE_FILES).")
         self.add(size)
 
     def add(self, size: int) -> None:
         self.bytes += max(0, size)
         if self.bytes > self.max_bytes:
             raise ArchiveRefused(f"Cannot unpack {self.shown}: it unpacks to more than {self.max_bytes // _MB:,} MB "
-                            f"(PLAYGROUND_MAX_UNPACKED_MB).")
+                                 f"(PLAYGROUND_MAX_UNPACKED_MB).")
 
 
 def _member_parts(name: str, shown: str) -> list[str]:
@@ -136,8 +136,8 @@ def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -
             parts = _member_parts(info.filename.replace("\\", "/"), shown)
             mode = info.external_attr >> 16
             if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise ArchiveRefused(f"Cannot unpack {shown}: the member {short(info.filename, 60)} is a link or a device, "
-                                f"not a file or folder.")
+                raise ArchiveRefused(f"Cannot unpack {shown}: the member {short(info.filename, 60)} is a link or a "
+                                     f"device, not a file or folder.")
             if parts:
                 plan.append((info, parts))
         written = _Budget(shown, max_files, max_bytes)
@@ -161,8 +161,8 @@ def _unpack_tar(raw, kind: str | None, target: Path, shown: str, max_files: int,
             budget.member(m.size)
             parts = _member_parts(m.name, shown)
             if not (m.isreg() or m.isdir()):
-                raise ArchiveRefused(f"Cannot unpack {shown}: the member {short(m.name, 60)} is a link or a device, not a "
-                                f"file or folder.")
+                raise ArchiveRefused(f"Cannot unpack {shown}: the member {short(m.name, 60)} is a link or a device, "
+                                     f"not a file or folder.")
             if not parts:
                 continue
             if m.isdir():

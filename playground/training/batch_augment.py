@@ -6,20 +6,23 @@ seeds' three transforms, most of an epoch's CPU budget beside a small network. H
 each transform samples its parameters for the whole batch with numpy, from the same
 distributions Albumentations 2.x draws from (read off its source, same arguments), and
 applies them with the same OpenCV kernels. Transforms without a batched version run
-per image through Albumentations, in spec order. tests/test_batch_augment.py checks
+per image through Albumentations, in spec order. Flip, pad-and-crop and CoarseDropout also
+apply their draws with torch ops (``on_device``), so on a GPU the whole dataset stays there
+as one uint8 tensor and no image passes through host Python; same seed, same pixels. tests/test_batch_augment.py checks
 pixel equality for given parameters and equal output distributions.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import albumentations as A
 import cv2
 import numpy as np
+import torch
 
 from ..specs.augment import AugSpec, Call, albumentations_calls, checked_aug, instantiate
 
-Step = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 _NP_BORDER = {cv2.BORDER_REFLECT_101: "reflect", cv2.BORDER_REPLICATE: "edge"}
 
 
@@ -41,12 +44,31 @@ def _chosen(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
     return np.flatnonzero(rng.random(n) < p)
 
 
+@dataclass
+class Step:
+    """One transform on a whole batch: ``draw`` takes every random number it needs from the batch's
+    generator (in a fixed order), ``cpu`` applies them to a numpy batch with OpenCV/numpy, and
+    ``device`` (where there is one) applies the same draws to a torch batch on the training device,
+    so both paths give the same pixels for the same seed."""
+    draw: Callable[[tuple[int, ...], np.random.Generator], Any]
+    cpu: Callable[[np.ndarray, Any], np.ndarray]
+    device: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
+
+
+def _index(x: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(idx, device=x.device)
+
+
 def _flip(kw: dict) -> Step:
-    def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = _chosen(len(x), kw["p"], rng)
+    def cpu(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         x[idx] = x[idx, :, ::-1]
         return x
-    return run
+
+    def device(x: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        i = _index(x, idx)
+        x[i] = x[i].flip(2)
+        return x
+    return Step(lambda shape, rng: _chosen(shape[0], kw["p"], rng), cpu, device)
 
 
 def _affine(kw: dict) -> Step:
@@ -54,66 +76,119 @@ def _affine(kw: dict) -> Step:
     s_lo, s_hi = kw["scale"]
     r_lo, r_hi = kw["rotate"]
 
-    def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = _chosen(len(x), kw["p"], rng)
-        k, (h, w) = len(idx), x.shape[1:3]
+    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+        idx = _chosen(shape[0], kw["p"], rng)
+        k, (h, w) = len(idx), shape[1:3]
         tx = (rng.uniform(t_lo, t_hi, k) * w).astype(int)  # Albumentations truncates: int(t * width)
         ty = (rng.uniform(t_lo, t_hi, k) * h).astype(int)
-        mats = affine_matrices(tx, ty, rng.uniform(s_lo, s_hi, k), rng.uniform(r_lo, r_hi, k), h, w)
-        for i, m in zip(idx, mats):
+        return idx, affine_matrices(tx, ty, rng.uniform(s_lo, s_hi, k), rng.uniform(r_lo, r_hi, k), h, w)
+
+    def cpu(x: np.ndarray, drawn) -> np.ndarray:
+        (h, w) = x.shape[1:3]
+        for i, m in zip(*drawn):
             x[i] = cv2.warpAffine(x[i], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=kw["border_mode"],
                                   borderValue=kw["fill"])
         return x
-    return run
+    return Step(draw, cpu)  # OpenCV's bilinear warp has no pixel-equal torch twin: CPU only
 
 
 def _coarse_dropout(kw: dict) -> Step:
     n_lo, n_hi = kw["num_holes_range"]
+    fill = np.asarray(kw["fill"], np.uint8)
 
-    def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = _chosen(len(x), kw["p"], rng)
-        h, w = x.shape[1:3]
+    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+        idx = _chosen(shape[0], kw["p"], rng)
+        h, w = shape[1:3]
         owner = np.repeat(idx, rng.integers(n_lo, n_hi + 1, len(idx)))
         hh = rng.integers(kw["hole_height_range"][0], min(kw["hole_height_range"][1], h) + 1, len(owner))
         ww = rng.integers(kw["hole_width_range"][0], min(kw["hole_width_range"][1], w) + 1, len(owner))
         y0, x0 = rng.integers(0, h - hh + 1), rng.integers(0, w - ww + 1)
-        fill = np.asarray(kw["fill"], np.uint8)
-        for i, a, b, c, d in zip(owner, y0, y0 + hh, x0, x0 + ww):
+        return owner, y0, y0 + hh, x0, x0 + ww
+
+    def cpu(x: np.ndarray, holes) -> np.ndarray:
+        for i, a, b, c, d in zip(*holes):
             x[i, a:b, c:d] = fill
         return x
-    return run
+
+    def device(x: torch.Tensor, holes) -> torch.Tensor:
+        owner, y0, y1, x0, x1 = (torch.as_tensor(v, device=x.device) for v in holes)
+        if not len(owner):
+            return x
+        ys, xs = torch.arange(x.shape[1], device=x.device), torch.arange(x.shape[2], device=x.device)
+        inside = (((ys >= y0[:, None]) & (ys < y1[:, None]))[:, :, None]
+                  & ((xs >= x0[:, None]) & (xs < x1[:, None]))[:, None, :])  # (holes, H, W)
+        mask = torch.zeros(x.shape[:3], dtype=torch.int32, device=x.device).index_add_(0, owner, inside.int())
+        return torch.where(mask[..., None] > 0, torch.as_tensor(fill, device=x.device), x)
+    return Step(draw, cpu, device)
 
 
 def _pad_crop(kw: dict, children: list[Call]) -> Step:
     pad_kw, crop_kw = children[0][1], children[1][1]
+    mode = _NP_BORDER.get(pad_kw["border_mode"])  # None: constant, the fill colour around the image
+    fill = np.asarray(pad_kw["fill"], np.uint8)
+    ph, pw, ch, cw = pad_kw["min_height"], pad_kw["min_width"], crop_kw["height"], crop_kw["width"]
 
-    def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        idx = _chosen(len(x), kw["p"], rng)
+    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+        idx = _chosen(shape[0], kw["p"], rng)
+        h, w = shape[1:3]
+        oy = (rng.random(len(idx)) * (max(ph, h) - ch + 1)).astype(int)
+        ox = (rng.random(len(idx)) * (max(pw, w) - cw + 1)).astype(int)
+        return idx, oy, ox
+
+    def cpu(x: np.ndarray, drawn) -> np.ndarray:
+        idx, oy, ox = drawn
         h, w = x.shape[1:3]
-        top, left = (pad_kw["min_height"] - h) // 2, (pad_kw["min_width"] - w) // 2  # position="center"
-        widths = ((0, 0), (top, pad_kw["min_height"] - h - top), (left, pad_kw["min_width"] - w - left), (0, 0))
-        mode = _NP_BORDER.get(pad_kw["border_mode"])
-        if mode is None:  # constant: the fill colour around the image
-            padded = np.empty((len(idx), pad_kw["min_height"], pad_kw["min_width"], x.shape[3]), np.uint8)
-            padded[:] = np.asarray(pad_kw["fill"], np.uint8)
+        top, left = (ph - h) // 2, (pw - w) // 2  # position="center"
+        if mode is None:
+            padded = np.empty((len(idx), ph, pw, x.shape[3]), np.uint8)
+            padded[:] = fill
             padded[:, top:top + h, left:left + w] = x[idx]
         else:
-            padded = np.pad(x[idx], widths, mode=mode)
-        ch, cw = crop_kw["height"], crop_kw["width"]
-        oy = (rng.random(len(idx)) * (padded.shape[1] - ch + 1)).astype(int)
-        ox = (rng.random(len(idx)) * (padded.shape[2] - cw + 1)).astype(int)
+            padded = np.pad(x[idx], ((0, 0), (top, ph - h - top), (left, pw - w - left), (0, 0)), mode=mode)
         for j, i in enumerate(idx):
             x[i] = padded[j, oy[j]:oy[j] + ch, ox[j]:ox[j] + cw]
         return x
-    return run
+
+    def device(x: torch.Tensor, drawn) -> torch.Tensor:
+        """The crop read straight from the image: each output pixel's source row and column, reflected,
+        clamped (edge) or marked outside (constant), gathered in one indexing op; no padded copy."""
+        idx, oy, ox = drawn
+        if not len(idx):
+            return x
+        h, w, dev = x.shape[1], x.shape[2], x.device
+        top, left = (ph - h) // 2, (pw - w) // 2
+        rows = torch.as_tensor(oy - top, device=dev)[:, None] + torch.arange(ch, device=dev)  # (k, ch)
+        cols = torch.as_tensor(ox - left, device=dev)[:, None] + torch.arange(cw, device=dev)
+        if mode == "reflect":  # numpy's reflect = OpenCV's REFLECT_101, any number of bounces
+            rows, cols = _reflect(rows, h), _reflect(cols, w)
+        outside = None
+        if mode is None:
+            outside = ((rows < 0) | (rows >= h))[:, :, None] | ((cols < 0) | (cols >= w))[:, None, :]
+        rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)  # edge, and inside for constant
+        i = _index(x, idx)
+        crops = x[i[:, None, None], rows[:, :, None], cols[:, None, :]]  # (k, ch, cw, C)
+        if outside is not None:
+            crops = torch.where(outside[..., None], torch.as_tensor(fill, device=dev), crops)
+        x[i] = crops
+        return x
+    return Step(draw, cpu, device)
+
+
+def _reflect(j: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices reflected into 0..n-1 about the edge pixels (REFLECT_101), however far outside."""
+    if n == 1:
+        return j.clamp(0, 0)
+    period = 2 * (n - 1)
+    j = j.remainder(period)
+    return torch.where(j > n - 1, period - j, j)
 
 
 def _per_image(pipe: A.Compose) -> Step:
-    def run(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def cpu(x: np.ndarray, _) -> np.ndarray:
         for i in range(len(x)):
             x[i] = pipe(image=x[i])["image"]
         return x
-    return run
+    return Step(lambda shape, rng: None, cpu)
 
 
 def _step(call: Call, seed: int, pipes: list[A.Compose]) -> Step:
@@ -153,7 +228,8 @@ class BatchAugment:
     def state(self) -> dict:
         """Every generator's position, so a resumed run draws what it would have drawn."""
         return dict(rng=self.rng.bit_generator.state,
-                    pipes=[(p.random_generator.bit_generator.state, p.py_random.getstate()) for p in self._generators()])
+                    pipes=[(p.random_generator.bit_generator.state, p.py_random.getstate())
+                           for p in self._generators()])
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -164,5 +240,18 @@ class BatchAugment:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = np.array(x, np.uint8, copy=True)
         for step in self.steps:
-            out = step(out, self.rng)
+            out = step.cpu(out, step.draw(out.shape, self.rng))
+        return out
+
+    @property
+    def runs_on_device(self) -> bool:
+        """Every step has a torch version: the batch can stay on the training device (a GPU)."""
+        return all(step.device is not None for step in self.steps)
+
+    def on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """The same as ``__call__`` (same draws, same pixels) for a uint8 NHWC torch tensor on any
+        device: no per-image Python, no copy back to the host."""
+        out = x.clone()
+        for step in self.steps:
+            out = step.device(out, step.draw(tuple(out.shape), self.rng))
         return out

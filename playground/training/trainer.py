@@ -10,7 +10,6 @@ with a message that says what to change.
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,10 @@ from ..runs.store import StoreError
 from ..specs.config import RunSpec, TrainSpec, checked, data_problems
 from ..specs.serde import SpecError
 from .batch_augment import BatchAugment
+from .batches import BatchSource, TrainingError, batch_source
 from .builder import build_model
 from .data import Dataset
 from .device import configure_threads, pick_device, speed_settings
-
-
-class TrainingError(RuntimeError):
-    """The run could not continue (diverged, out of memory); the message says why and what to try."""
 
 
 class Diverged(TrainingError):
@@ -159,58 +155,6 @@ def make_schedule(opt: torch.optim.Optimizer, t: TrainSpec, total_steps: int):
         opt, lambda step: lr_factor(t.schedule, step, total_steps, t.warmup))
 
 
-class BatchSource:
-    """Shuffled, augmented uint8 batches; optionally produced one batch ahead in a thread."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, augment: Callable[[np.ndarray], np.ndarray],
-                 batch_size: int, seed: int, threads: int):
-        self.x, self.y, self.augment = x, y, augment
-        self.batch_size, self.threads = batch_size, threads
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.augment(self.x[idx]), self.y[idx], idx
-
-    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(augmented images, labels, their indices into x) per batch."""
-        order = self.rng.permutation(len(self.y))
-        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.threads == 0:
-            for idx in chunks:
-                yield self._make(idx)
-            return
-        q: queue.Queue = queue.Queue(maxsize=2)
-        done = threading.Event()
-
-        def produce() -> None:
-            try:
-                for idx in chunks:
-                    if done.is_set():
-                        return
-                    q.put(self._make(idx))
-                q.put(None)
-            except BaseException as e:  # noqa: BLE001 - handed to the training thread, which raises it
-                q.put(e)
-
-        worker = threading.Thread(target=produce, daemon=True, name="playground-augment")
-        worker.start()
-        try:
-            while (item := q.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise TrainingError(f"the augmentation thread failed: {type(item).__name__}: {item}") from item
-                yield item
-        finally:
-            done.set()
-            while worker.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    worker.join(0.01)
-
-
 def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Tensor]:
     """The batch, its mirror image (``flip``) and, with ``shift``, each of those moved to the
     3x3 grid of offsets in {-shift, 0, shift}^2 px (reflect padding, as the training crops use)."""
@@ -266,9 +210,12 @@ def _oom(e: BaseException) -> bool:
 class Trainer:
     def __init__(self, data: Dataset, run: RunSpec, callbacks: list[Callback] | None = None,
                  stop: threading.Event | None = None,
-                 teacher_targets: Callable[[np.ndarray, torch.device], np.ndarray] | None = None):
+                 teacher_targets: Callable[[np.ndarray, torch.device], np.ndarray] | None = None,
+                 data_on_device: bool | None = None):
         """``teacher_targets(x_train, device)`` gives the teachers' probabilities when the spec
-        names teachers (runner.execute loads them from the run store)."""
+        names teachers (runner.execute loads them from the run store). ``data_on_device``: keep the
+        training set on the device and augment there (default: the device's speed settings, a GPU
+        yes; a test sets it to run that path on the CPU)."""
         self.run = checked(run)
         if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
             raise SpecError(problems)  # a stored run whose data changed, a spec from a script
@@ -284,6 +231,7 @@ class Trainer:
         self.settings = speed_settings(self.device)
         self.model: nn.Module | None = None
         self.teacher_targets = teacher_targets
+        self.data_on_device = data_on_device
 
     def emit(self, kind: str, **data) -> None:
         event = Event(kind, data)
@@ -325,7 +273,7 @@ class Trainer:
                     scaler=scaler.state_dict(), ema=ema.state_dict() if ema is not None else None,
                     torch_rng=torch.get_rng_state(),
                     cuda_rng=torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-                    source_rng=source.rng.bit_generator.state, augment=augment.state())
+                    source_rng=source.state(), augment=augment.state())
 
     def _chance_hint(self, last: dict) -> str:
         """A finished run that learned nothing (train and test accuracy at most 1.5x chance) says
@@ -354,7 +302,11 @@ class Trainer:
             self.emit("teachers", count=len(t.teachers), images=len(self.data.y_train))
             soft = torch.from_numpy(self.teacher_targets(self.data.x_train, dev))
         augment = BatchAugment(self.run.aug, self.data.mean, seed=t.seed)
-        source = BatchSource(self.data.x_train, self.data.y_train, augment, t.batch_size, t.seed, t.loader_threads)
+        on_device = s.data_on_device if self.data_on_device is None else self.data_on_device
+        source = batch_source(self.data.x_train, self.data.y_train, augment, t.batch_size, t.seed, t.loader_threads,
+                              dev, on_device)
+        if soft is not None and source.on_device:
+            soft = soft.to(dev)
         steps = len(source) * t.epochs
         opt = make_optimizer(model, t)
         sched = make_schedule(opt, t, steps)
@@ -372,7 +324,7 @@ class Trainer:
             torch.set_rng_state(resume["torch_rng"])
             if resume["cuda_rng"] is not None and dev.type == "cuda":
                 torch.cuda.set_rng_state_all(resume["cuda_rng"])
-            source.rng.bit_generator.state = resume["source_rng"]
+            source.set_state(resume["source_rng"])
             augment.set_state(resume["augment"])
             epochs, step, done_before = list(resume["epochs"]), resume["step"], resume["elapsed"]
             first = resume["epoch"] + 1
@@ -388,11 +340,12 @@ class Trainer:
                 seen = correct = 0
                 loss_sum = 0.0
                 t_epoch = time.perf_counter()
-                for b, (xb_np, yb_np, idx) in enumerate(source.epoch()):
+                for b, (xb_u8, yb, idx) in enumerate(source.epoch()):  # numpy on the host, tensors on the device
                     if self.stop.is_set():
                         break
-                    xb = normalize(torch.from_numpy(xb_np).to(dev, non_blocking=True), mean, std)
-                    yb = torch.from_numpy(yb_np).to(dev, non_blocking=True)
+                    n = len(yb)
+                    xb = normalize(torch.as_tensor(xb_u8).to(dev, non_blocking=True), mean, std)
+                    yb = torch.as_tensor(yb).to(dev, non_blocking=True)
                     teacher_b = soft[idx].to(dev, non_blocking=True) if soft is not None else None
                     with torch.autocast(dev.type, s.amp_dtype, enabled=s.amp_dtype is not None):
                         out = model(xb)
@@ -400,7 +353,7 @@ class Trainer:
                     o = out.detach().float()
                     loss_value, spread, scale = torch.stack(  # one device sync per batch, as loss.item() was
                         [loss.detach().float(), (o - o[:1]).abs().max(), o.abs().max()]).tolist()
-                    if why := watch.check(loss_value, spread, scale, len(yb_np)):
+                    if why := watch.check(loss_value, spread, scale, n):
                         raise Diverged(
                             f"{why} at epoch {epoch} step {step + 1} (batch {b + 1}, LR {sched.get_last_lr()[0]:.3g}); "
                             f"the learning rate is too high: try a lower max LR than {t.max_lr:g}, e.g. "
@@ -413,7 +366,6 @@ class Trainer:
                     if ema is not None:
                         ema.update_parameters(model)
                     step += 1
-                    n = len(yb_np)
                     seen += n
                     batch_correct = int((out.argmax(1) == yb).sum())
                     correct += batch_correct
