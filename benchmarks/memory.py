@@ -33,6 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.browser import CHROMIUM, LAUNCH_ARGS, free_port  # noqa: E402
+from playground.training.bench import cpu_description  # noqa: E402
 
 MIB = 2**20
 TORCH_PSS = "import torch, psutil, sys; print(psutil.Process().memory_full_info().pss, flush=True); sys.stdin.read()"
@@ -47,13 +48,6 @@ def torch_pss(python: str) -> float:
     for p in procs:
         p.communicate("")
     return total / 2 / MIB
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 class Sampler(threading.Thread):
@@ -186,7 +180,7 @@ def main() -> None:
             p.kill()
         server.terminate()
         server.wait(20)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch difference used: {delta:.0f} MiB per process")
+    print(f"CPU: {cpu_description()}, {os.cpu_count()} cores; torch difference used: {delta:.0f} MiB per process")
     for phase in dict.fromkeys(m[0] for m in sampler.memory):
         mem = [m for m in sampler.memory if m[0] == phase]
         lat = [h[1] for h in sampler.health if h[0] == phase]

@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from playground.training.bench import cpu_description  # noqa: E402
 
 
 def space_json(epochs: int) -> dict:
@@ -97,18 +98,6 @@ def child(args) -> None:
     Path(args.out).write_text(json.dumps(totals))
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown (no lscpu)"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    get = lambda key: fields.get(key, "?").strip()  # noqa: E731
-    virtual = f", {get('Hypervisor vendor')} guest" if "Hypervisor vendor" in fields else ""
-    return (f"{get('Model name')} (family {get('CPU family')} model {get('Model')}), "
-            f"{os.cpu_count()} CPUs visible{virtual}")
-
-
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -137,7 +126,7 @@ def main() -> None:
     from tests import postgres
     from tests.conftest import make_image_folder
 
-    print(f"CPU: {cpu_model()}")
+    print(f"CPU: {cpu_description()}")
     print(f"load average before: {load()}")
     work = Path(tempfile.mkdtemp(prefix="bench-sweeps-"))
     data = make_image_folder(work / "data")

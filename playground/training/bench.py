@@ -3,7 +3,10 @@
 on the same network, in the same process, so the ratio is meaningful."""
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +18,34 @@ from ..specs.presets import preset_net
 from .builder import build_model
 from .data import load_dataset
 from .trainer import Trainer
+
+
+def bf16_units() -> str:
+    """The CPU's bf16 matrix support as figures need it said: AMX, AVX512-BF16 or none."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    units = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return ", ".join(units) if units else "no bf16 units"
+
+
+def cpu_description() -> str:
+    """What a printed figure must name: the CPU model, family/model, visible CPUs, hypervisor, bf16 units
+    and torch's kernel level (CPUs change between machines; only ratios from one run compare)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line))
+    virtual = f", {fields['Hypervisor vendor']} guest" if "Hypervisor vendor" in fields else ""
+    return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')} model "
+            f"{fields.get('Model', '?')}), {os.cpu_count()} CPUs visible{virtual}, {bf16_units()}, "
+            f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})")
 
 
 def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, warmup: int = 3,
