@@ -34,10 +34,14 @@ r1.selectbox("Measured recipes: a preset with its augmentation and training sett
              format_func=lambda n: f"{n}: measured {RECIPES[n].measured.line()}", key="t_recipe",
              help="; ".join(f"{r.name}: {r.goal}" for r in RECIPES.values()))
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
+following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 with st.form("train_form"):
-    st.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
-               f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}).")
+    top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
+    top.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
+                f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}). The settings below apply.")
+    start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
+                                  disabled=data is None, key="t_start")
     c1, c2, c3 = st.columns(3)
     n_train = len(data.y_train) if data else 1
     subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
@@ -60,8 +64,6 @@ with st.form("train_form"):
         help="The student also learns the teachers' averaged predictions (knowledge distillation, 90% of the "
              "loss at temperature 4). Their predictions on the training images are computed once per set of "
              "teachers before the first epoch.")
-    start = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
-                                  disabled=data is None, key="t_start")
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
@@ -106,7 +108,7 @@ def live() -> None:
     run_id = watched()
     record = launcher.get(run_id) if run_id else None
     if record is None:
-        st.info("No training to follow yet. Set the options above and press **Start training**."
+        st.info("No training to follow yet. Set the options below and press **Start training**."
                 if not run_id else "The run this page was following is not in the store (deleted, or a wrong link).")
         return
     st.session_state["watch"] = run_id
@@ -159,4 +161,5 @@ def live() -> None:
     st.session_state["last_run_id"] = run_id
 
 
-live()
+with following:
+    live()

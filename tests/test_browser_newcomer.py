@@ -103,3 +103,24 @@ def test_the_augment_preview_stays_beside_the_pipeline(context, server, size):
     assert [im.get_attribute("src") for im in images.locator("img").all()] != before
     assert_in_view(page, last)
     assert_in_view(page, images.first)
+
+
+def test_a_started_training_shows_its_progress_and_chart_without_scrolling(context, server):
+    """At 1280x800 the Start button is in view on arrival, and what it starts (progress, Stop, the live
+    chart) appears in view after the click, not below the long form."""
+    page = context.new_page()
+    page.goto(f"{server}/train")
+    start = page.get_by_role("button", name="Start training")
+    expect(start).to_be_enabled(timeout=60_000)
+    expect(page.get_by_text("No training to follow yet")).to_be_visible()
+    settle(page)
+    assert_in_view(page, start)
+    start.click()
+    progress = page.get_by_test_id("stProgress")
+    expect(progress).to_contain_text("run ", timeout=60_000)
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible(timeout=30_000)
+    assert_in_view(page, progress)
+    assert_in_view(page, page.get_by_role("button", name="Stop"))
+    box = chart.bounding_box()
+    assert box["y"] < page.viewport_size["height"] - 150, box  # the chart starts in view, most of it
