@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     from .results.export import ExportError
     from .runs.runner import WorkerError
     from .runs.store import CheckpointError, RunGone, StoreError
+    from .runs.sweep import SweepStorageError
     from .training.data import DataError
     from .training.device import DeviceError
     from .training.distill import TeacherError
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         _say("invalid spec: " + "; ".join(e.problems))
     except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, ExportError, StoreError,
-            KeyError, OSError) as e:
+            SweepStorageError, KeyError, OSError) as e:
         _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except KeyboardInterrupt:
         _say("interrupted")

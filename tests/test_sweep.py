@@ -239,3 +239,18 @@ def test_the_pages_start_runs_the_sweep_in_a_process_of_its_own(image_folder, tm
     assert proc.wait(120) == 0, (store.root / "logs" / "sweep-from-the-page.log").read_text()
     (row,) = trial_rows(store, "from-the-page")
     assert row["state"] == "complete" and store.get(row["run"]).status == "finished"
+
+
+@pytest.mark.parametrize("url, words", [
+    ("foo://host/db", "cannot open it: Can't load plugin"),
+    ("sqlite:////proc/nowhere/x.db", "cannot open it: unable to open database file"),
+    ("postgresql://sweep:hunter2@127.0.0.1:1/db", "cannot open it: connection to server"),
+    ("sqlite://", "an in-memory database is not shared"),
+    ("sqlite:///:memory:", "an in-memory database is not shared"),
+])
+def test_a_storage_that_cannot_be_opened_is_one_line_without_the_password(url, words, image_folder, tmp_path):
+    result = run_cli("sweep", "--space", tiny_space(tmp_path), "--trials", "1", "--storage", url,
+                     "--data", str(image_folder), "--runs", str(tmp_path / "runs"))
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
+    assert not (tmp_path / "runs" / "sweeps.sqlite").exists()

@@ -50,6 +50,10 @@ KINDS = ("float", "int", "choice")
 POLL_S = 0.5
 
 
+class SweepStorageError(RuntimeError):
+    """The study's storage cannot be opened (a bad URL, a server that is down); one line, no password."""
+
+
 @dataclass
 class Space:
     name: str
@@ -349,6 +353,12 @@ def storage_for(url: str | None, runs: RunStore):
     url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 means psycopg 3 by default
+    shown = short(url.split("@")[-1], 60)[1:-1]  # never the user name or password
+    if re.fullmatch(r"sqlite(\+\w+)?://(/(:memory:)?)?", url):
+        raise SweepStorageError(f"storage {shown}: an in-memory database is not shared by the sweep's processes; "
+                                "name a file (sqlite:///path/sweeps.sqlite)")
+    connect = ({"timeout": 30} if url.startswith("sqlite") else
+               {"connect_timeout": 10} if url.startswith("postgresql") else None)  # a dead host: 10 s, not minutes
     retry = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
              or optuna.storages.RetryFailedTrialCallback)
     try:
@@ -356,9 +366,10 @@ def storage_for(url: str | None, runs: RunStore):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, heartbeat_interval=10, grace_period=30,
                               heartbeat_stale_trial_callback=retry(max_retry=1),
-                              engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else None)
-    except (optuna.exceptions.StorageInternalError, ImportError, ValueError) as e:
-        raise SpecError([f"storage {short(url.split('@')[-1], 60)[1:-1]}: {str(e).splitlines()[0][:200]}"]) from None
+                              engine_kwargs={"connect_args": connect} if connect else None)
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors share no base with ours
+        detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200] or type(e).__name__
+        raise SweepStorageError(f"storage {shown}: cannot open it: {detail}") from None
 
 
 def make_pruner(space: Space):
