@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.runs.sweep import (pareto_front, references, shipped_spaces, space_from_dict, start_sweep, studies,
-                                   study_objectives, trial_rows)
+from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, space_from_dict,
+                                   start_sweep, studies, study_objectives, trial_rows)
 from playground.specs.config import hosted
 from playground.specs.serde import SpecError
 
@@ -70,6 +70,13 @@ def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
 
 @st.fragment(run_every=3.0)
 def watch() -> None:
+    try:
+        show_studies()
+    except SweepStorageError as e:  # a damaged or unreadable sweeps.sqlite: say so, keep the page
+        st.error(f"The sweeps of this run store cannot be read: {e}")
+
+
+def show_studies() -> None:
     names = studies(store)
     if not names:
         st.caption("No sweep has run with this run store yet.")

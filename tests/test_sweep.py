@@ -254,3 +254,15 @@ def test_a_storage_that_cannot_be_opened_is_one_line_without_the_password(url, w
     assert result.returncode == 2 and words in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
     assert not (tmp_path / "runs" / "sweeps.sqlite").exists()
+
+
+def test_a_damaged_sweeps_file_is_one_error_on_the_sweep_page(app_env):
+    from playground import ui
+    from tests.test_app import open_page
+
+    ui.store().root.mkdir(parents=True, exist_ok=True)
+    (ui.store().root / "sweeps.sqlite").write_bytes(b"not a database " * 400)
+    at = open_page("sweep")
+    assert not at.exception
+    assert any("cannot be read" in e.value and "not a database" in e.value for e in at.error), \
+        [e.value for e in at.error]

@@ -440,7 +440,11 @@ def studies(store: RunStore) -> list[str]:
 
     if not (store.root / "sweeps.sqlite").exists():
         return []
-    return [s.study_name for s in optuna.get_all_study_summaries(storage_for(None, store))]
+    storage = storage_for(None, store)
+    try:
+        return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
+        raise SweepStorageError(f"{store.root / 'sweeps.sqlite'}: {' '.join(str(e).split())[:200]}") from None
 
 
 def references(axis: str = "params") -> list[dict]:
@@ -460,20 +464,28 @@ def references(axis: str = "params") -> list[dict]:
     return out
 
 
-def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
-    """What a study in the default storage optimises (``("accuracy",)`` for one made before this was kept)."""
+def _load(store: RunStore, study_name: str):
+    """A study of the default storage; SweepStorageError if it is gone or the file cannot be read."""
     import optuna
 
-    study = optuna.load_study(study_name=study_name, storage=storage_for(None, store))
-    return tuple(study.user_attrs.get("objectives", ["accuracy"]))
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage_for(None, store))
+    except KeyError:
+        raise SweepStorageError(f"no study {short(study_name, 80)} in {store.root / 'sweeps.sqlite'}") from None
+    except SweepStorageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
+        raise SweepStorageError(f"{store.root / 'sweeps.sqlite'}: {' '.join(str(e).split())[:200]}") from None
+
+
+def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
+    """What a study in the default storage optimises (``("accuracy",)`` for one made before this was kept)."""
+    return tuple(_load(store, study_name).user_attrs.get("objectives", ["accuracy"]))
 
 
 def trial_rows(store: RunStore, study_name: str) -> list[dict]:
     """One row per trial of a study in the default storage: what the Sweep page and its chart show."""
-    import optuna
-
-    study = optuna.load_study(study_name=study_name, storage=storage_for(None, store))
-    rows = []
+    study, rows = _load(store, study_name), []
     for t in study.trials:
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
