@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import playground.atomic as atomic_mod
 from playground.results import export as export_mod
 from playground.results.evaluate import DataMismatch, LoadedRun, Report, evaluate, gradcam, load_run
 from playground.results.export import FORMATS, ExportError, default_filename, export
@@ -148,7 +149,7 @@ def test_a_failed_rename_leaves_no_temp_file(tmp_path, monkeypatch):
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied", str(dst))
 
-    monkeypatch.setattr(export_mod.os, "replace", refuse)
+    monkeypatch.setattr(atomic_mod.os, "replace", refuse)
     with pytest.raises(PermissionError):
         export(loaded_run(tiny_net()), "script", tmp_path / "train_x.py", "x")
     assert list(tmp_path.iterdir()) == []

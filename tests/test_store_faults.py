@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import playground.atomic as atomic_mod
 import playground.runs.store as store_mod
 from playground.runs import lifecycle
 from playground.runs.runner import create_run, execute
@@ -75,7 +76,7 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_file_and_keeps_the_previo
     store, run_id = store_with_checkpoint(tmp_path)
     state = {"epoch": 2}
     if fault in ("enospc", "erofs", "interrupt"):
-        monkeypatch.setattr(store_mod, "open", failing_open(fault), raising=False)
+        monkeypatch.setattr(atomic_mod, "open", failing_open(fault), raising=False)  # where files are written
     elif fault == "fsync":
         monkeypatch.setattr(store_mod.os, "fsync", lambda fd: (_ for _ in ()).throw(
             OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
@@ -235,7 +236,7 @@ def test_a_full_disk_while_training_fails_the_run_with_the_cause_and_keeps_the_l
 
     def add_epoch_then_fill_the_disk(self, run_id, metrics):
         real_add_epoch(self, run_id, metrics)
-        monkeypatch.setattr(store_mod, "open", failing_open("enospc"), raising=False)
+        monkeypatch.setattr(atomic_mod, "open", failing_open("enospc"), raising=False)
 
     monkeypatch.setattr(RunStore, "add_epoch", add_epoch_then_fill_the_disk)
     with pytest.raises(StoreError, match="the disk is full") as caught:
@@ -250,6 +251,7 @@ def test_a_full_disk_while_training_fails_the_run_with_the_cause_and_keeps_the_l
 
 WORKER_SCRIPT = """
 import errno, os, sqlite3, sys
+import playground.atomic as atomic_mod
 import playground.runs.store as store_mod
 from playground.runs.store import RunStore
 from playground.runs.worker import main
@@ -270,7 +272,7 @@ def add_epoch(self, run_id, metrics):
     real_add_epoch(self, run_id, metrics)
     broken.append(1)
 
-store_mod.sqlite3.connect, store_mod.open, RunStore.add_epoch = connect, read_only_open, add_epoch
+store_mod.sqlite3.connect, atomic_mod.open, RunStore.add_epoch = connect, read_only_open, add_epoch
 sys.exit(main({run_id!r}, {runs!r}))
 """
 

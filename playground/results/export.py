@@ -13,16 +13,14 @@ export.
 from __future__ import annotations
 
 import json
-import os
 import pprint
-import secrets
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
+from .. import atomic
 from ..specs.augment import to_python
 from ..specs.config import TrainSpec
 from ..training.builder import build_model
@@ -120,20 +118,6 @@ def _same(got, expected: torch.Tensor, what: str) -> None:
                           f"(largest difference {worst}); nothing was written")
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` fills a temp file beside ``path``; only a complete file is renamed onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def export_onnx(loaded: LoadedRun, path: Path, run_id: str = "", baked: bool = False) -> Path:
     model = _plain_model(loaded, baked)
 
@@ -150,7 +134,7 @@ def export_onnx(loaded: LoadedRun, path: Path, run_id: str = "", baked: bool = F
         onnx.save(graph, str(tmp))
         _check_onnx(tmp, model, loaded)
 
-    return _write_atomic(path, write)
+    return atomic.write_atomic(path, write)
 
 
 def _check_onnx(path: Path, model: nn.Module, loaded: LoadedRun) -> None:
@@ -183,7 +167,7 @@ def export_torchscript(loaded: LoadedRun, path: Path, run_id: str = "", baked: b
     with torch.no_grad():
         _same(traced(x), model(x), "TorchScript")
     extra = {"playground.json": json.dumps(metadata(loaded, baked, run_id))}  # read with _extra_files=
-    return _write_atomic(path, lambda tmp: traced.save(str(tmp), _extra_files=extra))
+    return atomic.write_atomic(path, lambda tmp: traced.save(str(tmp), _extra_files=extra))
 
 
 SCRIPT_TEMPLATE = '''"""Standalone training script exported by CIFAR-10 CNN Playground (run {run_id}).
@@ -401,7 +385,7 @@ def export_script(loaded: LoadedRun, path: Path, run_id: str = "") -> Path:
                                   mean=tuple(round(m, 6) for m in loaded.mean),
                                   std=tuple(round(s, 6) for s in loaded.std))
     compile(text, Path(path).name, "exec")  # a template that no longer formats to Python fails here, not later
-    return _write_atomic(path, lambda tmp: tmp.write_text(text))
+    return atomic.write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript,

@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import atomic
+
 try:
     import fcntl
 except ImportError:  # Windows: initialisation relies on the retries alone
@@ -280,16 +282,8 @@ class RunStore:
 
     def _sweep_temporary_files(self) -> None:
         """Temporary files of writers on this host that died mid-write (SIGKILL, power loss)."""
-        now = time.time()
         for folder in (self.root / "checkpoints", self.root / "teachers"):
-            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-                try:
-                    pid = int(tmp.name.rsplit(".", 3)[-3])
-                    age = now - tmp.stat().st_mtime
-                    if age > STALE_TMP_S and (age > 3600 or not _pid_alive(pid)):
-                        tmp.unlink()
-                except (ValueError, IndexError, OSError):
-                    continue
+            atomic.sweep_stale(folder, STALE_TMP_S)
 
     @contextmanager
     def _conn(self, translate: bool = True) -> Iterator[sqlite3.Connection]:
@@ -488,7 +482,10 @@ class RunStore:
             raise StoreError(_cause_of_os_error(e, self.root)) from None
         buffer = io.BytesIO()
         np.save(buffer, probs)
-        _write_atomic(path, buffer.getvalue(), self.root)
+        try:
+            atomic.write_bytes(path, buffer.getvalue())
+        except OSError as e:
+            raise StoreError(_cause_of_os_error(e, self.root)) from None
 
     # -- checkpoints: the weights (Results, exports, teachers) and the resume state -------------
     def checkpoint_path(self, run_id: str) -> Path:
@@ -519,7 +516,10 @@ class RunStore:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
-        tmp = _write_temporary(path, data, self.root)
+        try:
+            tmp = atomic.write_bytes_temporary(path, data)
+        except OSError as e:
+            raise StoreError(_cause_of_os_error(e, self.root)) from None
         try:
             with self._tx() as c:
                 if c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?",
@@ -530,7 +530,7 @@ class RunStore:
                 except OSError as e:
                     raise StoreError(_cause_of_os_error(e, self.root)) from None
         finally:
-            _discard(tmp)
+            atomic.discard(tmp)
         return path
 
     def _load(self, run_id: str, path: Path, column: str) -> dict:
@@ -553,49 +553,3 @@ class RunStore:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt zips
             raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, under another user
-        return True
-    return True
-
-
-def _discard(tmp: Path) -> None:
-    """Remove a temporary file if it is still there; never raises (it must not hide the real error)."""
-    with suppress(OSError):
-        os.unlink(tmp)
-
-
-def _write_temporary(path: Path, data: bytes, root: Path) -> Path:
-    """``data`` in a new temporary file beside ``path``, flushed to the disk; removed again if
-    anything fails (a full or read-only disk, Ctrl-C). StoreError names the cause."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException as e:
-        _discard(tmp)
-        if isinstance(e, OSError):
-            raise StoreError(_cause_of_os_error(e, root)) from None
-        raise
-    return tmp
-
-
-def _write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
-    """Temp file, fsync, rename: a crash or a second writer never leaves half a file, and a
-    failure leaves neither a temporary file nor a changed ``path``."""
-    root = root or path.parent
-    tmp = _write_temporary(path, data, root)
-    try:
-        os.replace(tmp, path)
-    except OSError as e:
-        raise StoreError(_cause_of_os_error(e, root)) from None
-    finally:
-        _discard(tmp)

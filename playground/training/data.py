@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli_child
+from .. import atomic, cli_child
 from ..specs.serde import short
 from .archives import ArchiveRefused, archive_kind, name_problem, unpack
 from ..specs.limits import current as limits_current
@@ -517,20 +517,8 @@ def _sweep(folder: Path) -> None:
     """Remove what a killed process left half-written (``*.tmp<pid>`` of a process that is gone)."""
     for p in folder.glob("*.tmp*"):
         m = re.search(r"\.tmp(\d+)$", p.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not atomic.pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool = True) -> Dataset:
@@ -543,7 +531,7 @@ def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool 
                 if "mean" not in meta:  # cached by an older version: add the statistics once
                     ds = Dataset("", np.load(folder / "x_train.npy"), *([np.empty(0)] * 3), classes=[])
                     meta.update(mean=ds.mean, std=ds.std)
-                    _write_text_atomic(meta_path, json.dumps(meta))
+                    atomic.write_atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
                 arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r" if mmap_train and n == "x_train" else None,
                                      allow_pickle=False) for n in ("x_train", "y_train", "x_test", "y_test")}
                 return Dataset(meta["name"], **arrays, classes=meta["classes"], source=meta["source"],
@@ -577,12 +565,6 @@ def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves nothing
     return ds
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _load_torchvision(name: str, cache: Path) -> Dataset:
