@@ -367,6 +367,31 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_trials(args) -> int:
+    """A study's trials, best first: what the Sweep page shows, for a terminal or a script (--json)."""
+    from .runs.store import RunStore
+    from .runs.sweep import check_study_name, studies, trial_rows
+
+    store = RunStore(args.runs)
+    if args.study is None:
+        names = studies(store, args.storage)
+        print("\n".join(names) if names else "no studies in this storage (python -m playground sweep starts one)")
+        return 0
+    rows = trial_rows(store, check_study_name(args.study), args.storage)
+    rows.sort(key=lambda r: (r["state"] != "complete", -(r["accuracy"] or 0)))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'trial':>5} {'state':9} {'accuracy':>8} {'params':>9} {'minutes':>7}  {'run':24} why pruned")
+    for r in rows:
+        acc = f"{r['accuracy']:.2%}" if r["accuracy"] is not None else "-"
+        minutes = f"{r['minutes']:.1f}" if r["minutes"] is not None else "-"
+        params = f"{r['params']:,}" if r["params"] is not None else "-"
+        print(f"{r['trial']:>5} {r['state']:9} {acc:>8} {params:>9} {minutes:>7}  {r['run'] or '-':24} "
+              f"{r['why pruned']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
                                  epilog=EPILOG)
@@ -445,17 +470,21 @@ def build_parser() -> argparse.ArgumentParser:
                                       "between machines (default: sweeps.sqlite in the runs folder)")
     sw.add_argument("--study", help="study name (default: the space's name); the same name joins the same study")
     sw.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    tr = sub.add_parser("trials", help="a sweep's trials, best first (no --study: the studies in the storage)")
+    tr.add_argument("--study", help="study name")
+    tr.add_argument("--storage", help="Optuna storage URL (default: sweeps.sqlite in the runs folder)")
+    tr.add_argument("--json", action="store_true", help="one JSON list, one object per trial")
     for p in (t, e, b, d, sw):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .tar.gz, .tar or .zip) | upload:<sha256> "
                                       "(default: $PLAYGROUND_DATA, then cifar10)")
-    for p in (t, e, x, c, w, r, st, sw):
+    for p in (t, e, x, c, w, r, st, sw, tr):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap
 
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
                 bench=cmd_bench, export=cmd_export, curves=cmd_curves, data=cmd_data, worker=cmd_worker, runs=cmd_runs,
-                stop=cmd_stop, sweep=cmd_sweep)
+                stop=cmd_stop, sweep=cmd_sweep, trials=cmd_trials)
 
 
 def main(argv: list[str] | None = None) -> int:

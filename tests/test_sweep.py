@@ -49,6 +49,11 @@ def test_a_sweep_trains_every_trial_as_a_run_and_links_both_ways(image_folder, t
         assert record.name == f"tiny #{t.number}" and record.owner == "sweep"
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert record.status == "finished" and t.value == max(e["test_acc"] for e in record.epochs)
+    listed = run_cli("trials", "--study", "tiny", "--runs", str(runs), "--json")  # the headless view, best first
+    rows = json.loads(listed.stdout)
+    assert [r["trial"] for r in rows if r["state"] == "complete"][0] == study(runs).best_trial.number
+    assert {r["trial"] for r in rows} == {t.number for t in trials}
+    assert "tiny" in run_cli("trials", "--runs", str(runs)).stdout.split()
 
 
 def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):

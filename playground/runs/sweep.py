@@ -434,17 +434,21 @@ def shipped_spaces() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SPACES_DIR.glob("*.json"))}
 
 
-def studies(store: RunStore) -> list[str]:
-    """Study names in the runs folder's default storage (none if no sweep ran here)."""
+def studies(store: RunStore, url: str | None = None) -> list[str]:
+    """Study names in ``url``, or in the runs folder's default storage (none if no sweep ran there)."""
     import optuna
 
-    if not (store.root / "sweeps.sqlite").exists():
+    if url is None and not (store.root / "sweeps.sqlite").exists():
         return []
-    storage = storage_for(None, store)
+    storage = storage_for(url, store)
     try:
         return [s.study_name for s in optuna.get_all_study_summaries(storage)]
     except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
-        raise SweepStorageError(f"{store.root / 'sweeps.sqlite'}: {' '.join(str(e).split())[:200]}") from None
+        raise SweepStorageError(f"{_where(store, url)}: {' '.join(str(e).split())[:200]}") from None
+
+
+def _where(store: RunStore, url: str | None) -> str:
+    return str(store.root / "sweeps.sqlite") if url is None else short(url.split("@")[-1], 60)[1:-1]
 
 
 def references(axis: str = "params") -> list[dict]:
@@ -464,18 +468,18 @@ def references(axis: str = "params") -> list[dict]:
     return out
 
 
-def _load(store: RunStore, study_name: str):
-    """A study of the default storage; SweepStorageError if it is gone or the file cannot be read."""
+def _load(store: RunStore, study_name: str, url: str | None = None):
+    """A study of ``url`` (default: the runs folder's); SweepStorageError if it is gone or unreadable."""
     import optuna
 
     try:
-        return optuna.load_study(study_name=study_name, storage=storage_for(None, store))
+        return optuna.load_study(study_name=study_name, storage=storage_for(url, store))
     except KeyError:
-        raise SweepStorageError(f"no study {short(study_name, 80)} in {store.root / 'sweeps.sqlite'}") from None
+        raise SweepStorageError(f"no study {short(study_name, 80)} in {_where(store, url)}") from None
     except SweepStorageError:
         raise
     except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
-        raise SweepStorageError(f"{store.root / 'sweeps.sqlite'}: {' '.join(str(e).split())[:200]}") from None
+        raise SweepStorageError(f"{_where(store, url)}: {' '.join(str(e).split())[:200]}") from None
 
 
 def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
@@ -483,9 +487,9 @@ def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
     return tuple(_load(store, study_name).user_attrs.get("objectives", ["accuracy"]))
 
 
-def trial_rows(store: RunStore, study_name: str) -> list[dict]:
-    """One row per trial of a study in the default storage: what the Sweep page and its chart show."""
-    study, rows = _load(store, study_name), []
+def trial_rows(store: RunStore, study_name: str, url: str | None = None) -> list[dict]:
+    """One row per trial of a study: what the Sweep page, its chart and ``python -m playground trials`` show."""
+    study, rows = _load(store, study_name, url), []
     for t in study.trials:
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
