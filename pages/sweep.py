@@ -64,7 +64,8 @@ def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
         fig.add_scatter(x=ref["x"], y=ref["accuracy"], mode="markers+text", text=ref["name"], name="presets, recipes",
                         textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"))
     fig.update_layout(height=380, margin=dict(t=20), yaxis=dict(title="test accuracy", tickformat=".0%"),
-                      xaxis=dict(title="parameters" if axis == "params" else "training minutes"))
+                      xaxis=dict(title={"params": "parameters", "macs": "multiply-accumulates per image",
+                                        "minutes": "training minutes"}[axis]))
     return fig
 
 
@@ -88,14 +89,16 @@ def show_studies() -> None:
         return
     table = pd.DataFrame(rows)
     objectives = study_objectives(store, study)
-    axis = st.radio("Accuracy against", ["params", "minutes"], horizontal=True, key=f"sw_axis_{study}",
-                    index=1 if objectives[-1] == "minutes" else 0,
-                    help="The front: the trials no other trial beats with fewer parameters (or minutes) and "
+    axes = ["params", "macs", "minutes"]
+    axis = st.radio("Accuracy against", axes, horizontal=True, key=f"sw_axis_{study}",
+                    index=axes.index(objectives[-1]) if objectives[-1] in axes else 0,
+                    help="The front: the trials no other trial beats with fewer parameters (MACs, minutes) and "
                          "more accuracy. Pruned trials are drawn grey at their last tested accuracy.")
     st.plotly_chart(front_figure(table, axis), key="sw_chart")
     st.dataframe(table, hide_index=True, key="sw_table", column_config={
         "accuracy": st.column_config.NumberColumn(format="percent"),
         "params": st.column_config.NumberColumn(format="localized"),
+        "macs": st.column_config.NumberColumn("MACs", format="compact"),
         "minutes": st.column_config.NumberColumn(format="%.1f")})
     opened = st.selectbox("Open a trial's run in Results", [r for r in table["run"] if r], index=None,
                           key="sw_open", placeholder="choose a trial's run…")

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.runs.store import RunStore
+from playground.specs.config import RunSpec
 from playground.runs.sweep import apply, base_run, load_space, space_from_dict
 from playground.specs.serde import SpecError
 from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
@@ -271,3 +272,20 @@ def test_a_damaged_sweeps_file_is_one_error_on_the_sweep_page(app_env):
     assert not at.exception
     assert any("cannot be read" in e.value and "not a database" in e.value for e in at.error), \
         [e.value for e in at.error]
+
+
+def test_a_two_objective_study_keeps_accuracy_against_macs_and_says_so(image_folder, tmp_path):
+    from playground.runs.sweep import study_objectives, trial_rows
+    from playground.specs.geometry import trace
+
+    runs = tmp_path / "runs"
+    space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 1, "batch_size": 32}},
+                       objectives=["accuracy", "macs"])
+    result = run_cli("sweep", "--space", space, "--trials", "1", "--data", str(image_folder), "--runs", str(runs))
+    assert result.returncode == 0, result.stderr
+    (trial,) = study(runs).trials
+    record = RunStore(runs).get(trial.user_attrs["run_id"])
+    macs = trace(RunSpec.from_dict(record.spec).net).macs
+    assert trial.values[1] == macs and study(runs).directions[1] == optuna.study.StudyDirection.MINIMIZE
+    assert study_objectives(RunStore(runs), "tiny") == ("accuracy", "macs")
+    assert trial_rows(RunStore(runs), "tiny")[0]["macs"] == macs

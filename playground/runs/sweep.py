@@ -6,7 +6,8 @@ distributions over paths into the run spec, e.g. ``"train.max_lr": {"float": [0.
 every layer of the block), ``"net.blocks.2.depth": {"int": [1, 3]}`` (repeat or drop the block's
 last conv layers; pools stay), ``"net.blocks.0.skip": {"choice": [true, false]}``. ``objectives`` is
 ``["accuracy"]`` (with a parameter budget and the seed rules as constraints), or two:
-``["accuracy", "params"]`` or ``["accuracy", "minutes"]`` (Optuna keeps the Pareto front).
+``["accuracy", "params"]``, ``["accuracy", "minutes"]`` or ``["accuracy", "macs"]`` (Optuna keeps the
+Pareto front).
 
 Each trial builds its spec and validates it through the one door (limits included); an
 invalid, over-budget or rule-breaking spec is pruned with its reason, never run. A valid one
@@ -44,7 +45,7 @@ from . import lifecycle
 from .runner import create_run
 from .store import RunStore
 
-OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"))
+OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"), ("accuracy", "macs"))
 PRUNERS = ("median", "hyperband", "none")
 KINDS = ("float", "int", "choice")
 POLL_S = 0.5
@@ -306,6 +307,7 @@ class Sweep:
         run_id = create_run(self.store, run, self.device, owner="sweep")
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("params", trace(run.net).params)
+        trial.set_user_attr("macs", trace(run.net).macs)
         record = self._train(trial, run_id)
         if record.status == "stopped" and trial.user_attrs.get("pruned_at") is not None:
             raise optuna.TrialPruned(f"pruned after epoch {trial.user_attrs['pruned_at']}")
@@ -313,7 +315,8 @@ class Sweep:
             raise RuntimeError(f"run {run_id} ended {record.status}: {record.message}")
         self.finished.append(trial.number)
         accuracy = max(e["test_acc"] for e in record.epochs if e.get("test_acc") is not None)
-        second = {"params": float(trace(run.net).params), "minutes": (record.elapsed or 0) / 60}
+        t = trace(run.net)
+        second = {"params": float(t.params), "minutes": (record.elapsed or 0) / 60, "macs": float(t.macs)}
         trial.set_user_attr("minutes", second["minutes"])
         return accuracy if len(self.space.objectives) == 1 else (accuracy, second[self.space.objectives[1]])
 
@@ -458,12 +461,14 @@ def references(axis: str = "params") -> list[dict]:
     from ..specs.recipes import RECIPES
 
     out = []
-    if axis == "params":
-        out += [{"name": f"{p.name} (reported)", "x": trace(p.net).params, "accuracy": p.reported_accuracy / 100}
+    if axis != "minutes":
+        out += [{"name": f"{p.name} (reported)", "x": getattr(trace(p.net), axis),
+                 "accuracy": p.reported_accuracy / 100}
                 for p in PRESETS.values() if p.reported_accuracy is not None and not any(
                     r.preset == p.name for r in RECIPES.values())]
     for r in RECIPES.values():
-        x = trace(preset_net(r.preset)).params if axis == "params" else r.measured.wall_s / 60
+        t = trace(preset_net(r.preset))
+        x = {"params": t.params, "macs": t.macs, "minutes": r.measured.wall_s / 60}[axis]
         out.append({"name": f"{r.name} recipe ({r.measured.where})", "x": x, "accuracy": r.measured.test_acc / 100})
     return out
 
@@ -493,7 +498,8 @@ def trial_rows(store: RunStore, study_name: str, url: str | None = None) -> list
     for t in study.trials:
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
-                     "params": t.user_attrs.get("params"), "minutes": t.user_attrs.get("minutes"),
+                     "params": t.user_attrs.get("params"), "macs": t.user_attrs.get("macs"),
+                     "minutes": t.user_attrs.get("minutes"),
                      "run": t.user_attrs.get("run_id", ""),
                      "why pruned": t.user_attrs.get("pruned_because", "") or (
                          f"after epoch {t.user_attrs['pruned_at']}" if "pruned_at" in t.user_attrs else ""),
