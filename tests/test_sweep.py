@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.runs.store import RunStore
-from playground.specs.config import RunSpec
 from playground.runs.sweep import apply, base_run, load_space, space_from_dict
+from playground.specs.config import RunSpec
 from playground.specs.serde import SpecError
 from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
 from tests.test_training import run_cli
