@@ -1,5 +1,3 @@
-import json
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -8,39 +6,13 @@ from playground import ui
 from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, space_from_dict,
                                    start_sweep, studies, study_objectives, trial_rows)
 from playground.specs.config import hosted
-from playground.specs.serde import SpecError
+from playground.specs.serde import SpecError, parse_json
 
 st.title("Sweep")
 st.markdown("Optuna searches a space of specs for you: every trial is a normal run (Runs, Results), poor trials "
             "are stopped early by a pruner (the space's `pruner`: median or hyperband), and the same study can be "
             "shared by several machines (`python -m playground sweep --storage postgresql://…`, see the README).")
 store = ui.store()
-
-if hosted():
-    st.info("Sweeps are off in this hosted demo: they train many networks and would take the server from every "
-            "other visitor. Run one on your own machine: `python -m playground sweep --space "
-            "sweeps/under-200k-seed-rules.json --trials 20`.")
-else:
-    spaces = shipped_spaces()
-    pick = st.selectbox("Search space", list(spaces), key="sw_space")
-    text = st.text_area("Space (JSON, editable)", spaces[pick].read_text(), height=260, key=f"sw_text_{pick}")
-    c1, c2, c3 = st.columns(3)
-    trials = c1.number_input("Trials", 1, 200, 8, key="sw_trials")
-    workers = c2.number_input("Processes at once", 1, 4, 1, key="sw_workers",
-                              help="Each trains one trial; on a 2-core machine 1 is usually fastest per trial")
-    name = c3.text_input("Study name (the same name continues a study)", pick, max_chars=80, key="sw_study")
-    if st.button("Start the sweep", type="primary", key="sw_start"):
-        try:
-            space = space_from_dict(json.loads(text), pick)
-            data = ui.dataset()
-            if data is not None:
-                start_sweep(space, int(trials), int(workers), ui.data_source(), store, name.strip() or pick)
-                st.success(f"Sweep {name} started: its trials appear below as they run.")
-        except json.JSONDecodeError as e:
-            st.error(f"The space is not JSON: {e.msg} at line {e.lineno}")
-        except SpecError as e:
-            st.error("**Not started:** " + "; ".join(e.problems))
-
 
 @st.cache_data
 def reference_points(axis: str) -> list[dict]:
@@ -57,12 +29,14 @@ def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
                     text=[f"trial {t} ({s})" for t, s in zip(done["trial"], done["state"])],
                     marker=dict(size=9, color=["#d9480f" if s == "complete" else "#adb5bd" for s in done["state"]]))
     if len(front):
-        fig.add_scatter(x=front[axis], y=front["accuracy"], mode="lines", line=dict(shape="hv", color="#d9480f"),
-                        name="Pareto front", hoverinfo="skip")
+        fig.add_scatter(x=front[axis], y=front["accuracy"], mode="lines+markers", name="Pareto front",
+                        line=dict(shape="hv", color="#d9480f"), hoverinfo="skip",  # a one-trial front shows too
+                        marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2, color="#d9480f")))
     ref = pd.DataFrame(reference_points(axis))
     if len(ref):
         fig.add_scatter(x=ref["x"], y=ref["accuracy"], mode="markers+text", text=ref["name"], name="presets, recipes",
-                        textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"))
+                        textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"),
+                        cliponaxis=False)  # labels at the edges stay whole
     fig.update_layout(height=380, margin=dict(t=20), yaxis=dict(title="test accuracy", tickformat=".0%"),
                       xaxis=dict(title={"params": "parameters", "macs": "multiply-accumulates per image",
                                         "minutes": "training minutes"}[axis]))
@@ -80,7 +54,7 @@ def watch() -> None:
 def show_studies() -> None:
     names = studies(store)
     if not names:
-        st.caption("No sweep has run with this run store yet.")
+        st.caption("No sweep has run with this run store yet: start one below.")
         return
     study = st.selectbox("Study", names, index=len(names) - 1, key="sw_watch")
     rows = trial_rows(store, study)
@@ -107,5 +81,33 @@ def show_studies() -> None:
         st.page_link("../pages/results.py", label=f"Results for run {opened}", icon=":material/search:")
 
 
+def start_form() -> None:
+    """A shipped space to edit, trials and processes; Start runs the sweep as a process of its own."""
+    if hosted():
+        st.info("Sweeps are off in this hosted demo: they train many networks and would take the server from every "
+                "other visitor. Run one on your own machine: `python -m playground sweep --space "
+                "sweeps/under-200k-seed-rules.json --trials 20`.")
+    else:
+        spaces = shipped_spaces()
+        pick = st.selectbox("Search space", list(spaces), key="sw_space")
+        text = st.text_area("Space (JSON, editable)", spaces[pick].read_text(), height=260, key=f"sw_text_{pick}")
+        c1, c2, c3 = st.columns(3)
+        trials = c1.number_input("Trials", 1, 200, 8, key="sw_trials")
+        workers = c2.number_input("Processes at once", 1, 4, 1, key="sw_workers",
+                                  help="Each trains one trial; on a 2-core machine 1 is usually fastest per trial")
+        name = c3.text_input("Study name (the same name continues a study)", pick, max_chars=80, key="sw_study")
+        if st.button("Start the sweep", type="primary", key="sw_start"):
+            try:
+                space = space_from_dict(parse_json(text), pick)
+                data = ui.dataset()
+                if data is not None:
+                    start_sweep(space, int(trials), int(workers), ui.data_source(), store, name.strip() or pick)
+                    st.success(f"Sweep {ui.plain(name)} started: its trials appear above as they run.")
+            except SpecError as e:
+                st.error("**Not started:** " + "; ".join(e.problems))
+
+
 st.subheader("Trials")
 watch()
+st.subheader("Start a sweep")
+start_form()

@@ -231,6 +231,10 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
     at.button(key="sw_start").click().run()
     assert not at.exception and any("params.train.max_lr.float" in e.value for e in at.error), \
         [e.value for e in at.error]
+    at.text_area(key="sw_text_fastest-to-85").set_value('{"params": ' * 40).run()  # not JSON, deep
+    at.button(key="sw_start").click().run()
+    assert not at.exception and any("Not started" in e.value and "JSON" in e.value for e in at.error), \
+        [e.value for e in at.error]
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
     hosted = open_page("sweep")
     assert any("Sweeps are off in this hosted demo" in i.value for i in hosted.info)
