@@ -382,13 +382,13 @@ def cmd_trials(args) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'trial':>5} {'state':9} {'accuracy':>8} {'params':>9} {'minutes':>7}  {'run':24} why pruned")
+    print(f"{'trial':>5} {'state':9} {'accuracy':>8} {'params':>9} {'minutes':>7}  {'run':24} why")
     for r in rows:
         acc = f"{r['accuracy']:.2%}" if r["accuracy"] is not None else "-"
         minutes = f"{r['minutes']:.1f}" if r["minutes"] is not None else "-"
         params = f"{r['params']:,}" if r["params"] is not None else "-"
         print(f"{r['trial']:>5} {r['state']:9} {acc:>8} {params:>9} {minutes:>7}  {r['run'] or '-':24} "
-              f"{r['why pruned']}")
+              f"{r['why']}")
     return 0
 
 

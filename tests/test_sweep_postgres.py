@@ -19,6 +19,7 @@ import optuna
 import pytest
 
 from playground.runs.store import RunStore
+from playground.runs.sweep import trial_rows
 from tests import postgres
 from tests.test_training import ROOT, run_cli
 
@@ -135,3 +136,5 @@ def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried
     assert retry.system_attrs.get("failed_trial") == 0 and retry.params == killed.params
     assert retry.user_attrs["run_id"] != killed.user_attrs["run_id"]
     assert {RunStore(second).get(t.user_attrs["run_id"]).status for t in trials[1:]} == {"finished"}
+    rows = {r["trial"]: r for r in trial_rows(RunStore(second), study, pg.url)}  # what `trials` and the page say
+    assert rows[0]["why"] == "its sweep process stopped (no heartbeat)" and rows[1]["why"] == "retry of trial 0"

@@ -47,6 +47,8 @@ from .store import RunStore
 
 OBJECTIVES = (("accuracy",), ("accuracy", "params"), ("accuracy", "minutes"), ("accuracy", "macs"))
 PRUNERS = ("median", "hyperband", "none")
+TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "pruned_because",  # set per trial
+               "failed_because")
 KINDS = ("float", "int", "choice")
 POLL_S = 0.5
 
@@ -288,8 +290,9 @@ class Sweep:
     def objective(self, trial):
         import optuna
 
-        if trial.user_attrs.get("pruned_at") is not None:  # a retry copies the failed trial's attributes
-            trial.set_user_attr("pruned_at", None)
+        for key in TRIAL_ATTRS:  # a retry copies the failed trial's attributes: its run is not this one's
+            if trial.user_attrs.get(key) is not None:
+                trial.set_user_attr(key, None)
         try:
             values = sample(trial, self.space)
         except ValueError as e:  # e.g. a space edited since the study's earlier trials: another kind of range
@@ -312,7 +315,9 @@ class Sweep:
         if record.status == "stopped" and trial.user_attrs.get("pruned_at") is not None:
             raise optuna.TrialPruned(f"pruned after epoch {trial.user_attrs['pruned_at']}")
         if record.status != "finished" or record.best_acc is None:
-            raise RuntimeError(f"run {run_id} ended {record.status}: {record.message}")
+            reason = f"run {run_id} ended {record.status}: {record.message}"
+            trial.set_user_attr("failed_because", reason[:500])
+            raise RuntimeError(reason)
         self.finished.append(trial.number)
         accuracy = max(e["test_acc"] for e in record.epochs if e.get("test_acc") is not None)
         t = trace(run.net)
@@ -377,8 +382,8 @@ def storage_for(url: str | None, runs: RunStore):
 
 def make_pruner(space: Space):
     """Median: stop a trial whose tested accuracy is below the median of earlier trials at the same
-    epoch, from 40% of the base's epochs on. Hyperband: successive halving in brackets, the epoch as the resource, from the base's
-    test interval up to the longest trial seen (``auto``)."""
+    epoch, from 40% of the base's epochs on. Hyperband: successive halving in brackets, the epoch as
+    the resource, from the base's test interval up to the longest trial seen (``auto``)."""
     import optuna
 
     if space.pruner == "none":
@@ -495,17 +500,32 @@ def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
     return tuple(_load(store, study_name).user_attrs.get("objectives", ["accuracy"]))
 
 
+def why(t, attrs: dict) -> str:
+    """Why a trial was pruned or failed, or which failed trial it retries; '' for the rest."""
+    import optuna
+
+    state, pruned_at = t.state, attrs.get("pruned_at")
+    if state == optuna.trial.TrialState.PRUNED:
+        return attrs.get("pruned_because") or (f"after epoch {pruned_at}" if pruned_at is not None else "pruned")
+    if state == optuna.trial.TrialState.FAIL:
+        return attrs.get("failed_because") or "its sweep process stopped (no heartbeat)"
+    retry = t.system_attrs.get("failed_trial")
+    return f"retry of trial {retry}" if retry is not None else ""
+
+
 def trial_rows(store: RunStore, study_name: str, url: str | None = None) -> list[dict]:
     """One row per trial of a study: what the Sweep page, its chart and ``python -m playground trials`` show."""
+    import optuna
+
     study, rows = _load(store, study_name, url), []
     for t in study.trials:
+        # a queued retry carries its failed trial's attributes (its run is not this one's); None: reset
+        attrs = {} if t.state == optuna.trial.TrialState.WAITING else t.user_attrs
         rows.append({"trial": t.number, "state": t.state.name.lower(),
-                     "accuracy": t.values[0] if t.values else t.user_attrs.get("last_acc"),
-                     "params": t.user_attrs.get("params"), "macs": t.user_attrs.get("macs"),
-                     "minutes": t.user_attrs.get("minutes"),
-                     "run": t.user_attrs.get("run_id", ""),
-                     "why pruned": t.user_attrs.get("pruned_because", "") or (
-                         f"after epoch {t.user_attrs['pruned_at']}" if "pruned_at" in t.user_attrs else ""),
+                     "accuracy": t.values[0] if t.values else attrs.get("last_acc"),
+                     "params": attrs.get("params"), "macs": attrs.get("macs"), "minutes": attrs.get("minutes"),
+                     "run": attrs.get("run_id") or "",
+                     "why": why(t, attrs),
                      **{k: v for k, v in t.params.items()}})
     return rows
 
