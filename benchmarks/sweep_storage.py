@@ -122,7 +122,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # Optuna's experimental/deprecation notes about the heartbeat
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from playground.runs.store import RunStore
-    from playground.runs.sweep import load_space, storage_for, study_for
+    from playground.runs.space import load_space
+    from playground.runs.sweep import storage_for, study_for
     from tests import postgres
     from tests.conftest import make_image_folder
 

@@ -3,8 +3,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, space_from_dict,
-                                   start_sweep, studies, study_objectives, trial_rows)
+from playground.runs.space import space_from_dict
+from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, start_sweep, studies,
+                                   study_objectives, trial_rows)
 from playground.specs.config import hosted
 from playground.specs.serde import SpecError, parse_json
 

@@ -330,8 +330,9 @@ def cmd_sweep(args) -> int:
     import optuna
 
     from . import cli_child
+    from .runs.space import load_space
     from .runs.store import RunStore
-    from .runs.sweep import load_space, run_share, storage_for, study_for
+    from .runs.sweep import run_share, storage_for, study_for
     from .training.data import resolve_source
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
@@ -369,8 +370,9 @@ def cmd_sweep(args) -> int:
 
 def cmd_trials(args) -> int:
     """A study's trials, best first: what the Sweep page shows, for a terminal or a script (--json)."""
+    from .runs.space import check_study_name
     from .runs.store import RunStore
-    from .runs.sweep import check_study_name, studies, trial_rows
+    from .runs.sweep import studies, trial_rows
 
     store = RunStore(args.runs)
     if args.study is None:

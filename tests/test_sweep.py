@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from playground.runs.space import apply, base_run, load_space, space_from_dict
 from playground.runs.store import RunStore
-from playground.runs.sweep import apply, base_run, load_space, space_from_dict
 from playground.specs.config import RunSpec
 from playground.specs.serde import SpecError
 from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
@@ -173,7 +173,7 @@ plausible = st.fixed_dictionaries(  # mostly loadable: its trials reach apply an
 def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_pruned(data):
     """Hostile space files: a Space or one line naming the key; a loaded space's trials are valid runs or
     a SpecError (the reason a trial is pruned), never another exception, an Optuna error or a huge spec."""
-    from playground.runs.sweep import check_trial, sample
+    from playground.runs.space import check_trial, sample
 
     try:
         space = space_from_dict(data)
