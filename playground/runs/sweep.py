@@ -75,9 +75,10 @@ class Sweep:
         run.data = self.data_source
         run.net.name = f"{trial.study.study_name} #{trial.number}"[:80]
         run_id = create_run(self.store, run, self.device, owner="sweep")
+        size = trace(run.net)  # traced once: the table's columns and the second objective
         trial.set_user_attr("run_id", run_id)
-        trial.set_user_attr("params", trace(run.net).params)
-        trial.set_user_attr("macs", trace(run.net).macs)
+        trial.set_user_attr("params", size.params)
+        trial.set_user_attr("macs", size.macs)
         record = self._train(trial, run_id)
         if record.status == "stopped" and trial.user_attrs.get("pruned_at") is not None:
             raise optuna.TrialPruned(f"pruned after epoch {trial.user_attrs['pruned_at']}")
@@ -87,8 +88,7 @@ class Sweep:
             raise RuntimeError(reason)
         self.finished.append(trial.number)
         accuracy = max(e["test_acc"] for e in record.epochs if e.get("test_acc") is not None)
-        t = trace(run.net)
-        second = {"params": float(t.params), "minutes": (record.elapsed or 0) / 60, "macs": float(t.macs)}
+        second = {"params": float(size.params), "minutes": (record.elapsed or 0) / 60, "macs": float(size.macs)}
         trial.set_user_attr("minutes", second["minutes"])
         return accuracy if len(self.space.objectives) == 1 else (accuracy, second[self.space.objectives[1]])
 
@@ -222,11 +222,16 @@ def studies(store: RunStore, url: str | None = None) -> list[str]:
     try:
         return [s.study_name for s in optuna.get_all_study_summaries(storage)]
     except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
-        raise SweepStorageError(f"{_where(store, url)}: {' '.join(str(e).split())[:200]}") from None
+        raise _unreadable(store, url, e) from None
 
 
 def _where(store: RunStore, url: str | None) -> str:
     return str(store.root / "sweeps.sqlite") if url is None else short(url.split("@")[-1], 60)[1:-1]
+
+
+def _unreadable(store: RunStore, url: str | None, e: Exception) -> SweepStorageError:
+    """A storage that opened but cannot be read (damaged after it was opened: SQLAlchemy's errors)."""
+    return SweepStorageError(f"{_where(store, url)}: {' '.join(str(e).split())[:200]}")
 
 
 def references(axis: str = "params") -> list[dict]:
@@ -258,8 +263,8 @@ def _load(store: RunStore, study_name: str, url: str | None = None):
         raise SweepStorageError(f"no study {short(study_name, 80)} in {_where(store, url)}") from None
     except SweepStorageError:
         raise
-    except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
-        raise SweepStorageError(f"{_where(store, url)}: {' '.join(str(e).split())[:200]}") from None
+    except Exception as e:  # noqa: BLE001 - see _unreadable
+        raise _unreadable(store, url, e) from None
 
 
 def study_objectives(store: RunStore, study_name: str) -> tuple[str, ...]:
