@@ -103,7 +103,8 @@ def test_a_run_survives_reloads_and_only_its_owner_stops_it(hosted_server, tmp_p
         page.get_by_text(re.compile(r"Stopped: stopped by request")).wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "stopped.png"))
         record = RunStore(tmp_path / "runs").get(run_id)
-        assert record.status == "stopped" and 0 < len(record.epochs) < 500
+        assert record.status == "stopped" and len(record.epochs) < 100  # stopped before its 100 epochs (a slow
+        # machine may stop it inside the first epoch: CI's did, 10 s after the start at 125 img/s)
         browser.close()
 
 
