@@ -88,6 +88,10 @@ def _train_spec(args, base):
             setattr(t, name, value)
     if args.tta:
         t.tta = True
+    if args.alternate_flip:
+        t.alternate_flip = True
+    if args.whiten:
+        t.whiten = True
     return t
 
 
@@ -423,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 (default off)")
     t.add_argument("--tta", action="store_true", help="flip test-time augmentation when evaluating")
     t.add_argument("--tta-shift", type=int, dest="tta_shift", metavar="PX", choices=range(5), help=TTA_SHIFT_HELP)
+    t.add_argument("--alternate-flip", action="store_true", dest="alternate_flip",
+                   help="each image's HorizontalFlip is drawn once, then alternates every epoch (airbench)")
+    t.add_argument("--whiten", action="store_true",
+                   help="the first conv starts as a frozen whitening of the training images' patches (airbench)")
     t.add_argument("--eval-every", type=int, dest="eval_every", help="test every N epochs (always after the last)")
     t.add_argument("--teachers", nargs="+", metavar="RUN_ID",
                    help="distil from these finished runs (same --runs store, same data): the student learns "

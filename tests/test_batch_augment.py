@@ -114,3 +114,33 @@ def test_the_device_path_gives_the_cpu_paths_pixels_for_the_same_seed(border, pa
 
 def test_a_transform_without_a_torch_twin_keeps_the_batch_on_the_cpu():
     assert not BatchAugment(default_aug(), MEAN, seed=0).runs_on_device  # Affine: OpenCV's warp only
+
+
+def test_the_alternating_flip_shows_each_image_both_ways_in_any_two_epochs():
+    """airbench's alternating flip: epoch 1 mirrors a random half (the flip's p), every later epoch the
+    opposite set of the epoch before, whatever the batch order; the device path mirrors the same images;
+    a batch without its indices and epoch is refused rather than silently drawn at random."""
+    import torch
+
+    n = 400
+    x = np.stack([_image(s % 7) for s in range(n)])
+    spec = AugSpec([make_transform("HorizontalFlip", 0.5)])
+    aug, twin = BatchAugment(spec, MEAN, seed=3, alternate_flip=n), BatchAugment(spec, MEAN, seed=3, alternate_flip=n)
+    mirrored = x[:, :, ::-1]
+    seen = []
+    for epoch in (1, 2, 3):
+        order = np.random.default_rng(epoch).permutation(n)
+        out = np.empty_like(x)
+        for i in range(0, n, 64):
+            idx = order[i:i + 64]
+            out[idx] = aug(x[idx], (idx, epoch))
+            assert np.array_equal(out[idx], twin.on_device(torch.from_numpy(x[idx]), (idx, epoch)).numpy())
+        flipped = np.array([np.array_equal(out[j], mirrored[j]) and not np.array_equal(out[j], x[j])
+                            for j in range(n)])
+        seen.append(flipped)
+    symmetric = np.array([np.array_equal(x[j], mirrored[j]) for j in range(n)])
+    assert not symmetric.any()
+    assert 0.4 < seen[0].mean() < 0.6
+    assert np.array_equal(seen[1], ~seen[0]) and np.array_equal(seen[2], seen[0])
+    with pytest.raises(ValueError, match="indices and epoch"):
+        aug(x[:8])

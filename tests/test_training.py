@@ -92,13 +92,16 @@ def test_same_seed_same_first_epoch(image_folder):
         assert a[key] == pytest.approx(b[key], abs=1e-6)
 
 
-def test_the_data_on_device_path_trains_as_the_host_path_does(image_folder):
+@pytest.mark.parametrize("alternate_flip", [False, True])
+def test_the_data_on_device_path_trains_as_the_host_path_does(image_folder, alternate_flip):
     """The GPU path (whole set on the device, augmentation there with torch ops) run on the CPU:
-    same seed, same batches, so the same epoch; and a run resumes from either path's state."""
+    same seed, same batches, so the same epoch; and a run resumes from either path's state (with
+    the alternating flip too, whose second epoch depends on the first's draws)."""
     from playground.specs.recipes import flip_crop
 
     data = load_dataset(str(image_folder))
-    run = RunSpec(tiny_net(), flip_crop(4, cutout=8), TrainSpec(epochs=2, batch_size=32, device="cpu", seed=3))
+    run = RunSpec(tiny_net(), flip_crop(4, cutout=8), TrainSpec(epochs=2, batch_size=32, device="cpu", seed=3,
+                                                                alternate_flip=alternate_flip))
     states = []
     host = Trainer(data, run, data_on_device=False).fit()
     keep = [lambda e: states.append(copy.deepcopy(e.data["state"])) if e.kind == "epoch" else None]

@@ -45,6 +45,8 @@ class TrainSpec(serde.JsonSpec):
     train_subset: int | None = None
     test_subset: int | None = None
     tta: bool = False  # flip test-time augmentation at evaluation
+    alternate_flip: bool = False  # the pipeline's HorizontalFlip draws once per image, then alternates each epoch
+    whiten: bool = False  # the first conv starts as a frozen whitening of the training patches (airbench)
     tta_shift: int = 0  # also average the views moved by up to this many px (3x3 grid); 0 turns it off
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
@@ -135,6 +137,8 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
     out = [f"architecture: {p}" for p in t.problems]
     out += [f"augmentation: {p}" for p in validate_aug(run.aug, lim)]
     out += [f"training: {p}" for p in validate_train(run.train, lim)]
+    if run.train.whiten and not t.problems and (why := whitening_problem(run.net)):
+        out.append(f"training: {why}")
     if len(run.data) > 4096 or not serde.is_text(run.data):
         out.append(f"data: not a data source: {serde.short(run.data)}")
     if not out:
@@ -144,6 +148,19 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
             fits = int(lim.train_mib // t.act_mib)
             out.append(f"{too_much}; a batch of at most {fits} fits")
     return out
+
+
+def whitening_problem(net: Net) -> str | None:
+    """Why ``net``'s first layer cannot hold a whitening (training.whitening), or None: a full conv (no
+    groups) with an even number of filters, at most twice the patch's size (each direction and its negative)."""
+    first = net.blocks[0].layers[0] if net.blocks and net.blocks[0].layers else None
+    if first is None or first.kind != "conv" or first.groups != 1:
+        return "whitening needs the first layer to be a conv (not separable, pooled or grouped)"
+    dims = net.in_channels * first.kernel * first.kernel
+    if first.out % 2 or first.out > 2 * dims:
+        return (f"whitening needs an even number of first-layer filters, at most {2 * dims} for a "
+                f"{first.kernel}x{first.kernel} conv on {net.in_channels} channel(s); it has {first.out}")
+    return None
 
 
 def data_problems(net: Net, classes: list[str], image_shape: tuple[int, ...]) -> list[str]:

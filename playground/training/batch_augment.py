@@ -23,6 +23,7 @@ import torch
 
 from ..specs.augment import AugSpec, Call, albumentations_calls, checked_aug, instantiate
 
+Where = tuple[np.ndarray, int]  # a batch's indices into the training set, and its epoch (from 1)
 _NP_BORDER = {cv2.BORDER_REFLECT_101: "reflect", cv2.BORDER_REPLICATE: "edge"}
 
 
@@ -47,10 +48,11 @@ def _chosen(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
 @dataclass
 class Step:
     """One transform on a whole batch: ``draw`` takes every random number it needs from the batch's
-    generator (in a fixed order), ``cpu`` applies them to a numpy batch with OpenCV/numpy, and
+    generator (in a fixed order; ``where``, the batch's image indices and epoch, when the source gives
+    them), ``cpu`` applies them to a numpy batch with OpenCV/numpy, and
     ``device`` (where there is one) applies the same draws to a torch batch on the training device,
     so both paths give the same pixels for the same seed."""
-    draw: Callable[[tuple[int, ...], np.random.Generator], Any]
+    draw: Callable[[tuple[int, ...], np.random.Generator, "Where | None"], Any]
     cpu: Callable[[np.ndarray, Any], np.ndarray]
     device: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
 
@@ -68,7 +70,20 @@ def _flip(kw: dict) -> Step:
         i = _index(x, idx)
         x[i] = x[i].flip(2)
         return x
-    return Step(lambda shape, rng: _chosen(shape[0], kw["p"], rng), cpu, device)
+    return Step(lambda shape, rng, where: _chosen(shape[0], kw["p"], rng), cpu, device)
+
+
+def _alternating_flip(kw: dict, base: np.ndarray) -> Step:
+    """airbench's alternating flip: image i is mirrored in epoch 1 if ``base[i]`` (drawn once with the
+    flip's p) and in every later epoch the opposite of the one before, so any two epochs in a row show
+    each image both ways (with p = 0.5) instead of a fresh coin each epoch."""
+    def draw(shape: tuple[int, ...], rng: np.random.Generator, where: Where | None) -> np.ndarray:
+        if where is None:
+            raise ValueError("an alternating flip needs each batch's image indices and epoch")
+        idx, epoch = where
+        return np.flatnonzero(base[idx] ^ (epoch % 2 == 0))
+    flip = _flip(kw)
+    return Step(draw, flip.cpu, flip.device)
 
 
 def _affine(kw: dict) -> Step:
@@ -76,7 +91,7 @@ def _affine(kw: dict) -> Step:
     s_lo, s_hi = kw["scale"]
     r_lo, r_hi = kw["rotate"]
 
-    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+    def draw(shape: tuple[int, ...], rng: np.random.Generator, where=None):
         idx = _chosen(shape[0], kw["p"], rng)
         k, (h, w) = len(idx), shape[1:3]
         tx = (rng.uniform(t_lo, t_hi, k) * w).astype(int)  # Albumentations truncates: int(t * width)
@@ -96,7 +111,7 @@ def _coarse_dropout(kw: dict) -> Step:
     n_lo, n_hi = kw["num_holes_range"]
     fill = np.asarray(kw["fill"], np.uint8)
 
-    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+    def draw(shape: tuple[int, ...], rng: np.random.Generator, where=None):
         idx = _chosen(shape[0], kw["p"], rng)
         h, w = shape[1:3]
         owner = np.repeat(idx, rng.integers(n_lo, n_hi + 1, len(idx)))
@@ -128,7 +143,7 @@ def _pad_crop(kw: dict, children: list[Call]) -> Step:
     fill = np.asarray(pad_kw["fill"], np.uint8)
     ph, pw, ch, cw = pad_kw["min_height"], pad_kw["min_width"], crop_kw["height"], crop_kw["width"]
 
-    def draw(shape: tuple[int, ...], rng: np.random.Generator):
+    def draw(shape: tuple[int, ...], rng: np.random.Generator, where=None):
         idx = _chosen(shape[0], kw["p"], rng)
         h, w = shape[1:3]
         oy = (rng.random(len(idx)) * (max(ph, h) - ch + 1)).astype(int)
@@ -188,14 +203,15 @@ def _per_image(pipe: A.Compose) -> Step:
         for i in range(len(x)):
             x[i] = pipe(image=x[i])["image"]
         return x
-    return Step(lambda shape, rng: None, cpu)
+    return Step(lambda shape, rng, where: None, cpu)
 
 
-def _step(call: Call, seed: int, pipes: list[A.Compose]) -> Step:
-    """The batched version of a transform, or a per-image Albumentations pipeline (added to ``pipes``)."""
+def _step(call: Call, seed: int, pipes: list[A.Compose], flip_base: np.ndarray | None) -> Step:
+    """The batched version of a transform, or a per-image Albumentations pipeline (added to ``pipes``);
+    ``flip_base``: a HorizontalFlip alternates from these first-epoch draws."""
     name, kw, children = call
     if name == "HorizontalFlip":
-        return _flip(kw)
+        return _flip(kw) if flip_base is None else _alternating_flip(kw, flip_base < kw["p"])
     if name == "Affine":
         return _affine(kw)
     if name == "CoarseDropout" and kw["fill"] != "random":
@@ -213,13 +229,19 @@ def _with_generators(t) -> list:
 
 
 class BatchAugment:
-    """Augment a uint8 NHWC batch (returns a new array); one generator drives every draw."""
+    """Augment a uint8 NHWC batch (returns a new array); one generator drives every draw.
 
-    def __init__(self, spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None):
+    ``alternate_flip``: the number of training images; when given, each HorizontalFlip draws once per
+    image and then alternates every epoch (see _alternating_flip), and every batch must come with its
+    ``where`` (image indices, epoch)."""
+
+    def __init__(self, spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None,
+                 alternate_flip: int = 0):
         checked_aug(spec)
         self.rng = np.random.default_rng(seed)
         self.pipes: list[A.Compose] = []
-        self.steps = [_step(call, int(self.rng.integers(2**31)), self.pipes)
+        self.steps = [_step(call, int(self.rng.integers(2**31)), self.pipes,
+                            self.rng.random(alternate_flip) if alternate_flip and call[0] == "HorizontalFlip" else None)
                       for call in albumentations_calls(spec, mean)]
 
     def _generators(self) -> list:
@@ -237,10 +259,10 @@ class BatchAugment:
             p.random_generator.bit_generator.state = np_state
             p.py_random.setstate(py_state)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, where: Where | None = None) -> np.ndarray:
         out = np.array(x, np.uint8, copy=True)
         for step in self.steps:
-            out = step.cpu(out, step.draw(out.shape, self.rng))
+            out = step.cpu(out, step.draw(out.shape, self.rng, where))
         return out
 
     @property
@@ -248,10 +270,10 @@ class BatchAugment:
         """Every step has a torch version: the batch can stay on the training device (a GPU)."""
         return all(step.device is not None for step in self.steps)
 
-    def on_device(self, x: torch.Tensor) -> torch.Tensor:
+    def on_device(self, x: torch.Tensor, where: Where | None = None) -> torch.Tensor:
         """The same as ``__call__`` (same draws, same pixels) for a uint8 NHWC torch tensor on any
         device: no per-image Python, no copy back to the host."""
         out = x.clone()
         for step in self.steps:
-            out = step.device(out, step.draw(tuple(out.shape), self.rng))
+            out = step.device(out, step.draw(tuple(out.shape), self.rng, where))
         return out

@@ -43,16 +43,16 @@ class BatchSource:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    def _make(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.augment(self.x[idx]), self.y[idx], idx
+    def _make(self, idx: np.ndarray, number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.augment(self.x[idx], (idx, number)), self.y[idx], idx
 
-    def epoch(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(augmented images, labels, their indices into x) per batch."""
+    def epoch(self, number: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(augmented images, labels, their indices into x) per batch of epoch ``number`` (from 1)."""
         order = self.rng.permutation(len(self.y))
         chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.threads == 0:
             for idx in chunks:
-                yield self._make(idx)
+                yield self._make(idx, number)
             return
         q: queue.Queue = queue.Queue(maxsize=2)
         done = threading.Event()
@@ -62,7 +62,7 @@ class BatchSource:
                 for idx in chunks:
                     if done.is_set():
                         return
-                    q.put(self._make(idx))
+                    q.put(self._make(idx, number))
                 q.put(None)
             except BaseException as e:  # noqa: BLE001 - handed to the training thread, which raises it
                 q.put(e)
@@ -94,11 +94,13 @@ class DeviceBatchSource(BatchSource):
         self.x_dev = torch.from_numpy(np.ascontiguousarray(x)).to(device)
         self.y_dev = torch.from_numpy(np.ascontiguousarray(y)).to(device)
 
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        order = torch.from_numpy(self.rng.permutation(len(self.y))).to(self.x_dev.device)
+    def epoch(self, number: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        host_order = self.rng.permutation(len(self.y))
+        order = torch.from_numpy(host_order).to(self.x_dev.device)
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            yield self.augment.on_device(self.x_dev[idx]), self.y_dev[idx], idx
+            yield (self.augment.on_device(self.x_dev[idx], (host_order[i:i + self.batch_size], number)),
+                   self.y_dev[idx], idx)
 
 
 def batch_source(x: np.ndarray, y: np.ndarray, augment: BatchAugment, batch_size: int, seed: int,

@@ -29,6 +29,7 @@ from .batches import BatchSource, TrainingError, batch_source
 from .builder import build_model
 from .data import Dataset
 from .device import configure_threads, pick_device, speed_settings
+from .whitening import whiten_first_conv
 
 
 class Diverged(TrainingError):
@@ -292,16 +293,19 @@ class Trainer:
             configure_threads()
         seed_everything(t.seed)
         model = build_model(self.run.net).to(dev)
+        mean, std = self._stats()
+        if t.whiten:
+            whiten_first_conv(model, self.data.x_train, mean, std, t.seed)
         if s.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
-        mean, std = self._stats()
         soft = None
         if t.teachers:
             self.emit("teachers", count=len(t.teachers), images=len(self.data.y_train))
             soft = torch.from_numpy(self.teacher_targets(self.data.x_train, dev))
-        augment = BatchAugment(self.run.aug, self.data.mean, seed=t.seed)
+        augment = BatchAugment(self.run.aug, self.data.mean, seed=t.seed,
+                               alternate_flip=len(self.data.y_train) if t.alternate_flip else 0)
         on_device = s.data_on_device if self.data_on_device is None else self.data_on_device
         source = batch_source(self.data.x_train, self.data.y_train, augment, t.batch_size, t.seed, t.loader_threads,
                               dev, on_device)
@@ -340,7 +344,7 @@ class Trainer:
                 seen = correct = 0
                 loss_sum = 0.0
                 t_epoch = time.perf_counter()
-                for b, (xb_u8, yb, idx) in enumerate(source.epoch()):  # numpy on the host, tensors on the device
+                for b, (xb_u8, yb, idx) in enumerate(source.epoch(epoch)):  # numpy on the host, tensors on the device
                     if self.stop.is_set():
                         break
                     n = len(yb)

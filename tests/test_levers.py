@@ -1,0 +1,67 @@
+"""The frozen whitening of the first conv (an airbench lever): decorrelated first-layer outputs,
+filters that stay put while the rest trains, and a one-line refusal where the network cannot hold it.
+(The alternating flip is tested in test_batch_augment.py and, resumed, in test_training.py.)"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from playground.specs.arch import Block, Net, conv, pool, sep
+from playground.specs.augment import AugSpec, make_transform
+from playground.specs.config import RunSpec, TrainSpec, checked
+from playground.specs.serde import SpecError
+from playground.training.builder import build_model
+from playground.training.data import load_dataset
+from playground.training.trainer import Trainer
+from playground.training.whitening import first_conv, whiten_first_conv
+from tests.test_training import tiny_net
+
+
+def _correlated_images(n: int = 600, seed: int = 0) -> np.ndarray:
+    """Smooth, colour-correlated images: neighbouring pixels and channels move together, as in photos."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (n, 8, 8, 1))
+    smooth = np.kron(base, np.ones((1, 4, 4, 1)))[:, :32, :32]
+    img = 128 + 40 * smooth * np.array([1.0, 0.8, 0.6]) + rng.normal(0, 6, (n, 32, 32, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_whitening_decorrelates_the_first_layer_and_pairs_each_filter_with_its_negative():
+    x = _correlated_images()
+    mean = torch.tensor(x.reshape(-1, 3).mean(0), dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(x.reshape(-1, 3).std(0), dtype=torch.float32).view(1, 3, 1, 1)
+    model = build_model(Net(name="w", blocks=[Block([conv(16), pool()]), Block([conv(16)])]))
+    whiten_first_conv(model, x, mean, std, seed=0)
+    w = first_conv(model).weight
+    assert not w.requires_grad and torch.equal(w[8:], -w[:8])
+    xb = (torch.from_numpy(x).permute(0, 3, 1, 2).float() - mean) / std
+    out = F.conv2d(xb, w[:8]).permute(0, 2, 3, 1).reshape(-1, 8).double()
+    cov = torch.cov(out.T)
+    assert torch.allclose(torch.diag(cov), torch.ones(8, dtype=torch.float64), atol=0.1)  # ~ lambda / (lambda + eps)
+    assert (cov - torch.diag(torch.diag(cov))).abs().max() < 0.05
+
+
+def test_a_whitened_run_trains_with_its_first_filters_frozen(image_folder):
+    data = load_dataset(str(image_folder))
+    run = RunSpec(tiny_net(), AugSpec([make_transform("HorizontalFlip", 0.5)]),
+                  TrainSpec(epochs=2, batch_size=32, device="cpu", whiten=True, max_lr=0.05))
+    before = []
+    trainer = Trainer(data, run, [lambda e: before.append(first_conv(trainer.model).weight.clone())
+                                  if e.kind == "start" else None])
+    result = trainer.fit()
+    assert result.status == "finished" and result.epochs[-1]["test_acc"] > 0.2
+    assert torch.equal(first_conv(result.model).weight, before[0])
+    assert any(not torch.equal(a, b) for a, b in zip(result.model.state_dict().values(),
+                                                     build_model(tiny_net()).state_dict().values()))
+
+
+@pytest.mark.parametrize("first, why", [
+    (sep(8), "first layer to be a conv"),
+    (conv(8, groups=1, kernel=1), "at most 6 for a 1x1 conv"),
+    (conv(7), "even number of first-layer filters"),
+])
+def test_whitening_is_refused_in_one_line_where_the_first_layer_cannot_hold_it(first, why):
+    net = Net(name="n", blocks=[Block([first, pool()]), Block([conv(16)])])
+    with pytest.raises(SpecError) as e:
+        checked(RunSpec(net, AugSpec([]), TrainSpec(whiten=True)))
+    assert len(e.value.problems) == 1 and why in e.value.problems[0] and e.value.problems[0].startswith("training:")
