@@ -17,7 +17,8 @@ EPS = 5e-4  # airbench's: keeps the weakest directions from being blown up
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
-    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    """The conv of the first layer of the first block (a SpecNet's; not a skip's projection)."""
+    return model.get_submodule(f"{model.block_names[0]}.0.conv")
 
 
 @torch.no_grad()
