@@ -8,7 +8,8 @@
 the result goes through the same validator as every other spec.
 
 First it measures the seed-style reference (per-image Albumentations in a DataLoader with 2 workers,
-NCHW fp32, seed-004, batch 128: bench.reference_img_per_s) on this machine, then trains the recipe
+NCHW fp32, seed-004, batch 128: bench.reference_img_per_s) on this machine (again at the end, and
+uses the mean: one measurement moved by up to 30% between runs on a shared VM), then trains the recipe
 as `python -m playground train --recipe NAME` would (its data, its augmentation, its schedule) and
 tests every ``--eval-every`` epochs. It prints, with the CPU:
 
@@ -77,8 +78,9 @@ def lever_train(base: TrainSpec, settings: list[str]) -> TrainSpec:
 configure_threads()
 ds = load_dataset(args.data)
 print(f"CPU: {cpu_description()}", flush=True)
-ref = reference_img_per_s(ds, "seed-004", args.reference_steps, args.reference_batch, warmup=3)
-print(f"reference: {ref:.1f} img/s (seed-004, batch {args.reference_batch}, seed-style pipeline)", flush=True)
+ref = ref_before = reference_img_per_s(ds, "seed-004", args.reference_steps, args.reference_batch, warmup=3)
+print(f"reference: {ref:.1f} img/s (seed-004, batch {args.reference_batch}, seed-style pipeline); measured again "
+      f"after the training, and the mean used (one measurement moved by up to 30% between runs here)", flush=True)
 
 recipe = get_recipe(args.recipe)
 aug, train = recipe.copy_specs()
@@ -119,10 +121,15 @@ def seed_epochs(seconds: float) -> float:
 t0 = time.perf_counter()
 result = Trainer(ds, run, [watch]).fit()
 wall = time.perf_counter() - t0
+ref_after = reference_img_per_s(ds, "seed-004", args.reference_steps, args.reference_batch, warmup=3)
+ref = (ref_before + ref_after) / 2
+print(f"reference: {ref_before:.1f} img/s before, {ref_after:.1f} after: {ref:.1f} img/s; the seed-style epochs "
+      f"below use it (the per-epoch lines above used the first)", flush=True)
 final = result.epochs[-1]["test_acc"]
 as_run = wall - extra_eval[0]
 summary = dict(cpu=cpu_description(), recipe=args.recipe, levers=args.set, net=args.net, aug=args.aug,
-               reference_img_per_s=round(ref, 1), target=args.target, wall_s=round(wall, 1),
+               reference_img_per_s=round(ref, 1), reference_before_after=[round(ref_before, 1), round(ref_after, 1)],
+               target=args.target, wall_s=round(wall, 1),
                seed_epochs=seed_epochs(wall), as_run_s=round(as_run, 1), as_run_seed_epochs=seed_epochs(as_run),
                final_acc=final, reached=reached and dict(reached, wall_s=round(reached["wall_s"], 1),
                                                          as_run_s=round(reached["as_run_s"], 1),

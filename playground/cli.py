@@ -41,8 +41,11 @@ def _net_from_args(args):
 def cmd_presets(args) -> int:
     from .specs.analysis import analyze
     from .specs.presets import PRESETS
-    from .specs.recipes import measured_for
+    from .specs.recipes import markdown_table, measured_for
 
+    if args.markdown:
+        print(markdown_table())
+        return 0
     print(f"{'name':10} {'params':>8} {'RF':>4} {'MACs':>8}  rules  {'reported':15} measured here")
     for p in PRESETS.values():
         a = analyze(p.net)
@@ -402,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
                                  epilog=EPILOG)
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("presets", help="list presets with params, RF and rule checks")
+    sub.add_parser("presets", help="list presets with params, RF and rule checks").add_argument(
+        "--markdown", action="store_true", help="the README's table: each preset, its seed's claim, its recipe's result")
 
     def arch(p):
         g = p.add_mutually_exclusive_group()

@@ -172,7 +172,10 @@ def test_train_loads_each_measured_recipe(app_env, name):
     assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
     assert at.number_input(key="t_epochs").value == recipe.train.epochs
     assert at.number_input(key="t_eval").value == recipe.train.eval_every
-    assert at.checkbox(key="t_tta").value and at.number_input(key="t_subset").value == 0
+    assert at.checkbox(key="t_tta").value == recipe.train.tta and at.number_input(key="t_subset").value == 0
+    assert at.slider(key="t_ls").value == recipe.train.label_smoothing  # the seeds' recipes use none
+    assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (
+        recipe.train.max_lr, recipe.train.batch_size)
 
 
 def test_train_rejects_missing_device(app_env):

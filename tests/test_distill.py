@@ -128,20 +128,25 @@ def test_teachers_that_cannot_teach_are_refused_before_a_record_exists(image_fol
         Trainer(data, student(str(image_folder), teacher_id))
 
 
-def test_cli_teachers_flag_and_its_errors(image_folder, teacher):
+def test_cli_teachers_flag_and_its_errors(image_folder, teacher, capsys):
+    """The refusals and the ensemble evaluation in process (the CLI's main, no torch start-up each);
+    the distilled training as a process."""
+    from playground.cli import main
+
     store, teacher_id = teacher
     common = ["train", "--preset", "seed-004", "--data", str(image_folder), "--runs", str(store.root),
               "--epochs", "1", "--batch-size", "32", "--quiet"]
-    bad = run_cli(*common, "--teachers", "nope")
-    assert bad.returncode == 2 and "teachers must be run ids like" in bad.stderr and "'nope'" in bad.stderr
-    gone = run_cli(*common, "--teachers", "20260101-120000-abc123")
-    assert gone.returncode == 2 and "teacher 20260101-120000-abc123 is not in the run store" in gone.stderr
+    assert main([*common, "--teachers", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "teachers must be run ids like" in err and "'nope'" in err
+    assert main([*common, "--teachers", "20260101-120000-abc123"]) == 2
+    assert "teacher 20260101-120000-abc123 is not in the run store" in capsys.readouterr().err
     ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "teachers: averaging 1 runs' predictions" in ok.stdout
     student_id = ok.stdout.strip().splitlines()[-1].removeprefix("run id: ")
-    both = run_cli("evaluate", teacher_id, student_id, "--runs", str(store.root), "--data", str(image_folder))
-    result = json.loads(both.stdout)
+    assert main(["evaluate", teacher_id, student_id, "--runs", str(store.root), "--data", str(image_folder)]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result["run_ids"] == [teacher_id, student_id] and len(result["member_accuracy"]) == 2
     assert 0 <= result["accuracy"] <= 1 and result["n"] == 40
     assert result["params"] == sum(store.get(i).params for i in (teacher_id, student_id))

@@ -47,3 +47,13 @@ def test_the_first_record_recipe_stays_replayable() -> None:
     assert new_train == train
     assert Net.from_json((EXPERIMENTS / "record-v1.net.json").read_text()).blocks != preset_net("record").blocks
     assert all(b.skip_every == 2 for b in preset_net("record").blocks)
+
+
+def test_the_readme_table_is_the_recipes_table() -> None:
+    """The README's presets-and-results table is `presets --markdown`, generated from the recipes'
+    Measured entries: a new measurement changes both or the test fails."""
+    from playground.specs.recipes import RECIPES, markdown_table
+
+    readme = (EXPERIMENTS.parent.parent / "README.md").read_text()
+    assert markdown_table() in readme
+    assert all(r.measured.test_acc > 0 and r.measured.wall_s > 0 for r in RECIPES.values())

@@ -118,11 +118,11 @@ def test_an_exception_in_the_augmentation_thread_fails_the_run(image_folder, tmp
     import playground.training.batch_augment as batch_augment
     real, calls = batch_augment.BatchAugment.__call__, []
 
-    def broken(self, x):
+    def broken(self, x, where=None):
         calls.append(1)
         if len(calls) == 3:
             raise ValueError("bad pixels")
-        return real(self, x)
+        return real(self, x, where)
 
     monkeypatch.setattr(batch_augment.BatchAugment, "__call__", broken)
     store = RunStore(tmp_path)

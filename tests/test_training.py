@@ -200,9 +200,15 @@ def run_cli(*args, env=None):
                           env=env, timeout=300)
 
 
-def test_cli_train_evaluate_export(image_folder, tmp_path):
+def test_cli_train_evaluate_export(image_folder, tmp_path, capsys):
+    """train and the exported script run as processes (the end-to-end paths); evaluate, curves and
+    export run in process (the same main(), without a torch start-up each)."""
     import os
-    env = {**os.environ, "PLAYGROUND_RUNS": str(tmp_path / "runs")}
+
+    from playground.cli import main
+
+    runs = str(tmp_path / "runs")
+    env = {**os.environ, "PLAYGROUND_RUNS": runs}
     spec = tmp_path / "net.json"
     spec.write_text(tiny_net().to_json())
     out = run_cli("train", "--spec", str(spec), "--epochs", "1", "--batch-size", "32", "--data", str(image_folder),
@@ -210,24 +216,30 @@ def test_cli_train_evaluate_export(image_folder, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "epoch   1" in out.stdout
     run_id = out.stdout.strip().splitlines()[-1].removeprefix("run id: ")
-    ev = run_cli("evaluate", run_id, "--data", str(image_folder), env=env)
-    result = json.loads(ev.stdout)
-    assert {"accuracy", "per_class", "params"} <= set(result) and result["params"] == tiny_net_params()
-    shifted = json.loads(run_cli("evaluate", run_id, "--tta", "--tta-shift", "1", "--data", str(image_folder),
-                                 env=env).stdout)
+
+    def cli(*args) -> tuple[int, str, str]:
+        code = main([*args, "--runs", runs])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, stdout, _ = cli("evaluate", run_id, "--data", str(image_folder))
+    result = json.loads(stdout)
+    assert code == 0 and {"accuracy", "per_class", "params"} <= set(result) and result["params"] == tiny_net_params()
+    shifted = json.loads(cli("evaluate", run_id, "--tta", "--tta-shift", "1", "--data", str(image_folder))[1])
     assert shifted["tta"] and shifted["tta_shift"] == 1 and shifted["n"] == result["n"]
-    bad = run_cli("evaluate", run_id, "--tta-shift", "9", env=env)
-    assert bad.returncode == 2 and "--tta-shift" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        main(["evaluate", run_id, "--tta-shift", "9"])
+    assert bad.value.code == 2 and "--tta-shift" in capsys.readouterr().err
     page = tmp_path / "curves.html"
-    res = run_cli("curves", run_id, "--out", str(page), env=env)
-    assert res.returncode == 0 and "test accuracy by wall-clock minute" in page.read_text(), res.stderr
-    assert run_cli("curves", "no-such-run", env=env).returncode == 2
+    code, _, err = cli("curves", run_id, "--out", str(page))
+    assert code == 0 and "test accuracy by wall-clock minute" in page.read_text(), err
+    assert cli("curves", "no-such-run")[0] == 2
     for fmt in ("onnx", "torchscript"):
         target = tmp_path / f"model.{fmt}"
-        res = run_cli("export", run_id, "--format", fmt, "--out", str(target), env=env)
-        assert res.returncode == 0 and target.stat().st_size > 1000, res.stderr
+        code, _, err = cli("export", run_id, "--format", fmt, "--out", str(target))
+        assert code == 0 and target.stat().st_size > 1000, err
     script = tmp_path / "train_script.py"
-    assert run_cli("export", run_id, "--format", "script", "--out", str(script), env=env).returncode == 0
+    assert cli("export", run_id, "--format", "script", "--out", str(script))[0] == 0
     done = subprocess.run([sys.executable, str(script), "--data", str(image_folder), "--epochs", "1"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
