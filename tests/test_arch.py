@@ -31,8 +31,13 @@ def test_every_preset_records_its_parameter_count(name):
 
 
 def test_recipes_name_presets_that_meet_every_rule():
+    """Our recipes meet the assignment's rules; a seed's recipe reproduces that seed as it is (seed-000's RF is
+    17 by our convention, so it fails one)."""
     for r in RECIPES.values():
-        assert all(rule.passed for rule in analyze(preset_net(r.preset), with_summary=False).rules), r.name
+        if PRESETS[r.preset].source == "ours":
+            assert all(rule.passed for rule in analyze(preset_net(r.preset), with_summary=False).rules), r.name
+        else:
+            assert r.preset.startswith("seed-") and r.train.label_smoothing == 0 and not r.train.tta, r.name
         aug, train = r.copy_specs()
         assert aug == r.aug and train == r.train and aug is not r.aug
 
