@@ -59,6 +59,7 @@ def test_a_whitened_run_trains_with_its_first_filters_frozen(image_folder):
     (sep(8), "first layer to be a conv"),
     (conv(8, groups=1, kernel=1), "at most 6 for a 1x1 conv"),
     (conv(7), "even number of first-layer filters"),
+    (conv(8, kernel=3, dilation=16, padding=16), "window (33 px with dilation 16) to fit"),
 ])
 def test_whitening_is_refused_in_one_line_where_the_first_layer_cannot_hold_it(first, why):
     net = Net(name="n", blocks=[Block([first, pool()]), Block([conv(16)])])

@@ -156,6 +156,10 @@ def whitening_problem(net: Net) -> str | None:
     first = net.blocks[0].layers[0] if net.blocks and net.blocks[0].layers else None
     if first is None or first.kind != "conv" or first.groups != 1:
         return "whitening needs the first layer to be a conv (not separable, pooled or grouped)"
+    window = first.dilation * (first.kernel - 1) + 1
+    if window > net.input_size:
+        return (f"whitening needs the first conv's window ({window} px with dilation {first.dilation}) to fit in "
+                f"the {net.input_size} px image, where its patches are taken")
     dims = net.in_channels * first.kernel * first.kernel
     if first.out % 2 or first.out > 2 * dims:
         return (f"whitening needs an even number of first-layer filters, at most {2 * dims} for a "
