@@ -50,12 +50,9 @@ def cmd_presets(args) -> int:
     for p in PRESETS.values():
         a = analyze(p.net)
         rules = "".join("✓" if r.passed else "✗" for r in a.rules)
-        rep = f"{p.reported_accuracy:.2f}%" if p.reported_accuracy else "-"
-        if p.reported_epochs:
-            rep += f" @ {p.reported_epochs} ep"
         m = measured_for(p.name)
         mine = f"{m.line()} (--recipe)" if m else "-"
-        print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {rep:15} {mine}")
+        print(f"{p.name:10} {a.params:>8,} {a.trace.rf:>4g} {a.macs / 1e6:>7.1f}M  {rules}  {p.claim:15} {mine}")
     print("rules: params < 200k, RF > 44, dilated + depthwise, GAP head, C1C2C3C4O")
     return 0
 

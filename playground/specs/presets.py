@@ -22,6 +22,13 @@ class Preset:
     expected_params: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def claim(self) -> str:
+        """The seed README's accuracy as tables show it: "87.10% @ 75 ep", or "-" for none."""
+        if not self.reported_accuracy:
+            return "-"
+        return f"{self.reported_accuracy:.2f}%" + (f" @ {self.reported_epochs} ep" if self.reported_epochs else "")
+
 
 def _relu_bn(layer: Layer, dropout: float = 0.0) -> Layer:
     layer.order, layer.dropout = "relu-bn", dropout

@@ -112,12 +112,10 @@ def markdown_table() -> str:
     by_preset = {r.preset: r for r in reversed(RECIPES.values())}
     for p in PRESETS.values():
         a = analyze(p.net)  # MACs as `presets` prints them (torchinfo's count)
-        claim = (f"{p.reported_accuracy:.2f}%" + (f" @ {p.reported_epochs} ep" if p.reported_epochs else "")
-                 if p.reported_accuracy else "-")
         r = by_preset.get(p.name)
         m = r.measured if r else None
         measured = f"**{m.test_acc:.2f}%** @ {m.epochs} ep in {_minutes(m.wall_s)}" if m else "-"
-        rows.append(f"| {p.name} | {a.params:,} | {a.trace.rf:g} | {a.macs / 1e6:.1f}M | {claim} | {measured} | "
+        rows.append(f"| {p.name} | {a.params:,} | {a.trace.rf:g} | {a.macs / 1e6:.1f}M | {p.claim} | {measured} | "
                     f"{m.hardware if m else '-'} | {settings_line(r) if r else '-'} |")
     return "\n".join(rows)
 
