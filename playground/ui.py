@@ -15,8 +15,9 @@ from .specs import links
 from .specs.arch import Net
 from .specs.presets import preset_net
 from .specs.serde import SpecError, from_json
-from .training.data import (DataError, Dataset, SourceRefused, allowed_sources, check_source, load_in_subprocess,
-                            discard_upload, resolve_source, setting, store_upload)
+from .training.data import Dataset, load_in_subprocess
+from .training.sources import (DataError, SourceRefused, allowed_sources, check_source, discard_upload, resolve_source,
+                               setting, store_upload)
 
 if TYPE_CHECKING:
     from .runs.jobs import Launcher

@@ -197,7 +197,7 @@ def test_server_busy_message(app_env, monkeypatch):
 
 
 def test_train_distils_from_a_chosen_teacher(app_env):
-    from playground.training.data import resolve_source
+    from playground.training.sources import resolve_source
     data = load_dataset(str(app_env))
     teacher = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
                       data=resolve_source(None))
@@ -321,7 +321,7 @@ def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env
 def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
     """A hostile upload is one error line, discarded, and the session keeps its data; a good one
     becomes the session's data and is offered by its file name."""
-    from playground.training.data import cache_dir
+    from playground.training.sources import cache_dir
     from tests.conftest import make_image_folder
 
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")

@@ -20,7 +20,8 @@ from PIL import Image
 
 from playground import cli_child
 from playground.training import data as data_mod
-from playground.training.data import DataError, SourceRefused, cache_dir, check_source, load_dataset, store_upload
+from playground.training.data import load_dataset
+from playground.training.sources import DataError, SourceRefused, cache_dir, check_source, store_upload
 from playground.specs.serde import short
 
 _RNG = np.random.default_rng(0)

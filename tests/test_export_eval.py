@@ -19,7 +19,8 @@ from playground.results import export as export_mod
 from playground.results.evaluate import DataMismatch, LoadedRun, Report, evaluate, gradcam, load_run
 from playground.results.export import FORMATS, ExportError, default_filename, export
 from playground.runs.runner import checkpoint_state
-from playground.runs.store import CheckpointError, RunStore
+from playground.runs.faults import CheckpointError
+from playground.runs.store import RunStore
 from playground.specs.arch import Block, Net, conv, pool, sep
 from playground.specs.augment import default_aug
 from playground.specs.config import RunSpec, TrainSpec
@@ -465,7 +466,7 @@ def test_a_photo_is_read_as_the_data_is_and_a_hostile_one_is_one_line():
     from PIL import Image
 
     from playground.results.evaluate import classify_photo
-    from playground.training.data import DataError
+    from playground.training.sources import DataError
 
     loaded = loaded_run(preset_net("fast"))
     big = io.BytesIO()
@@ -484,7 +485,7 @@ def test_a_photo_is_read_as_the_data_is_and_a_hostile_one_is_one_line():
 
 def test_the_images_one_run_gets_right_and_the_other_wrong():
     from playground.results.evaluate import disagreements
-    from playground.training.data import DataError
+    from playground.training.sources import DataError
 
     labels = np.array([0, 1, 2, 0])
     a = Report(np.eye(3)[[0, 1, 0, 1]] * 0.9 + 0.03, labels, ["a", "b", "c"])  # right on 0, 1

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -19,7 +18,8 @@ import torch
 from playground.runs import lifecycle
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.runner import create_run, execute
-from playground.runs.store import CheckpointError, RunStore
+from playground.runs.faults import CheckpointError
+from playground.runs.store import RunStore
 from playground.training.data import load_dataset
 from tests.test_training import ROOT, run_cli, tiny_net, tiny_run
 
@@ -137,7 +137,8 @@ def test_an_exception_in_any_worker_thread_is_recorded_and_ends_the_worker(image
     run_id = create_run(store, run)
     script = f"""
 import threading
-from playground.runs.store import CheckpointError, RunStore
+from playground.runs.faults import CheckpointError
+from playground.runs.store import RunStore
 from playground.runs.worker import run_worker
 
 def rogue(event):

@@ -23,7 +23,8 @@ import playground.atomic as atomic_mod
 import playground.runs.store as store_mod
 from playground.runs import lifecycle
 from playground.runs.runner import create_run, execute
-from playground.runs.store import ACTIVE, RESUMABLE, STATUSES, CheckpointError, RunStore, StoreError
+from playground.runs.faults import CheckpointError, StoreError
+from playground.runs.store import ACTIVE, RESUMABLE, STATUSES, RunStore
 from playground.training.data import load_dataset
 from playground.training.trainer import DivergenceWatch
 from tests.test_training import ROOT, run_cli, tiny_run

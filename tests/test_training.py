@@ -12,7 +12,8 @@ import torch
 from playground.results.evaluate import evaluate, gradcam, load_run
 from playground.results.export import export
 from playground.runs.runner import execute
-from playground.runs.store import CheckpointError, RunStore
+from playground.runs.faults import CheckpointError
+from playground.runs.store import RunStore
 from playground.specs.arch import Block, Net, conv, pool, sep
 from playground.specs.augment import default_aug
 from playground.specs.config import RunSpec, TrainSpec

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runs.store import CheckpointError, RunRecord, RunStore
+from ..runs.faults import CheckpointError
+from ..runs.store import RunRecord, RunStore
 from ..specs.config import RunSpec
 from ..specs.serde import SpecError
 from ..training.builder import build_model, last_conv
-from ..training.data import DataError, decode_image
+from ..training.data import decode_image
+from ..training.sources import DataError
 from ..training.device import speed_settings
 from ..training.trainer import predict
 

@@ -21,7 +21,8 @@ import time
 import psutil
 
 from .. import cli_child
-from .store import RunRecord, RunStore, StoreError
+from .faults import StoreError
+from .store import RunRecord, RunStore
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive
 STALE_S = 60.0  # a worker on another host is presumed dead after this long without a heartbeat

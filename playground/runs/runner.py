@@ -20,11 +20,13 @@ import torch
 from ..results.evaluate import LoadedRun
 from ..specs.config import RunSpec
 from ..specs.serde import SpecError
-from ..training.data import DataError, Dataset
+from ..training.data import Dataset
+from ..training.sources import DataError
 from ..training.distill import load_teachers, teacher_targets
 from ..training.trainer import Callback, Event, Trainer, TrainResult, metrics_of
 from . import lifecycle
-from .store import CheckpointError, RunStore, StoreError
+from .faults import CheckpointError, StoreError
+from .store import RunStore
 
 CHECKPOINT_FORMAT = 1
 PROGRESS_EVERY_S = 1.0  # how often batch points reach the store

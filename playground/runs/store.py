@@ -5,7 +5,7 @@ It is the single source of truth about runs: workers write their progress here a
 every page, tab and CLI command reads it from here. Whether a "running" run's process
 still lives is lifecycle.py's job; the store only records pid, host and heartbeat.
 
-Faults are one line, never a traceback: a full or read-only disk, a damaged or missing
+Faults are one line, never a traceback (faults.py): a full or read-only disk, a damaged or missing
 database, a lock held too long all raise StoreError with the cause in plain words; a missing
 or altered checkpoint raises CheckpointError. A checkpoint is replaced only in the same
 transaction that records its hash, so a failed write (of the file or of the database) keeps
@@ -15,7 +15,6 @@ processes do it at once (first-use initialisation is serialised and retried).
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -32,6 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import atomic
+from .faults import CheckpointError, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 
 try:
     import fcntl
@@ -80,72 +80,6 @@ BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write
 STALE_TMP_S = 600.0  # a temporary file this old whose writer is gone (or any after an hour) is swept
 COLUMNS = ("id, name, status, created, updated, spec, params, best_acc, elapsed, device, message, checkpoint_sha, "
            + ", ".join(LIFECYCLE_COLUMNS))
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing or damaged; it is reported, never loaded silently."""
-
-
-class RunGone(RuntimeError):
-    """The run was deleted while something was writing to it."""
-
-
-class StoreError(RuntimeError):
-    """The run store cannot be read or written (a full or read-only disk, a damaged or missing
-    database, a lock held too long); the message names the cause in one line."""
-
-
-def _cause_of_os_error(e: OSError, where: Path) -> str:
-    """An OSError as the cause a person can act on."""
-    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the disk is full: cannot write the run store {where} ({what}); free some space"
-    if e.errno == errno.EROFS:
-        return f"the run store {where} is read-only ({what})"
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return f"the run store {where} is not writable ({what})"
-    if e.errno == errno.EIO:
-        return f"an I/O error in the run store {where} ({what}); the disk may be failing"
-    return f"cannot write the run store {where} ({what})"
-
-
-def _read_only_disk(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-
-
-def _disk_nearly_full(folder: Path) -> bool:
-    try:
-        st = os.statvfs(folder)
-    except (OSError, AttributeError):  # no statvfs on Windows
-        return False
-    return st.f_bavail * st.f_frsize < 1 << 20
-
-
-def _cause_of_sqlite_error(e: sqlite3.Error, db: Path) -> str:
-    name = getattr(e, "sqlite_errorname", "") or ""
-    if name.startswith("SQLITE_FULL"):
-        return f"the disk is full: the run store database {db} cannot grow ({e}); free some space"
-    if name.startswith("SQLITE_READONLY"):
-        return f"the run store {db.parent} is read-only ({e})"
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return f"the run store database {db} is locked by another process ({e}); try again"
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or isinstance(e, sqlite3.DatabaseError) and (
-            "malformed" in str(e) or "not a database" in str(e)):
-        return (f"the run store database {db} is damaged ({e}); move it aside to start an empty store "
-                f"(checkpoints are kept beside it) or restore a backup")
-    if name.startswith("SQLITE_CANTOPEN") and _read_only_disk(db.parent):
-        return f"the run store {db.parent} is read-only (it is on a read-only disk) and has no database to read"
-    if name.startswith("SQLITE_CANTOPEN"):
-        why = "it is a directory" if db.is_dir() else "missing, or its folder is not writable"
-        return f"cannot open the run store database {db} ({why})"
-    if name.startswith("SQLITE_IOERR"):  # SQLite reports a full disk so when its WAL index cannot grow
-        if _disk_nearly_full(db.parent):
-            return f"the disk is full: the run store database {db} cannot be written ({e}); free some space"
-        return f"an I/O error in the run store database {db} ({e}); the disk may be failing"
-    return f"the run store database {db} failed: {type(e).__name__}: {e}"
 
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
@@ -211,10 +145,10 @@ class RunStore:
             for folder in (self.root, self.root / "checkpoints", self.root / "logs"):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(_cause_of_os_error(e, self.root)) from None
+            raise StoreError(cause_of_os_error(e, self.root)) from None
         # On a read-only disk SQLite cannot make the files it reads a WAL database with; nothing can
         # change the database there, so it is read as an immutable file (and every write is refused).
-        self._read_only = _read_only_disk(self.root)
+        self._read_only = read_only_disk(self.root)
         with self._init_lock():
             self._initialise()
         self._sweep_temporary_files()
@@ -268,10 +202,10 @@ class RunStore:
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e) or attempt == 59:
-                    raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+                    raise StoreError(cause_of_sqlite_error(e, self.db)) from None
                 time.sleep(0.02 + 0.01 * attempt)
             except sqlite3.Error as e:
-                raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+                raise StoreError(cause_of_sqlite_error(e, self.db)) from None
 
     def _initialised(self, c: sqlite3.Connection) -> bool:
         if not self._read_only and c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -298,7 +232,7 @@ class RunStore:
         except sqlite3.Error as e:
             if not translate:
                 raise
-            raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+            raise StoreError(cause_of_sqlite_error(e, self.db)) from None
         try:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -306,7 +240,7 @@ class RunStore:
         except sqlite3.Error as e:
             if not translate:
                 raise
-            raise StoreError(_cause_of_sqlite_error(e, self.db)) from None
+            raise StoreError(cause_of_sqlite_error(e, self.db)) from None
         finally:
             conn.close()
 
@@ -479,13 +413,13 @@ class RunStore:
         try:
             path.parent.mkdir(exist_ok=True)
         except OSError as e:
-            raise StoreError(_cause_of_os_error(e, self.root)) from None
+            raise StoreError(cause_of_os_error(e, self.root)) from None
         buffer = io.BytesIO()
         np.save(buffer, probs)
         try:
             atomic.write_bytes(path, buffer.getvalue())
         except OSError as e:
-            raise StoreError(_cause_of_os_error(e, self.root)) from None
+            raise StoreError(cause_of_os_error(e, self.root)) from None
 
     # -- checkpoints: the weights (Results, exports, teachers) and the resume state -------------
     def checkpoint_path(self, run_id: str) -> Path:
@@ -519,7 +453,7 @@ class RunStore:
         try:
             tmp = atomic.write_bytes_temporary(path, data)
         except OSError as e:
-            raise StoreError(_cause_of_os_error(e, self.root)) from None
+            raise StoreError(cause_of_os_error(e, self.root)) from None
         try:
             with self._tx() as c:
                 if c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?",
@@ -528,7 +462,7 @@ class RunStore:
                 try:
                     os.replace(tmp, path)
                 except OSError as e:
-                    raise StoreError(_cause_of_os_error(e, self.root)) from None
+                    raise StoreError(cause_of_os_error(e, self.root)) from None
         finally:
             atomic.discard(tmp)
         return path

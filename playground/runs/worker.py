@@ -20,12 +20,14 @@ import threading
 
 from ..specs.config import RunSpec, hosted
 from ..specs.serde import SpecError
-from ..training.data import DataError, load_dataset
+from ..training.data import load_dataset
+from ..training.sources import DataError
 from ..training.device import return_memory_eagerly
 from ..training.trainer import Callback, TrainResult
 from . import lifecycle
 from .runner import execute, failure_message, record_end
-from .store import CheckpointError, RunGone, RunStore, StoreError
+from .faults import CheckpointError, RunGone, StoreError
+from .store import RunStore
 
 
 def _on_signal(stop: threading.Event):

@@ -21,15 +21,8 @@ only, under caps on the member count and the unpacked bytes) into a temporary
 folder that is removed once the arrays are cached; the cache is written to a
 temporary name and renamed, so a rejected or interrupted load leaves nothing.
 
-In hosted mode (``config.hosted()``) a visitor may load only ``allowed_sources()``
-and uploads: ``check_source`` refuses anything else without looking at the disk.
-
-Settings (environment variables, positive whole numbers):
-``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an uploaded archive;
-``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
-``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive;
-``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server, least recently used
-dropped first (with their decoded arrays).
+Which source a string names, whether a visitor may load it, the data settings and the
+stored uploads are sources.py's.
 """
 from __future__ import annotations
 
@@ -49,29 +42,16 @@ import numpy as np
 
 from .. import atomic, cli_child
 from ..specs.serde import short
-from .archives import ArchiveRefused, archive_kind, name_problem, unpack
+from .archives import ArchiveRefused, name_problem, unpack
+from .sources import (MB, NAMED, UPLOAD_PREFIX, DataError, cache_dir, hint, resolve_source, setting,
+                      upload_path)
 from ..specs.limits import current as limits_current
 
-DEFAULT_SOURCE = "cifar10"
-NAMED = ("cifar10", "cifar100")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")  # PIL never tries another decoder (EPS runs Ghostscript)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 CACHE_FORMAT = 1
-UPLOAD_PREFIX = "upload:"
 UPLOAD_MAX_TEST_IMAGES = 10_000  # the server keeps a cached dataset's test images in memory (3 KiB each)
-SETTINGS = {  # name: (default, meaning)
-    "PLAYGROUND_MAX_UPLOAD_MB": (50, "the size of an uploaded dataset archive, in MB"),
-    "PLAYGROUND_MAX_UNPACKED_MB": (1024, "what one dataset archive may unpack to, in MB"),
-    "PLAYGROUND_MAX_ARCHIVE_FILES": (100_000, "files and folders in one dataset archive"),
-    "PLAYGROUND_MAX_UPLOADS": (4, "uploaded datasets kept on the server (least recently used dropped first)"),
-}
-_UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
-_MB = 1_000_000
-
-
-class DataError(RuntimeError):
-    """The data could not be found or read; the message says what to do."""
 
 
 @dataclass
@@ -141,74 +121,12 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _STATS[key]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "cifar-playground"))
-
-
-def setting(name: str) -> int:
-    """One of ``SETTINGS``: the environment's value, or its default; DataError for a value that is
-    not a positive whole number."""
-    default = SETTINGS[name][0]
-    raw = os.environ.get(name, "").strip().replace("_", "")
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {short(raw, 60)}")
-    return int(raw)
-
-
 def max_image_pixels() -> int:
     """Pixels of the largest image that is decoded; a bigger one is skipped unread (a PNG of
     16k x 16k zeros is a few kB that would decode to 768 MB). Hosted mode allows 1024 x 1024."""
     from ..specs.config import hosted
 
     return 1024 * 1024 if hosted() else 8192 * 8192
-
-
-def resolve_source(source: str | None = None) -> str:
-    """``--data`` beats ``PLAYGROUND_DATA`` beats the default ``cifar10``."""
-    return source or os.environ.get("PLAYGROUND_DATA") or DEFAULT_SOURCE
-
-
-def allowed_sources() -> list[str]:
-    """What a hosted demo's visitor may pick besides an upload: the configured dataset
-    (``PLAYGROUND_DATA``) and ``cifar10``."""
-    out = []
-    for s in (os.environ.get("PLAYGROUND_DATA", "").strip(), DEFAULT_SOURCE):
-        if s and s not in out:
-            out.append(s)
-    return out
-
-
-class SourceRefused(DataError):
-    """Hosted mode: the source is not one a visitor may load."""
-
-
-def check_source(source: str) -> str:
-    """``source`` if this server may load it for a visitor, else SourceRefused. Local mode: any
-    source. Hosted mode: ``allowed_sources()`` and well-formed ``upload:`` ids only; the answer is
-    decided from the string alone, so it never tells whether a path exists on the server."""
-    from ..specs.config import hosted
-
-    if not hosted() or source in allowed_sources() or _UPLOAD_RE.fullmatch(source or ""):
-        return source
-    raise SourceRefused(f"This demo loads only {', '.join(allowed_sources())} or a dataset archive you upload; "
-                        f"{short(source, 60)} is not one of them.")
-
-
-def same_source(a: str, b: str) -> bool:
-    """Whether two recorded sources name the same data: a relative and an absolute path to one
-    folder or archive are the same; names such as ``cifar10`` must match exactly."""
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def _hint() -> str:
-    return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "
-            "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz / .zip of one; or use "
-            "--data cifar10 with internet access to download it.")
 
 
 class NotCached(DataError):
@@ -234,12 +152,12 @@ def load_dataset(source: str | None = None, cache: Path | None = None, mmap_trai
                                                       max_test=UPLOAD_MAX_TEST_IMAGES))
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"Dataset not found: {path} does not exist. {_hint()}")
+        raise DataError(f"Dataset not found: {path} does not exist. {hint()}")
     if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         key = _archive_key(path)
         return load(cache, key, lambda: _load_archive(path, cache, key, source, str(path)))
     if not path.is_dir():
-        raise DataError(f"Cannot read {path}: expected a folder or a .tar.gz / .tar / .zip archive. {_hint()}")
+        raise DataError(f"Cannot read {path}: expected a folder or a .tar.gz / .tar / .zip archive. {hint()}")
     root = _find_split_root(path, str(path))
     key = _folder_key(root)
     return load(cache, key, lambda: _load_folder(root, str(root), source=str(root)))
@@ -259,69 +177,6 @@ def load_in_subprocess(source: str) -> Dataset:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
         raise DataError(lines[-1].removeprefix("error: ") if lines else f"decoding {source} failed")
     return load_dataset(source, mmap_train=True, decode=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Uploads: stored by content hash under the cache, the least recently used dropped first.
-
-def store_upload(data: bytes, cache: Path | None = None) -> str:
-    """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
-    source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
-    when it is unpacked."""
-    cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
-    if len(data) > cap * _MB:
-        raise DataError(f"The upload is {len(data) / _MB:,.1f} MB; the limit is {cap:,} MB "
-                        f"(PLAYGROUND_MAX_UPLOAD_MB).")
-    if archive_kind(data[:512]) is None:
-        raise DataError("The upload is not a .tar.gz, .tar or .zip archive.")
-    folder = (Path(cache) if cache else cache_dir()) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()
-    path = folder / digest
-    if path.exists():
-        os.utime(path)
-    else:
-        tmp = folder / f".{digest}.tmp{os.getpid()}"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    _evict_uploads(folder.parent, keep=setting("PLAYGROUND_MAX_UPLOADS"), current=digest)
-    return f"{UPLOAD_PREFIX}{digest}"
-
-
-def upload_path(source: str, cache: Path | None = None) -> Path:
-    m = _UPLOAD_RE.fullmatch(source)
-    if not m:
-        raise DataError(f"{short(source, 60)} is not an upload id (upload: and 64 hex digits).")
-    path = (Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)
-    if not path.is_file():
-        raise DataError(f"This uploaded dataset is no longer on the server (it keeps the last "
-                        f"{setting('PLAYGROUND_MAX_UPLOADS')}); upload it again.")
-    try:
-        os.utime(path)  # recently used
-    except OSError:
-        pass
-    return path
-
-
-def discard_upload(source: str, cache: Path | None = None) -> None:
-    """Forget an upload that could not be loaded: its archive and anything cached from it."""
-    if m := _UPLOAD_RE.fullmatch(source):
-        cache = Path(cache) if cache else cache_dir()
-        (cache / "uploads" / m.group(1)).unlink(missing_ok=True)
-        shutil.rmtree(cache / "arrays" / f"upload-{m.group(1)[:16]}", ignore_errors=True)
-
-
-def _evict_uploads(cache: Path, keep: int, current: str) -> None:
-    folder = cache / "uploads"
-    stored = [p for p in folder.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]
-    stored.sort(key=lambda p: (p.name == current, p.stat().st_mtime), reverse=True)
-    for p in stored[keep:]:
-        p.unlink(missing_ok=True)
-        shutil.rmtree(cache / "arrays" / f"upload-{p.name[:16]}", ignore_errors=True)  # mapped copies live on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,7 +218,7 @@ def _load_archive(archive: Path, cache: Path, key: str, source: str, shown: str,
 def _unpack(archive: Path, target: Path, shown: str) -> None:
     try:
         unpack(archive, target, shown, setting("PLAYGROUND_MAX_ARCHIVE_FILES"),
-               setting("PLAYGROUND_MAX_UNPACKED_MB") * _MB)
+               setting("PLAYGROUND_MAX_UNPACKED_MB") * MB)
     except ArchiveRefused as e:
         raise DataError(str(e)) from None
 
@@ -388,7 +243,7 @@ def _find_split_root(path: Path, shown: str) -> Path:
             if (cand / have).is_dir():
                 raise DataError(f"{where} has {have}/ but no {lack}/; both splits are needed (train/<class>/*.png "
                                 f"and test/<class>/*.png).")
-    raise DataError(f"No train/ and test/ folders found in {shown} (or one level below). {_hint()}")
+    raise DataError(f"No train/ and test/ folders found in {shown} (or one level below). {hint()}")
 
 
 def _folder_key(root: Path) -> str:
@@ -576,7 +431,7 @@ def _load_torchvision(name: str, cache: Path) -> Dataset:
         train = cls(root=str(root), train=True, download=True)
         test = cls(root=str(root), train=False, download=True)
     except Exception as e:  # noqa: BLE001 - torchvision raises URLError, RuntimeError, OSError...
-        raise DataError(f"Could not download {name} into {root} ({type(e).__name__}: {e}). {_hint()}") from None
+        raise DataError(f"Could not download {name} into {root} ({type(e).__name__}: {e}). {hint()}") from None
     return Dataset(name, np.asarray(train.data, np.uint8), np.asarray(train.targets, np.int64),
                    np.asarray(test.data, np.uint8), np.asarray(test.targets, np.int64),
                    list(train.classes), source=name)

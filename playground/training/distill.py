@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..results.evaluate import LoadedRun, evaluate, load_run
-from ..runs.store import CheckpointError, RunRecord, RunStore
-from .data import same_source
+from ..runs.faults import CheckpointError
+from ..runs.store import RunRecord, RunStore
+from .sources import same_source
 
 
 class TeacherError(ValueError):

@@ -1,0 +1,164 @@
+"""Data sources: what a ``--data`` string names, whether this server may load it for a visitor,
+the data settings, and the archives visitors upload (kept under the cache by content hash, the
+least recently used dropped first). data.py reads what a source names; this module decides which
+source that is and keeps uploads, without reading any images.
+
+Settings (environment variables, positive whole numbers):
+``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an uploaded archive;
+``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
+``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive;
+``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server, least recently used
+dropped first (with their decoded arrays).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..specs.serde import short
+from .archives import archive_kind
+
+DEFAULT_SOURCE = "cifar10"
+NAMED = ("cifar10", "cifar100")
+UPLOAD_PREFIX = "upload:"
+SETTINGS = {  # name: (default, meaning)
+    "PLAYGROUND_MAX_UPLOAD_MB": (50, "the size of an uploaded dataset archive, in MB"),
+    "PLAYGROUND_MAX_UNPACKED_MB": (1024, "what one dataset archive may unpack to, in MB"),
+    "PLAYGROUND_MAX_ARCHIVE_FILES": (100_000, "files and folders in one dataset archive"),
+    "PLAYGROUND_MAX_UPLOADS": (4, "uploaded datasets kept on the server (least recently used dropped first)"),
+}
+UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
+MB = 1_000_000
+
+
+class DataError(RuntimeError):
+    """The data could not be found or read; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "cifar-playground"))
+
+
+def setting(name: str) -> int:
+    """One of ``SETTINGS``: the environment's value, or its default; DataError for a value that is
+    not a positive whole number."""
+    default = SETTINGS[name][0]
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {short(raw, 60)}")
+    return int(raw)
+
+
+def resolve_source(source: str | None = None) -> str:
+    """``--data`` beats ``PLAYGROUND_DATA`` beats the default ``cifar10``."""
+    return source or os.environ.get("PLAYGROUND_DATA") or DEFAULT_SOURCE
+
+
+def allowed_sources() -> list[str]:
+    """What a hosted demo's visitor may pick besides an upload: the configured dataset
+    (``PLAYGROUND_DATA``) and ``cifar10``."""
+    out = []
+    for s in (os.environ.get("PLAYGROUND_DATA", "").strip(), DEFAULT_SOURCE):
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+class SourceRefused(DataError):
+    """Hosted mode: the source is not one a visitor may load."""
+
+
+def check_source(source: str) -> str:
+    """``source`` if this server may load it for a visitor, else SourceRefused. Local mode: any
+    source. Hosted mode: ``allowed_sources()`` and well-formed ``upload:`` ids only; the answer is
+    decided from the string alone, so it never tells whether a path exists on the server."""
+    from ..specs.config import hosted
+
+    if not hosted() or source in allowed_sources() or UPLOAD_RE.fullmatch(source or ""):
+        return source
+    raise SourceRefused(f"This demo loads only {', '.join(allowed_sources())} or a dataset archive you upload; "
+                        f"{short(source, 60)} is not one of them.")
+
+
+def same_source(a: str, b: str) -> bool:
+    """Whether two recorded sources name the same data: a relative and an absolute path to one
+    folder or archive are the same; names such as ``cifar10`` must match exactly."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def hint() -> str:
+    return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "
+            "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz / .zip of one; or use "
+            "--data cifar10 with internet access to download it.")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads: stored by content hash under the cache, the least recently used dropped first.
+
+def store_upload(data: bytes, cache: Path | None = None) -> str:
+    """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
+    source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
+    when it is unpacked."""
+    cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
+    if len(data) > cap * MB:
+        raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
+                        f"(PLAYGROUND_MAX_UPLOAD_MB).")
+    if archive_kind(data[:512]) is None:
+        raise DataError("The upload is not a .tar.gz, .tar or .zip archive.")
+    folder = (Path(cache) if cache else cache_dir()) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    path = folder / digest
+    if path.exists():
+        os.utime(path)
+    else:
+        tmp = folder / f".{digest}.tmp{os.getpid()}"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    _evict_uploads(folder.parent, keep=setting("PLAYGROUND_MAX_UPLOADS"), current=digest)
+    return f"{UPLOAD_PREFIX}{digest}"
+
+
+def upload_path(source: str, cache: Path | None = None) -> Path:
+    m = UPLOAD_RE.fullmatch(source)
+    if not m:
+        raise DataError(f"{short(source, 60)} is not an upload id (upload: and 64 hex digits).")
+    path = (Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)
+    if not path.is_file():
+        raise DataError(f"This uploaded dataset is no longer on the server (it keeps the last "
+                        f"{setting('PLAYGROUND_MAX_UPLOADS')}); upload it again.")
+    try:
+        os.utime(path)  # recently used
+    except OSError:
+        pass
+    return path
+
+
+def discard_upload(source: str, cache: Path | None = None) -> None:
+    """Forget an upload that could not be loaded: its archive and anything cached from it."""
+    if m := UPLOAD_RE.fullmatch(source):
+        cache = Path(cache) if cache else cache_dir()
+        (cache / "uploads" / m.group(1)).unlink(missing_ok=True)
+        shutil.rmtree(cache / "arrays" / f"upload-{m.group(1)[:16]}", ignore_errors=True)
+
+
+def _evict_uploads(cache: Path, keep: int, current: str) -> None:
+    folder = cache / "uploads"
+    stored = [p for p in folder.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]
+    stored.sort(key=lambda p: (p.name == current, p.stat().st_mtime), reverse=True)
+    for p in stored[keep:]:
+        p.unlink(missing_ok=True)
+        shutil.rmtree(cache / "arrays" / f"upload-{p.name[:16]}", ignore_errors=True)  # mapped copies live on
