@@ -1,4 +1,5 @@
-"""Headless CLI: ``python -m playground presets|summary|train|runs|stop|evaluate|bench|export|curves``."""
+"""Headless CLI: ``python -m playground COMMAND``, one function per command (presets, summary, train,
+worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
 from .specs.serde import SpecError
 
 EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz / .tar / .zip "
@@ -82,7 +84,7 @@ def _train_spec(args, base):
     t = load_spec_file(TrainSpec, args.train) if args.train else base
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
                  "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
-                 "distill_weight", "distill_temperature"):
+                 "distill_weight", "distill_temperature", "low_res", "low_res_epochs"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(t, name, value)
@@ -137,7 +139,8 @@ def _new_run(args, store) -> str:
     from .specs.augment import AugSpec, default_aug
     from .specs.config import RunSpec, TrainSpec, checked, data_problems
     from .specs.recipes import get_recipe
-    from .training.data import load_dataset, resolve_source
+    from .training.data import load_dataset
+    from .training.sources import resolve_source
     from .training.device import pick_device
 
     if args.recipe:
@@ -328,82 +331,13 @@ def cmd_curves(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
-    import subprocess
-
-    import optuna
-
-    from . import cli_child
-    from .runs.space import load_space
-    from .runs.store import RunStore
-    from .runs.sweep import run_share, storage_for, study_for
-    from .training.data import resolve_source
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
-    space = load_space(args.space)  # a bad space file: one line before any process starts
-    if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
-        raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])
-    source, store = resolve_source(args.data), RunStore(args.runs)
-    study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
-    if args.workers > 1 and not os.environ.get("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
-        os.environ["PLAYGROUND_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
-    shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
-    children = []
-    for share in shares[1:]:
-        if share:
-            argv, env = cli_child("sweep", "--space", args.space, "--trials", str(share), "--study", study.study_name,
-                                  "--data", source, "--runs", str(store.root), "--device", args.device,
-                                  *(["--storage", args.storage] if args.storage else []))
-            children.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL))
-    print(f"study {study.study_name}: {args.trials} trials in {args.workers} process(es), storage "
-          f"{(args.storage or str(store.root / 'sweeps.sqlite')).split('@')[-1]}", flush=True)
-    run_share(args.space, shares[0], args.storage, study.study_name, source, args.runs, args.device)
-    failed = sum(child.wait() != 0 for child in children)
-    study = study_for(space, storage_for(args.storage, store), study.study_name)
-    best = study.best_trials if len(space.objectives) > 1 else ([study.best_trial] if any(
-        t.value is not None for t in study.trials) else [])
-    for t in best:
-        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(space.objectives, t.values))
-        print(f"best trial {t.number}: {values}, run {t.user_attrs.get('run_id')}")
-    counts = {}
-    for t in study.trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    print("trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    return 1 if failed else 0
-
-
-def cmd_trials(args) -> int:
-    """A study's trials, best first: what the Sweep page shows, for a terminal or a script (--json)."""
-    from .runs.space import check_study_name
-    from .runs.store import RunStore
-    from .runs.sweep import studies, trial_rows
-
-    store = RunStore(args.runs)
-    if args.study is None:
-        names = studies(store, args.storage)
-        print("\n".join(names) if names else "no studies in this storage (python -m playground sweep starts one)")
-        return 0
-    rows = trial_rows(store, check_study_name(args.study), args.storage)
-    rows.sort(key=lambda r: (r["state"] != "complete", -(r["accuracy"] or 0)))
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    print(f"{'trial':>5} {'state':9} {'accuracy':>8} {'params':>9} {'minutes':>7}  {'run':24} why")
-    for r in rows:
-        acc = f"{r['accuracy']:.2%}" if r["accuracy"] is not None else "-"
-        minutes = f"{r['minutes']:.1f}" if r["minutes"] is not None else "-"
-        params = f"{r['params']:,}" if r["params"] is not None else "-"
-        print(f"{r['trial']:>5} {r['state']:9} {acc:>8} {params:>9} {minutes:>7}  {r['run'] or '-':24} "
-              f"{r['why']}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
                                  epilog=EPILOG)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("presets", help="list presets with params, RF and rule checks").add_argument(
-        "--markdown", action="store_true", help="the README's table: each preset, its seed's claim, its recipe's result")
+        "--markdown", action="store_true",
+        help="the README's table: each preset, its seed's claim, its recipe's result")
 
     def arch(p):
         g = p.add_mutually_exclusive_group()
@@ -432,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each image's HorizontalFlip is drawn once, then alternates every epoch (airbench)")
     t.add_argument("--whiten", action="store_true",
                    help="the first conv starts as a frozen whitening of the training images' patches (airbench)")
+    t.add_argument("--low-res", type=int, dest="low_res", metavar="PX",
+                   help="progressive resizing: train the first --low-res-epochs on images scaled to PX px")
+    t.add_argument("--low-res-epochs", type=int, dest="low_res_epochs", metavar="N")
     t.add_argument("--eval-every", type=int, dest="eval_every", help="test every N epochs (always after the last)")
     t.add_argument("--teachers", nargs="+", metavar="RUN_ID",
                    help="distil from these finished runs (same --runs store, same data): the student learns "
@@ -473,18 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curves", help="an HTML page of test accuracy by minute and loss by epoch for runs")
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")
-    sw = sub.add_parser("sweep", help="search a space of specs with Optuna; every trial is a run in the store")
-    sw.add_argument("--space", required=True, help="search space JSON (see sweeps/)")
-    sw.add_argument("--trials", type=int, default=20)
-    sw.add_argument("--workers", type=int, default=1, help="trials at once on this machine, as processes")
-    sw.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db to share a study "
-                                      "between machines (default: sweeps.sqlite in the runs folder)")
-    sw.add_argument("--study", help="study name (default: the space's name); the same name joins the same study")
-    sw.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
-    tr = sub.add_parser("trials", help="a sweep's trials, best first (no --study: the studies in the storage)")
-    tr.add_argument("--study", help="study name")
-    tr.add_argument("--storage", help="Optuna storage URL (default: sweeps.sqlite in the runs folder)")
-    tr.add_argument("--json", action="store_true", help="one JSON list, one object per trial")
+    sw, tr = add_sweep_parsers(sub)
     for p in (t, e, b, d, sw):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .tar.gz, .tar or .zip) | upload:<sha256> "
                                       "(default: $PLAYGROUND_DATA, then cifar10)")
@@ -500,12 +426,12 @@ COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evalu
 
 def main(argv: list[str] | None = None) -> int:
     from .results.export import ExportError
+    from .runs.faults import CheckpointError, RunGone, StoreError
     from .runs.runner import WorkerError
-    from .runs.store import CheckpointError, RunGone, StoreError
     from .runs.sweep import SweepStorageError
-    from .training.data import DataError
     from .training.device import DeviceError
     from .training.distill import TeacherError
+    from .training.sources import DataError
 
     args = build_parser().parse_args(argv)
     try:

@@ -1,6 +1,8 @@
-"""The frozen whitening of the first conv (an airbench lever): decorrelated first-layer outputs,
-filters that stay put while the rest trains, and a one-line refusal where the network cannot hold it.
-(The alternating flip is tested in test_batch_augment.py and, resumed, in test_training.py.)"""
+"""Training levers. The frozen whitening of the first conv (an airbench lever): decorrelated first-layer
+outputs, filters that stay put while the rest trains, and a one-line refusal where the network cannot
+hold it. Progressive resizing: the early epochs see small images, the later ones and every test the full
+size, and a refusal where the net cannot take the small size. (The alternating flip is tested in
+test_batch_augment.py and, resumed, in test_training.py.)"""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from playground.specs.config import RunSpec, TrainSpec, checked
 from playground.specs.serde import SpecError
 from playground.training.builder import build_model
 from playground.training.data import load_dataset
-from playground.training.trainer import Trainer
+from playground.training.trainer import Trainer, downscale
 from playground.training.whitening import first_conv, whiten_first_conv
 from tests.test_training import tiny_net
 
@@ -66,3 +68,61 @@ def test_whitening_is_refused_in_one_line_where_the_first_layer_cannot_hold_it(f
     with pytest.raises(SpecError) as e:
         checked(RunSpec(net, AugSpec([]), TrainSpec(whiten=True)))
     assert len(e.value.problems) == 1 and why in e.value.problems[0] and e.value.problems[0].startswith("training:")
+
+
+def test_progressive_resizing_trains_the_first_epochs_small_and_tests_at_full_size(image_folder):
+    data = load_dataset(str(image_folder))
+    run = RunSpec(tiny_net(), AugSpec([make_transform("HorizontalFlip", 0.5)]),
+                  TrainSpec(epochs=3, batch_size=32, device="cpu", max_lr=0.05, low_res=16, low_res_epochs=2))
+    seen: list[tuple[bool, int, int]] = []  # (learning?, epoch, input size) of every forward pass
+    epoch = [1]
+
+    def on_event(e) -> None:
+        if e.kind == "start":
+            trainer.model.register_forward_pre_hook(  # BN recalibration runs in train mode without gradients
+                lambda m, a: seen.append((m.training and torch.is_grad_enabled(), epoch[0], a[0].shape[-1])))
+        if e.kind == "epoch":
+            epoch[0] += 1
+
+    trainer = Trainer(data, run, [on_event])
+    result = trainer.fit()
+    assert result.status == "finished" and len(result.epochs) == 3
+    assert {(ep, size) for learning, ep, size in seen if learning} == {(1, 16), (2, 16), (3, 32)}
+    assert {size for learning, _, size in seen if not learning} == {32}  # every test (and BN recalibration) full size
+
+
+def test_downscale_is_pils_bilinear_resize_and_keeps_the_layout():
+    from PIL import Image
+
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float().contiguous(memory_format=torch.channels_last)
+    small = downscale(x, 20, channels_last=True)
+    assert small.shape == (1, 3, 20, 20) and small.is_contiguous(memory_format=torch.channels_last)
+    pil = np.asarray(Image.fromarray(img).resize((20, 20), Image.BILINEAR), dtype=np.float32)
+    assert np.abs(small[0].permute(1, 2, 0).numpy() - pil).max() <= 1.5  # PIL rounds to whole grey levels
+
+
+@pytest.mark.parametrize("train, why", [
+    (dict(low_res=16, low_res_epochs=0), "low-res epochs must be set with a low-res size"),
+    (dict(low_res=0, low_res_epochs=2), "low-res epochs must be set with a low-res size"),
+    (dict(low_res=16, low_res_epochs=10), "fewer than the 10 epochs"),
+    (dict(low_res=4, low_res_epochs=2), "between 8 and"),
+    (dict(low_res=32, low_res_epochs=2), "smaller than the net's 32 px input"),
+    (dict(low_res=8, low_res_epochs=2, net="seed-001"), "at 8 px the net fails"),
+])
+def test_progressive_resizing_is_refused_in_one_line_where_it_cannot_apply(train, why):
+    from playground.specs.presets import preset_net
+
+    net = preset_net(train.pop("net", "fast"))
+    with pytest.raises(SpecError) as e:
+        checked(RunSpec(net, AugSpec([]), TrainSpec(epochs=10, **train)))
+    assert len(e.value.problems) == 1 and why in e.value.problems[0] and e.value.problems[0].startswith("training:")
+
+
+def test_the_cli_flags_set_progressive_resizing():
+    from playground.cli import _train_spec, build_parser
+
+    args = build_parser().parse_args(["train", "--low-res", "24", "--low-res-epochs", "3", "--epochs", "8"])
+    t = _train_spec(args, TrainSpec())
+    assert (t.low_res, t.low_res_epochs, t.epochs) == (24, 3, 8)
+    assert TrainSpec.from_json(t.to_json()) == t

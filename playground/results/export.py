@@ -370,6 +370,8 @@ def _left_out(t: TrainSpec) -> str:
     parts += ["the alternating flip (this script draws a fresh flip each epoch)"] if t.alternate_flip else []
     parts += ["the frozen whitening of the first conv (this script trains it from a random start)"] if t.whiten else []
     parts += [f"shifted views ({t.tta_shift} px) at evaluation"] if t.tta_shift else []
+    parts += [f"the first {t.low_res_epochs} epochs at {t.low_res} px (this script trains every epoch at full size)"
+              ] if t.low_res_epochs else []
     parts += [f"distillation from runs {', '.join(t.teachers)} (this script learns from the labels alone)"
               ] if t.teachers else []
     return f"\nNot reproduced here: {'; '.join(parts)}.\n" if parts else ""

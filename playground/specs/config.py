@@ -6,7 +6,7 @@ script all carry, so a run can always be reproduced from its record.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import limits as limits_
 from . import serde
@@ -27,6 +27,7 @@ MAX_SUBSET = 100_000_000
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MIN_LOW_RES = 8  # px: below it a CIFAR image keeps too little to learn from
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainSpec(serde.JsonSpec):
     whiten: bool = False  # the first conv starts as a frozen whitening of the training patches (airbench)
     tta_shift: int = 0  # also average the views moved by up to this many px (3x3 grid); 0 turns it off
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
+    low_res: int = 0  # progressive resizing: the first low_res_epochs train on images scaled to this many px
+    low_res_epochs: int = 0  # (0 and 0: off); the later epochs and every test use the full size
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
     eval_every: int = 1  # test every N epochs and always after the last (a test pass costs ~5% of a CPU epoch)
     teachers: list[str] = field(default_factory=list)  # finished run ids to distil from (same store, same data)
@@ -102,6 +105,13 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
         p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):
         p.append(f"EMA decay must be in [0, 1), got {t.ema}")
+    if not (0 <= t.low_res_epochs < t.epochs) or (t.low_res_epochs > 0) != (t.low_res > 0):
+        p.append(f"progressive resizing: low-res epochs must be set with a low-res size and fewer than the "
+                 f"{t.epochs} epochs (the last ones train at full size), got {serde.short(t.low_res_epochs)} at "
+                 f"{serde.short(t.low_res)} px")
+    if not (t.low_res == 0 or MIN_LOW_RES <= t.low_res <= lim.input_size):
+        p.append(f"progressive resizing: the low-res size must be between {MIN_LOW_RES} and {lim.input_size} px "
+                 f"(or 0 for off), got {serde.short(t.low_res)}")
     if not (0 <= t.distill_weight <= 1):
         p.append(f"distillation weight must be in [0, 1], got {t.distill_weight}")
     if not (0 < t.distill_temperature <= 100):
@@ -139,6 +149,9 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
     out += [f"training: {p}" for p in validate_train(run.train, lim)]
     if run.train.whiten and not t.problems and (why := whitening_problem(run.net)):
         out.append(f"training: {why}")
+    low_res = run.train.low_res
+    if low_res >= MIN_LOW_RES and not t.problems and (why := low_res_problem(run.net, low_res, lim)):
+        out.append(f"training: {why}")
     if len(run.data) > 4096 or not serde.is_text(run.data):
         out.append(f"data: not a data source: {serde.short(run.data)}")
     if not out:
@@ -164,6 +177,18 @@ def whitening_problem(net: Net) -> str | None:
     if first.out % 2 or first.out > 2 * dims:
         return (f"whitening needs an even number of first-layer filters, at most {2 * dims} for a "
                 f"{first.kernel}x{first.kernel} conv on {net.in_channels} channel(s); it has {first.out}")
+    return None
+
+
+def low_res_problem(net: Net, size: int, lim: Limits) -> str | None:
+    """Why ``net`` cannot train on ``size`` px images (progressive resizing), or None: a size that is not
+    smaller than its input, or one at which its layers run out of pixels (valid convs, strides)."""
+    if size >= net.input_size:
+        return (f"progressive resizing: the low-res size ({size} px) must be smaller than the net's "
+                f"{net.input_size} px input")
+    small = trace(replace(net, input_size=size), lim)
+    if small.problems:
+        return f"progressive resizing: at {size} px the net fails: {small.problems[0]}"
     return None
 
 

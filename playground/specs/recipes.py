@@ -97,6 +97,7 @@ def settings_line(r: Recipe) -> str:
     parts += [f"EMA {t.ema:g}"] if t.ema else []
     parts += ["alternating flip"] if t.alternate_flip else []
     parts += ["whitened first conv"] if t.whiten else []
+    parts += [f"first {t.low_res_epochs} ep at {t.low_res} px"] if t.low_res_epochs else []
     aug = " + ".join(x.name for x in r.aug.transforms) or "no augmentation"
     return f"{', '.join(parts)}; {aug}"
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..runs.store import StoreError
+from ..runs.faults import StoreError
 from ..specs.config import RunSpec, TrainSpec, checked, data_problems
 from ..specs.serde import SpecError
 from .batch_augment import BatchAugment
@@ -123,6 +123,13 @@ def normalize(x_uint8_nhwc: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     """uint8 NHWC -> float NCHW in channels_last memory (a permute, no copy of layout)."""
     x = x_uint8_nhwc.permute(0, 3, 1, 2).to(dtype)
     return x.sub_(mean).div_(std)
+
+
+def downscale(x: torch.Tensor, size: int, channels_last: bool) -> torch.Tensor:
+    """A normalised batch scaled to ``size`` px (progressive resizing's early epochs): bilinear with
+    antialiasing, so the small images are what a camera at that resolution would see, not aliased."""
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def make_optimizer(model: nn.Module, t: TrainSpec) -> torch.optim.Optimizer:
@@ -349,6 +356,8 @@ class Trainer:
                         break
                     n = len(yb)
                     xb = normalize(torch.as_tensor(xb_u8).to(dev, non_blocking=True), mean, std)
+                    if epoch <= t.low_res_epochs:
+                        xb = downscale(xb, t.low_res, s.channels_last)
                     yb = torch.as_tensor(yb).to(dev, non_blocking=True)
                     teacher_b = soft[idx].to(dev, non_blocking=True) if soft is not None else None
                     with torch.autocast(dev.type, s.amp_dtype, enabled=s.amp_dtype is not None):
