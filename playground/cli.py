@@ -94,6 +94,8 @@ def _train_spec(args, base):
         t.alternate_flip = True
     if args.whiten:
         t.whiten = True
+    if args.bf16:
+        t.bf16 = True
     return t
 
 
@@ -109,7 +111,7 @@ def _progress(run, quiet: bool):
         if event.kind == "start":
             resumed = f", resuming after epoch {d['first_epoch'] - 1}" if d["first_epoch"] > 1 else ""
             print(f"training {run.net.name} ({d['params']:,} params) on {d['train_size']:,} images, "
-                  f"testing on {d['test_size']:,}, device {d['device']}{resumed}", flush=True)
+                  f"testing on {d['test_size']:,}, device {d['device']} ({d['precision']}){resumed}", flush=True)
         elif event.kind == "teachers":
             print(f"teachers: averaging {d['count']} runs' predictions on {d['images']:,} training images "
                   f"(cached in the run store after the first time)", flush=True)
@@ -299,7 +301,7 @@ def cmd_bench(args) -> int:
         ("steps", args.steps, 1, 10_000), ("warmup", args.warmup, 0, 1_000)) if not lo <= v <= hi]
     if problems:
         raise SpecError(problems)
-    print(json.dumps(bench_trainer(args.preset, args.data, args.steps, args.batch_size, args.warmup)))
+    print(json.dumps(bench_trainer(args.preset, args.data, args.steps, args.batch_size, args.warmup, bf16=args.bf16)))
     return 0
 
 
@@ -366,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each image's HorizontalFlip is drawn once, then alternates every epoch (airbench)")
     t.add_argument("--whiten", action="store_true",
                    help="the first conv starts as a frozen whitening of the training images' patches (airbench)")
+    t.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on a CPU with bf16 matrix units (AMX, AVX512-BF16); fp32 on one without")
     t.add_argument("--low-res", type=int, dest="low_res", metavar="PX",
                    help="progressive resizing: train the first --low-res-epochs on images scaled to PX px")
     t.add_argument("--low-res-epochs", type=int, dest="low_res_epochs", metavar="N")
@@ -400,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=30)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--batch-size", type=int, default=128, dest="batch_size")
+    b.add_argument("--bf16", action="store_true", help="ours under bf16 autocast where the CPU has bf16 units")
     x = sub.add_parser("export", help="export a run as ONNX, TorchScript or a standalone training script")
     x.add_argument("run_id")
     x.add_argument("--format", choices=("onnx", "torchscript", "script"), default="onnx")

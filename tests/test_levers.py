@@ -126,3 +126,64 @@ def test_the_cli_flags_set_progressive_resizing():
     t = _train_spec(args, TrainSpec())
     assert (t.low_res, t.low_res_epochs, t.epochs) == (24, 3, 8)
     assert TrainSpec.from_json(t.to_json()) == t
+
+
+@pytest.mark.parametrize("units, asked, expected", [
+    (["AMX-BF16"], True, torch.bfloat16), (["AVX512-BF16"], True, torch.bfloat16),
+    ([], True, None), (["AMX-BF16"], False, None),
+])
+def test_bf16_autocast_is_used_only_where_asked_and_the_cpu_has_bf16_units(monkeypatch, units, asked, expected):
+    from playground.training import device
+
+    monkeypatch.setattr(device, "cpu_bf16_units", lambda: units)
+    assert device.speed_settings(torch.device("cpu"), bf16=asked).amp_dtype is expected
+    assert device.speed_settings(torch.device("cuda"), bf16=asked).amp_dtype is torch.float16  # CUDA keeps fp16 AMP
+
+
+def test_a_bf16_run_trains_under_bf16_autocast_says_so_and_keeps_fp32_weights(monkeypatch, image_folder):
+    from playground.training import device
+
+    monkeypatch.setattr(device, "cpu_bf16_units", lambda: ["AMX-BF16"])  # emulated where the CPU has none
+    data = load_dataset(str(image_folder))
+    run = RunSpec(tiny_net(), AugSpec([make_transform("HorizontalFlip", 0.5)]),
+                  TrainSpec(epochs=2, batch_size=32, device="cpu", max_lr=0.05, bf16=True))
+    started, dtypes = [], set()
+
+    def on_event(e) -> None:
+        if e.kind == "start":
+            started.append(e.data["precision"])
+            trainer.model.register_forward_pre_hook(lambda m, a: dtypes.add(
+                torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") and m.training else None))
+
+    trainer = Trainer(data, run, [on_event])
+    result = trainer.fit()
+    assert started == ["bf16 autocast"] and torch.bfloat16 in dtypes
+    assert result.status == "finished" and result.epochs[-1]["test_acc"] > 0.2
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_bf16_autocast_gives_the_fp32_outputs_and_gradients_within_tolerance():
+    from playground.specs.presets import preset_net
+
+    torch.manual_seed(0)
+    model = build_model(preset_net("fast")).to(memory_format=torch.channels_last).train()
+    x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (64,))
+    outs, grads = [], []
+    for amp in (False, True):
+        model.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            out = model(x).float()
+        F.cross_entropy(out, y).backward()
+        outs.append(out.softmax(1).detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert (outs[0] - outs[1]).abs().max() < 0.03
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.97  # 0.986 seen: bf16 keeps 8 mantissa bits
+
+
+def test_the_cli_flag_asks_for_bf16():
+    from playground.cli import _train_spec, build_parser
+
+    t = _train_spec(build_parser().parse_args(["train", "--bf16"]), TrainSpec())
+    assert t.bf16 and TrainSpec.from_json(t.to_json()) == t
+    assert not _train_spec(build_parser().parse_args(["train"]), TrainSpec()).bf16

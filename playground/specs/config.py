@@ -52,6 +52,7 @@ class TrainSpec(serde.JsonSpec):
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     low_res: int = 0  # progressive resizing: the first low_res_epochs train on images scaled to this many px
     low_res_epochs: int = 0  # (0 and 0: off); the later epochs and every test use the full size
+    bf16: bool = False  # bf16 autocast where the CPU has bf16 matrix units (AMX, AVX512-BF16); else fp32
     loader_threads: int = 1  # 0: augment inline; 1: augment the next batch in a background thread
     eval_every: int = 1  # test every N epochs and always after the last (a test pass costs ~5% of a CPU epoch)
     teachers: list[str] = field(default_factory=list)  # finished run ids to distil from (same store, same data)

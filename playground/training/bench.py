@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,21 +16,8 @@ from ..specs.config import RunSpec, TrainSpec
 from ..specs.presets import preset_net
 from .builder import build_model
 from .data import load_dataset
+from .device import cpu_bf16_units
 from .trainer import Trainer
-
-
-def bf16_units() -> str:
-    """The CPU's bf16 matrix support as figures need it said: AMX, AVX512-BF16 or none."""
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    units = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
-    return ", ".join(units) if units else "no bf16 units"
 
 
 def cpu_description() -> str:
@@ -44,27 +30,28 @@ def cpu_description() -> str:
     fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line))
     virtual = f", {fields['Hypervisor vendor']} guest" if "Hypervisor vendor" in fields else ""
     return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')} model "
-            f"{fields.get('Model', '?')}), {os.cpu_count()} CPUs visible{virtual}, {bf16_units()}, "
+            f"{fields.get('Model', '?')}), {os.cpu_count()} CPUs visible{virtual}, "
+            f"{', '.join(cpu_bf16_units()) or 'no bf16 units'}, "
             f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})")
 
 
 def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, warmup: int = 3,
-                  reference: bool = True) -> dict:
+                  reference: bool = True, bf16: bool = False) -> dict:
     ds = load_dataset(data)
-    ours = our_img_per_s(ds, preset, steps, batch_size, warmup)
+    ours = our_img_per_s(ds, preset, steps, batch_size, warmup, bf16)
     out = dict(preset=preset, batch_size=batch_size, steps=steps, img_per_s=round(ours, 1),
-               threads=torch.get_num_threads())
+               threads=torch.get_num_threads(), precision="bf16 autocast" if bf16 and cpu_bf16_units() else "fp32")
     if reference:
         ref = reference_img_per_s(ds, preset, steps, batch_size, warmup)
         out.update(reference_img_per_s=round(ref, 1), ratio=round(ours / ref, 2))
     return out
 
 
-def our_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int) -> float:
+def our_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int, bf16: bool = False) -> float:
     n = (steps + warmup) * batch_size
     run = RunSpec(preset_net(preset), default_aug(),
                   TrainSpec(epochs=1, batch_size=batch_size, train_subset=min(n, len(ds.y_train)), test_subset=10,
-                            device="cpu"))
+                            device="cpu", bf16=bf16))
     stamps: dict[int, float] = {}
 
     def on_batch(event) -> None:

@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -39,14 +40,35 @@ class SpeedSettings:
     eval_batch: int
 
 
-def speed_settings(device: torch.device) -> SpeedSettings:
-    """CPU: fp32 + channels_last (bf16 autocast and torch.compile measured slower on
-    small-core CPUs). CUDA: fp16 AMP with a grad scaler, data kept on the GPU."""
+def cpu_bf16_units() -> list[str]:
+    """The CPU's bf16 matrix units (AMX-BF16, AVX512-BF16), read from /proc/cpuinfo; empty where it
+    has none or the file is unreadable. Without them bf16 autocast is emulated and slower than fp32."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+
+
+def precision_name(settings: SpeedSettings) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[settings.amp_dtype]
+
+
+def speed_settings(device: torch.device, bf16: bool = False) -> SpeedSettings:
+    """CPU: fp32 + channels_last, or bf16 autocast when asked for (``bf16``) and the CPU has bf16
+    matrix units (on a 2-core Xeon with AMX-BF16 the training step ran 1.3-1.8x faster;
+    emulated elsewhere it is slower, so fp32 stays). CUDA: fp16 AMP with a grad scaler, data kept
+    on the GPU, whatever ``bf16`` says."""
     if device.type == "cuda":
         return SpeedSettings(True, torch.float16, True, True, 2048)
     if device.type == "mps":
         return SpeedSettings(False, None, False, True, 1024)
-    return SpeedSettings(True, None, False, False, 256)  # CPU: bigger eval batches only cost memory
+    amp = torch.bfloat16 if bf16 and cpu_bf16_units() else None
+    return SpeedSettings(True, amp, False, False, 256)  # CPU: bigger eval batches only cost memory
 
 
 def configure_threads(threads: int | None = None) -> int:

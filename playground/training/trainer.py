@@ -28,7 +28,7 @@ from .batch_augment import BatchAugment
 from .batches import BatchSource, TrainingError, batch_source
 from .builder import build_model
 from .data import Dataset
-from .device import configure_threads, pick_device, speed_settings
+from .device import configure_threads, pick_device, precision_name, speed_settings
 from .whitening import whiten_first_conv
 
 
@@ -236,7 +236,7 @@ class Trainer:
         self.callbacks = callbacks or []
         self.stop = stop or threading.Event()
         self.device = pick_device(t.device)
-        self.settings = speed_settings(self.device)
+        self.settings = speed_settings(self.device, t.bf16)
         self.model: nn.Module | None = None
         self.teacher_targets = teacher_targets
         self.data_on_device = data_on_device
@@ -342,7 +342,8 @@ class Trainer:
         watch = DivergenceWatch(len(source), resume.get("loss_reference") if resume is not None else None)
         start = time.perf_counter() - done_before
         self.emit("start", steps=steps, epochs=t.epochs, batches=len(source), train_size=len(self.data.y_train),
-                  test_size=len(self.data.y_test), device=str(dev), params=sum(p.numel() for p in model.parameters()),
+                  test_size=len(self.data.y_test), device=str(dev), precision=precision_name(s),
+                  params=sum(p.numel() for p in model.parameters()),
                   first_epoch=first, step=step)
         status, message = "finished", ""
         try:
