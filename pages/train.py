@@ -10,7 +10,7 @@ from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
 from playground.specs.recipes import RECIPES
 from playground.specs.serde import SpecError
-from playground.training.device import DeviceError
+from playground.training.device import DeviceError, cpu_bf16_units
 from playground.training.distill import TeacherError, candidates
 
 st.title("Train")
@@ -26,7 +26,9 @@ def load_recipe() -> None:
     ui.set_aug(aug)
     st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
                             t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
-                            t_shift=train.tta_shift, t_eval=train.eval_every)
+                            t_shift=train.tta_shift, t_eval=train.eval_every, t_bf16=train.bf16, t_ema=train.ema,
+                            t_altflip=train.alternate_flip, t_whiten=train.whiten, t_lowres=train.low_res,
+                            t_lowres_ep=train.low_res_epochs)
 
 
 r1, r2 = st.columns([3, 1])
@@ -57,6 +59,21 @@ with st.form("train_form"):
                          format_func=lambda px: "off" if px == 0 else f"{px} px",
                          help="Also average the test views moved by this many pixels (a 3×3 grid, 9× the cost)")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
+    with st.expander("Levers: precision, weight averaging, airbench tricks"):
+        l1, l2 = st.columns(2)
+        units = cpu_bf16_units()
+        bf16 = l1.checkbox("bf16 autocast on the CPU", key="t_bf16", help=(
+            f"This server's CPU has {' and '.join(units)}: bf16 trains 1.3-1.8x faster there at the same accuracy "
+            "(docs/experiments/levers.md)" if units else
+            "This server's CPU has no bf16 matrix units (AMX-BF16, AVX512-BF16), so the run stays in fp32"))
+        ema = l1.number_input("EMA decay of the weights (0 = off)", 0.0, 0.9999, 0.0, 0.001, format="%.4f",
+                              key="t_ema", help="Test and keep an exponential moving average of the weights")
+        alternate_flip = l1.checkbox("Alternating flip", key="t_altflip",
+                                     help="Each image's horizontal flip is drawn once, then alternates every epoch")
+        whiten = l1.checkbox("Frozen whitening of the first conv", key="t_whiten")
+        low_res = l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", 0, 64, 0, key="t_lowres")
+        low_res_epochs = l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0,
+                                         key="t_lowres_ep")
     finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}
     teachers = st.multiselect(
         "Teachers: distil from finished runs on this data", list(finished), key="t_teachers",
@@ -68,7 +85,9 @@ with st.form("train_form"):
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
                       label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
-                      eval_every=int(eval_every), teachers=teachers)
+                      eval_every=int(eval_every), teachers=teachers, bf16=bf16, ema=float(ema),
+                      alternate_flip=alternate_flip, whiten=whiten, low_res=int(low_res),
+                      low_res_epochs=int(low_res_epochs))
     try:
         run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:

@@ -145,6 +145,8 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     at.number_input(key="t_subset").set_value(60)  # form values are sent with the submit click
     at.number_input(key="t_epochs").set_value(1)
     at.selectbox(key="t_shift").set_value(1)
+    at.checkbox(key="t_bf16").set_value(True)  # fp32 where the CPU has no bf16 units: the spec says what was asked
+    at.number_input(key="t_ema").set_value(0.9)
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error and "watch" in at.session_state
     run_id = at.session_state["watch"]
@@ -153,7 +155,8 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     at.button(key="t_start").click().run()
     assert any("already running for you" in e.value for e in at.error)
     assert wait_for_run(at) == "finished"
-    assert ui.store().get(run_id).spec["train"]["tta_shift"] == 1
+    assert {k: ui.store().get(run_id).spec["train"][k] for k in ("tta_shift", "bf16", "ema")} == dict(
+        tta_shift=1, bf16=True, ema=0.9)
     at.run()
     assert any(f"Finished run {run_id}" in s.value for s in at.success)
     assert at.button(key="stop").disabled and at.button(key="resume").disabled
@@ -176,6 +179,11 @@ def test_train_loads_each_measured_recipe(app_env, name):
     assert at.slider(key="t_ls").value == recipe.train.label_smoothing  # the seeds' recipes use none
     assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (
         recipe.train.max_lr, recipe.train.batch_size)
+    t = recipe.train
+    assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
+            at.checkbox(key="t_whiten").value, at.number_input(key="t_lowres").value,
+            at.number_input(key="t_lowres_ep").value) == (t.bf16, t.ema, t.alternate_flip, t.whiten, t.low_res,
+                                                          t.low_res_epochs)
 
 
 def test_train_rejects_missing_device(app_env):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,8 @@ class SpeedSettings:
     eval_batch: int
 
 
-def cpu_bf16_units() -> list[str]:
+@functools.cache
+def cpu_bf16_units() -> tuple[str, ...]:
     """The CPU's bf16 matrix units (AMX-BF16, AVX512-BF16), read from /proc/cpuinfo; empty where it
     has none or the file is unreadable. Without them bf16 autocast is emulated and slower than fp32."""
     flags: set[str] = set()
@@ -51,7 +53,7 @@ def cpu_bf16_units() -> list[str]:
                 break
     except OSError:
         pass
-    return [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return tuple(name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags)
 
 
 def precision_name(settings: SpeedSettings) -> str:
