@@ -82,12 +82,19 @@ def _train_spec(args, base):
     from .specs.config import TrainSpec
 
     t = load_spec_file(TrainSpec, args.train) if args.train else base
+    planned, low_res_epochs = t.epochs, t.low_res_epochs
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
                  "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
                  "distill_weight", "distill_temperature", "low_res", "low_res_epochs"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(t, name, value)
+    epochs = getattr(args, "epochs", None)
+    if t.low_res_epochs and isinstance(epochs, int) and 0 < epochs != planned and getattr(
+            args, "low_res_epochs", None) is None:
+        # a shorter (or longer) run of a recipe keeps its share of low-res epochs
+        t.low_res_epochs = low_res_epochs * epochs // planned
+        t.low_res = t.low_res if t.low_res_epochs else 0
     if args.tta:
         t.tta = True
     if args.alternate_flip:
@@ -354,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "spec; the other options override it")
     t.add_argument("--aug", help="augmentation JSON file (default: the seeds' flip + affine + cutout)")
     t.add_argument("--train", help="training spec JSON file; flags below override it")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="with a recipe or spec that trains its first epochs at low "
+                   "resolution, that share of the epochs stays low-res unless --low-res-epochs says otherwise")
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
     t.add_argument("--schedule", choices=("onecycle", "cosine", "constant"))

@@ -187,3 +187,17 @@ def test_the_cli_flag_asks_for_bf16():
     t = _train_spec(build_parser().parse_args(["train", "--bf16"]), TrainSpec())
     assert t.bf16 and TrainSpec.from_json(t.to_json()) == t
     assert not _train_spec(build_parser().parse_args(["train"]), TrainSpec()).bf16
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], (20, 24, 8)), (["--epochs", "10"], (10, 24, 4)), (["--epochs", "2"], (2, 0, 0)),
+    (["--epochs", "10", "--low-res-epochs", "6"], (10, 24, 6)), (["--epochs", "30"], (30, 24, 12)),
+])
+def test_a_recipe_run_for_other_epochs_keeps_its_share_of_low_res_epochs(flags, expected):
+    from playground.cli import _train_spec, build_parser
+    from playground.specs.recipes import get_recipe
+
+    base = get_recipe("fast").copy_specs()[1]
+    assert (base.epochs, base.low_res, base.low_res_epochs) == (20, 24, 8)
+    t = _train_spec(build_parser().parse_args(["train", "--recipe", "fast", *flags]), base)
+    assert (t.epochs, t.low_res, t.low_res_epochs) == expected

@@ -367,6 +367,7 @@ def _left_out(t: TrainSpec) -> str:
     """What the plain script does not do, so its accuracy is not mistaken for the run's."""
     parts = [f"the EMA of the weights (decay {t.ema})"] if t.ema else []
     parts += ["flip TTA at evaluation"] if t.tta else []
+    parts += ["bf16 autocast (this script trains in fp32)"] if t.bf16 else []
     parts += ["the alternating flip (this script draws a fresh flip each epoch)"] if t.alternate_flip else []
     parts += ["the frozen whitening of the first conv (this script trains it from a random start)"] if t.whiten else []
     parts += [f"shifted views ({t.tta_shift} px) at evaluation"] if t.tta_shift else []

@@ -109,7 +109,7 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
     if not (0 <= t.low_res_epochs < t.epochs) or (t.low_res_epochs > 0) != (t.low_res > 0):
         p.append(f"progressive resizing: low-res epochs must be set with a low-res size and fewer than the "
                  f"{t.epochs} epochs (the last ones train at full size), got {serde.short(t.low_res_epochs)} at "
-                 f"{serde.short(t.low_res)} px")
+                 f"{serde.short(t.low_res)} px; set both to 0 to train at full size throughout")
     if not (t.low_res == 0 or MIN_LOW_RES <= t.low_res <= lim.input_size):
         p.append(f"progressive resizing: the low-res size must be between {MIN_LOW_RES} and {lim.input_size} px "
                  f"(or 0 for off), got {serde.short(t.low_res)}")

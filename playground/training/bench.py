@@ -20,6 +20,14 @@ from .device import cpu_bf16_units
 from .trainer import Trainer
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (taskset and cgroups' cpusets narrow it; os.cpu_count does not)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def cpu_description() -> str:
     """What a printed figure must name: the CPU model, family/model, visible CPUs, hypervisor, bf16 units
     and torch's kernel level (CPUs change between machines; only ratios from one run compare)."""
@@ -30,7 +38,7 @@ def cpu_description() -> str:
     fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line))
     virtual = f", {fields['Hypervisor vendor']} guest" if "Hypervisor vendor" in fields else ""
     return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')} model "
-            f"{fields.get('Model', '?')}), {os.cpu_count()} CPUs visible{virtual}, "
+            f"{fields.get('Model', '?')}), {_usable_cpus()} usable CPUs{virtual}, "
             f"{', '.join(cpu_bf16_units()) or 'no bf16 units'}, "
             f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})")
 
