@@ -54,6 +54,16 @@ def test_the_guide_stays_dismissed_after_a_reload_and_in_a_new_tab(context, serv
     expect(show).to_have_count(0)
 
 
+def still(page, locator, timeout_ms: int = 10_000) -> None:
+    """Wait until the element has stopped moving (an opening expander animates the layout below it)."""
+    box = None
+    for _ in range(timeout_ms // 150):
+        page.wait_for_timeout(150)
+        if box == (box := locator.bounding_box()) and box is not None:
+            return
+    raise AssertionError(f"still moving after {timeout_ms} ms: {box}")
+
+
 def assert_in_view(page, locator) -> None:
     """The element lies inside the viewport and nothing (the app's top bar) covers its centre."""
     box, view = locator.bounding_box(), page.viewport_size
@@ -73,7 +83,9 @@ def test_the_architect_metrics_stay_beside_the_editors(context, server, size):
     page.get_by_text("C4", exact=True).click()  # the last block, at the bottom of the editors
     widths = page.get_by_test_id("stSlider").filter(has=page.get_by_role("slider", name="width"))  # C1's and C4's
     last = widths.nth(widths.count() - 1)
+    still(page, last)  # the expander opens with an animation: scrolling during it lands anywhere
     last.evaluate("e => e.scrollIntoView({block: 'center'})")  # scrolled down to it, as a user would
+    still(page, last)
     last.get_by_role("slider").focus()
     page.keyboard.press("ArrowLeft")  # 256 -> 252 channels
     settle(page)
