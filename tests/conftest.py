@@ -11,14 +11,15 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 SHARED_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-dev-jpeg.tar.gz"
 
 
-def make_image_folder(root: Path, n_train: int = 12, n_test: int = 4, seed: int = 0) -> Path:
-    """Class-coloured noise images, so a tiny net can learn something in one epoch."""
+def make_image_folder(root: Path, n_train: int = 12, n_test: int = 4, seed: int = 0, learnable: bool = True) -> Path:
+    """Class-coloured noise images, so a tiny net can learn something in one epoch; ``learnable=False``:
+    the same grey noise for every class, so nothing can be learned on any CPU."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("test", n_test)):
         for i, c in enumerate(CLASSES):
             d = root / split / c
             d.mkdir(parents=True, exist_ok=True)
-            base = np.array([(i * 25) % 256, (i * 70) % 256, (255 - i * 25) % 256])
+            base = np.array([(i * 25) % 256, (i * 70) % 256, (255 - i * 25) % 256]) if learnable else 128
             for k in range(n):
                 img = np.clip(base + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(d / f"{k:04d}.png")
