@@ -16,7 +16,7 @@ from ..specs.config import RunSpec, TrainSpec
 from ..specs.presets import preset_net
 from .builder import build_model
 from .data import load_dataset
-from .device import cpu_bf16_units
+from .device import cpu_bf16_units, precision_name, speed_settings
 from .trainer import Trainer
 
 
@@ -48,7 +48,7 @@ def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, wa
     ds = load_dataset(data)
     ours = our_img_per_s(ds, preset, steps, batch_size, warmup, bf16)
     out = dict(preset=preset, batch_size=batch_size, steps=steps, img_per_s=round(ours, 1),
-               threads=torch.get_num_threads(), precision="bf16 autocast" if bf16 and cpu_bf16_units() else "fp32")
+               threads=torch.get_num_threads(), precision=precision_name(speed_settings(torch.device("cpu"), bf16)))
     if reference:
         ref = reference_img_per_s(ds, preset, steps, batch_size, warmup)
         out.update(reference_img_per_s=round(ref, 1), ratio=round(ours / ref, 2))
