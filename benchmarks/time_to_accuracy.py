@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from playground.cli import load_spec_file  # noqa: E402
+from playground.cli_specs import load_spec_file  # noqa: E402
 from playground.specs.analysis import analyze  # noqa: E402
 from playground.specs.arch import Net  # noqa: E402
 from playground.specs.augment import AugSpec  # noqa: E402

@@ -1,5 +1,5 @@
 """Headless CLI: ``python -m playground COMMAND``, one function per command (presets, summary, train,
-worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py)."""
+worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py; specs from flags and files in cli_specs.py)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_specs import net_from_args, new_run
 from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
 from .specs.serde import SpecError
 
@@ -18,26 +19,6 @@ EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and t
 
 TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (a 3x3 grid; "
                   "9x the evaluation cost per flip view)")
-
-
-def load_spec_file(cls, path: str):
-    """A spec from a file (read bounded, see serde.read_spec_file), each problem prefixed with its name."""
-    from .specs.serde import read_spec_file, short
-
-    raw = read_spec_file(path)
-    try:
-        return cls.from_json(raw)
-    except SpecError as e:
-        raise SpecError([f"{short(path, 80)[1:-1]}: {p}" for p in e.problems]) from None
-
-
-def _net_from_args(args):
-    from .specs.arch import Net
-    from .specs.presets import preset_net
-
-    if getattr(args, "spec", None):
-        return load_spec_file(Net, args.spec)
-    return preset_net(args.preset or "fast")
 
 
 def cmd_presets(args) -> int:
@@ -62,7 +43,7 @@ def cmd_presets(args) -> int:
 def cmd_summary(args) -> int:
     from .specs.analysis import analyze
 
-    a = analyze(_net_from_args(args))
+    a = analyze(net_from_args(args))
     if not a.ok:
         print("invalid architecture:\n  " + "\n  ".join(a.problems), file=sys.stderr)
         return 2
@@ -76,34 +57,6 @@ def cmd_summary(args) -> int:
     for rule in a.rules:
         print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.name}: {rule.reason}")
     return 0
-
-
-def _train_spec(args, base):
-    from .specs.config import TrainSpec
-
-    t = load_spec_file(TrainSpec, args.train) if args.train else base
-    planned, low_res_epochs = t.epochs, t.low_res_epochs
-    for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
-                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
-                 "distill_weight", "distill_temperature", "low_res", "low_res_epochs"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(t, name, value)
-    epochs = getattr(args, "epochs", None)
-    if t.low_res_epochs and isinstance(epochs, int) and 0 < epochs != planned and getattr(
-            args, "low_res_epochs", None) is None:
-        # a shorter (or longer) run of a recipe keeps its share of low-res epochs
-        t.low_res_epochs = low_res_epochs * epochs // planned
-        t.low_res = t.low_res if t.low_res_epochs else 0
-    if args.tta:
-        t.tta = True
-    if args.alternate_flip:
-        t.alternate_flip = True
-    if args.whiten:
-        t.whiten = True
-    if args.bf16:
-        t.bf16 = True
-    return t
 
 
 def _progress(run, quiet: bool):
@@ -142,32 +95,6 @@ def _progress(run, quiet: bool):
     return show
 
 
-def _new_run(args, store) -> str:
-    """The run the flags describe, recorded as queued (checked before anything is written)."""
-    from .runs.runner import create_run
-    from .specs.augment import AugSpec, default_aug
-    from .specs.config import RunSpec, TrainSpec, checked, data_problems
-    from .specs.recipes import get_recipe
-    from .training.data import load_dataset
-    from .training.sources import resolve_source
-    from .training.device import pick_device
-
-    if args.recipe:
-        recipe = get_recipe(args.recipe)
-        args.preset = args.preset or recipe.preset
-        aug, base = recipe.copy_specs()
-    else:
-        aug, base = default_aug(), TrainSpec()
-    if args.aug:
-        aug = load_spec_file(AugSpec, args.aug)
-    run = checked(RunSpec(_net_from_args(args), aug, _train_spec(args, base), resolve_source(args.data)))
-    pick_device(run.train.device)
-    data = load_dataset(run.data, mmap_train=True)
-    if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
-        raise SpecError([f"{p} ({data.name})" for p in problems])
-    return create_run(store, run, run.train.device)
-
-
 def cmd_train(args) -> int:
     from .runs.lifecycle import reconcile
     from .runs.store import RunStore
@@ -187,7 +114,7 @@ def cmd_train(args) -> int:
             return 2
         run_id = args.resume
     else:
-        run_id = _new_run(args, store)
+        run_id = new_run(args, store)
     run = RunSpec.from_dict(store.get(run_id).spec)
     print(f"run id: {run_id}", flush=True)
     result = run_worker(store, run_id, [_progress(run, args.quiet)])

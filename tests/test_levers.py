@@ -120,10 +120,11 @@ def test_progressive_resizing_is_refused_in_one_line_where_it_cannot_apply(train
 
 
 def test_the_cli_flags_set_progressive_resizing():
-    from playground.cli import _train_spec, build_parser
+    from playground.cli import build_parser
+    from playground.cli_specs import train_spec
 
     args = build_parser().parse_args(["train", "--low-res", "24", "--low-res-epochs", "3", "--epochs", "8"])
-    t = _train_spec(args, TrainSpec())
+    t = train_spec(args, TrainSpec())
     assert (t.low_res, t.low_res_epochs, t.epochs) == (24, 3, 8)
     assert TrainSpec.from_json(t.to_json()) == t
 
@@ -182,11 +183,12 @@ def test_bf16_autocast_gives_the_fp32_outputs_and_gradients_within_tolerance():
 
 
 def test_the_cli_flag_asks_for_bf16():
-    from playground.cli import _train_spec, build_parser
+    from playground.cli import build_parser
+    from playground.cli_specs import train_spec
 
-    t = _train_spec(build_parser().parse_args(["train", "--bf16"]), TrainSpec())
+    t = train_spec(build_parser().parse_args(["train", "--bf16"]), TrainSpec())
     assert t.bf16 and TrainSpec.from_json(t.to_json()) == t
-    assert not _train_spec(build_parser().parse_args(["train"]), TrainSpec()).bf16
+    assert not train_spec(build_parser().parse_args(["train"]), TrainSpec()).bf16
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -194,10 +196,11 @@ def test_the_cli_flag_asks_for_bf16():
     (["--epochs", "10", "--low-res-epochs", "6"], (10, 24, 6)), (["--epochs", "30"], (30, 24, 12)),
 ])
 def test_a_recipe_run_for_other_epochs_keeps_its_share_of_low_res_epochs(flags, expected):
-    from playground.cli import _train_spec, build_parser
+    from playground.cli import build_parser
+    from playground.cli_specs import train_spec
     from playground.specs.recipes import get_recipe
 
     base = get_recipe("fast").copy_specs()[1]
     assert (base.epochs, base.low_res, base.low_res_epochs) == (20, 24, 8)
-    t = _train_spec(build_parser().parse_args(["train", "--recipe", "fast", *flags]), base)
+    t = train_spec(build_parser().parse_args(["train", "--recipe", "fast", *flags]), base)
     assert (t.epochs, t.low_res, t.low_res_epochs) == expected

@@ -1,0 +1,79 @@
+"""Specs from the command line: the JSON files and flags of ``train`` and ``summary`` made into the
+architecture, augmentation and training specs, through the one validator; the CLI's commands call these."""
+from __future__ import annotations
+
+from .specs.serde import SpecError
+
+
+def load_spec_file(cls, path: str):
+    """A spec from a file (read bounded, see serde.read_spec_file), each problem prefixed with its name."""
+    from .specs.serde import read_spec_file, short
+
+    raw = read_spec_file(path)
+    try:
+        return cls.from_json(raw)
+    except SpecError as e:
+        raise SpecError([f"{short(path, 80)[1:-1]}: {p}" for p in e.problems]) from None
+
+
+def net_from_args(args):
+    from .specs.arch import Net
+    from .specs.presets import preset_net
+
+    if getattr(args, "spec", None):
+        return load_spec_file(Net, args.spec)
+    return preset_net(args.preset or "fast")
+
+
+def train_spec(args, base):
+    from .specs.config import TrainSpec
+
+    t = load_spec_file(TrainSpec, args.train) if args.train else base
+    planned, low_res_epochs = t.epochs, t.low_res_epochs
+    for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
+                 "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
+                 "distill_weight", "distill_temperature", "low_res", "low_res_epochs"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(t, name, value)
+    epochs = getattr(args, "epochs", None)
+    if t.low_res_epochs and isinstance(epochs, int) and 0 < epochs != planned and getattr(
+            args, "low_res_epochs", None) is None:
+        # a shorter (or longer) run of a recipe keeps its share of low-res epochs
+        t.low_res_epochs = low_res_epochs * epochs // planned
+        t.low_res = t.low_res if t.low_res_epochs else 0
+    if args.tta:
+        t.tta = True
+    if args.alternate_flip:
+        t.alternate_flip = True
+    if args.whiten:
+        t.whiten = True
+    if args.bf16:
+        t.bf16 = True
+    return t
+
+
+def new_run(args, store) -> str:
+    """The run the flags describe, recorded as queued (checked before anything is written)."""
+    from .runs.runner import create_run
+    from .specs.augment import AugSpec, default_aug
+    from .specs.config import RunSpec, TrainSpec, checked, data_problems
+    from .specs.recipes import get_recipe
+    from .training.data import load_dataset
+    from .training.sources import resolve_source
+    from .training.device import pick_device
+
+    if args.recipe:
+        recipe = get_recipe(args.recipe)
+        args.preset = args.preset or recipe.preset
+        aug, base = recipe.copy_specs()
+    else:
+        aug, base = default_aug(), TrainSpec()
+    if args.aug:
+        aug = load_spec_file(AugSpec, args.aug)
+    run = checked(RunSpec(net_from_args(args), aug, train_spec(args, base), resolve_source(args.data)))
+    pick_device(run.train.device)
+    data = load_dataset(run.data, mmap_train=True)
+    if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
+        raise SpecError([f"{p} ({data.name})" for p in problems])
+    return create_run(store, run, run.train.device)
