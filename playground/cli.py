@@ -1,5 +1,6 @@
 """Headless CLI: ``python -m playground COMMAND``, one function per command (presets, summary, train,
-worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py; specs from flags and files in cli_specs.py)."""
+worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py).
+The specs that flags and files describe are built in cli_specs.py."""
 from __future__ import annotations
 
 import argparse
