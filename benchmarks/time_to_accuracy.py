@@ -17,8 +17,8 @@ tests every ``--eval-every`` epochs. It prints, with the CPU:
 - both as seed-style epochs: wall seconds x reference img/s / 45,000 (how many epochs the seed
   pipeline would have trained in that time on this machine),
 - the accuracies, and at the end the final model's accuracy and evaluation time under each
-  test-time augmentation (none, flip, flip + 1 px shifts, flip + 2 px shifts): a lever that needs
-  no retraining.
+  test-time augmentation (none, flip, flip + 1 px shifts, flip + 2 px shifts), in fp32 and, where
+  the CPU has bf16 units, under bf16 autocast: a lever that needs no retraining.
 
 Testing every epoch costs time the recipe alone would not spend (its own eval_every is larger):
 both walls are printed, with every test and "as the recipe runs" (the extra tests' time, measured
@@ -44,7 +44,7 @@ from playground.specs.presets import preset_net  # noqa: E402
 from playground.specs.recipes import get_recipe  # noqa: E402
 from playground.training.bench import cpu_description, reference_img_per_s  # noqa: E402
 from playground.training.data import load_dataset  # noqa: E402
-from playground.training.device import configure_threads  # noqa: E402
+from playground.training.device import configure_threads, cpu_bf16_units  # noqa: E402
 from playground.training.trainer import Trainer, predict  # noqa: E402
 
 SEED_EPOCH = 45_000  # images in one seed-style epoch (the seeds train on 45k-50k; the dev split has 45k)
@@ -61,6 +61,7 @@ ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                 help="change a training-spec field (VALUE as JSON, else a string); repeatable")
 ap.add_argument("--net", help="architecture JSON file instead of the recipe's preset")
 ap.add_argument("--aug", help="augmentation JSON file instead of the recipe's")
+ap.add_argument("--save", metavar="FILE", help="also save the final model's state dict (torch.save) for later TTA trials")
 args = ap.parse_args()
 
 
@@ -146,11 +147,15 @@ print(f"whole run: {wall:.0f} s ({as_run:.0f} s as the recipe runs = {summary['a
 mean = torch.tensor(ds.mean).view(1, 3, 1, 1) * 255  # as the trainer's, for uint8 input
 std = torch.tensor(ds.std).view(1, 3, 1, 1) * 255
 y_test = torch.from_numpy(ds.y_test)
+if args.save:
+    torch.save(result.model.state_dict(), args.save)
 summary["tta"] = {}
-for name, flip, shift in (("none", False, 0), ("flip", True, 0), ("flip+shift1", True, 1), ("flip+shift2", True, 2)):
-    t_eval = time.perf_counter()
-    probs = predict(result.model, ds.x_test, mean, std, torch.device("cpu"), 1000, flip, shift)
-    seconds, acc = time.perf_counter() - t_eval, float((probs.argmax(1) == y_test).float().mean())
-    summary["tta"][name] = dict(acc=acc, eval_s=round(seconds, 1))
-    print(f"final model, test-time augmentation {name:12s}: {acc:.2%} in {seconds:5.1f} s", flush=True)
+for bf16 in sorted({False, bool(cpu_bf16_units())}):
+    for name, flip, shift in (("none", False, 0), ("flip", True, 0), ("flip+shift1", True, 1), ("flip+shift2", True, 2)):
+        t_eval = time.perf_counter()
+        probs = predict(result.model, ds.x_test, mean, std, torch.device("cpu"), 1000, flip, shift, bf16)
+        seconds, acc = time.perf_counter() - t_eval, float((probs.argmax(1) == y_test).float().mean())
+        label = f"{name}{' bf16' if bf16 else ''}"
+        summary["tta"][label] = dict(acc=acc, eval_s=round(seconds, 1))
+        print(f"final model, test-time augmentation {label:17s}: {acc:.2%} in {seconds:5.1f} s", flush=True)
 print(json.dumps(summary))

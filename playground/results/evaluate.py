@@ -271,7 +271,7 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
     probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,
-                    speed_settings(device).eval_batch, tta=tta, shift=shift).numpy()
+                    speed_settings(device).eval_batch, tta=tta, shift=shift, bf16=loaded.run.train.bf16).numpy()
     if len(probs) == 0:
         probs = np.zeros((0, len(loaded.classes)), np.float32)
     return Report(probs, np.asarray(y, dtype=np.int64), loaded.classes)

@@ -179,9 +179,12 @@ def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Ten
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
-            batch: int = 1000, tta: bool = False, shift: int = 0) -> torch.Tensor:
-    """Class probabilities (N, classes) for uint8 NHWC images, averaged over the TTA views."""
-    settings = speed_settings(device)
+            batch: int = 1000, tta: bool = False, shift: int = 0, bf16: bool = False) -> torch.Tensor:
+    """Class probabilities (N, classes) for uint8 NHWC images, averaged over the TTA views.
+
+    ``bf16``: under bf16 autocast where the CPU has bf16 units, as a run that trained so is tested
+    (the trainer and the Results page pass the run's own setting, so both agree)."""
+    settings = speed_settings(device, bf16)
     model.eval()
     probs = []
     for i in range(0, len(x), batch):
@@ -399,7 +402,8 @@ class Trainer:
                 if epoch % t.eval_every == 0 or epoch == t.epochs:
                     views = (2 if t.tta else 1) * (9 if t.tta_shift else 1)
                     self.emit("testing", epoch=epoch, images=len(self.data.y_test), views=views)
-                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, t.tta_shift)
+                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, t.tta_shift,
+                                    t.bf16)
                     y_test = torch.from_numpy(self.data.y_test)
                     test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None
                     test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else None
