@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from playground.specs.analysis import analyze
-from playground.specs.arch import Block, Head, Layer, Net, conv, sep
+from playground.specs.arch import Block, Head, Layer, Net, conv, pool, sep
 from playground.specs.geometry import trace, validate
 from playground.specs.presets import PRESETS, preset_net
 from playground.specs.recipes import RECIPES
@@ -132,6 +132,51 @@ def test_residual_units_every_k_layers_are_wired_and_counted():
     assert Net.parse({"blocks": [{"layers": [], "skip": True}]}).blocks[0].skip_every == 0  # older specs load
 
 
+POOLED = "pool-bn-relu"
+
+
+def test_pool_before_norm_is_the_conv_then_a_pool_layer():
+    """conv->pool->BN->ReLU has the geometry, parameters and state dict keys of conv->BN->ReLU and a
+    2x2 max-pool layer, and in eval mode (BN a positive per-channel affine map) the same function."""
+    pooled = Net(blocks=[Block([conv(8, order=POOLED)]), Block([conv(16), sep(16, order=POOLED, mid=True)]),
+                         Block([sep(24, dilation=2)])])
+    plain = Net(blocks=[Block([conv(8), pool()]), Block([conv(16), sep(16, mid=True), pool()]),
+                        Block([sep(24, dilation=2)])])
+    a, b = trace(pooled), trace(plain)
+    assert a.ok and b.ok
+    assert (a.params, a.macs, a.rf, a.jump, a.start, a.out_size) == (b.params, b.macs, b.rf, b.jump, b.start, b.out_size)
+    assert [r.n for r in a.rows] == [16, 16, 8, 8] and a.rows[0].j == 2
+    fast, slow = build_model(pooled), build_model(plain)
+    assert list(fast.state_dict()) == list(slow.state_dict())
+    names = [n for n, _ in fast.c2._modules["1"].named_children()]
+    assert names == ["dw", "dw_bn", "dw_relu", "pw", "pool", "bn", "relu"]  # mid repeats the norm, not the pool
+    with torch.no_grad():
+        for m in slow.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+        fast.load_state_dict(slow.state_dict())
+        x = torch.randn(4, 3, 32, 32)
+        assert torch.allclose(fast.eval()(x), slow.eval()(x), atol=1e-5)
+    assert Net.from_json(pooled.to_json()) == pooled
+
+
+def test_pool_before_norm_counts_in_residuals_and_size_checks():
+    net = Net(blocks=[Block([conv(8), conv(16, order=POOLED)], skip=True)])
+    model = build_model(net)
+    assert model.c1.proj.stride == (2, 2) and sum(p.numel() for p in model.parameters()) == trace(net).params
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    (problem,) = validate(Net(input_size=4, blocks=[Block([conv(8, stride=2), conv(8, stride=2, order=POOLED)])]))
+    assert problem == "C1 layer 2: the order 'pool-bn-relu' max-pools 2×2, but the conv's output is only 1×1"
+    odd = Net(blocks=[Block([conv(8, padding=0), conv(8, order=POOLED)], skip=True, skip_from=1)])  # 30 -> 15
+    assert trace(odd).ok and build_model(odd)(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    odd.blocks[0].skip_from = 0  # 32 -> 15, but a stride-2 projection gives 16
+    (problem,) = validate(odd)
+    assert problem.startswith("C1: the skip cannot match shapes: the layers map 32×32 to 15×15")
+
+
 def test_residual_unit_problems_name_the_unit():
     net = Net(blocks=[Block([conv(8), conv(8), conv(8, padding=0)], skip=True, skip_every=1)])
     (problem,) = validate(net)
@@ -187,7 +232,7 @@ layer_fields = st.fixed_dictionaries({
     "kind": st.sampled_from(["conv", "sep", "grouped", "maxpool", "avgpool", "nope"]),
     "out": st.integers(-2, 64), "kernel": st.integers(0, 9), "stride": st.integers(0, 3),
     "padding": st.integers(-1, 5), "dilation": st.integers(0, 5), "groups": st.integers(0, 8),
-    "order": st.sampled_from(["bn-relu", "relu-bn", "none", "bn", "gelu"]),
+    "order": st.sampled_from(["bn-relu", "relu-bn", "none", "bn", "gelu", "pool-bn-relu"]),
     "dropout": st.floats(-0.5, 1.5), "padding_mode": st.sampled_from(["zeros", "reflect", "circular", "wrap"]),
 })
 
@@ -220,7 +265,7 @@ def test_exported_script_builds_the_same_network(tmp_path):
     from playground.specs.config import RunSpec
 
     net = Net(blocks=[Block([conv(8), conv(16), conv(16), sep(16, stride=2)], skip=True, skip_every=2),
-                      Block([conv(24), sep(24, dilation=2)], skip=True, skip_from=1),
+                      Block([conv(24), sep(24, dilation=2, order="pool-bn-relu", mid=True)], skip=True, skip_from=1),
                       Block([conv(32, stride=2), conv(32)], skip=True)])
     model = build_model(net).eval()
     classes = [str(i) for i in range(10)]

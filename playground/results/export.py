@@ -194,7 +194,9 @@ STD = {std}
 def post(order, c):
     mods = []
     for part in order.split("-"):
-        if part == "bn":
+        if part == "pool":  # "pool-bn-relu": the conv's own 2x2 max-pool before its norm
+            mods.append(nn.MaxPool2d(2, 2))
+        elif part == "bn":
             mods.append(nn.BatchNorm2d(c))
         elif part == "relu":
             mods.append(nn.ReLU(inplace=True))
@@ -210,7 +212,7 @@ def unit(layer, c_in):
         mods = [nn.AvgPool2d(layer["kernel"], layer["stride"], layer["padding"])]
     elif layer["kind"] == "sep":  # depthwise k x k, then pointwise 1 x 1
         mods = [nn.Conv2d(c_in, c_in, layer["kernel"], groups=c_in, **k)]
-        mods += post(layer["order"], c_in) if layer["mid"] else []
+        mods += post(layer["order"].removeprefix("pool-"), c_in) if layer["mid"] else []
         mods += [nn.Conv2d(c_in, layer["out"], 1, bias=layer["bias"])] + post(layer["order"], layer["out"])
     else:
         mods = [nn.Conv2d(c_in, layer["out"], layer["kernel"], groups=layer["groups"], **k)]
@@ -218,6 +220,12 @@ def unit(layer, c_in):
     if layer["dropout"] > 0:
         mods.append((nn.Dropout2d if layer["dropout2d"] else nn.Dropout)(layer["dropout"]))
     return nn.Sequential(*mods)
+
+
+def downscale(layer):
+    """The stride, doubled where the conv ends in its own pool ("pool-bn-relu")."""
+    pools = layer["order"].startswith("pool-") and not layer["kind"].endswith("pool")
+    return layer["stride"] * (2 if pools else 1)
 
 
 def residual_spans(spec):
@@ -237,7 +245,7 @@ class Block(nn.Module):
         self.out_channels = chans[-1]
         self.spans, self.proj = {{}}, nn.ModuleDict()
         for first, end in residual_spans(spec):
-            stride = math.prod(layer["stride"] for layer in spec["layers"][first:end])
+            stride = math.prod(downscale(layer) for layer in spec["layers"][first:end])
             if chans[first] != chans[end] or stride != 1:
                 self.proj[str(first)] = nn.Conv2d(chans[first], chans[end], 1, stride=stride, bias=False)
             self.spans[first] = end

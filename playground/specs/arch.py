@@ -14,7 +14,7 @@ from . import serde
 ARCH_VERSION = 1
 
 LayerKind = Literal["conv", "sep", "grouped", "maxpool", "avgpool"]
-Order = Literal["bn-relu", "relu-bn", "bn", "relu", "none"]
+Order = Literal["bn-relu", "relu-bn", "bn", "relu", "none", "pool-bn-relu"]
 LAYER_KINDS: tuple[str, ...] = ("conv", "sep", "grouped", "maxpool", "avgpool")
 KIND_LABELS = {
     "conv": "conv",
@@ -23,7 +23,7 @@ KIND_LABELS = {
     "maxpool": "max-pool",
     "avgpool": "avg-pool",
 }
-ORDERS: tuple[str, ...] = ("bn-relu", "relu-bn", "bn", "relu", "none")
+ORDERS: tuple[str, ...] = ("bn-relu", "relu-bn", "bn", "relu", "none", "pool-bn-relu")
 
 
 @dataclass
@@ -31,9 +31,12 @@ class Layer:
     """One layer. ``sep`` is a depthwise k x k followed by a pointwise 1 x 1.
 
     ``order`` is what follows the convolution: conv->BN->ReLU ("bn-relu"),
-    conv->ReLU->BN ("relu-bn"), only one of them, or nothing. ``mid`` puts the
-    same norm/activation between the depthwise and pointwise halves of a
-    ``sep`` layer. Pools keep the channel count; their ``out`` is ignored.
+    conv->ReLU->BN ("relu-bn"), only one of them, or nothing; "pool-bn-relu" is
+    conv->2x2 max-pool->BN->ReLU (airbench's order): the function of "bn-relu"
+    then a max-pool layer, up to the BN statistics, with BN and ReLU on a quarter
+    of the pixels. ``mid`` puts the same norm/activation (never the pool) between
+    the depthwise and pointwise halves of a ``sep`` layer. Pools keep the channel
+    count; their ``out`` and ``order`` are ignored.
     """
 
     kind: str = "conv"
@@ -57,6 +60,21 @@ class Layer:
     @property
     def is_pool(self) -> bool:
         return self.kind in ("maxpool", "avgpool")
+
+    @property
+    def pools(self) -> bool:
+        """A conv layer that ends in its own 2x2 max-pool ("pool-..." orders)."""
+        return not self.is_pool and self.order.startswith("pool-")
+
+    @property
+    def norm_order(self) -> str:
+        """The order without its pool: what ``mid`` repeats inside a sep layer."""
+        return self.order.removeprefix("pool-")
+
+    @property
+    def downscale(self) -> int:
+        """How much the layer shrinks the map: its stride, doubled by its own pool."""
+        return self.stride * (2 if self.pools else 1)
 
 
 @dataclass

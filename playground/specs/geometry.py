@@ -131,6 +131,8 @@ def _shape_problem(where: str, layer: Layer, c_in: int, n_in: int) -> str | None
         return (f"{where}: kernel {layer.kernel}{dil} needs at least {k_eff} px of input{pad} "
                 f"but the map is {n_in}×{n_in}")
     n_out = (n_in + 2 * layer.padding - k_eff) // layer.stride + 1
+    if layer.pools and n_out < 2:
+        return f"{where}: the order {layer.order!r} max-pools 2×2, but the conv's output is only {n_out}×{n_out}"
     for o in range(n_out):
         taps = (o * layer.stride - layer.padding + t * layer.dilation for t in range(layer.kernel))
         if not any(0 <= x < n_in for x in taps):
@@ -147,7 +149,7 @@ def _check_residuals(t: Trace, b: int, block: Block, bounds: list[tuple[int, int
     name = block_name(b).upper()
     for first, end in block.residual_spans():
         (c_a, n_a), (c, n) = bounds[first], bounds[end]
-        s = math.prod(layer.stride for layer in block.layers[first:end])
+        s = math.prod(layer.downscale for layer in block.layers[first:end])
         n_proj = (n_a - 1) // s + 1
         whole = first == block.skip_from and end == len(block.layers)
         layers = f"layer {first + 1}" if end - first == 1 else f"layers {first + 1}-{end}"
@@ -240,9 +242,12 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
             t.macs += _layer_macs(layer, c, n_out)
             kept = (0 if layer.is_pool else c_out) + (c if layer.kind == "sep" else 0)  # sep: the depthwise output too
             t.activations += kept * n_out * n_out
-            t.rows.append(Row(f"{block_name(b)}.{i}", b, i, layer.kind, c, c_out, n, n_out, j * layer.stride,
-                              r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params))
             j *= layer.stride
+            if layer.pools:  # its own 2x2 max-pool, stride 2, no padding
+                r, start, j, n_out = r + j, start + j / 2, j * 2, n_out // 2
+                t.activations += c_out * n_out * n_out
+            t.rows.append(Row(f"{block_name(b)}.{i}", b, i, layer.kind, c, c_out, n, n_out, j,
+                              r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params))
             t.params += params
             c, n = c_out, n_out
             bounds.append((c, n))

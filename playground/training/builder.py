@@ -15,7 +15,9 @@ from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
 def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
     mods: list[tuple[str, nn.Module]] = []
     for part in order.split("-"):
-        if part == "bn":
+        if part == "pool":
+            mods.append(("pool", nn.MaxPool2d(2, 2)))
+        elif part == "bn":
             mods.append(("bn", nn.BatchNorm2d(channels)))
         elif part == "relu":
             mods.append(("relu", nn.ReLU(inplace=True)))
@@ -47,7 +49,7 @@ class Unit(nn.Sequential):
         elif layer.kind == "sep":
             mods.append(("dw", conv(c_in, c_in, layer.kernel, groups=c_in, **kw)))
             if layer.mid:
-                mods += [(f"dw_{n}", m) for n, m in _post(layer.order, c_in)]
+                mods += [(f"dw_{n}", m) for n, m in _post(layer.norm_order, c_in)]
             mods.append(("pw", nn.Conv2d(c_in, layer.out, 1, bias=layer.bias)))
         else:
             mods.append(("conv", conv(c_in, layer.out, layer.kernel, groups=layer.groups, **kw)))
@@ -73,7 +75,7 @@ class ConvBlock(nn.Module):
         self.n_layers = len(block.layers)
         self.spans: dict[int, tuple[int, str | None]] = {}
         for first, end in block.residual_spans():
-            stride = math.prod(layer.stride for layer in block.layers[first:end])
+            stride = math.prod(layer.downscale for layer in block.layers[first:end])
             name = None
             if bounds[first] != bounds[end] or stride != 1:
                 name = "proj" if first == block.skip_from else f"proj{first}"
