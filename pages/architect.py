@@ -27,7 +27,7 @@ def widget_state(net: Net) -> dict:
         state |= {f"w_{b}_n": len(block.layers), f"w_{b}_skip": block.skip, f"w_{b}_every": block.skip_every}
         for i, layer in enumerate(block.layers):
             state |= {f"w_{b}_{i}_kind": layer.kind, f"w_{b}_{i}_out": layer.out, f"w_{b}_{i}_k": layer.kernel,
-                      f"w_{b}_{i}_s": layer.stride, f"w_{b}_{i}_d": layer.dilation}
+                      f"w_{b}_{i}_s": layer.stride, f"w_{b}_{i}_d": layer.dilation, f"w_{b}_{i}_pool": layer.pools}
     return state
 
 
@@ -43,6 +43,8 @@ def edited_layer(src: Layer, b: int, i: int) -> Layer:
     kind, out, kernel, stride, dilation = (s.get(f"w_{b}_{i}_{name}", value) for name, value in (
         ("kind", src.kind), ("out", src.out), ("k", src.kernel), ("s", src.stride), ("d", src.dilation)))
     layer = replace(src, kind=kind, out=out, kernel=kernel, stride=stride, dilation=dilation)
+    if src.norm_order == "bn-relu" and not src.is_pool:
+        layer.order = "pool-bn-relu" if s.get(f"w_{b}_{i}_pool", src.pools) else "bn-relu"
     if kind == src.kind and (kernel, dilation) == (src.kernel, src.dilation):
         return layer
     if layer.is_pool:
@@ -139,11 +141,15 @@ with controls:
                     r2.slider("width", min(4, layer.out), max(256, layer.out),
                               step=4 if layer.out % 4 == 0 else 1, key=f"w_{b}_{i}_out", disabled=layer.is_pool,
                               on_change=on_edit)
-                    k1, k2, k3 = st.columns(3)
+                    k1, k2, k3, k4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
                     k1.selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
                     k2.selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
                     k3.selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
                                  disabled=layer.is_pool, on_change=on_edit)
+                    k4.toggle("pool", key=f"w_{b}_{i}_pool", disabled=layer.is_pool or layer.norm_order != "bn-relu",
+                              on_change=on_edit, help="A 2×2 max-pool right after the conv, before its BN and ReLU "
+                              "(airbench's order): halves the map like a max-pool layer after it, and BN and ReLU "
+                              "run on a quarter of the pixels")
     st.space(240)  # room to scroll the last editors up beside the metrics (a sticky column stays within its row)
 a = ui.analysis(net)
 

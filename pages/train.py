@@ -57,7 +57,8 @@ with st.form("train_form"):
     tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
     shift = c3.selectbox("Shift TTA (px)", range(5), key="t_shift",
                          format_func=lambda px: "off" if px == 0 else f"{px} px",
-                         help="Also average the test views moved by this many pixels (a 3×3 grid, 9× the cost)")
+                         help="The last epoch's test (the run's result) also averages the views moved by this many "
+                         "pixels (a 3×3 grid, 9× the cost); the tests before it use the flip TTA setting only")
     eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
     with st.expander("Levers: precision, weight averaging, airbench tricks"):
         l1, l2 = st.columns(2)

@@ -19,7 +19,7 @@ EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and t
           "defaults to $PLAYGROUND_DATA, then cifar10. Runs: --runs DIR, defaults to $PLAYGROUND_RUNS, then ./runs.")
 
 TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (a 3x3 grid; "
-                  "9x the evaluation cost per flip view)")
+                  "9x the evaluation cost per flip view; in training, the last epoch's test only)")
 
 
 def cmd_presets(args) -> int:

@@ -303,6 +303,16 @@ def test_shift_tta_averages_the_mirrored_and_moved_views():
     assert not torch.allclose(probs, predict(model, images, mean, std, cpu, tta=True), atol=1e-4)
 
 
+def test_shifted_views_test_only_the_last_epoch(image_folder, tmp_path):
+    """The 9x dearer shift TTA gives the run's result; the per-epoch tests before it use flip TTA only,
+    and the result is what evaluating the final model with the run's TTA gives."""
+    store, data, events = RunStore(tmp_path), load_dataset(str(image_folder)), []
+    run_id, result = execute(store, tiny_run(epochs=3, tta=True, tta_shift=1), data, [events.append])
+    assert [e.data["views"] for e in events if e.kind == "testing"] == [2, 2, 18]
+    report = evaluate(load_run(store, run_id, data), data.x_test, data.y_test, tta=True, shift=1)
+    assert report.accuracy == pytest.approx(result.epochs[-1]["test_acc"])
+
+
 def test_onnx_matches_torch(image_folder, tmp_path):
     onnx = pytest.importorskip("onnx")
     data = load_dataset(str(image_folder))

@@ -48,7 +48,7 @@ class TrainSpec(serde.JsonSpec):
     tta: bool = False  # flip test-time augmentation at evaluation
     alternate_flip: bool = False  # the pipeline's HorizontalFlip draws once per image, then alternates each epoch
     whiten: bool = False  # the first conv starts as a frozen whitening of the training patches (airbench)
-    tta_shift: int = 0  # also average the views moved by up to this many px (3x3 grid); 0 turns it off
+    tta_shift: int = 0  # the last epoch's test also averages the views moved this many px (3x3 grid); 0: off
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     low_res: int = 0  # progressive resizing: the first low_res_epochs train on images scaled to this many px
     low_res_epochs: int = 0  # (0 and 0: off); the later epochs and every test use the full size

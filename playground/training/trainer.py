@@ -400,10 +400,10 @@ class Trainer:
                     self._recalibrate_bn(eval_model, mean, std)
                 test_loss = test_acc = None
                 if epoch % t.eval_every == 0 or epoch == t.epochs:
-                    views = (2 if t.tta else 1) * (9 if t.tta_shift else 1)
+                    shift = t.tta_shift if epoch == t.epochs else 0  # 9x the views: for the run's result only
+                    views = (2 if t.tta else 1) * (9 if shift else 1)
                     self.emit("testing", epoch=epoch, images=len(self.data.y_test), views=views)
-                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, t.tta_shift,
-                                    t.bf16)
+                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, shift, t.bf16)
                     y_test = torch.from_numpy(self.data.y_test)
                     test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None
                     test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else None
