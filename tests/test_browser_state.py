@@ -144,6 +144,33 @@ def test_architect_keeps_values_outside_the_widget_ranges(page, server):
     assert_shows(page, net)
 
 
+def pool_toggle(page, nth: int):
+    return page.get_by_role("switch", name="pool", exact=True).nth(nth)
+
+
+def test_architect_pool_toggle_follows_the_spec(page, server):
+    """The pooled-conv toggle shows the spec through edits of its own row, and a preset loaded over an edit."""
+    open_architect(page, server)
+    net = preset_net("fast")
+    expect(pool_toggle(page, 0)).to_be_checked()
+    pool_toggle(page, 0).evaluate("e => e.scrollIntoView({block: 'center'})")
+    pool_toggle(page, 0).click(force=True)
+    settle(page)
+    net.blocks[0].layers[0].order, net.name = "bn-relu", "fast (edited)"
+    assert_shows(page, net)
+    expect(page.get_by_test_id("stMetricValue").nth(3)).to_have_text("256×8×8")
+    choose(page, "kernel", 0, "5")  # another edit of the same row keeps the toggle's choice
+    first = net.blocks[0].layers[0]
+    first.kernel, first.padding = 5, 2
+    assert_shows(page, net)
+    expect(pool_toggle(page, 0)).not_to_be_checked()
+    choose(page, "Start from a preset", 0, "fast")
+    page.get_by_role("button", name="Load preset").click()
+    settle(page)
+    assert_shows(page, preset_net("fast"))
+    expect(pool_toggle(page, 0)).to_be_checked()
+
+
 CELL = """gd => {
   const hm = gd.data.findIndex(t => t.type === 'heatmap');
   const z = gd.calcdata[hm][0].z, x = gd.data[hm].x, y = gd.data[hm].y;
