@@ -49,9 +49,9 @@ def cmd_summary(args) -> int:
         print("invalid architecture:\n  " + "\n  ".join(a.problems), file=sys.stderr)
         return 2
     print(a.summary)
-    print(f"{'layer':7} {'type':8} {'c_out':>5} {'k':>2} {'s':>2} {'d':>2} {'k_eff':>5} {'n':>3} {'j':>3} {'RF':>4}")
+    print(f"{'layer':7} {'type':12} {'c_out':>5} {'k':>2} {'s':>2} {'d':>2} {'k_eff':>5} {'n':>3} {'j':>3} {'RF':>4}")
     for r in a.table():
-        print(f"{r['layer']:7} {r['type']:8} {r['c_out']:>5} {r['k']:>2} {r['s']:>2} {r['d']:>2} {r['k_eff']:>5} "
+        print(f"{r['layer']:7} {r['type']:12} {r['c_out']:>5} {r['k']:>2} {r['s']:>2} {r['d']:>2} {r['k_eff']:>5} "
               f"{r['n']:>3} {r['j']:>3g} {r['r']:>4g}")
     print(f"RF before GAP: {a.trace.rf:g} px (covers {a.coverage:.0%} of the image); counting GAP: "
           f"{a.trace.rf_with_gap:g}")

@@ -47,6 +47,7 @@ class Row:
     padding: int
     dilation: int
     params: int
+    pools: bool = False  # the conv's own 2x2 max-pool ("pool-bn-relu") is in n, j, r and start
 
 
 @dataclass
@@ -247,7 +248,8 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
                 r, start, j, n_out = r + j, start + j / 2, j * 2, n_out // 2
                 t.activations += c_out * n_out * n_out
             t.rows.append(Row(f"{block_name(b)}.{i}", b, i, layer.kind, c, c_out, n, n_out, j,
-                              r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params))
+                              r, start, k_eff, layer.kernel, layer.stride, layer.padding, layer.dilation, params,
+                              layer.pools))
             t.params += params
             c, n = c_out, n_out
             bounds.append((c, n))
