@@ -146,7 +146,8 @@ def test_pool_before_norm_is_the_conv_then_a_pool_layer():
     assert a.ok and b.ok
     assert (a.params, a.macs, a.rf, a.jump, a.start, a.out_size) == (b.params, b.macs, b.rf, b.jump, b.start, b.out_size)
     assert [r.n for r in a.rows] == [16, 16, 8, 8] and a.rows[0].j == 2
-    assert [row["type"] for row in analyze(pooled, with_summary=False).table()] == ["conv+pool", "conv", "sep+pool", "sep"]
+    types = [row["type"] for row in analyze(pooled, with_summary=False).table()]
+    assert types == ["conv+pool", "conv", "sep+pool", "sep"]
     fast, slow = build_model(pooled), build_model(plain)
     assert list(fast.state_dict()) == list(slow.state_dict())
     names = [n for n, _ in fast.c2._modules["1"].named_children()]

@@ -18,7 +18,8 @@ def layers(draw) -> Layer:
     padding = draw(st.integers(0, k_eff // 2))
     groups = draw(st.sampled_from([2, 4])) if kind == "grouped" else 1
     return Layer(kind=kind, out=draw(st.sampled_from([4, 8])), kernel=kernel, stride=draw(st.sampled_from([1, 1, 2])),
-                 padding=padding, dilation=dilation, groups=groups, order=draw(st.sampled_from(["bn-relu", "relu-bn", "pool-bn-relu"])),
+                 padding=padding, dilation=dilation, groups=groups,
+                 order=draw(st.sampled_from(["bn-relu", "relu-bn", "pool-bn-relu"])),
                  mid=draw(st.booleans()))
 
 

@@ -54,9 +54,9 @@ class Analysis:
 
     def table(self) -> list[dict]:
         """Per-layer rows for display: n, j, r, start, k_eff and params."""
-        return [dict(layer=r.name, type=r.kind + ("+pool" if r.pools else ""), c_in=r.c_in, c_out=r.c_out, k=r.kernel, s=r.stride,
-                     p=r.padding, d=r.dilation, k_eff=r.k_eff, n=r.n, j=r.j, r=r.r, start=r.start,
-                     params=r.params) for r in self.trace.rows]
+        return [dict(layer=r.name, type=r.kind + ("+pool" if r.pools else ""), c_in=r.c_in, c_out=r.c_out,
+                     k=r.kernel, s=r.stride, p=r.padding, d=r.dilation, k_eff=r.k_eff, n=r.n, j=r.j, r=r.r,
+                     start=r.start, params=r.params) for r in self.trace.rows]
 
 
 def _is_separable(net: Net) -> bool:
