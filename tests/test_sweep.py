@@ -36,10 +36,15 @@ def test_a_sweep_trains_every_trial_as_a_run_and_links_both_ways(image_folder, t
     runs = tmp_path / "runs"
     space = tiny_space(tmp_path, params={"train.max_lr": {"choice": [0.05, 0.1]},
                                          "net.blocks.0.layers.*.out": {"choice": [16, 100000]}})
+    runs.mkdir()
+    ahead = optuna.create_study(study_name="tiny", storage=f"sqlite:///{runs / 'sweeps.sqlite'}", direction="maximize")
+    for lr, out in ((0.05, 16), (0.1, 100000), (0.1, 16), (0.05, 100000)):  # fixed, not left to the sampler's draw
+        ahead.enqueue_trial({"train.max_lr": lr, "net.blocks.0.layers.*.out": out})
     result = run_cli("sweep", "--space", space, "--trials", "4", "--data", str(image_folder), "--runs", str(runs))
     assert result.returncode == 0, result.stderr
     trials = study(runs).trials
     assert len(trials) == 4 and "best trial" in result.stdout
+    assert [bool(t.user_attrs.get("pruned_because")) for t in trials] == [False, True, False, True]
     store = RunStore(runs)
     for t in trials:
         if t.user_attrs.get("pruned_because"):  # 100,000 channels: refused by the validator, never run
