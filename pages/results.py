@@ -9,7 +9,7 @@ import streamlit as st
 from playground import ui
 from playground.results.evaluate import accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.results.export import ExportError, export
-from playground.runs.store import CheckpointError
+from playground.runs.faults import CheckpointError
 from playground.training.data import DataError
 
 st.title("Results")

@@ -389,12 +389,12 @@ def test_a_checkpoint_that_does_not_fit_its_spec_is_one_line(damage, says, tmp_p
 
 
 def test_only_the_store_unpickles():
-    """Every checkpoint goes through RunStore._load (hash check, weights_only=True); nothing else
-    in the package unpickles."""
+    """Every checkpoint goes through RunStore._load (store_files.py: hash check, weights_only=True);
+    nothing else in the package unpickles."""
     unsafe = re.compile(r"torch\.(jit\.)?load\(|pickle\.loads?\(|allow_pickle=True|weights_only=False")
     found = [f"{path.name}:{n}: {line.strip()}" for path in sorted(PACKAGE.rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if unsafe.search(line)]
-    assert len(found) == 1 and found[0].startswith("store.py:") and "weights_only=True" in found[0], found
+    assert len(found) == 1 and found[0].startswith("store_files.py:") and "weights_only=True" in found[0], found
 
 
 def test_onnx_carries_its_preprocessing_and_classes_and_can_bake_the_normalisation(tmp_path):
