@@ -226,6 +226,18 @@ def grid(page):
     return [(im.locator("img").get_attribute("src"), im.inner_text().strip()) for im in images.all()]
 
 
+def stable_grid(page, timeout_s: float = 20) -> list:
+    """The grid once two reads 750 ms apart agree: a click's rerun may not have redrawn it yet
+    when settle() returns, and a picture read before it would be compared against forever."""
+    deadline, shown = time.monotonic() + timeout_s, grid(page)
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(750)
+        if (again := grid(page)) == shown:
+            break
+        shown = again
+    return shown
+
+
 def expect_grid(page, expected, timeout_s: float = 20) -> None:
     """The grid comes to show ``expected``: a rerun can start after settle() has already seen the
     previous one finished (a loaded machine), so the pictures are polled, not read once."""
@@ -289,12 +301,12 @@ def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
     settle(page)
     page.get_by_role("button", name="Resample").click()
     assert_samples(page, 8, "cat", 5)
-    before = grid(page)
+    before = stable_grid(page)
 
     page.get_by_role("button", name="Add", exact=True).click()  # a fourth step: HorizontalFlip
     settle(page)
     assert_samples(page, 8, "cat", 5)
-    added = grid(page)
+    added = stable_grid(page)
     choose(page, "Add a transform", 0, "ToGray")  # an unrelated interaction: the grid stays as it is
     assert grid(page) == added
     pipeline_button(page, "4. HorizontalFlip", "✕ remove")
