@@ -77,15 +77,15 @@ def test_architect_residual_units(app_env):
 
 def test_architect_pool_toggle_moves_the_pool_before_the_norm(app_env):
     at = open_page("architect", net=preset_net("fast").to_dict())
-    assert at.toggle(key="w_0_0_pool").value and at.metric[3].value == "256×4×4"
+    assert at.toggle(key="w_0_0_pool").value and at.metric[3].value == "288×4×4"
     at.toggle(key="w_0_0_pool").set_value(False).run()
     assert not at.exception and at.session_state["net"]["blocks"][0]["layers"][0]["order"] == "bn-relu"
-    assert at.metric[3].value == "256×8×8" and not at.toggle(key="w_0_0_pool").value
+    assert at.metric[3].value == "288×8×8" and not at.toggle(key="w_0_0_pool").value
     at.selectbox(key="w_0_0_k").set_value(5).run()  # another edit of the row keeps the choice
     assert at.session_state["net"]["blocks"][0]["layers"][0]["order"] == "bn-relu"
     at.toggle(key="w_0_0_pool").set_value(True).run()
     assert at.session_state["net"]["blocks"][0]["layers"][0]["order"] == "pool-bn-relu"
-    assert at.metric[3].value == "256×4×4"
+    assert at.metric[3].value == "288×4×4"
     at.selectbox(key="w_0_0_kind").set_value("maxpool").run()  # a pool layer has no norm to pool before
     assert at.session_state["net"]["blocks"][0]["layers"][0]["order"] == "none" and at.toggle(key="w_0_0_pool").disabled
 

@@ -79,7 +79,7 @@ def test_the_architect_metrics_stay_beside_the_editors(context, server, size):
     page.set_viewport_size({"width": size[0], "height": size[1]})
     page.goto(f"{server}/architect")
     params = page.get_by_test_id("stMetricValue").first
-    expect(params).to_have_text("156,448", timeout=60_000)
+    expect(params).to_have_text("196,480", timeout=60_000)
     page.get_by_text("C4", exact=True).click()  # the last block, at the bottom of the editors
     settle(page)
     widths = page.get_by_test_id("stSlider").filter(has=page.get_by_role("slider", name="width"))  # C1's and C4's
@@ -89,10 +89,10 @@ def test_the_architect_metrics_stay_beside_the_editors(context, server, size):
     still(page, last)
     thumb = last.get_by_role("slider")
     thumb.focus()
-    page.keyboard.press("ArrowLeft")  # 256 -> 252 channels
-    expect(thumb).to_have_value("252")  # the key reached the slider
+    page.keyboard.press("ArrowLeft")  # 288 -> 284 channels
+    expect(thumb).to_have_value("284")  # the key reached the slider
     settle(page)
-    expect(params).not_to_have_text("156,448", timeout=30_000)  # the rerun, slow on a loaded machine
+    expect(params).not_to_have_text("196,480", timeout=30_000)  # the rerun, slow on a loaded machine
     assert_in_view(page, last)
     assert_in_view(page, params)
     for i in range(widths.count()):  # room to drag a width: not squeezed into a fifth of the row

@@ -158,7 +158,7 @@ def test_architect_pool_toggle_follows_the_spec(page, server):
     settle(page)
     net.blocks[0].layers[0].order, net.name = "bn-relu", "fast (edited)"
     assert_shows(page, net)
-    expect(page.get_by_test_id("stMetricValue").nth(3)).to_have_text("256×8×8")
+    expect(page.get_by_test_id("stMetricValue").nth(3)).to_have_text("288×8×8")
     choose(page, "kernel", 0, "5")  # another edit of the same row keeps the toggle's choice
     first = net.blocks[0].layers[0]
     first.kernel, first.padding = 5, 2

@@ -179,7 +179,10 @@ def test_bf16_autocast_gives_the_fp32_outputs_and_gradients_within_tolerance():
         outs.append(out.softmax(1).detach())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert (outs[0] - outs[1]).abs().max() < 0.03
-    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.97  # 0.986 seen: bf16 keeps 8 mantissa bits
+    # bf16 keeps 8 mantissa bits and the rounding compounds with depth: 0.961-0.972 seen on the
+    # 196k `fast` (seeds 0-2, batch 64 and 256), 0.986 on its narrower 156k version; trained under
+    # bf16 it reaches the fp32 accuracy (docs/experiments/levers.md)
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.95
 
 
 def test_the_cli_flag_asks_for_bf16():

@@ -253,7 +253,7 @@ def test_cli_recipe_sets_preset_augmentation_and_training_and_flags_override(ima
     out = run_cli("train", "--recipe", "fast", "--epochs", "1", "--train-subset", "64", "--data", str(image_folder),
                   "--quiet", env=env)
     assert out.returncode == 0, out.stderr
-    assert "training fast (156,448 params)" in out.stdout
+    assert "training fast (196,480 params)" in out.stdout
     run_id = out.stdout.strip().splitlines()[-1].removeprefix("run id: ")
     spec = RunStore(tmp_path / "runs").get(run_id).spec
     assert [t["name"] for t in spec["aug"]["transforms"]] == ["HorizontalFlip", "RandomCrop"]

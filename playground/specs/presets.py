@@ -93,13 +93,15 @@ def seed_004() -> Net:
 
 def fast() -> Net:
     """Early downsampling so most work runs on 16x16 and smaller maps; each block's last conv
-    max-pools before its BN and ReLU (airbench's order), which run on a quarter of the pixels."""
+    max-pools before its BN and ReLU (airbench's order), which run on a quarter of the pixels.
+    The parameter budget goes where it costs little time: a third separable conv at 8x8 and
+    288 channels at 4x4 (98% of the 200k budget, 15% more MACs than 128 and 256 wide)."""
     pooled = "pool-bn-relu"
     return Net(name="fast", blocks=[
         Block([conv(32, order=pooled)]),
         Block([conv(64), sep(64, order=pooled)]),
-        Block([sep(128), sep(128, dilation=2, order=pooled)]),
-        Block([sep(256), sep(256)]),
+        Block([sep(128), sep(128), sep(128, dilation=2, order=pooled)]),
+        Block([sep(288), sep(288)]),
     ], head=Head(kind="conv1x1"))
 
 
@@ -131,7 +133,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("seed-004", seed_004(), "All depthwise-separable; each block ends in a dilated stride-2 layer.",
            "seeds/004 (S9 assignment)", None, None, 197_413, (_NOTE_DROPOUT,)),
     Preset("fast", fast(), "Ours: early pooling, separable convs at low resolution; meets every rule.",
-           expected_params=156_448),
+           expected_params=196_480),
     Preset("record", record(), "Ours: 19 layers in residual units, separable at 8x8; meets every rule.",
            expected_params=193_360),
 ]}
