@@ -27,8 +27,8 @@ def load_recipe() -> None:
     st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
                             t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
                             t_shift=train.tta_shift, t_eval=train.eval_every, t_bf16=train.bf16, t_ema=train.ema,
-                            t_altflip=train.alternate_flip, t_whiten=train.whiten, t_lowres=train.low_res,
-                            t_lowres_ep=train.low_res_epochs)
+                            t_altflip=train.alternate_flip, t_whiten=train.whiten, t_fixbn=train.fixed_bn_scale,
+                            t_lowres=train.low_res, t_lowres_ep=train.low_res_epochs)
 
 
 r1, r2 = st.columns([3, 1])
@@ -72,6 +72,8 @@ with st.form("train_form"):
         alternate_flip = l1.checkbox("Alternating flip", key="t_altflip",
                                      help="Each image's horizontal flip is drawn once, then alternates every epoch")
         whiten = l1.checkbox("Frozen whitening of the first conv", key="t_whiten")
+        fixed_bn_scale = l1.checkbox("BatchNorm scales fixed at 1", key="t_fixbn",
+                                     help="Only each BatchNorm's shift learns; its scale stays 1 (airbench)")
         low_res = l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", 0, 64, 0, key="t_lowres")
         low_res_epochs = l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0,
                                          key="t_lowres_ep")
@@ -87,8 +89,8 @@ if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
                       label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
                       eval_every=int(eval_every), teachers=teachers, bf16=bf16, ema=float(ema),
-                      alternate_flip=alternate_flip, whiten=whiten, low_res=int(low_res),
-                      low_res_epochs=int(low_res_epochs))
+                      alternate_flip=alternate_flip, whiten=whiten, fixed_bn_scale=fixed_bn_scale,
+                      low_res=int(low_res), low_res_epochs=int(low_res_epochs))
     try:
         run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:

@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each image's HorizontalFlip is drawn once, then alternates every epoch (airbench)")
     t.add_argument("--whiten", action="store_true",
                    help="the first conv starts as a frozen whitening of the training images' patches (airbench)")
+    t.add_argument("--fixed-bn-scale", action="store_true", dest="fixed_bn_scale",
+                   help="every BatchNorm's scale stays 1 and only its shift learns (airbench)")
     t.add_argument("--bf16", action="store_true",
                    help="bf16 autocast on a CPU with bf16 matrix units (AMX, AVX512-BF16); fp32 on one without")
     t.add_argument("--low-res", type=int, dest="low_res", metavar="PX",

@@ -48,6 +48,8 @@ def train_spec(args, base):
         t.alternate_flip = True
     if args.whiten:
         t.whiten = True
+    if args.fixed_bn_scale:
+        t.fixed_bn_scale = True
     if args.bf16:
         t.bf16 = True
     return t

@@ -196,9 +196,9 @@ def test_train_loads_each_measured_recipe(app_env, name):
         recipe.train.max_lr, recipe.train.batch_size)
     t = recipe.train
     assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
-            at.checkbox(key="t_whiten").value, at.number_input(key="t_lowres").value,
-            at.number_input(key="t_lowres_ep").value) == (t.bf16, t.ema, t.alternate_flip, t.whiten, t.low_res,
-                                                          t.low_res_epochs)
+            at.checkbox(key="t_whiten").value, at.checkbox(key="t_fixbn").value, at.number_input(key="t_lowres").value,
+            at.number_input(key="t_lowres_ep").value) == (t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale,
+                                                          t.low_res, t.low_res_epochs)
 
 
 def test_train_rejects_missing_device(app_env):

@@ -1,7 +1,8 @@
 """Training levers. The frozen whitening of the first conv (an airbench lever): decorrelated first-layer
 outputs, filters that stay put while the rest trains, and a one-line refusal where the network cannot
-hold it. Progressive resizing: the early epochs see small images, the later ones and every test the full
-size, and a refusal where the net cannot take the small size. (The alternating flip is tested in
+hold it. BatchNorm scales fixed at 1: only the shifts learn, from the CLI flag to the trained model.
+Progressive resizing: the early epochs see small images, the later ones and every test the full size, and
+a refusal where the net cannot take the small size. (The alternating flip is tested in
 test_batch_augment.py and, resumed, in test_training.py.)"""
 import numpy as np
 import pytest
@@ -55,6 +56,27 @@ def test_a_whitened_run_trains_with_its_first_filters_frozen(image_folder):
     assert torch.equal(first_conv(result.model).weight, before[0])
     assert any(not torch.equal(a, b) for a, b in zip(result.model.state_dict().values(),
                                                      build_model(tiny_net()).state_dict().values()))
+
+
+def test_fixed_bn_scales_stay_at_one_while_the_shifts_learn(image_folder):
+    """The lever from the CLI flag through the stored run to the trained model; without it the scales move."""
+    from playground.cli import build_parser
+    from playground.cli_specs import train_spec
+
+    t = train_spec(build_parser().parse_args(["train", "--fixed-bn-scale"]), TrainSpec(epochs=2, batch_size=32))
+    assert t.fixed_bn_scale and TrainSpec.from_json(t.to_json()) == t
+    assert not train_spec(build_parser().parse_args(["train"]), TrainSpec()).fixed_bn_scale
+    data = load_dataset(str(image_folder))
+    scales = {}
+    for fixed in (True, False):
+        t.fixed_bn_scale, t.device, t.max_lr = fixed, "cpu", 0.05
+        result = Trainer(data, RunSpec(tiny_net(), AugSpec([]), t)).fit()
+        bns = [m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert result.status == "finished" and len(bns) == 2
+        assert all(m.bias.abs().max() > 0 for m in bns)  # the shifts learned
+        scales[fixed] = [m.weight.detach().clone() for m in bns]
+    assert all(torch.equal(w, torch.ones_like(w)) for w in scales[True])
+    assert all(not torch.equal(w, torch.ones_like(w)) for w in scales[False])
 
 
 @pytest.mark.parametrize("first, why", [

@@ -378,6 +378,7 @@ def _left_out(t: TrainSpec) -> str:
     parts += ["bf16 autocast (this script trains in fp32)"] if t.bf16 else []
     parts += ["the alternating flip (this script draws a fresh flip each epoch)"] if t.alternate_flip else []
     parts += ["the frozen whitening of the first conv (this script trains it from a random start)"] if t.whiten else []
+    parts += ["the BatchNorm scales fixed at 1 (this script learns them)"] if t.fixed_bn_scale else []
     parts += [f"shifted views ({t.tta_shift} px) at evaluation"] if t.tta_shift else []
     parts += [f"the first {t.low_res_epochs} epochs at {t.low_res} px (this script trains every epoch at full size)"
               ] if t.low_res_epochs else []

@@ -48,6 +48,7 @@ class TrainSpec(serde.JsonSpec):
     tta: bool = False  # flip test-time augmentation at evaluation
     alternate_flip: bool = False  # the pipeline's HorizontalFlip draws once per image, then alternates each epoch
     whiten: bool = False  # the first conv starts as a frozen whitening of the training patches (airbench)
+    fixed_bn_scale: bool = False  # every BatchNorm's scale stays 1 and only its shift learns (airbench)
     tta_shift: int = 0  # the last epoch's test also averages the views moved this many px (3x3 grid); 0: off
     ema: float = 0.0  # EMA decay of the weights; 0 turns it off
     low_res: int = 0  # progressive resizing: the first low_res_epochs train on images scaled to this many px

@@ -132,9 +132,22 @@ def downscale(x: torch.Tensor, size: int, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def fix_bn_scales(model: nn.Module) -> None:
+    """Every BatchNorm's scale at 1 and frozen, so only its shift learns (airbench's BatchNorm): the
+    ReLU and the next conv absorb a per-channel scale, so the learned one mostly adds noise to the
+    steps of a short schedule."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+            with torch.no_grad():
+                m.weight.fill_(1.0)
+            m.weight.requires_grad_(False)
+
+
 def make_optimizer(model: nn.Module, t: TrainSpec) -> torch.optim.Optimizer:
+    """SGD (nesterov), Adam or AdamW over the parameters that learn; no weight decay on biases and
+    norm parameters."""
     decay, no_decay = [], []
-    for p in model.parameters():
+    for p in filter(lambda p: p.requires_grad, model.parameters()):
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
@@ -306,6 +319,8 @@ class Trainer:
         mean, std = self._stats()
         if t.whiten:
             whiten_first_conv(model, self.data.x_train, mean, std, t.seed)
+        if t.fixed_bn_scale:
+            fix_bn_scales(model)
         if s.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
