@@ -5,7 +5,7 @@ from playground import ui
 from playground.results.plots import live_figure, minutes_seconds
 from playground.runs.jobs import JobError, owns
 from playground.runs.store import RESUMABLE
-from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec
+from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec, keep_low_res_share
 from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
 from playground.specs.recipes import RECIPES
@@ -21,6 +21,7 @@ launcher = ui.launcher()
 def load_recipe() -> None:
     """Runs before the widgets are drawn, so it may set their values."""
     recipe = RECIPES[st.session_state["t_recipe"]]
+    st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
     aug, train = recipe.copy_specs()
     ui.set_net(preset_net(recipe.preset))
     ui.set_aug(aug)
@@ -91,6 +92,10 @@ if start and data is not None:
                       eval_every=int(eval_every), teachers=teachers, bf16=bf16, ema=float(ema),
                       alternate_flip=alternate_flip, whiten=whiten, fixed_bn_scale=fixed_bn_scale,
                       low_res=int(low_res), low_res_epochs=int(low_res_epochs))
+    loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
+    if loaded and (train.low_res, train.low_res_epochs) == (loaded.train.low_res, loaded.train.low_res_epochs):
+        if note := keep_low_res_share(train, loaded.train.epochs):
+            st.info(note[0].upper() + note[1:] + ".")
     try:
         run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:

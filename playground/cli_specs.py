@@ -26,22 +26,18 @@ def net_from_args(args):
 
 
 def train_spec(args, base):
-    from .specs.config import TrainSpec
+    from .specs.config import TrainSpec, keep_low_res_share
 
     t = load_spec_file(TrainSpec, args.train) if args.train else base
-    planned, low_res_epochs = t.epochs, t.low_res_epochs
+    planned = t.epochs
     for name in ("epochs", "batch_size", "optimizer", "schedule", "max_lr", "weight_decay", "label_smoothing",
                  "seed", "device", "train_subset", "test_subset", "ema", "eval_every", "teachers", "tta_shift",
                  "distill_weight", "distill_temperature", "low_res", "low_res_epochs"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(t, name, value)
-    epochs = getattr(args, "epochs", None)
-    if t.low_res_epochs and isinstance(epochs, int) and 0 < epochs != planned and getattr(
-            args, "low_res_epochs", None) is None:
-        # a shorter (or longer) run of a recipe keeps its share of low-res epochs
-        t.low_res_epochs = low_res_epochs * epochs // planned
-        t.low_res = t.low_res if t.low_res_epochs else 0
+    if getattr(args, "low_res_epochs", None) is None:  # a shorter run of a recipe keeps its low-res share
+        keep_low_res_share(t, planned)
     if args.tta:
         t.tta = True
     if args.alternate_flip:

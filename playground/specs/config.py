@@ -165,6 +165,23 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
     return out
 
 
+def keep_low_res_share(t: TrainSpec, planned_epochs: int) -> str | None:
+    """A recipe run for other epochs than its ``planned_epochs`` keeps its share of low-res epochs (8 of 20
+    become 3 of 8; none when the share rounds to 0), so that a shortened recipe is not refused for low-res
+    epochs that no longer fit. Returns what changed in one line, or None. Callers apply it only where the
+    user left the low-res epochs as the recipe set them."""
+    if not (t.low_res_epochs and isinstance(t.epochs, int) and 0 < t.epochs != planned_epochs):
+        return None
+    before = t.low_res_epochs
+    t.low_res_epochs = before * t.epochs // planned_epochs
+    t.low_res = t.low_res if t.low_res_epochs else 0
+    if not t.low_res_epochs:
+        return (f"progressive resizing is off for {t.epochs} epochs (the recipe's {before} of {planned_epochs} "
+                "round to 0)")
+    return (f"progressive resizing keeps the recipe's share: the first {t.low_res_epochs} of {t.epochs} epochs at "
+            f"{t.low_res} px ({before} of {planned_epochs} in the recipe)")
+
+
 def whitening_problem(net: Net) -> str | None:
     """Why ``net``'s first layer cannot hold a whitening (training.whitening), or None: a full conv (no
     groups) with an even number of filters, at most twice the patch's size (each direction and its negative)."""
