@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.runs.space import apply, base_run, load_space, space_from_dict
+from playground.runs.space import check_trial, load_space, space_from_dict, trial_spec
 from playground.runs.store import RunStore
 from playground.specs.config import RunSpec
 from playground.specs.serde import SpecError
@@ -183,7 +183,7 @@ plausible = st.fixed_dictionaries(  # mostly loadable: its trials reach apply an
 def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_pruned(data):
     """Hostile space files: a Space or one line naming the key; a loaded space's trials are valid runs or
     a SpecError (the reason a trial is pruned), never another exception, an Optuna error or a huge spec."""
-    from playground.runs.space import check_trial, sample
+    from playground.runs.space import sample
 
     try:
         space = space_from_dict(data)
@@ -194,19 +194,37 @@ def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_
     for _ in range(2):
         trial = study_.ask()
         try:
-            check_trial(space, apply(base_run(space), sample(trial, space)), [str(i) for i in range(10)], (3, 32, 32))
+            check_trial(space, trial_spec(space, sample(trial, space)), [str(i) for i in range(10)], (32, 32, 3))
         except SpecError as e:
             assert len(e.problems) >= 1
 
 
-def test_shipped_spaces_load_and_their_paths_exist():
+def test_shipped_spaces_load_and_their_lowest_values_make_valid_runs():
     from pathlib import Path
 
     for path in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.json"):
         space = load_space(path)
-        spec = apply(base_run(space), {k: (d.get("choice") or d.get("int") or d.get("float"))[0]
-                                       for k, d in space.params.items()})
-        assert spec["net"]["blocks"], path
+        spec = trial_spec(space, {k: (d.get("choice") or d.get("int") or d.get("float"))[0]
+                                  for k, d in space.params.items()})
+        check_trial(space, spec, [str(i) for i in range(10)], (32, 32, 3))  # fastest-to-85 at 4 epochs was refused
+
+
+@pytest.mark.parametrize("epochs, expected", [
+    (2, (0, 0)), (4, (24, 1)), (6, (24, 2)), (8, (24, 3)), (20, (24, 8)), (30, (24, 12))])
+def test_a_searched_epoch_count_keeps_the_recipes_share_of_low_res_epochs(epochs, expected):
+    """fast trains 8 of 20 epochs at 24 px; a trial of 6 epochs was refused for it before."""
+    space = space_from_dict({"base": {"recipe": "fast"}, "params": {"train.epochs": {"int": [4, 30]}}})
+    run = check_trial(space, trial_spec(space, {"train.epochs": epochs}), [str(i) for i in range(10)], (32, 32, 3))
+    assert (run.train.epochs, run.train.low_res, run.train.low_res_epochs) == (epochs, *expected)
+
+
+def test_searched_low_res_epochs_are_kept_as_drawn_and_checked():
+    space = space_from_dict({"base": {"recipe": "fast"}, "params": {"train.epochs": {"int": [4, 30]},
+                                                                    "train.low_res_epochs": {"int": [0, 12]}}})
+    spec = trial_spec(space, {"train.epochs": 6, "train.low_res_epochs": 8})
+    assert spec["train"]["low_res_epochs"] == 8
+    with pytest.raises(SpecError, match="fewer than the 6 epochs"):
+        check_trial(space, spec, [str(i) for i in range(10)], (32, 32, 3))
 
 
 def values(array) -> list:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..specs.analysis import check_rules
-from ..specs.config import RunSpec, data_problems
+from ..specs.config import RunSpec, data_problems, low_res_share
 from ..specs.geometry import trace
 from ..specs.limits import current
 from ..specs.presets import preset_net
@@ -182,6 +182,19 @@ def sample(trial, space: Space) -> dict[str, Any]:
             low, high = dist["float"]
             values[key] = trial.suggest_float(key, low, high, log=bool(dist.get("log")))
     return values
+
+
+def trial_spec(space: Space, values: dict[str, Any]) -> dict:
+    """The base run with the trial's values. A searched epoch count keeps the base's share of low-res
+    epochs (``fast``'s 8 of 20 become 2 of 6) unless the space searches the low-res epochs too; before, every
+    trial of fewer epochs than the base's low-res ones was refused."""
+    base = base_run(space)
+    spec = apply(base, values)
+    t = spec.get("train")
+    if "train.epochs" in values and "train.low_res_epochs" not in values and isinstance(t, dict):
+        t["low_res"], t["low_res_epochs"] = low_res_share(t.get("low_res"), base["train"].get("low_res_epochs"),
+                                                          base["train"].get("epochs"), t.get("epochs"))
+    return spec
 
 
 def apply(spec: dict, values: dict[str, Any]) -> dict:

@@ -28,7 +28,7 @@ from ..specs.presets import preset_net
 from ..specs.serde import SpecError, short
 from . import lifecycle
 from .runner import create_run
-from .space import Space, apply, base_run, check_study_name, check_trial, load_space, sample
+from .space import Space, base_run, check_study_name, check_trial, load_space, sample, trial_spec
 from .store import RunStore
 
 TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "pruned_because",  # set per trial
@@ -67,7 +67,7 @@ class Sweep:
             trial.set_user_attr("pruned_because", reason)
             raise optuna.TrialPruned(reason) from None
         try:
-            run = check_trial(self.space, apply(base_run(self.space), values), self.classes, self.image_shape)
+            run = check_trial(self.space, trial_spec(self.space, values), self.classes, self.image_shape)
         except SpecError as e:
             reason = "; ".join(e.problems)
             trial.set_user_attr("pruned_because", reason[:500])

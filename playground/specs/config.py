@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from . import limits as limits_
 from . import serde
@@ -165,16 +166,25 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
     return out
 
 
+def low_res_share(low_res: Any, low_res_epochs: Any, planned_epochs: Any, epochs: Any) -> tuple[Any, Any]:
+    """(low_res, low_res_epochs) for a run of ``epochs`` of a recipe that trains its first ``low_res_epochs``
+    of ``planned_epochs`` at ``low_res`` px: the same share, rounded down (8 of 20 become 3 of 8), and off
+    when it rounds to 0. So a shortened recipe is not refused for low-res epochs that no longer fit. Callers
+    apply it only where the user left the low-res epochs as the recipe set them; anything but whole numbers
+    passes through unchanged, for the validator to name."""
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (low_res_epochs, planned_epochs, epochs))
+    if not (whole and low_res_epochs and 0 < epochs != planned_epochs > 0):
+        return low_res, low_res_epochs
+    share = low_res_epochs * epochs // planned_epochs
+    return (low_res if share else 0), share
+
+
 def keep_low_res_share(t: TrainSpec, planned_epochs: int) -> str | None:
-    """A recipe run for other epochs than its ``planned_epochs`` keeps its share of low-res epochs (8 of 20
-    become 3 of 8; none when the share rounds to 0), so that a shortened recipe is not refused for low-res
-    epochs that no longer fit. Returns what changed in one line, or None. Callers apply it only where the
-    user left the low-res epochs as the recipe set them."""
-    if not (t.low_res_epochs and isinstance(t.epochs, int) and 0 < t.epochs != planned_epochs):
-        return None
+    """``low_res_share`` applied to ``t``; what changed, in one line, or None."""
     before = t.low_res_epochs
-    t.low_res_epochs = before * t.epochs // planned_epochs
-    t.low_res = t.low_res if t.low_res_epochs else 0
+    t.low_res, t.low_res_epochs = low_res_share(t.low_res, t.low_res_epochs, planned_epochs, t.epochs)
+    if t.low_res_epochs == before:
+        return None
     if not t.low_res_epochs:
         return (f"progressive resizing is off for {t.epochs} epochs (the recipe's {before} of {planned_epochs} "
                 "round to 0)")
