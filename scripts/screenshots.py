@@ -40,6 +40,13 @@ def nav(page, name: str) -> None:
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()
 
 
+def settle(page, timeout_ms: int = 600_000) -> None:
+    """Wait until the script run that the last action started has finished (the Results page evaluates
+    the chosen run in it: before, the picture showed the previous run greyed out under a spinner)."""
+    page.wait_for_timeout(500)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)
+
+
 def shot(page, name: str) -> None:
     time.sleep(2)  # let charts finish drawing
     print(f"{name}: {page.get_by_test_id('stException').count()} exceptions", flush=True)
@@ -76,7 +83,7 @@ try:
         if args.run:
             page.get_by_test_id("stSelectbox").first.click()
             page.get_by_role("option", name=args.run).click()
-            time.sleep(10)
+        settle(page)
         shot(page, "results")
         page.mouse.move(800, 600)
         page.mouse.wheel(0, 850)  # the app scrolls inside its own container, not the window
