@@ -21,9 +21,9 @@ launcher = ui.launcher()
 def load_recipe() -> None:
     """Runs before the widgets are drawn, so it may set their values."""
     recipe = RECIPES[st.session_state["t_recipe"]]
-    st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
     aug, train = recipe.copy_specs()
-    ui.set_net(preset_net(recipe.preset))
+    ui.set_net(preset_net(recipe.preset))  # forgets any recipe loaded before
+    st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
     ui.set_aug(aug)
     st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
                             t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
@@ -93,7 +93,7 @@ if start and data is not None:
                       alternate_flip=alternate_flip, whiten=whiten, fixed_bn_scale=fixed_bn_scale,
                       low_res=int(low_res), low_res_epochs=int(low_res_epochs))
     loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
-    if loaded and (train.low_res, train.low_res_epochs) == (loaded.train.low_res, loaded.train.low_res_epochs):
+    if loaded and train.low_res_epochs == loaded.train.low_res_epochs:  # as the CLI: left as the recipe set it
         if note := keep_low_res_share(train, loaded.train.epochs):
             st.info(note[0].upper() + note[1:] + ".")
     try:

@@ -118,6 +118,8 @@ def cmd_train(args) -> int:
         run_id = new_run(args, store)
     run = RunSpec.from_dict(store.get(run_id).spec)
     print(f"run id: {run_id}", flush=True)
+    if note := getattr(args, "low_res_note", None):
+        print(f"note: {note}")
     result = run_worker(store, run_id, [_progress(run, args.quiet)])
     if result is None:
         print(f"run {run_id} was deleted while it trained", file=sys.stderr)

@@ -37,7 +37,7 @@ def train_spec(args, base):
         if value is not None:
             setattr(t, name, value)
     if getattr(args, "low_res_epochs", None) is None:  # a shorter run of a recipe keeps its low-res share
-        keep_low_res_share(t, planned)
+        args.low_res_note = keep_low_res_share(t, planned)  # printed once the run is created
     if args.tta:
         t.tta = True
     if args.alternate_flip:

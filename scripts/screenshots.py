@@ -19,6 +19,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.browser import settle  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", required=True)
 ap.add_argument("--runs", required=True)
@@ -38,13 +40,6 @@ url = f"http://127.0.0.1:{args.port}"
 def nav(page, name: str) -> None:
     """The sidebar's link (Home's guide links to the pages too)."""
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()
-
-
-def settle(page, timeout_ms: int = 600_000) -> None:
-    """Wait until the script run that the last action started has finished (the Results page evaluates
-    the chosen run in it: before, the picture showed the previous run greyed out under a spinner)."""
-    page.wait_for_timeout(500)
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)
 
 
 def shot(page, name: str) -> None:
@@ -83,7 +78,7 @@ try:
         if args.run:
             page.get_by_test_id("stSelectbox").first.click()
             page.get_by_role("option", name=args.run).click()
-        settle(page)
+        settle(page, 600_000)  # 18 views of 5,000 test images on a CPU
         shot(page, "results")
         page.mouse.move(800, 600)
         page.mouse.wheel(0, 850)  # the app scrolls inside its own container, not the window

@@ -64,3 +64,10 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def settle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until the script run that the last action started has finished (the Results page evaluates the
+    chosen run in it; a picture taken earlier shows the previous run greyed out under a spinner)."""
+    page.wait_for_timeout(500)
+    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)

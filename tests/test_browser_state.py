@@ -10,7 +10,7 @@ from playground.specs.arch import Net
 from playground.specs.geometry import trace
 from playground.specs.presets import preset_net
 
-from .browser import ROOT, chromium, needs_chromium, streamlit_server
+from .browser import ROOT, chromium, needs_chromium, settle, streamlit_server
 
 pytestmark = needs_chromium
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -64,12 +64,6 @@ def choose(page, label: str, nth: int, option: str) -> None:
     box.fill(option)
     page.keyboard.press("Enter")
     settle(page)
-
-
-def settle(page) -> None:
-    """Wait until the script run that the last action started has finished."""
-    page.wait_for_timeout(500)
-    page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
 
 
 def json_editor(page):

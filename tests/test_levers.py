@@ -59,7 +59,7 @@ def test_a_whitened_run_trains_with_its_first_filters_frozen(image_folder):
 
 
 def test_fixed_bn_scales_stay_at_one_while_the_shifts_learn(image_folder):
-    """The lever from the CLI flag through the stored run to the trained model; without it the scales move."""
+    """The lever from the CLI flag through the spec's JSON to the trained model; without it the scales move."""
     from playground.cli import build_parser
     from playground.cli_specs import train_spec
 
@@ -214,6 +214,17 @@ def test_the_cli_flag_asks_for_bf16():
     t = train_spec(build_parser().parse_args(["train", "--bf16"]), TrainSpec())
     assert t.bf16 and TrainSpec.from_json(t.to_json()) == t
     assert not train_spec(build_parser().parse_args(["train"]), TrainSpec()).bf16
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((24, 8, 20, 8), (24, 3)), ((24, 8, 20, 2), (0, 0)), ((24, 8, 20, 6.0), (24, 2)), ((24, 8, 20, 20), (24, 8)),
+    ((24, 8, 20, 10**12), (24, 4 * 10**11)),  # huge: left for the validator's epoch limit to name
+    ((24, 8, 20, 6.5), (24, 8)), ((24, 8, 20, True), (24, 8)), ((24, 8, 20, "6"), (24, 8)), ((24, 8, 20, -6), (24, 8)),
+    ((24, 8, 0, 6), (24, 8)), ((24, 8, None, 6), (24, 8)), (("big", 8, 20, 2), ("big", 8)), ((0, 0, 20, 6), (0, 0)),
+])
+def test_the_low_res_share_scales_whole_numbers_and_passes_anything_else_through(args, expected):
+    from playground.specs.config import low_res_share
+    assert low_res_share(*args) == expected
 
 
 @pytest.mark.parametrize("flags, expected", [

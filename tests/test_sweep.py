@@ -148,7 +148,7 @@ PATHS = ["net.blocks.0.depth", "net.blocks.1.layers.*.out", "net.blocks.2.layers
          "net.blocks.*.layers.*.dilation", "train.max_lr", "train.epochs", "train.batch_size", "aug.transforms.1.p",
          "aug.transforms.*.params.padding", "net", "train", "train.nope", "x.y", "net.blocks.-1.layers", "train.depth",
          "net.blocks.*.depth",
-         "net.blocks.0.layers.0.depth", "aug.transforms.*.p"]
+         "net.blocks.0.layers.0.depth", "aug.transforms.*.p", "train.low_res", "train.low_res_epochs"]
 numbers = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True))
 distributions = st.one_of(
     st.fixed_dictionaries({"int": st.lists(numbers, min_size=0, max_size=3)},
@@ -160,7 +160,10 @@ distributions = st.one_of(
 spaces = st.fixed_dictionaries(
     {"params": st.dictionaries(st.one_of(st.sampled_from(PATHS), st.text(max_size=20)), distributions, max_size=4)},
     optional={"base": st.one_of(st.sampled_from([{"preset": "seed-004"}, {"recipe": "fast"}, {"preset": "nope"},
-                                                 {"recipe": "fast", "train": {"epochs": 0}}]), json_values),
+                                                 {"recipe": "fast", "train": {"epochs": 0}},
+                                                 {"recipe": "fast", "train": {"epochs": 6.5}},
+                                                 {"recipe": "fast", "train": {"epochs": 5, "low_res": "big"}}]),
+                                json_values),
               "objectives": st.one_of(st.sampled_from([["accuracy"], ["accuracy", "minutes"]]), json_values),
               "pruner": st.one_of(st.sampled_from(["median", "hyperband", "asha"]), json_values),
               "name": st.one_of(st.sampled_from(["ok", "../x", ""]), st.text(max_size=100)),
@@ -216,6 +219,20 @@ def test_a_searched_epoch_count_keeps_the_recipes_share_of_low_res_epochs(epochs
     space = space_from_dict({"base": {"recipe": "fast"}, "params": {"train.epochs": {"int": [4, 30]}}})
     run = check_trial(space, trial_spec(space, {"train.epochs": epochs}), [str(i) for i in range(10)], (32, 32, 3))
     assert (run.train.epochs, run.train.low_res, run.train.low_res_epochs) == (epochs, *expected)
+
+
+def test_a_base_with_fewer_epochs_keeps_the_recipes_share_and_odd_values_reach_the_validator():
+    space = space_from_dict({"base": {"recipe": "fast", "train": {"epochs": 6}}, "params": {"train.max_lr": {
+        "float": [0.1, 0.2]}}})
+    run = check_trial(space, trial_spec(space, {"train.max_lr": 0.1}), [str(i) for i in range(10)], (32, 32, 3))
+    assert (run.train.epochs, run.train.low_res, run.train.low_res_epochs) == (6, 24, 2)
+    space = space_from_dict({"base": {"recipe": "fast"}, "params": {"train.epochs": {"int": [2, 20]},
+                                                                    "train.low_res": {"choice": ["big", 7]}}})
+    spec = trial_spec(space, {"train.epochs": 2, "train.low_res": "big"})  # not hidden by a share that rounds to 0
+    with pytest.raises(SpecError, match="low_res"):
+        check_trial(space, spec, [str(i) for i in range(10)], (32, 32, 3))
+    spec = trial_spec(space, {"train.epochs": 2, "train.low_res": 7})  # a whole size: no low-res epochs left, so off
+    assert (spec["train"]["low_res"], spec["train"]["low_res_epochs"]) == (0, 0)
 
 
 def test_searched_low_res_epochs_are_kept_as_drawn_and_checked():

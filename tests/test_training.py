@@ -254,6 +254,7 @@ def test_cli_recipe_sets_preset_augmentation_and_training_and_flags_override(ima
                   "--quiet", env=env)
     assert out.returncode == 0, out.stderr
     assert "training fast (196,480 params)" in out.stdout
+    assert "note: progressive resizing is off for 1 epoch (the recipe's 8 of 20 round to 0)" in out.stdout
     run_id = out.stdout.strip().splitlines()[-1].removeprefix("run id: ")
     spec = RunStore(tmp_path / "runs").get(run_id).spec
     assert [t["name"] for t in spec["aug"]["transforms"]] == ["HorizontalFlip", "RandomCrop"]

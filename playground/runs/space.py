@@ -165,7 +165,12 @@ def base_run(space: Space) -> dict:
     except KeyError as e:
         raise SpecError([f"base: {e.args[0]}"]) from None
     spec = run.to_dict()
-    spec["train"].update(space.base.get("train", {}))
+    planned = spec["train"]
+    overrides = space.base.get("train", {})
+    spec["train"] = {**planned, **overrides}
+    if "epochs" in overrides and "low_res_epochs" not in overrides:  # a shorter recipe keeps its low-res share
+        spec["train"]["low_res"], spec["train"]["low_res_epochs"] = low_res_share(
+            spec["train"].get("low_res"), planned["low_res_epochs"], planned["epochs"], overrides["epochs"])
     return spec
 
 

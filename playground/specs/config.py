@@ -172,11 +172,19 @@ def low_res_share(low_res: Any, low_res_epochs: Any, planned_epochs: Any, epochs
     when it rounds to 0. So a shortened recipe is not refused for low-res epochs that no longer fit. Callers
     apply it only where the user left the low-res epochs as the recipe set them; anything but whole numbers
     passes through unchanged, for the validator to name."""
-    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (low_res_epochs, planned_epochs, epochs))
-    if not (whole and low_res_epochs and 0 < epochs != planned_epochs > 0):
+    values = (low_res, low_res_epochs, planned_epochs, epochs)
+    if not all(_whole(v) for v in values):
+        return low_res, low_res_epochs
+    low_res, low_res_epochs, planned_epochs, epochs = (int(v) for v in values)
+    if not (low_res > 0 and low_res_epochs > 0 and 0 < epochs != planned_epochs > 0):
         return low_res, low_res_epochs
     share = low_res_epochs * epochs // planned_epochs
     return (low_res if share else 0), share
+
+
+def _whole(v: Any) -> bool:
+    """A whole number as the validator reads one (6 or 6.0, not True, "6" or 6.5)."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
 
 
 def keep_low_res_share(t: TrainSpec, planned_epochs: int) -> str | None:
@@ -186,8 +194,8 @@ def keep_low_res_share(t: TrainSpec, planned_epochs: int) -> str | None:
     if t.low_res_epochs == before:
         return None
     if not t.low_res_epochs:
-        return (f"progressive resizing is off for {t.epochs} epochs (the recipe's {before} of {planned_epochs} "
-                "round to 0)")
+        return (f"progressive resizing is off for {t.epochs} epoch{'s' * (t.epochs != 1)} (the recipe's {before} "
+                f"of {planned_epochs} round to 0)")
     return (f"progressive resizing keeps the recipe's share: the first {t.low_res_epochs} of {t.epochs} epochs at "
             f"{t.low_res} px ({before} of {planned_epochs} in the recipe)")
 

@@ -144,10 +144,11 @@ def fix_bn_scales(model: nn.Module) -> None:
 
 
 def make_optimizer(model: nn.Module, t: TrainSpec) -> torch.optim.Optimizer:
-    """SGD (nesterov), Adam or AdamW over the parameters that learn; no weight decay on biases and
-    norm parameters."""
+    """SGD (nesterov), Adam or AdamW; no weight decay on biases and norm parameters. Frozen parameters
+    (whitening, fixed BN scales) stay in the groups: they get no gradient, so no step, and the groups
+    keep the shape that stored optimizer states (resume) were saved with."""
     decay, no_decay = [], []
-    for p in filter(lambda p: p.requires_grad, model.parameters()):
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
