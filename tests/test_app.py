@@ -201,34 +201,6 @@ def test_train_loads_each_measured_recipe(app_env, name):
                                                           t.low_res, t.low_res_epochs)
 
 
-@pytest.mark.parametrize("epochs, expected, says", [
-    (5, (24, 2), "the first 2 of 5 epochs at 24 px"), (2, (0, 0), "resizing is off for 2 epochs")])
-def test_a_shortened_recipe_keeps_its_share_of_low_res_epochs_as_the_cli_does(app_env, epochs, expected, says):
-    """fast trains 8 of 20 epochs at 24 px: at 5 epochs, 8 would not fit and the run was refused."""
-    at = open_page("train")
-    at.selectbox(key="t_recipe").set_value("fast")
-    at.button(key="t_load_recipe").click().run()
-    at.number_input(key="t_subset").set_value(60)
-    at.number_input(key="t_epochs").set_value(epochs)
-    at.button(key="t_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any(says in i.value for i in at.info), [i.value for i in at.info]
-    assert wait_for_run(at) == "finished"
-    train = ui.store().get(at.session_state["watch"]).spec["train"]
-    assert (train["epochs"], train["low_res"], train["low_res_epochs"]) == (epochs, *expected)
-
-
-def test_low_res_epochs_set_by_the_visitor_are_kept_and_checked(app_env):
-    at = open_page("train")
-    at.selectbox(key="t_recipe").set_value("fast")
-    at.button(key="t_load_recipe").click().run()
-    at.number_input(key="t_epochs").set_value(5)
-    at.number_input(key="t_lowres_ep").set_value(6)
-    at.button(key="t_start").click().run()
-    assert not at.exception and "watch" not in at.session_state
-    assert any("fewer than the 5 epochs" in e.value for e in at.error), [e.value for e in at.error]
-
-
 def test_train_rejects_missing_device(app_env):
     import torch
     if torch.cuda.is_available():

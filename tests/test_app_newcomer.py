@@ -1,4 +1,6 @@
-"""AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide and the net's name."""
+"""AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide, the net's name, and a
+shortened recipe that trains instead of being refused."""
+import pytest
 import streamlit as st
 
 from playground import ui
@@ -86,3 +88,31 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     runs = at.switch_page("../pages/runs.py").run()
     table = runs.dataframe[0].value.set_index("id")
     assert table.loc[run_id, "name"] == "tiny one"
+
+
+@pytest.mark.parametrize("epochs, expected, says", [
+    (5, (24, 2), "the first 2 of 5 epochs at 24 px"), (2, (0, 0), "resizing is off for 2 epochs")])
+def test_a_shortened_recipe_keeps_its_share_of_low_res_epochs_as_the_cli_does(app_env, epochs, expected, says):
+    """fast trains 8 of 20 epochs at 24 px: at 5 epochs, 8 would not fit and the run was refused."""
+    at = open_page("train")
+    at.selectbox(key="t_recipe").set_value("fast")
+    at.button(key="t_load_recipe").click().run()
+    at.number_input(key="t_subset").set_value(60)
+    at.number_input(key="t_epochs").set_value(epochs)
+    at.button(key="t_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(says in i.value for i in at.info), [i.value for i in at.info]
+    assert wait_for_run(at) == "finished"
+    train = ui.store().get(at.session_state["watch"]).spec["train"]
+    assert (train["epochs"], train["low_res"], train["low_res_epochs"]) == (epochs, *expected)
+
+
+def test_low_res_epochs_set_by_the_visitor_are_kept_and_checked(app_env):
+    at = open_page("train")
+    at.selectbox(key="t_recipe").set_value("fast")
+    at.button(key="t_load_recipe").click().run()
+    at.number_input(key="t_epochs").set_value(5)
+    at.number_input(key="t_lowres_ep").set_value(6)
+    at.button(key="t_start").click().run()
+    assert not at.exception and "watch" not in at.session_state
+    assert any("fewer than the 5 epochs" in e.value for e in at.error), [e.value for e in at.error]
