@@ -168,10 +168,17 @@ def base_run(space: Space) -> dict:
     planned = spec["train"]
     overrides = space.base.get("train", {})
     spec["train"] = {**planned, **overrides}
-    if "epochs" in overrides and "low_res_epochs" not in overrides:  # a shorter recipe keeps its low-res share
-        spec["train"]["low_res"], spec["train"]["low_res_epochs"] = low_res_share(
-            spec["train"].get("low_res"), planned["low_res_epochs"], planned["epochs"], overrides["epochs"])
+    _keep_low_res_share(spec["train"], planned, "epochs" in overrides and "low_res_epochs" not in overrides)
     return spec
+
+
+def _keep_low_res_share(train: Any, planned: dict, epochs_only: bool) -> None:
+    """Where the epochs changed but not the low-res epochs (``epochs_only``), ``train`` keeps ``planned``'s
+    share of low-res epochs (``fast``'s 8 of 20 become 2 of 6); before, a run of fewer epochs than the
+    planned low-res ones was refused."""
+    if epochs_only and isinstance(train, dict):
+        train["low_res"], train["low_res_epochs"] = low_res_share(
+            train.get("low_res"), planned.get("low_res_epochs"), planned.get("epochs"), train.get("epochs"))
 
 
 def sample(trial, space: Space) -> dict[str, Any]:
@@ -190,15 +197,12 @@ def sample(trial, space: Space) -> dict[str, Any]:
 
 
 def trial_spec(space: Space, values: dict[str, Any]) -> dict:
-    """The base run with the trial's values. A searched epoch count keeps the base's share of low-res
-    epochs (``fast``'s 8 of 20 become 2 of 6) unless the space searches the low-res epochs too; before, every
-    trial of fewer epochs than the base's low-res ones was refused."""
+    """The base run with the trial's values; a searched epoch count keeps the base's share of low-res
+    epochs unless the space searches the low-res epochs too."""
     base = base_run(space)
     spec = apply(base, values)
-    t = spec.get("train")
-    if "train.epochs" in values and "train.low_res_epochs" not in values and isinstance(t, dict):
-        t["low_res"], t["low_res_epochs"] = low_res_share(t.get("low_res"), base["train"].get("low_res_epochs"),
-                                                          base["train"].get("epochs"), t.get("epochs"))
+    _keep_low_res_share(spec.get("train"), base["train"], "train.epochs" in values and
+                        "train.low_res_epochs" not in values)
     return spec
 
 
