@@ -32,9 +32,14 @@ def load_recipe() -> None:
                             t_lowres=train.low_res, t_lowres_ep=train.low_res_epochs)
 
 
+def recipe_label(name: str) -> str:
+    m = RECIPES[name].measured
+    return f"{name}: measured {m.line()}" if m else f"{name}: the seed's own schedule, not yet measured here"
+
+
 r1, r2 = st.columns([3, 1])
-r1.selectbox("Measured recipes: a preset with its augmentation and training settings", list(RECIPES),
-             format_func=lambda n: f"{n}: measured {RECIPES[n].measured.line()}", key="t_recipe",
+r1.selectbox("Recipes: a preset with its augmentation and training settings", list(RECIPES),
+             format_func=recipe_label, key="t_recipe",
              help="; ".join(f"{r.name}: {r.goal}" for r in RECIPES.values()))
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start

@@ -178,12 +178,14 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_train_loads_each_measured_recipe(app_env, name):
-    """Every recipe's settings must fit the form's widgets (record trains for 162 epochs)."""
+def test_train_loads_each_recipe(app_env, name):
+    """Every recipe's settings must fit the form's widgets (record trains for 162 epochs, seed-001 in
+    batches of 64); the list says which are measured."""
     recipe = RECIPES[name]
     at = open_page("train")
     at.selectbox(key="t_recipe").set_value(name)
-    assert f"measured {recipe.measured.test_acc:.2f}%" in at.selectbox(key="t_recipe").format_func(name)
+    label = at.selectbox(key="t_recipe").format_func(name)
+    assert (f"measured {recipe.measured.test_acc:.2f}%" if recipe.measured else "not yet measured") in label
     at.button(key="t_load_recipe").click().run()
     assert not at.exception
     assert at.session_state["net"]["name"] == recipe.preset

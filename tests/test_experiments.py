@@ -56,4 +56,5 @@ def test_the_readme_table_is_the_recipes_table() -> None:
 
     readme = (EXPERIMENTS.parent.parent / "README.md").read_text()
     assert markdown_table() in readme
-    assert all(r.measured.test_acc > 0 and r.measured.wall_s > 0 for r in RECIPES.values())
+    assert all(r.measured.test_acc > 0 and r.measured.wall_s > 0 for r in RECIPES.values() if r.measured)
+    assert all("not yet run here" in r.goal for r in RECIPES.values() if not r.measured)

@@ -245,8 +245,8 @@ def references(axis: str = "params") -> list[dict]:
         out += [{"name": f"{p.name} (reported)", "x": getattr(trace(p.net), axis),
                  "accuracy": p.reported_accuracy / 100}
                 for p in PRESETS.values() if p.reported_accuracy is not None and not any(
-                    r.preset == p.name for r in RECIPES.values())]
-    for r in RECIPES.values():
+                    r.preset == p.name and r.measured for r in RECIPES.values())]
+    for r in (r for r in RECIPES.values() if r.measured):
         t = trace(preset_net(r.preset))
         x = {"params": t.params, "macs": t.macs, "minutes": r.measured.wall_s / 60}[axis]
         out.append({"name": f"{r.name} recipe ({r.measured.where})", "x": x, "accuracy": r.measured.test_acc / 100})
