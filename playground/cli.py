@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     arch(s)
     t = sub.add_parser("train", help="train and record a run", epilog=EPILOG)
     arch(t)
-    t.add_argument("--recipe", help="a measured recipe (fast, record): its preset, augmentation and training "
-                                    "spec; the other options override it")
+    t.add_argument("--recipe", help="a recipe (fast, record, seed-000 to seed-004; `presets` shows which are measured): "
+                                    "its preset, augmentation and training spec; the other options override it")
     t.add_argument("--aug", help="augmentation JSON file (default: the seeds' flip + affine + cutout)")
     t.add_argument("--train", help="training spec JSON file; flags below override it")
     t.add_argument("--epochs", type=int, help="with a recipe or spec that trains its first epochs at low "
