@@ -34,3 +34,17 @@ def test_seed_003_recipe_keeps_its_stated_epochs_batch_and_transforms():
     r = get_recipe("seed-003")
     assert (r.train.epochs, r.train.batch_size, r.train.label_smoothing, r.train.tta) == (30, 128, 0.0, False)
     assert [x.name for x in r.aug.transforms] == ["HorizontalFlip", "Affine", "CoarseDropout"]
+
+
+@pytest.mark.parametrize("axis", ["params", "macs", "minutes"])
+def test_sweep_references_show_measured_recipes_and_the_other_seeds_as_reported(axis):
+    """The sweep page's reference points: a measured recipe at its accuracy; a seed whose recipe is not
+    measured yet at its reported accuracy (not on the minutes axis: no wall time)."""
+    from playground.runs.sweep import references
+
+    names = {r["name"] for r in references(axis)}
+    measured = [r for r in RECIPES.values() if r.measured]
+    assert {n for n in names if " recipe (" in n} == {f"{r.name} recipe ({r.measured.where})" for r in measured}
+    unmeasured_seeds = {r.preset for r in RECIPES.values() if not r.measured and PRESETS[r.preset].reported_accuracy}
+    assert {n for n in names if n.endswith("(reported)")} == (
+        set() if axis == "minutes" else {f"{p} (reported)" for p in unmeasured_seeds})
