@@ -268,6 +268,28 @@ def test_results_and_runs_pages(app_env):
     assert any(f"Deleted {run_id}" in s.value for s in runs.success)
 
 
+def test_results_refuses_an_evaluation_over_the_budget_in_one_line_and_recovers(app_env, monkeypatch):
+    """The page evaluates in the server's process: shift TTA (18 views) over eval_macs is refused in one
+    line, with the TTA controls still there; flip alone fits and shows the accuracy."""
+    from dataclasses import replace
+
+    from playground.specs import limits
+    from playground.specs.geometry import trace
+
+    run_id = _stored_run(app_env)
+    one_pass = len(load_dataset(str(app_env)).y_test) * trace(preset_net("fast")).macs
+    monkeypatch.setitem(limits.TIERS, "local", replace(limits.TIERS["local"], eval_macs=4 * one_pass))
+    at = open_page("results")
+    at.toggle(key=f"r_tta_{run_id}").set_value(True).run()
+    assert not at.error and at.metric[0].label == "Test accuracy"
+    at.selectbox(key=f"r_shift_{run_id}").set_value(1).run()
+    assert not at.exception and not at.metric
+    assert len(at.error) == 1 and at.error[0].value.startswith("eval_macs: evaluating run ")
+    assert "18 TTA views" in at.error[0].value and "use fewer TTA views" in at.error[0].value
+    at.selectbox(key=f"r_shift_{run_id}").set_value(0).run()
+    assert not at.exception and not at.error and at.metric[0].label == "Test accuracy"
+
+
 def test_results_handles_deleted_run(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")

@@ -167,3 +167,17 @@ def test_the_store_says_a_run_is_computing_teacher_predictions(image_folder, tmp
     record = store.get(run_id)
     assert record.message == "" and record.step == 1 and record.steps == 5
     assert store.batches(run_id)[0]["loss"] == 2.0
+
+
+def test_teacher_targets_are_not_held_to_the_apps_evaluation_budget(image_folder, teacher, monkeypatch):
+    """They are computed in the student's worker, whose training slot bounds the work."""
+    from dataclasses import replace
+
+    from playground.specs import limits
+
+    store, teacher_id = teacher
+    data = load_dataset(str(image_folder))
+    teachers = load_teachers(store, [teacher_id], str(image_folder), list(data.classes))
+    monkeypatch.setitem(limits.TIERS, "local", replace(limits.TIERS["local"], eval_macs=1))
+    assert teacher_targets(store, [teacher_id], teachers, data.x_train, torch.device("cpu")).shape[0] == len(
+        data.x_train)

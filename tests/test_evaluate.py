@@ -296,3 +296,42 @@ def test_the_images_one_run_gets_right_and_the_other_wrong():
     assert only_a.tolist() == [0] and sorted(only_b.tolist()) == [2, 3]
     with pytest.raises(DataError, match="different test images"):
         disagreements(a, Report(b.probs[:3], labels[:3], b.classes))
+
+
+def test_an_evaluation_over_the_tiers_budget_is_refused_in_one_line_before_any_work(monkeypatch):
+    """On the hosted demo the Results page evaluates in the web server that every visitor shares: the
+    record net on 5,000 images with flip + shift TTA (18 views, 2.6T MACs) is over hosted's eval_macs;
+    flip alone (0.3T) is not, and the local tier allows both."""
+    import playground.results.evaluate as ev
+    from playground.specs.serde import SpecError
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("predict ran")
+
+    monkeypatch.setattr(ev, "predict", no_work)
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    loaded = loaded_run(preset_net("record"))
+    x, y = np.zeros((5000, 32, 32, 3), np.uint8), np.zeros(5000, np.int64)
+    with pytest.raises(SpecError) as e:
+        evaluate(loaded, x, y, tta=True, shift=1)
+    text = assert_one_line(e.value)
+    assert text.startswith("eval_macs: ") and "5,000 images × 18 TTA views × 29,341,088 MACs" in text
+    assert "the limit is 2,000,000,000,000 multiply-accumulates; use fewer TTA views" in text
+    ev.check_cost(loaded, 5000, tta=True, shift=0)
+    monkeypatch.delenv("PLAYGROUND_HOSTED")
+    ev.check_cost(loaded, 5000, tta=True, shift=1)
+
+
+def test_a_trainings_own_evaluations_are_bounded_by_its_slot_not_the_budget(monkeypatch):
+    """Teachers' targets are computed in the student's worker: ``budget=False`` skips the check there."""
+    from dataclasses import replace
+
+    from playground.specs import limits
+    from playground.specs.serde import SpecError
+
+    monkeypatch.setitem(limits.TIERS, "local", replace(limits.TIERS["local"], eval_macs=1))
+    loaded = loaded_run(tiny_net())
+    x, y = np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64)
+    with pytest.raises(SpecError, match="eval_macs"):
+        evaluate(loaded, x, y)
+    assert evaluate(loaded, x, y, tta=True, budget=False).probs.shape == (4, 10)

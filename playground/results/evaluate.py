@@ -25,13 +25,15 @@ from torch import nn
 
 from ..runs.faults import CheckpointError
 from ..runs.store import RunRecord, RunStore
+from ..specs import limits as limits_
 from ..specs.config import RunSpec
+from ..specs.geometry import trace
 from ..specs.serde import SpecError
 from ..training.builder import build_model, last_conv
 from ..training.data import decode_image
 from ..training.sources import DataError
 from ..training.device import speed_settings
-from ..training.trainer import predict
+from ..training.trainer import predict, tta_view_count
 
 CHECKPOINT_KEYS = ("spec", "state_dict", "classes", "mean", "std", "epoch")
 
@@ -262,12 +264,26 @@ class Report:
         return strict_json(dict(accuracy=self.accuracy, per_class=self.per_class(), n=int(len(self.labels))))
 
 
+def check_cost(loaded: LoadedRun, images: int, tta: bool, shift: int) -> None:
+    """Refuse (SpecError, one line) an evaluation over the tier's ``eval_macs``: it runs in the asking
+    process, which for the Results page is the web server that every visitor shares."""
+    lim = limits_.current()
+    macs, views = trace(loaded.run.net, lim).macs, tta_view_count(tta, shift)
+    what = (f"evaluating {loaded.label} ({images:,} images × {views} TTA view{'s' * (views != 1)} × "
+            f"{macs:,} MACs)")
+    if problem := limits_.exceeded(what, images * views * macs, lim, "eval_macs", " multiply-accumulates"):
+        raise SpecError([f"eval_macs: {problem}; use fewer TTA views" if views > 1 else f"eval_macs: {problem}"])
+
+
 def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
              device: torch.device | None = None, shift: int = 0,
-             classes: Sequence[str] | None = None) -> Report:
+             classes: Sequence[str] | None = None, budget: bool = True) -> Report:
     """Predictions on ``x``; DataMismatch first if the images, the labels or (given) the data's
-    ``classes`` are not what the run was trained on."""
+    ``classes`` are not what the run was trained on, and with ``budget`` (everywhere but inside a
+    training's worker, which its slot bounds) a SpecError where ``check_cost`` refuses the work."""
     check_data(loaded, x, y, classes)
+    if budget:
+        check_cost(loaded, len(x), tta, shift)
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
     probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,

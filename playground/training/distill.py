@@ -74,8 +74,8 @@ def teacher_targets(store: RunStore, run_ids: list[str], teachers: list[LoadedRu
     key = _cache_key(store, run_ids, x)
     probs = store.load_teacher_targets(key)
     if probs is None:
-        probs = sum(evaluate(t, x, np.zeros(len(x), dtype=np.int64), tta=True, device=device).probs
-                    for t in teachers) / len(teachers)
+        probs = sum(evaluate(t, x, np.zeros(len(x), dtype=np.int64), tta=True, device=device, budget=False).probs
+                    for t in teachers) / len(teachers)  # in the training's worker: its slot bounds the work
         probs = probs.astype(np.float32)
         store.save_teacher_targets(key, probs)
     return probs

@@ -177,6 +177,11 @@ def make_schedule(opt: torch.optim.Optimizer, t: TrainSpec, total_steps: int):
         opt, lambda step: lr_factor(t.schedule, step, total_steps, t.warmup))
 
 
+def tta_view_count(flip: bool, shift: int = 0) -> int:
+    """How many views ``tta_views`` yields per image: the evaluation's cost as a multiple of one pass."""
+    return (2 if flip else 1) * (9 if shift else 1)
+
+
 def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Tensor]:
     """The batch, its mirror image (``flip``) and, with ``shift``, each of those moved to the
     3x3 grid of offsets in {-shift, 0, shift}^2 px (reflect padding, as the training crops use)."""
