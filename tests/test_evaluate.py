@@ -17,6 +17,7 @@ from playground.results.export import ExportError, export
 from playground.runs.runner import checkpoint_state
 from playground.runs.faults import CheckpointError
 from playground.runs.store import RunStore
+from playground.specs.arch import Net
 from playground.specs.augment import default_aug
 from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.presets import preset_net
@@ -335,3 +336,43 @@ def test_a_trainings_own_evaluations_are_bounded_by_its_slot_not_the_budget(monk
     with pytest.raises(SpecError, match="eval_macs"):
         evaluate(loaded, x, y)
     assert evaluate(loaded, x, y, tta=True, budget=False).probs.shape == (4, 10)
+
+
+def _wide_net() -> Net:
+    """Hosted mode trains it in batches of at most 13 (24 MiB of activations per image, estimated)."""
+    from playground.specs.arch import Block, Layer
+
+    return Net(name="wide", blocks=[Block([Layer("conv", 512, kernel=1, padding=0),
+                                           Layer("conv", 512, kernel=3, groups=512),
+                                           Layer("conv", 512, kernel=3, groups=512)])])
+
+
+def test_test_batches_never_hold_more_activations_than_a_training_batch_may(monkeypatch, image_folder, tmp_path):
+    """At the CPU's usual 256 images, one Results evaluation of this hosted-legal net grew the server's
+    memory by 1.5 GiB (1 GB is the demo's whole budget); at 13 by 140 MiB. The Results page and a
+    training's own test pass both use the bound; the presets keep 256 outside hosted mode."""
+    import playground.results.evaluate as ev
+    import playground.training.trainer as trainer
+    from playground.runs.runner import execute
+    from playground.training.data import load_dataset
+    from playground.training.trainer import eval_batch_size
+
+    cpu = torch.device("cpu")
+    assert eval_batch_size(preset_net("fast"), cpu) == eval_batch_size(preset_net("seed-002"), cpu) == 256
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    assert eval_batch_size(_wide_net(), cpu) == 13 and eval_batch_size(preset_net("fast"), cpu) == 133
+    batches = []
+
+    def spy(real):
+        def predict(model, x, mean, std, device, batch, *args, **kwargs):
+            batches.append(batch)
+            return real(model, x, mean, std, device, batch, *args, **kwargs)
+        return predict
+
+    monkeypatch.setattr(ev, "predict", spy(ev.predict))
+    evaluate(loaded_run(_wide_net()), np.zeros((40, 32, 32, 3), np.uint8), np.zeros(40, np.int64))
+    monkeypatch.setattr(trainer, "predict", spy(trainer.predict))
+    run = RunSpec(_wide_net(), default_aug(), TrainSpec(epochs=1, batch_size=8, device="cpu", train_subset=16,
+                                                        test_subset=20))
+    execute(RunStore(tmp_path / "runs"), run, load_dataset(str(image_folder)))
+    assert batches == [13, 13]

@@ -32,8 +32,7 @@ from ..specs.serde import SpecError
 from ..training.builder import build_model, last_conv
 from ..training.data import decode_image
 from ..training.sources import DataError
-from ..training.device import speed_settings
-from ..training.trainer import predict, tta_view_count
+from ..training.trainer import eval_batch_size, predict, tta_view_count
 
 CHECKPOINT_KEYS = ("spec", "state_dict", "classes", "mean", "std", "epoch")
 
@@ -287,7 +286,7 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
     probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,
-                    speed_settings(device).eval_batch, tta=tta, shift=shift, bf16=loaded.run.train.bf16).numpy()
+                    eval_batch_size(loaded.run.net, device), tta=tta, shift=shift, bf16=loaded.run.train.bf16).numpy()
     if len(probs) == 0:
         probs = np.zeros((0, len(loaded.classes)), np.float32)
     return Report(probs, np.asarray(y, dtype=np.int64), loaded.classes)

@@ -161,8 +161,7 @@ def problems(run: RunSpec, limits: Limits | None = None) -> list[str]:
         mib = t.act_mib * run.train.batch_size
         if too_much := limits_.exceeded(f"training: a batch of {run.train.batch_size} needs about {t.act_mib:.1f} MiB "
                                         f"per image; its activation memory (estimate)", mib, lim, "train_mib", " MiB"):
-            fits = int(lim.train_mib // t.act_mib)
-            out.append(f"{too_much}; a batch of at most {fits} fits")
+            out.append(f"{too_much}; a batch of at most {t.batch_that_fits(lim)} fits")
     return out
 
 

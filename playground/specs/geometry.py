@@ -75,6 +75,11 @@ class Trace:
     def ok(self) -> bool:
         return not self.problems
 
+    def batch_that_fits(self, lim: Limits) -> int:
+        """The largest batch whose activation memory (estimate) stays within ``lim.train_mib``: the bound of
+        a training batch, and of a test batch too (inference keeps less per image than training)."""
+        return max(1, int(lim.train_mib // self.act_mib)) if self.act_mib else lim.batch_size
+
 
 def _has_bn(order: str) -> bool:
     return "bn" in order

@@ -22,7 +22,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..runs.faults import StoreError
+from ..specs import limits as limits_
+from ..specs.arch import Net
 from ..specs.config import RunSpec, TrainSpec, checked, data_problems
+from ..specs.geometry import trace
 from ..specs.serde import SpecError
 from .batch_augment import BatchAugment
 from .batches import BatchSource, TrainingError, batch_source
@@ -196,6 +199,14 @@ def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Ten
                 yield padded[..., dy:dy + h, dx:dx + w]
 
 
+def eval_batch_size(net: Net, device: torch.device) -> int:
+    """The test pass's batch: the device's, but never more than the tier allows a training batch of
+    ``net`` (its activation memory, estimated): at the CPU's 256 a wide net that hosted mode trains in
+    batches of 13 grew the web server's memory by 1.5 GiB in one Results evaluation, past the demo's 1 GB."""
+    lim = limits_.current()
+    return min(speed_settings(device).eval_batch, trace(net, lim).batch_that_fits(lim))
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, x: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
             batch: int = 1000, tta: bool = False, shift: int = 0, bf16: bool = False) -> torch.Tensor:
@@ -323,6 +334,7 @@ class Trainer:
         seed_everything(t.seed)
         model = build_model(self.run.net).to(dev)
         mean, std = self._stats()
+        eval_batch = eval_batch_size(self.run.net, dev)
         if t.whiten:
             whiten_first_conv(model, self.data.x_train, mean, std, t.seed)
         if t.fixed_bn_scale:
@@ -422,9 +434,8 @@ class Trainer:
                 test_loss = test_acc = None
                 if epoch % t.eval_every == 0 or epoch == t.epochs:
                     shift = t.tta_shift if epoch == t.epochs else 0  # 9x the views: for the run's result only
-                    views = (2 if t.tta else 1) * (9 if shift else 1)
-                    self.emit("testing", epoch=epoch, images=len(self.data.y_test), views=views)
-                    probs = predict(eval_model, self.data.x_test, mean, std, dev, s.eval_batch, t.tta, shift, t.bf16)
+                    self.emit("testing", epoch=epoch, images=len(self.data.y_test), views=tta_view_count(t.tta, shift))
+                    probs = predict(eval_model, self.data.x_test, mean, std, dev, eval_batch, t.tta, shift, t.bf16)
                     y_test = torch.from_numpy(self.data.y_test)
                     test_loss = float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)) if len(probs) else None
                     test_acc = float((probs.argmax(1) == y_test).float().mean()) if len(probs) else None
