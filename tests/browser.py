@@ -58,6 +58,8 @@ def streamlit_server(data: Path, runs: Path, **settings: str) -> Iterator[str]:
 def chromium():
     """A Playwright browser; a test opens its own page (a fresh streamlit session) with new_page()."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    # A rerun that takes 1 s here took over 5 s (expect's default) in CI's loaded container
+    sync_api.expect.set_options(timeout=15_000)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         try:

@@ -1,5 +1,6 @@
 """Real-browser tests for widget state that AppTest cannot see (issue 17, Broken 1 and 2): a browser keeps
 each widget's value by key, so a page that changes its spec behind the widgets' back shows stale values."""
+import re
 import subprocess
 import sys
 import time
@@ -58,11 +59,22 @@ def wider(page, slider: int) -> None:
 
 def choose(page, label: str, nth: int, option: str) -> None:
     """Pick an option in the n-th select box with this label (C1's rows come first), typing as a user can.
-    Scroll first: a scroll while the list opens closes it again."""
+    Scroll first: a scroll while the list opens closes it again. An Enter pressed before the filtered list
+    has drawn picks nothing (CI, under load, kept the old kernel): the typed text then shows until the box
+    loses focus, so check after a blur, and type it again as a user would."""
     box = page.get_by_role("combobox", name=label).nth(nth)
-    box.evaluate("e => e.scrollIntoView({block: 'center'})")
-    box.fill(option)
-    page.keyboard.press("Enter")
+    chosen = re.compile(rf"^{re.escape(option)}\b")  # a preset's label goes on after its name
+    for attempt in range(3):
+        box.evaluate("e => e.scrollIntoView({block: 'center'})")
+        box.fill(option)
+        page.keyboard.press("Enter")
+        box.blur()
+        try:
+            expect(box).to_have_value(chosen, timeout=5_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     settle(page)
 
 
