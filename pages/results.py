@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
-from playground.results.evaluate import accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
+from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.results.export import ExportError, export
 from playground.runs.faults import CheckpointError
 from playground.specs.serde import SpecError
@@ -48,7 +48,7 @@ try:
                          run_train.get("tta_shift", 0), key=f"r_shift_{run_id}",
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
     loaded, report = report_for(run_id, ui.data_source(), tta, shift, path.stat().st_mtime)
-except (CheckpointError, SpecError) as e:  # SpecError: the evaluation is over eval_macs (hosted: the shared server)
+except (Busy, CheckpointError, SpecError) as e:  # SpecError: over eval_macs; Busy: others evaluated for minutes
     st.error(str(e))
     st.stop()
 
@@ -161,7 +161,7 @@ if other_id is not None:
     try:
         _, other = report_for(other_id, ui.data_source(), tta, shift, store.checkpoint_path(other_id).stat().st_mtime)
         only_a, only_b = disagreements(report, other)
-    except (CheckpointError, DataError, OSError, SpecError) as e:
+    except (Busy, CheckpointError, DataError, OSError, SpecError) as e:
         st.error(str(e))
     else:
         st.caption(f"This run (A) {report.accuracy:.2%}, run B {other.accuracy:.2%}: A alone is right on "

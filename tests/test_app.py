@@ -290,6 +290,21 @@ def test_results_refuses_an_evaluation_over_the_budget_in_one_line_and_recovers(
     assert not at.exception and not at.error and at.metric[0].label == "Test accuracy"
 
 
+def test_results_says_in_one_line_when_other_evaluations_held_the_server_too_long(app_env, monkeypatch):
+    """Evaluations in the server take turns; a visitor kept waiting past TURN_WAIT_S gets one line and
+    the page works again once the other evaluation is over."""
+    import playground.results.evaluate as ev
+
+    _stored_run(app_env)
+    monkeypatch.setattr(ev, "TURN_WAIT_S", 0.2)
+    with ev.TURN:  # another visitor's evaluation, still going
+        at = open_page("results")
+    assert not at.exception and not at.metric
+    assert len(at.error) == 1 and at.error[0].value.startswith("the server has been evaluating other runs")
+    at.toggle(key=at.toggle[0].key).set_value(True).run()  # a new setting: evaluated, not the cached refusal
+    assert not at.exception and not at.error and at.metric[0].label == "Test accuracy"
+
+
 def test_results_handles_deleted_run(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")

@@ -338,6 +338,42 @@ def test_a_trainings_own_evaluations_are_bounded_by_its_slot_not_the_budget(monk
     assert evaluate(loaded, x, y, tta=True, budget=False).probs.shape == (4, 10)
 
 
+def test_evaluations_in_one_process_take_turns_and_a_long_wait_is_one_line(monkeypatch):
+    """Two visitors' evaluations on the hosted web server run one after the other, never at once (each was
+    sized, by eval_macs and the test batch, as if it had the server to itself); a visitor kept waiting past
+    TURN_WAIT_S is told so in one line; a training's own evaluations (budget=False) do not queue."""
+    import threading
+    import time
+
+    import playground.results.evaluate as ev
+
+    real, inside, overlap = ev.predict, [], []
+
+    def slow_predict(*args, **kwargs):
+        inside.append(1)
+        overlap.append(len(inside))
+        time.sleep(0.3)
+        inside.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "predict", slow_predict)
+    loaded = loaded_run(tiny_net())
+    x, y = np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64)
+    threads = [threading.Thread(target=evaluate, args=(loaded_run(tiny_net()), x, y)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlap == [1, 1, 1]
+    monkeypatch.setattr(ev, "TURN_WAIT_S", 0.2)
+    with ev.TURN:  # another visitor's evaluation, still going
+        with pytest.raises(ev.Busy) as e:
+            evaluate(loaded, x, y)
+        assert_one_line(e.value)
+        assert evaluate(loaded, x, y, budget=False).probs.shape == (4, 10)
+    assert evaluate(loaded, x, y).probs.shape == (4, 10)
+
+
 def _wide_net() -> Net:
     """Hosted mode trains it in batches of at most 13 (24 MiB of activations per image, estimated)."""
     from playground.specs.arch import Block, Layer

@@ -8,6 +8,10 @@ are finite, its classes and statistics are well formed, and refuses anything els
 one-line CheckpointError. ``check_data`` refuses data the run cannot be evaluated on
 (other classes, another image size or channel count) with a one-line DataMismatch that
 names both sides. ``Report.summary`` is strict JSON: an undefined value is None, never NaN.
+
+Evaluations in the asking process (``budget=True``) take turns: on the hosted demo that process is
+the web server, and two visitors evaluating at once would each get half its cores and together
+hold twice the memory that ``eval_macs`` and the test batch size were sized for.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import copy
 import io
 import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -41,6 +46,14 @@ class DataMismatch(CheckpointError):
     """The run and the data do not fit together (other classes, image size or channels); the
     message names both sides. A CheckpointError, so every caller that reports a run it cannot
     use in one line reports this too."""
+
+
+class Busy(RuntimeError):
+    """Another evaluation held this process for longer than a visitor should wait; one line."""
+
+
+TURN = threading.Lock()  # one evaluation at a time in this process (the web server, on the demo)
+TURN_WAIT_S = 180.0  # eval_macs keeps one evaluation near a minute of a hosted server's CPU
 
 
 @dataclass
@@ -279,14 +292,22 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
              classes: Sequence[str] | None = None, budget: bool = True) -> Report:
     """Predictions on ``x``; DataMismatch first if the images, the labels or (given) the data's
     ``classes`` are not what the run was trained on, and with ``budget`` (everywhere but inside a
-    training's worker, which its slot bounds) a SpecError where ``check_cost`` refuses the work."""
+    training's worker, which its slot bounds) a SpecError where ``check_cost`` refuses the work and
+    a turn after any other budgeted evaluation in this process (Busy after ``TURN_WAIT_S``)."""
     check_data(loaded, x, y, classes)
     if budget:
         check_cost(loaded, len(x), tta, shift)
     device = device or torch.device("cpu")
     model = loaded.model.to(device)
-    probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,
-                    eval_batch_size(loaded.run.net, device), tta=tta, shift=shift, bf16=loaded.run.train.bf16).numpy()
+    if budget and not TURN.acquire(timeout=TURN_WAIT_S):
+        raise Busy(f"the server has been evaluating other runs for {TURN_WAIT_S:.0f} s; try again in a minute")
+    try:
+        probs = predict(model, x, _stats(loaded.mean, device), _stats(loaded.std, device), device,
+                        eval_batch_size(loaded.run.net, device), tta=tta, shift=shift,
+                        bf16=loaded.run.train.bf16).numpy()
+    finally:
+        if budget:
+            TURN.release()
     if len(probs) == 0:
         probs = np.zeros((0, len(loaded.classes)), np.float32)
     return Report(probs, np.asarray(y, dtype=np.int64), loaded.classes)
