@@ -147,7 +147,7 @@ with board, st.container(key="aug_preview"):  # beside the pipeline, and it stay
             pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
         except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
             st.error("**This pipeline cannot be built:**\n\n"
-                     + "\n".join(f"- {ui.plain(p)}" for p in e.problems))
+                     + ui.bullets(e.problems))
             st.stop()
         st.subheader("Original → augmented")
         cols = st.columns(4)

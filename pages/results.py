@@ -49,7 +49,7 @@ try:
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
     loaded, report = report_for(run_id, ui.data_source(), tta, shift, path.stat().st_mtime)
 except (Busy, CheckpointError, SpecError) as e:  # SpecError: over eval_macs; Busy: others evaluated for minutes
-    st.error(str(e))
+    st.error(ui.plain(e))
     st.stop()
 
 classes = report.classes
@@ -144,7 +144,7 @@ if photo is not None:
     try:
         image, top = classify_photo(loaded, photo.getvalue(), tta=tta)
     except DataError as e:
-        st.error(str(e))
+        st.error(ui.plain(e))
     else:
         p1, p2 = st.columns([1, 2])
         p1.dataframe([{"class": c, "probability": f"{p:.1%}"} for c, p in top], hide_index=True, key="r_top3")
@@ -162,7 +162,7 @@ if other_id is not None:
         _, other = report_for(other_id, ui.data_source(), tta, shift, store.checkpoint_path(other_id).stat().st_mtime)
         only_a, only_b = disagreements(report, other)
     except (Busy, CheckpointError, DataError, OSError, SpecError) as e:
-        st.error(str(e))
+        st.error(ui.plain(e))
     else:
         st.caption(f"This run (A) {report.accuracy:.2%}, run B {other.accuracy:.2%}: A alone is right on "
                    f"{len(only_a):,} images, B alone on {len(only_b):,} (the 16 where the wrong run was surest).")
@@ -189,7 +189,7 @@ for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-s
                 out = export(loaded, fmt, Path(tmp) / name, run_id, baked=baked and fmt == "onnx")
                 st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
         except (ExportError, OSError) as e:
-            col.error(f"Cannot export {fmt}: {e}")
+            col.error(f"Cannot export {fmt}: {ui.plain(e)}")
     prepared = st.session_state.get(f"export_{fmt}")
     if prepared and prepared[0] == run_id:
         col.download_button(name, prepared[1], name, mime, icon=":material/download:", key=f"dl_{fmt}")

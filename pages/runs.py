@@ -63,7 +63,7 @@ def act(verb: str, run_id: str) -> None:
 
 
 if err := st.session_state.pop("runs_error", None):
-    st.error(err)
+    st.error(ui.plain(err))
 if pick:
     record = by_id[pick]
     c1, c2, c3 = st.columns(3)

@@ -49,7 +49,7 @@ def watch() -> None:
     try:
         show_studies()
     except SweepStorageError as e:  # a damaged or unreadable sweeps.sqlite: say so, keep the page
-        st.error(f"The sweeps of this run store cannot be read: {e}")
+        st.error(f"The sweeps of this run store cannot be read: {ui.plain(e)}")
 
 
 def show_studies() -> None:
@@ -105,7 +105,7 @@ def start_form() -> None:
                     start_sweep(space, int(trials), int(workers), ui.data_source(), store, name.strip() or pick)
                     st.success(f"Sweep {ui.plain(name)} started: its trials appear above as they run.")
             except SpecError as e:
-                st.error("**Not started:** " + "; ".join(e.problems))
+                st.error("**Not started:** " + "; ".join(map(ui.plain, e.problems)))
 
 
 st.subheader("Trials")

@@ -104,9 +104,9 @@ if start and data is not None:
     try:
         run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:
-        st.error(str(e))
+        st.error(ui.plain(e))
     except SpecError as e:
-        st.error("**Cannot train this spec:**\n\n" + "\n".join(f"- {p}" for p in e.problems))
+        st.error("**Cannot train this spec:**\n\n" + ui.bullets(e.problems))
     else:
         st.session_state["watch"] = run_id
         st.query_params["run"] = run_id
@@ -152,7 +152,7 @@ def live() -> None:
         batch = record.spec["train"]["batch_size"]
         eta = f" · ETA {minutes_seconds((record.steps - record.step) * batch / record.img_per_s)}"
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
-                text=f"{record.name} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
+                text=f"{ui.plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      f"step {record.step}/{record.steps}{rate}{eta}")
     mine = owns(record, ui.owner())
     b1, b2, _ = st.columns([1, 1, 6])
@@ -161,24 +161,24 @@ def live() -> None:
     b2.button("Resume", icon=":material/play_arrow:", key="resume", on_click=act, args=("resume", run_id),
               disabled=not (mine and record.status in RESUMABLE and record.state_sha))
     if err := st.session_state.pop("train_action_error", None):
-        st.error(err)
+        st.error(ui.plain(err))
     if not mine:
         st.caption("Another visitor started this run: you can watch it, not stop or resume it.")
     if record.status == "queued":
         st.info("Starting a worker process…")
     elif record.status == "running" and record.message:
-        st.info(record.message + "…")
+        st.info(ui.plain(record.message) + "…")
     elif record.status == "finished":
         st.success(f"Finished run {run_id}. Open **Results** to explore it.")
         if record.message:  # e.g. it finished at chance level
-            st.warning(record.message)
+            st.warning(ui.plain(record.message))
     elif record.status == "diverged":
-        st.error(f"Training diverged: {record.message}")
+        st.error(f"Training diverged: {ui.plain(record.message)}")
     elif record.status in RESUMABLE:
-        st.warning(f"{record.status.capitalize()}: {record.message}. The last finished epoch is saved with run "
+        st.warning(f"{record.status.capitalize()}: {ui.plain(record.message)}. The last finished epoch is saved with run "
                    f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))
     elif record.status == "failed":
-        st.error(f"Training failed: {record.message}")
+        st.error(f"Training failed: {ui.plain(record.message)}")
     st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), per_epoch), key="live_chart")
     if record.epochs:
         table = pd.DataFrame(record.epochs)

@@ -14,7 +14,7 @@ from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
 from .specs.presets import preset_net
-from .specs.serde import SpecError, from_json
+from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset, load_in_subprocess
 from .training.sources import (DataError, SourceRefused, allowed_sources, check_source, discard_upload, resolve_source,
                                setting, store_upload)
@@ -103,10 +103,25 @@ def max_upload_mb() -> int | None:
         return None
 
 
+AUTOLINK = re.compile(r"://|www\.|\w@", re.IGNORECASE)  # what GitHub-flavoured markdown makes a link of
+PLAIN_CHARS = 2_000  # what a page shows of one message; the CLI cuts at the same length
+
+
 def plain(text: str) -> str:
-    """``text`` for st.markdown, st.error and friends with its markdown characters escaped: a
-    message may quote names from a visitor's archive, and ``$`` would start LaTeX."""
-    return re.sub(r"([\\`*_\[\]<>|~$#])", r"\\\1", str(text))
+    """``text`` for st.markdown, st.error and friends with its markdown characters escaped and cut
+    to ``PLAIN_CHARS``: a message may quote a visitor's run name, spec or archive, shown to other
+    visitors too, and must never carry their links, images or layout (``$`` would start LaTeX)."""
+    text = str(text)
+    text = text if len(text) <= PLAIN_CHARS else text[:PLAIN_CHARS - 1] + "…"
+    text = AUTOLINK.sub(lambda m: m[0][:-1] + "\u2060" + m[0][-1], text)  # a word joiner: shown, not linked
+    return re.sub(r"([\\`*_\[\]<>|~$#!:])", r"\\\1", text)  # ":" starts Streamlit's :color[...] and icons
+
+
+def bullets(problems: list[str]) -> str:
+    """``problems`` as a markdown list, each escaped, at most ``MAX_PROBLEMS`` (then how many more)."""
+    shown = [*problems[:MAX_PROBLEMS], *([f"and {len(problems) - MAX_PROBLEMS:,} more problems"]
+                                         if len(problems) > MAX_PROBLEMS else [])]
+    return "\n".join(f"- {plain(p)}" for p in shown)
 
 
 def code(text: str) -> str:
@@ -235,7 +250,7 @@ def restore_from_link() -> None:
         try:
             spec = links.decode(cls, raw)  # bounded and validated; any failure is one SpecError
         except SpecError as e:
-            st.session_state["_link_error"] = f"The share link's {key} part was ignored: {'; '.join(e.problems)}"
+            st.session_state["_link_error"] = f"The share link's {key} part was ignored: {plain('; '.join(e.problems))}"
         else:
             set_net(spec) if key == "arch" else set_aug(spec)
 

@@ -40,7 +40,7 @@ def open_page(page: str, **state) -> AppTest:
 def test_home_lists_presets_and_data(app_env):
     at = open_page("home")
     assert "CIFAR-10 CNN Playground" in at.title[0].value
-    assert any("120 training" in s.value for s in at.success)
+    assert any("120 training" in shown(s.value) for s in at.success)
     presets = at.dataframe[0].value.set_index("preset")
     assert presets.loc["record", "measured on"] == "H100 GPU" and presets.loc["record", "measured acc"] == "90.66%"
 
@@ -48,7 +48,7 @@ def test_home_lists_presets_and_data(app_env):
 def test_home_explains_missing_data(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("PLAYGROUND_DATA", str(tmp_path / "nothing"))
     at = open_page("home")
-    assert any("No dataset is available" in w.value for w in at.warning)
+    assert any("No dataset is available" in shown(w.value) for w in at.warning)
 
 
 def test_architect_width_changes_params_and_errors_inline(app_env):
@@ -58,12 +58,12 @@ def test_architect_width_changes_params_and_errors_inline(app_env):
     assert not at.exception and at.metric[0].value != before
     at.text_area(key="json_text").set_value("{broken").run()
     at.button(key="apply_json").click().run()
-    assert any("invalid JSON" in e.value for e in at.error) and not at.exception
+    assert any("invalid JSON" in shown(e.value) for e in at.error) and not at.exception
     bad = preset_net("fast")
     bad.blocks[0].layers[0].out = 0
     at.text_area(key="json_text").set_value(bad.to_json()).run()
     at.button(key="apply_json").click().run()
-    assert any("C1 layer 1: channels" in e.value for e in at.error)
+    assert any("C1 layer 1: channels" in shown(e.value) for e in at.error)
 
 
 def test_architect_residual_units(app_env):
@@ -95,7 +95,58 @@ def test_architect_impossible_spec_is_explained(app_env):
     at.selectbox(key="w_3_0_kind").set_value("maxpool").run()  # C4 sees a 4x4 map in the fast preset
     at.selectbox(key="w_3_0_k").set_value(7).run()
     assert not at.exception
-    assert any("cannot be built" in e.value and "needs at least" in e.value for e in at.error)
+    assert any("cannot be built" in shown(e.value) and "needs at least" in shown(e.value) for e in at.error)
+
+
+def shown(markdown: str) -> str:
+    """What a visitor reads of an escaped message: backslash escapes and word joiners dropped."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
+def test_a_visitors_text_never_becomes_markup_on_another_visitors_page():
+    """Names and specs in messages are a stranger's text: no link, image, emphasis or colour survives
+    ui.plain, bare URLs and addresses are not linked, and a message is cut to PLAIN_CHARS."""
+    import re
+
+    attack = "**Session expired** [log in](https://evil.example/a) ![](http://x/p.png) :red[x] $x$ <b>h</b> www.evil.example me@evil.example"
+    escaped = ui.plain(attack)
+    assert shown(escaped) == attack
+    assert not re.search(r"(?<!\\)[*\[\]()!<>$:`]", escaped.replace("(", "").replace(")", ""))
+    assert "://" not in escaped and "www." not in escaped and "e@" not in escaped
+    assert len(ui.plain("x" * 10 ** 6)) == ui.PLAIN_CHARS
+    listed = ui.bullets([f"problem {i}" for i in range(9000)])
+    assert listed.count("\n- ") == 8 and "8,992 more problems" in listed
+
+
+def test_a_share_link_and_a_run_name_show_as_text_on_the_page(app_env):
+    """The reviewer's two ways in: a layer kind in a share link (quoted in the link's error) and a run name
+    (in the Train page's progress line, which every visitor watching the run sees)."""
+    import base64
+    import re
+    import zlib
+
+    evil = "**Session expired** [log in again](https://evil.example/login)"
+    spec = preset_net("fast").to_dict()
+    spec["blocks"][0]["layers"][0]["kind"] = evil
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["arch"] = base64.urlsafe_b64encode(zlib.compress(json.dumps(spec).encode())).decode()
+    at.run()
+    at.switch_page("../pages/architect.py").run()
+    assert not at.exception and len(at.error) == 1
+    assert evil in shown(at.error[0].value) and "https://" not in at.error[0].value
+    assert "[log in again]" not in at.error[0].value and "**Session" not in at.error[0].value
+    data = load_dataset(str(app_env))
+    net = preset_net("fast")
+    net.name = evil[:50]
+    run_id, _ = execute(ui.store(), RunSpec(net, train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
+                                            data=str(app_env)), data, [])
+    train = open_page("train")
+    train.query_params["run"] = run_id
+    train.run()
+    texts = [p.proto.text for p in train.get("progress")]
+    assert texts and all(not re.search(r"(?<!\\)\*\*|(?<!\\)\]\(|https?://", t) for t in texts), texts
 
 
 def test_architect_json_editor_refuses_hostile_text_in_one_line_and_keeps_the_spec(app_env):
@@ -107,7 +158,7 @@ def test_architect_json_editor_refuses_hostile_text_in_one_line_and_keeps_the_sp
         at.text_area(key="json_text").set_value(text).run()
         at.button(key="apply_json").click().run()
         assert not at.exception
-        assert any(words in e.value for e in at.error), [e.value for e in at.error]
+        assert any(words in shown(e.value) for e in at.error), [shown(e.value) for e in at.error]
         assert at.session_state["net"] == before
 
 
@@ -131,7 +182,7 @@ def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
         bad.query_params["arch"] = raw
         bad.run()
         bad.switch_page("../pages/architect.py").run()
-        assert not bad.exception and any(words in e.value for e in bad.error), [e.value for e in bad.error]
+        assert not bad.exception and any(words in shown(e.value) for e in bad.error), [shown(e.value) for e in bad.error]
         assert Net.from_dict(bad.session_state["net"]) == preset_net("fast")  # the visitor's spec is untouched
 
 
@@ -168,12 +219,12 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     record = ui.store().get(run_id)
     assert record.owner == at.session_state["owner"] and record.pid is not None  # a worker process, not a thread
     at.button(key="t_start").click().run()
-    assert any("already running for you" in e.value for e in at.error)
+    assert any("already running for you" in shown(e.value) for e in at.error)
     assert wait_for_run(at) == "finished"
     assert {k: ui.store().get(run_id).spec["train"][k] for k in ("tta_shift", "bf16", "ema")} == dict(
         tta_shift=1, bf16=True, ema=0.9)
     at.run()
-    assert any(f"Finished run {run_id}" in s.value for s in at.success)
+    assert any(f"Finished run {run_id}" in shown(s.value) for s in at.success)
     assert at.button(key="stop").disabled and at.button(key="resume").disabled
 
 
@@ -210,7 +261,7 @@ def test_train_rejects_missing_device(app_env):
     at = open_page("train")
     at.selectbox(key="t_device").set_value("cuda")
     at.button(key="t_start").click().run()
-    assert any("no CUDA GPU" in e.value for e in at.error)
+    assert any("no CUDA GPU" in shown(e.value) for e in at.error)
 
 
 def test_server_busy_message(app_env, monkeypatch):
@@ -218,7 +269,7 @@ def test_server_busy_message(app_env, monkeypatch):
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)
     at.button(key="t_start").click().run()
-    assert any("server is busy" in e.value for e in at.error)
+    assert any("server is busy" in shown(e.value) for e in at.error)
 
 
 def test_train_distils_from_a_chosen_teacher(app_env):
@@ -235,7 +286,7 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     at.number_input(key="t_epochs").set_value(1)
     at.multiselect(key="t_teachers").select(teacher_id)
     at.button(key="t_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e.value) for e in at.error]
     assert wait_for_run(at) == "finished"
     assert ui.store().get(at.session_state["watch"]).spec["train"]["teachers"] == [teacher_id]
 
@@ -252,7 +303,7 @@ def test_results_and_runs_pages(app_env):
     assert at.metric[0].label == "Test accuracy"
     record = ui.store().get(run_id)
     assert at.metric[0].value == f"{record.epochs[-1]['test_acc']:.2%}"  # the accuracy the run recorded
-    assert any("Equal to the accuracy the run recorded at epoch" in c.value for c in at.caption)
+    assert any("Equal to the accuracy the run recorded at epoch" in shown(c.value) for c in at.caption)
     assert len(at.get("image")) > 2  # the gallery and the Grad-CAM pair
     at.selectbox(key="r_sort").set_value("confidence").run()
     at.slider(key="r_alpha").set_value(0.8).run()
@@ -265,7 +316,7 @@ def test_results_and_runs_pages(app_env):
     runs.checkbox(key="del_confirm").check().run()
     runs.button(key="del_go").click().run()
     assert ui.store().get(run_id) is None and not runs.exception
-    assert any(f"Deleted {run_id}" in s.value for s in runs.success)
+    assert any(f"Deleted {run_id}" in shown(s.value) for s in runs.success)
 
 
 def test_results_refuses_an_evaluation_over_the_budget_in_one_line_and_recovers(app_env, monkeypatch):
@@ -284,8 +335,8 @@ def test_results_refuses_an_evaluation_over_the_budget_in_one_line_and_recovers(
     assert not at.error and at.metric[0].label == "Test accuracy"
     at.selectbox(key=f"r_shift_{run_id}").set_value(1).run()
     assert not at.exception and not at.metric
-    assert len(at.error) == 1 and at.error[0].value.startswith("eval_macs: evaluating run ")
-    assert "18 TTA views" in at.error[0].value and "use fewer TTA views" in at.error[0].value
+    assert len(at.error) == 1 and shown(at.error[0].value).startswith("eval_macs: evaluating run ")
+    assert "18 TTA views" in shown(at.error[0].value) and "use fewer TTA views" in shown(at.error[0].value)
     at.selectbox(key=f"r_shift_{run_id}").set_value(0).run()
     assert not at.exception and not at.error and at.metric[0].label == "Test accuracy"
 
@@ -300,7 +351,7 @@ def test_results_says_in_one_line_when_other_evaluations_held_the_server_too_lon
     with ev.TURN:  # another visitor's evaluation, still going
         at = open_page("results")
     assert not at.exception and not at.metric
-    assert len(at.error) == 1 and at.error[0].value.startswith("the server has been evaluating other runs")
+    assert len(at.error) == 1 and shown(at.error[0].value).startswith("the server has been evaluating other runs")
     at.toggle(key=at.toggle[0].key).set_value(True).run()  # a new setting: evaluated, not the cached refusal
     assert not at.exception and not at.error and at.metric[0].label == "Test accuracy"
 
@@ -310,7 +361,7 @@ def test_results_handles_deleted_run(app_env):
     at = open_page("results")
     ui.store().checkpoint_path(run_id).unlink()
     at.run()
-    assert any("deleted" in e.value or "No finished runs" in e.value for e in at.error) or at.info
+    assert any("deleted" in shown(e.value) or "No finished runs" in shown(e.value) for e in at.error) or at.info
     assert not at.exception
 
 
@@ -329,7 +380,7 @@ def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
     at = open_page("runs")
     at.selectbox(key="manage_pick").set_value(run_id).run()
     at.button(key="run_resume").click().run()
-    assert not at.exception and any(f"Resuming {run_id}" in s.value for s in at.success)
+    assert not at.exception and any(f"Resuming {run_id}" in shown(s.value) for s in at.success)
     record = ui.launcher().wait(run_id, 120)
     assert record.status == "finished" and [e["epoch"] for e in record.epochs] == [1, 2, 3]
 
@@ -373,9 +424,9 @@ def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env
     answers = []
     for path in (str(server_files), str(tmp_path / "nothing-here")):
         at = open_page("home", data_source=path)
-        assert len(at.error) == 1 and "This demo loads only" in at.error[0].value
-        assert not at.success and not any("No dataset is available" in w.value for w in at.warning)
-        answers.append(re.sub(r"'.*'", "<source>", at.error[0].value))
+        assert len(at.error) == 1 and "This demo loads only" in shown(at.error[0].value)
+        assert not at.success and not any("No dataset is available" in shown(w.value) for w in at.warning)
+        answers.append(re.sub(r"'.*'", "<source>", shown(at.error[0].value)))
     assert answers[0] == answers[1] and loaded == []
     assert not at.text_input and at.selectbox[0].options == [str(app_env), "cifar10"]
 
@@ -393,14 +444,14 @@ def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
     at.file_uploader[0].set_value(("evil.tar.gz", _upload_bytes(mine, "mine", ("mine/../../../escaped.txt", b"x")),
                                    "application/gzip"))
     _use_this_data(at)
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "points outside the archive" in errors[0] and "\n" not in errors[0]
     assert at.session_state["data_source"] == str(app_env)
     assert at.selectbox[0].options == [str(app_env), "cifar10"] and not list(cache_dir().glob("uploads/*"))
     at.file_uploader[0].set_value(("mine.tar.gz", _upload_bytes(mine, "mine"), "application/gzip"))
     _use_this_data(at)
     assert at.session_state["data_source"].startswith("upload:") and not at.error
-    assert any("20 training and 10 test images" in s.value for s in at.success), [s.value for s in at.success]
+    assert any("20 training and 10 test images" in shown(s.value) for s in at.success), [shown(s.value) for s in at.success]
     assert any(o.startswith("uploaded: mine.tar.gz") for o in at.selectbox[0].options)
 
 
@@ -423,9 +474,9 @@ def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env
     at = open_page("home")
     at.text_input[0].set_value(str(damaged))
     _use_this_data(at)
-    assert any("10 training and 10 test images" in s.value for s in at.success)
-    assert any("1 file skipped (train/cat/broken.png: not an image" in w.value for w in at.warning), \
-        [w.value for w in at.warning]
+    assert any("10 training and 10 test images" in shown(s.value) for s in at.success)
+    assert any("1 file skipped (train/cat/broken.png: not an image" in shown(w.value) for w in at.warning), \
+        [shown(w.value) for w in at.warning]
 
 
 def test_a_damaged_run_store_is_one_error_line_on_every_page(app_env, monkeypatch, tmp_path):
@@ -438,8 +489,8 @@ def test_a_damaged_run_store_is_one_error_line_on_every_page(app_env, monkeypatc
         at.run()
         at.switch_page(f"../pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
-        assert any("run store cannot be used" in e.value and "damaged" in e.value for e in at.error), \
-            (page, [e.value for e in at.error])
+        assert any("run store cannot be used" in shown(e.value) and "damaged" in shown(e.value) for e in at.error), \
+            (page, [shown(e.value) for e in at.error])
 
 
 def test_results_classifies_an_uploaded_photo_and_compares_two_runs(app_env):
@@ -451,13 +502,13 @@ def test_results_classifies_an_uploaded_photo_and_compares_two_runs(app_env):
     first, second = _stored_run(app_env), _stored_run(app_env)
     at = open_page("results", last_run_id=first)
     at.selectbox(key="r_other").set_value(second).run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("A alone is right on" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not at.exception and not at.error, [shown(e.value) for e in at.error]
+    assert any("A alone is right on" in shown(c.value) for c in at.caption), [shown(c.value) for c in at.caption]
     photo = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo, "PNG")
     at.file_uploader(key="r_photo").set_value(("cat.png", photo.getvalue(), "image/png")).run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not at.exception and not at.error, [shown(e.value) for e in at.error]
     (top,) = [d.value for d in at.dataframe if list(d.value.columns) == ["class", "probability"]]
     assert len(top) == 3 and set(top["class"]) <= set(load_dataset(str(app_env)).classes)
     at.file_uploader(key="r_photo").set_value(("cat.png", b"not an image at all", "image/png")).run()
-    assert not at.exception and any("the photo cannot be used: not an image" in e.value for e in at.error)
+    assert not at.exception and any("the photo cannot be used: not an image" in shown(e.value) for e in at.error)

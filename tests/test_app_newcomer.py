@@ -7,11 +7,11 @@ from playground import ui
 from playground.specs.geometry import trace
 from playground.specs.limits import current as current_limits
 
-from .test_app import app_env, open_page, wait_for_run  # noqa: F401  (app_env is a fixture)
+from .test_app import app_env, open_page, shown, wait_for_run  # noqa: F401  (app_env is a fixture)
 
 
 def guide_shown(at) -> bool:
-    return any("Start here" in m.value for m in at.markdown)
+    return any("Start here" in shown(m.value) for m in at.markdown)
 
 
 def cookie_scripts(at) -> list[str]:
@@ -77,7 +77,7 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     at.text_input(key="w_name").set_value("tiny one").run()
 
     at.switch_page("../pages/train.py").run()
-    assert any("**tiny one**" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any("**tiny one**" in shown(c.value) for c in at.caption), [shown(c.value) for c in at.caption]
     at.number_input(key="t_subset").set_value(60)
     at.number_input(key="t_epochs").set_value(1)
     at.button(key="t_start").click().run()
@@ -100,8 +100,8 @@ def test_a_shortened_recipe_keeps_its_share_of_low_res_epochs_as_the_cli_does(ap
     at.number_input(key="t_subset").set_value(60)
     at.number_input(key="t_epochs").set_value(epochs)
     at.button(key="t_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any(says in i.value for i in at.info), [i.value for i in at.info]
+    assert not at.exception and not at.error, [shown(e.value) for e in at.error]
+    assert any(says in shown(i.value) for i in at.info), [shown(i.value) for i in at.info]
     assert wait_for_run(at) == "finished"
     train = ui.store().get(at.session_state["watch"]).spec["train"]
     assert (train["epochs"], train["low_res"], train["low_res_epochs"]) == (epochs, *expected)
@@ -115,4 +115,4 @@ def test_low_res_epochs_set_by_the_visitor_are_kept_and_checked(app_env):
     at.number_input(key="t_lowres_ep").set_value(6)
     at.button(key="t_start").click().run()
     assert not at.exception and "watch" not in at.session_state
-    assert any("fewer than the 5 epochs" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("fewer than the 5 epochs" in shown(e.value) for e in at.error), [shown(e.value) for e in at.error]

@@ -15,7 +15,7 @@ from playground.runs.space import check_trial, load_space, space_from_dict, tria
 from playground.runs.store import RunStore
 from playground.specs.config import RunSpec
 from playground.specs.serde import SpecError
-from tests.test_app import app_env  # noqa: F401 - the AppTest fixture
+from tests.test_app import app_env, shown  # noqa: F401 - the AppTest fixture
 from tests.test_training import run_cli
 from tests.test_trust import json_values
 
@@ -274,15 +274,15 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
     at.selectbox(key="sw_space").set_value("fastest-to-85").run()
     at.text_area(key="sw_text_fastest-to-85").set_value('{"params": {"train.max_lr": {"float": [1, 0]}}}').run()
     at.button(key="sw_start").click().run()
-    assert not at.exception and any("params.train.max_lr.float" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert not at.exception and any("params.train.max_lr.float" in shown(e.value) for e in at.error), \
+        [shown(e.value) for e in at.error]
     at.text_area(key="sw_text_fastest-to-85").set_value('{"params": ' * 40).run()  # not JSON, deep
     at.button(key="sw_start").click().run()
-    assert not at.exception and any("Not started" in e.value and "JSON" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert not at.exception and any("Not started" in shown(e.value) and "JSON" in shown(e.value) for e in at.error), \
+        [shown(e.value) for e in at.error]
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
     hosted = open_page("sweep")
-    assert any("Sweeps are off in this hosted demo" in i.value for i in hosted.info)
+    assert any("Sweeps are off in this hosted demo" in shown(i.value) for i in hosted.info)
 
 
 def test_the_pages_start_runs_the_sweep_in_a_process_of_its_own(image_folder, tmp_path):
@@ -323,8 +323,8 @@ def test_a_damaged_sweeps_file_is_one_error_on_the_sweep_page(app_env):
     (ui.store().root / "sweeps.sqlite").write_bytes(b"not a database " * 400)
     at = open_page("sweep")
     assert not at.exception
-    assert any("cannot be read" in e.value and "not a database" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert any("cannot be read" in shown(e.value) and "not a database" in shown(e.value) for e in at.error), \
+        [shown(e.value) for e in at.error]
 
 
 def test_a_two_objective_study_keeps_accuracy_against_macs_and_says_so(image_folder, tmp_path):

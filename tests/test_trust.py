@@ -96,6 +96,17 @@ def test_hostile_json_texts_get_one_line(text):
         assert isinstance(bounded(lambda: cls.from_json(text)), SpecError)
 
 
+def test_a_short_link_with_thousands_of_bad_layers_gets_a_short_message():
+    """The reviewer's 228-character link (9,000 layers, each with an unknown key) made a 1.4 MB message:
+    a SpecError keeps 8 problems, each under 300 characters, and says how many more there were."""
+    spec = {"name": "x", "blocks": [{"layers": [{"kind": "conv", "bogus": 1}] * 9000}]}
+    link = base64.urlsafe_b64encode(zlib.compress(json.dumps(spec).encode(), 9)).decode()
+    with pytest.raises(SpecError) as e:
+        links.decode(Net, link)
+    assert len(str(e.value)) < 4_000 and len(e.value.problems) <= 9, len(str(e.value))
+    assert e.value.problems[-1].endswith("more problems") or len(e.value.problems) <= 8
+
+
 def test_a_link_that_inflates_a_thousandfold_is_refused_without_inflating_it():
     bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 12_000_000, 9)).decode()
     assert len(bomb) < links.MAX_LINK_CHARS

@@ -22,11 +22,20 @@ MAX_DEPTH = 32  # specs nest about 6 deep; anything deeper is not a spec
 MAX_INT = 2 ** 63 - 1  # every integer field is bounded well below this by its validator
 
 
+MAX_PROBLEMS = 8  # a 228-character share link of 9,000 bad layers made a 1.4 MB message
+MAX_PROBLEM_CHARS = 300
+
+
 class SpecError(ValueError):
-    """A spec could not be read or is invalid; ``problems`` lists every reason."""
+    """A spec could not be read or is invalid; ``problems`` lists the reasons, at most
+    ``MAX_PROBLEMS`` of them (then how many more) and each cut to ``MAX_PROBLEM_CHARS``: a message
+    stays readable, and small, however much a crafted input gets wrong."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(problems)
+        problems = [p if len(p) <= MAX_PROBLEM_CHARS else p[:MAX_PROBLEM_CHARS - 1] + "…" for p in problems]
+        if len(problems) > MAX_PROBLEMS:
+            problems = problems[:MAX_PROBLEMS] + [f"and {len(problems) - MAX_PROBLEMS:,} more problems"]
+        self.problems = problems
         super().__init__("; ".join(self.problems))
 
 
