@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import struct
 import subprocess
 import tarfile
@@ -194,6 +195,92 @@ def test_a_good_zip_and_a_nested_tarball_load(tmp_path):
     for ds in (z, t):
         assert ds.x_train.shape == (4, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"]
     assert not (cache_dir() / "unpack").exists() or not any((cache_dir() / "unpack").iterdir())  # no copy kept
+
+
+def _zip_entries(src: Path, style: str) -> list[tuple[zipfile.ZipInfo | str, bytes]]:
+    """The folder ``src`` as zip entries the way other tools write them: Python's writestr (bare
+    0o600 permission bits, no file type, no folder entries) or a Windows tool (create_system 0,
+    only DOS attributes, folder entries; with backslashes for the older ones)."""
+    if style == "writestr":
+        return [("mydata/" + f.relative_to(src).as_posix(), f.read_bytes()) for f in sorted(src.rglob("*"))
+                if f.is_file()]
+    sep = "\\" if style == "windows-backslashes" else "/"
+    entries = []
+    for f in sorted(src.rglob("*")):
+        name = sep.join(("mydata",) + f.relative_to(src).parts) + (sep if f.is_dir() else "")
+        info = zipfile.ZipInfo(name)
+        info.create_system, info.external_attr = 0, 0x10 if f.is_dir() else 0x20  # DOS directory / archive
+        entries.append((info, b"" if f.is_dir() else f.read_bytes()))
+    return entries
+
+
+@pytest.mark.parametrize("style", ["writestr", "windows", "windows-backslashes"])
+def test_zips_without_unix_file_types_load(tmp_path, style):
+    archive = zip_of(tmp_path / "d.zip", None, _zip_entries(folder(tmp_path / "src"), style))
+    ds = load_dataset(str(archive))
+    assert ds.x_train.shape == (4, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"]
+    assert not any((cache_dir() / "unpack").iterdir())  # unpacked, read, removed
+
+
+@pytest.mark.parametrize("kind", ["S_IFIFO", "S_IFCHR", "S_IFBLK", "S_IFSOCK"])
+def test_fifos_devices_and_sockets_in_a_zip_are_refused(tmp_path, kind):
+    info = zipfile.ZipInfo("mydata/train/a/odd.png")
+    info.external_attr = (getattr(stat, kind) | 0o644) << 16
+    archive = zip_of(tmp_path / "bad.zip", folder(tmp_path / "src"), [(info, b"")])
+    with pytest.raises(DataError, match="is a link or a device") as e:
+        load_dataset(str(archive))
+    one_line(e)
+    assert leftovers() == []
+
+
+_WRITERS = {".tar.gz": "w:gz", ".tgz": "w:gz", ".tar": "w", ".tar.bz2": "w:bz2", ".tbz2": "w:bz2",
+            ".tar.xz": "w:xz", ".txz": "w:xz", ".zip": None}
+
+
+def test_every_accepted_suffix_has_a_writer_here():
+    assert set(_WRITERS) == set(data_mod.ARCHIVE_SUFFIXES)
+
+
+@pytest.mark.parametrize("suffix", sorted(_WRITERS))
+def test_an_archive_with_every_accepted_suffix_loads(tmp_path, suffix):
+    src, archive = folder(tmp_path / "src"), tmp_path / f"d{suffix}"
+    if _WRITERS[suffix] is None:
+        zip_of(archive, src)
+    else:
+        with tarfile.open(archive, _WRITERS[suffix]) as tar:
+            tar.add(src, arcname="mydata")
+    ds = load_dataset(str(archive))
+    assert ds.x_train.shape == (4, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3) and ds.classes == ["a", "b"]
+    assert not any((cache_dir() / "unpack").iterdir())  # unpacked, read, removed
+
+
+@pytest.mark.parametrize("end_record", ["honest", "claims-one-entry"])
+def test_a_zip_over_the_entry_cap_is_refused_before_its_directory_is_read(tmp_path, monkeypatch, end_record):
+    """zipfile builds a ZipInfo for every entry before any cap applies (400,000 entries in a 31 MB
+    upload: 188 MB); the entries are counted first, and not from the end record, which can lie."""
+    monkeypatch.setenv("PLAYGROUND_MAX_ARCHIVE_FILES", "100")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k in range(10_000):  # zipfile's directory alone: some 5 MiB
+            info = zipfile.ZipInfo(f"mydata/train/a/{k}.png")
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            zf.writestr(info, b"")
+    blob = bytearray(buf.getvalue())
+    if end_record == "claims-one-entry":
+        at = blob.rfind(b"PK\x05\x06")
+        blob[at + 8:at + 12] = struct.pack("<HH", 1, 1)  # entries on this disk, entries in all
+    archive = tmp_path / "many.zip"
+    archive.write_bytes(bytes(blob))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="more than 100 files and folders .PLAYGROUND_MAX_ARCHIVE_FILES") as e:
+            load_dataset(str(archive))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_line(e)
+    assert peak < 2 ** 20, f"{peak / 2 ** 20:.1f} MiB allocated"
+    assert leftovers() == []
 
 
 # --- images ----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ tarfile's and zipfile's own extractors trust member names, links and sizes; a da
 comes from a stranger (an upload, a link in a README), so each member is checked before a byte
 is written: no absolute path, no ``..``, no link or device, names UTF-8 without control
 characters, at most MAX_DEPTH folders deep, and the member count and unpacked bytes under the
-caller's caps, counted while reading (a header that lies about its size is caught too).
+caller's caps, counted while reading (a header that lies about its size is caught too). A zip's
+entries are counted before zipfile reads its directory into memory.
 Refusals are ArchiveRefused with one line naming the archive and the member.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gzip
 import lzma
 import re
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -61,8 +63,8 @@ def unpack(archive: Path, target: Path, shown: str, max_files: int, max_bytes: i
     except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
             lzma.LZMAError, ValueError, RuntimeError, NotImplementedError) as e:
         detail = str(e).replace(str(target), "").replace(str(archive), "").strip(" :'\"") or type(e).__name__
-        raise ArchiveRefused(f"Cannot unpack {shown}: it is damaged or not a .tar.gz, .tar or .zip archive "
-                             f"({short(detail, 100)[1:-1]}).") from None
+        raise ArchiveRefused(f"Cannot unpack {shown}: it is damaged or not a .zip, .tar, .tar.gz, .tar.bz2 or "
+                             f".tar.xz archive ({short(detail, 100)[1:-1]}).") from None
 
 
 class _Budget:
@@ -127,31 +129,65 @@ def _write_member(src, dest: Path, budget: _Budget) -> None:
 
 
 def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
+    _count_zip_entries(raw, _Budget(shown, max_files, max_bytes))
     with zipfile.ZipFile(raw) as zf:
         infos = zf.infolist()
         declared = _Budget(shown, max_files, max_bytes)
         plan = []
         for info in infos:
             declared.member(info.file_size)
-            parts = _member_parts(info.filename.replace("\\", "/"), shown)
-            mode = info.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            name = info.filename.replace("\\", "/")
+            parts = _member_parts(name, shown)
+            # Only the file-type bits say link or device: Python's writestr stores bare permission
+            # bits (0o600) and Windows zips no Unix mode at all, and both hold plain files.
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise ArchiveRefused(f"Cannot unpack {shown}: the member {short(info.filename, 60)} is a link or a "
                                      f"device, not a file or folder.")
             if parts:
-                plan.append((info, parts))
+                plan.append((info, parts, name.endswith("/") or kind == stat.S_IFDIR))
         written = _Budget(shown, max_files, max_bytes)
-        for info, parts in plan:
-            if info.is_dir():
+        for info, parts, is_dir in plan:
+            if is_dir:
                 target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
                 continue
             with zf.open(info) as src:
                 _write_member(src, target.joinpath(*parts), written)
 
 
+def _count_zip_entries(raw, budget: _Budget) -> None:
+    """Count a zip's entries against ``budget`` before zipfile.ZipFile reads its central directory:
+    ZipFile builds a ZipInfo for every entry first, so a 31 MB upload of 400,000 empty entries
+    costs some 190 MB before any cap applies. The total in the end record can lie, so the entry
+    headers are walked instead, 46 bytes read each, over the very bytes ZipFile will parse (its
+    own _EndRecData finds them). A damaged directory ends the walk; ZipFile then says what is wrong."""
+    try:
+        end = zipfile._EndRecData(raw)
+    except OSError:  # shorter than an end record
+        end = None
+    if not end:
+        raise zipfile.BadZipFile("File is not a zip file")
+    size = end[zipfile._ECD_SIZE]
+    start = end[zipfile._ECD_LOCATION] - size
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    raw.seek(max(start, 0))  # before the file start: ZipFile refuses the offset
+    walked = 0
+    while walked < size:
+        head = raw.read(zipfile.sizeCentralDir)
+        if len(head) < zipfile.sizeCentralDir or head[:4] != zipfile.stringCentralDir:
+            break
+        budget.member()
+        skip = sum(struct.unpack_from("<3H", head, 28))  # name, extra field and comment lengths
+        raw.seek(skip, 1)
+        walked += zipfile.sizeCentralDir + skip
+    raw.seek(0)
+
+
 def _unpack_tar(raw, kind: str | None, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
-    opener = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "xz": lzma.LZMAFile}.get(kind)
-    stream = opener(fileobj=raw, mode="rb") if opener else raw
+    # gzip.open, bz2.open and lzma.open all take a binary file object (the classes differ in how)
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(kind)
+    stream = opener(raw, "rb") if opener else raw
     # headers and padding add at most 1.5 KiB a member; a longer read than 1 MiB is a bogus header
     bounded = _Forward(stream, max_bytes + max_files * 1536 + _MB, _MB, shown, max_bytes // _MB)
     budget = _Budget(shown, max_files, max_bytes)
