@@ -1,5 +1,7 @@
 """The batched training path must match Albumentations: same pixels for the same
 parameters, and the same distribution of outputs for the same spec."""
+import json
+
 import albumentations as A
 import albumentations.augmentations.geometric.functional as fgeometric
 import cv2
@@ -144,3 +146,22 @@ def test_the_alternating_flip_shows_each_image_both_ways_in_any_two_epochs():
     assert np.array_equal(seen[1], ~seen[0]) and np.array_equal(seen[2], seen[0])
     with pytest.raises(ValueError, match="indices and epoch"):
         aug(x[:8])
+
+
+def test_whole_numbers_written_as_floats_are_integers_in_every_spec_that_holds_them():
+    """The validator took padding 4.0 and hole counts [1.0, 2.0]; NumPy's padding then refused the float
+    mid-training. An integer parameter written as a whole float is read as the integer, as every spec's
+    integer fields are, through AugSpec and RunSpec alike; the batch path runs on it."""
+    from playground.specs.config import RunSpec
+    from playground.specs.presets import preset_net
+
+    d = json.loads(AugSpec([make_transform("RandomCrop", 1.0), make_transform("CoarseDropout", 1.0)]).to_json())
+    d["transforms"][0]["params"]["padding"] = 4.0
+    d["transforms"][1]["params"]["holes"] = [1.0, 2.0]
+    spec = AugSpec.from_dict(d)
+    assert spec.transforms[0].params["padding"] == 4 and type(spec.transforms[0].params["padding"]) is int
+    assert [type(v) for v in spec.transforms[1].params["holes"]] == [int, int]
+    run = RunSpec.from_json(json.dumps({**json.loads(RunSpec(preset_net("fast")).to_json()), "aug": d}))
+    assert type(run.aug.transforms[0].params["padding"]) is int
+    x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    assert BatchAugment(spec, MEAN, seed=1)(x).shape == x.shape

@@ -137,6 +137,18 @@ class TransformSpec:
     p: float = 0.5
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        """A whole number written as 4.0 for an integer parameter is read as 4, as every spec's integer
+        fields are: the validator accepts it, and NumPy's padding refused the float in mid-training."""
+        schema = {prm.name: prm for prm in REGISTRY[self.name].params} if self.name in REGISTRY else {}
+        for key, value in self.params.items():
+            if key in schema and schema[key].kind.startswith("int"):
+                self.params[key] = [_whole(v) for v in value] if isinstance(value, list) else _whole(value)
+
+
+def _whole(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
 
 @dataclass
 class AugSpec(serde.JsonSpec):
