@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cli_specs import net_from_args, new_run
 from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
-from .specs.serde import SpecError
+from .specs.serde import SpecError, printable
 
 EPILOG = ("Data: --data cifar10 | cifar100 | PATH (ImageFolder with train/ and test/, or a .tar.gz / .tar / .zip "
           "of one) | upload:<sha256> (an archive uploaded in the app); "
@@ -71,7 +71,7 @@ def _progress(run, quiet: bool):
         d = event.data
         if event.kind == "start":
             resumed = f", resuming after epoch {d['first_epoch'] - 1}" if d["first_epoch"] > 1 else ""
-            print(f"training {run.net.name} ({d['params']:,} params) on {d['train_size']:,} images, "
+            print(f"training {printable(run.net.name)} ({d['params']:,} params) on {d['train_size']:,} images, "
                   f"testing on {d['test_size']:,}, device {d['device']} ({d['precision']}){resumed}", flush=True)
         elif event.kind == "teachers":
             print(f"teachers: averaging {d['count']} runs' predictions on {d['images']:,} training images "
@@ -156,7 +156,7 @@ def cmd_runs(args) -> int:
     print(f"{'id':24} {'name':12} {'status':11} {'epochs':>9} {'best acc':>8} {'params':>9}  started")
     for r in rows:
         acc = f"{r['best_acc']:.2%}" if r["best_acc"] else "-"
-        print(f"{r['id']:24} {r['name'][:12]:12} {r['status']:11} {r['epochs_done']:>4}/{r['epochs_planned']:<4} "
+        print(f"{r['id']:24} {printable(r['name'])[:12]:12} {r['status']:11} {r['epochs_done']:>4}/{r['epochs_planned']:<4} "
               f"{acc:>8} {r['params'] or 0:>9,}  {r['started'].replace('T', ' ')}")
     return 0
 
@@ -399,6 +399,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(message: str) -> None:
     """One line on stderr, whatever it holds (a lone surrogate from a file name, a megabyte of spec)."""
-    line = " ".join(str(message).split())
+    line = printable(" ".join(str(message).split()))
     line = line if len(line) <= 2000 else line[:1999] + "…"
     sys.stderr.write(line.encode("utf-8", "backslashreplace").decode("utf-8", "replace") + "\n")

@@ -107,6 +107,23 @@ def test_a_short_link_with_thousands_of_bad_layers_gets_a_short_message():
     assert e.value.problems[-1].endswith("more problems") or len(e.value.problems) <= 8
 
 
+@pytest.mark.parametrize("name", ["a\x1b[31mRED\x1b[0m", "x\x1b]0;pwned\x07", "two\nlines", "bidi \u202egnp.exe",
+                                  "zero\u200bwidth", "tab\there", "line\u2028sep"])
+def test_a_name_with_control_or_invisible_characters_is_refused_and_never_printed_raw(name, capsys):
+    """A name is shown in terminals (a hosted visitor's run name reaches the operator's) and on pages:
+    escape sequences, newlines and bidi overrides are refused by the validator, and the CLI prints any
+    such text already in a store escaped."""
+    from playground.cli import _say
+    from playground.specs.serde import printable
+
+    net = preset_net("fast")
+    net.name = name
+    with pytest.raises(SpecError, match=r"name: control and invisible characters are not allowed, got U\+"):
+        Net.from_json(net.to_json())
+    _say(f"run 1: {name}")
+    assert printable(name).isprintable() and capsys.readouterr().err.rstrip("\n").isprintable()
+
+
 def test_a_link_that_inflates_a_thousandfold_is_refused_without_inflating_it():
     bomb = base64.urlsafe_b64encode(zlib.compress(b" " * 12_000_000, 9)).decode()
     assert len(bomb) < links.MAX_LINK_CHARS

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from . import limits as limits_
 from .arch import ARCH_VERSION, KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
 from .limits import ACT_FACTOR, MIB, Limits, exceeded
+from .serde import hidden_char
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HEAD_KINDS = ("conv1x1", "linear")
@@ -188,6 +189,8 @@ def _net_problems(net: Net, lim: Limits) -> list[str]:
         p.append(f"version: this playground reads architecture spec version {ARCH_VERSION}, got {net.version}")
     if len(net.name) > lim.name_chars:
         p.append(f"name: at most {lim.name_chars} characters, got {len(net.name)}")
+    elif bad := hidden_char(net.name):
+        p.append(f"name: control and invisible characters are not allowed, got {bad}")
     if not (1 <= net.in_channels <= lim.in_channels):
         p.append(f"input: channels must be between 1 and {lim.in_channels}, got {net.in_channels}")
     if not (4 <= net.input_size <= lim.input_size):

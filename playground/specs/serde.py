@@ -14,6 +14,7 @@ import os
 import stat
 import types
 import typing
+import unicodedata
 from typing import Any, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
@@ -66,6 +67,22 @@ def short(value: Any, width: int = 40) -> str:
     or a lone surrogate never reaches a terminal or a page whole)."""
     text = repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _hidden(ch: str) -> bool:
+    return unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")
+
+
+def hidden_char(text: str) -> str | None:
+    """The first control, format (bidi overrides, zero-width), surrogate, private-use or line/paragraph
+    separator character in ``text`` as U+XXXX, or None: such characters move a terminal's cursor, retitle
+    its window or reorder what a page shows, and a name is a label, not a layout."""
+    return next((f"U+{ord(ch):04X}" for ch in text if _hidden(ch)), None)
+
+
+def printable(text: Any) -> str:
+    """``text`` for a terminal: each character ``hidden_char`` would name shown as its escape."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden(ch) else ch for ch in str(text))
 
 
 def _key(key: Any) -> str:
