@@ -270,9 +270,33 @@ def cmd_curves(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that answers a bad flag in one line (it printed the whole usage block), for every
+    subcommand: add_subparsers makes its parsers of this class too."""
+
+    def error(self, message: str):
+        _say(f"{self.prog}: {message} (--help lists the options)")
+        sys.exit(2)
+
+
+def blank_flag(args: argparse.Namespace) -> str | None:
+    """An empty value (``--runs ""`` made ./runs, ``--data ""`` fell back to a download, ``--resume ""``
+    started a new run) or a NUL byte in any text flag, said in one line; None if there is none."""
+    for dest, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            flag = dest if dest in POSITIONALS else "--" + dest.replace("_", "-")
+            if isinstance(v, str) and not v.strip():
+                return f"{flag}: empty; give a value or leave the flag out"
+            if isinstance(v, str) and "\x00" in v:
+                return f"{flag}: contains a NUL byte"
+    return None
+
+
+POSITIONALS = ("command", "run_id", "run_ids")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI",
-                                 epilog=EPILOG)
+    ap = OneLineParser(prog="python -m playground", description="CIFAR-10 CNN Playground CLI", epilog=EPILOG)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("presets", help="list presets with params, RF and rule checks").add_argument(
         "--markdown", action="store_true",
@@ -379,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     from .training.sources import DataError
 
     args = build_parser().parse_args(argv)
+    if problem := blank_flag(args):
+        _say(f"error: {problem}")
+        return 2
     try:
         return COMMANDS[args.command](args)
     except SpecError as e:

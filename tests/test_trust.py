@@ -317,3 +317,31 @@ def test_a_tampered_stored_run_fails_in_one_line_and_is_never_left_queued(image_
     record = store.get(run_id)
     assert record.status == "failed" and words in record.message
     assert not store.checkpoint_path(run_id).exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
+    (["evaluate", "x", "--tta-shift", "9"], "argument --tta-shift: invalid choice: 9"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["runs", "--runs", ""], "--runs: empty"),
+    (["summary", "--spec", " "], "--spec: empty"),
+    (["train", "--resume", ""], "--resume: empty"),
+    (["evaluate", "x", "--data", ""], "--data: empty"),
+    (["train", "--teachers", "a", ""], "--teachers: empty"),
+    (["summary", "--spec", "a\x00b"], "--spec: contains a NUL byte"),
+    (["stop", "x\x00"], "run_id: contains a NUL byte"),
+])
+def test_a_bad_or_empty_flag_is_one_line_and_nothing_is_written(argv, says, tmp_path, monkeypatch, capsys):
+    """argparse printed its whole usage block; an empty --runs made ./runs, an empty --data fell back to a
+    download and an empty --resume started a new run; a NUL byte was an internal error."""
+    from contextlib import nullcontext
+
+    from playground.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLAYGROUND_RUNS", str(tmp_path / "store"))
+    with pytest.raises(SystemExit) if says.startswith("argument") or "choice" in says else nullcontext():
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
