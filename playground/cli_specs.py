@@ -60,6 +60,7 @@ def new_run(args, store) -> str:
     from .training.data import load_dataset
     from .training.sources import resolve_source
     from .training.device import pick_device
+    from .training.distill import load_teachers
 
     if args.recipe:
         recipe = get_recipe(args.recipe)
@@ -74,4 +75,5 @@ def new_run(args, store) -> str:
     data = load_dataset(run.data, mmap_train=True)
     if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
         raise SpecError([f"{p} ({data.name})" for p in problems])
+    load_teachers(store, run.train.teachers, run.data, list(data.classes))  # as the app does: before a record
     return create_run(store, run, run.train.device)

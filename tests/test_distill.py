@@ -139,8 +139,11 @@ def test_cli_teachers_flag_and_its_errors(image_folder, teacher, capsys):
     assert main([*common, "--teachers", "nope"]) == 2
     err = capsys.readouterr().err
     assert "teachers must be run ids like" in err and "'nope'" in err
+    before = [r.id for r in store.list()]
     assert main([*common, "--teachers", "20260101-120000-abc123"]) == 2
-    assert "teacher 20260101-120000-abc123 is not in the run store" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "teacher 20260101-120000-abc123 is not in the run store" in out.err
+    assert "run id" not in out.out and [r.id for r in store.list()] == before  # refused before a record
     ok = run_cli(*common, "--teachers", teacher_id, "--distill-weight", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "teachers: averaging 1 runs' predictions" in ok.stdout
