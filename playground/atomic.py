@@ -49,8 +49,12 @@ def write_temporary(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` fills a temporary file; only a complete one is renamed onto ``path``."""
+    """``write(tmp)`` fills a temporary file; only a complete one is renamed onto ``path``, and only
+    over a regular file or nothing: renaming onto /dev/full or a fifo replaced the device node."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}; "
+                                f"give the path of a file to write")
     tmp = write_temporary(path, write)
     try:
         os.replace(tmp, path)

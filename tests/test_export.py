@@ -121,7 +121,8 @@ def test_export_refuses_up_front_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(export_mod, "_plain_model", lambda *a: calls.append(a))  # nothing may be built
     for fmt, path, says in [("pickle", tmp_path / "m.pkl", "unknown export format 'pickle'; choose one of onnx"),
                             ("onnx", tmp_path / "missing" / "m.onnx", "the folder"),
-                            ("torchscript", tmp_path, "it is a folder")]:
+                            ("torchscript", tmp_path, "it is a folder"),
+                            ("onnx", Path("/dev/null"), "it is a device, fifo or socket")]:
         with pytest.raises(ExportError, match=re.escape(says)) as err:
             export(loaded, fmt, path)
         assert_one_line(err.value)
@@ -131,6 +132,30 @@ def test_export_refuses_up_front_in_one_line(tmp_path, monkeypatch):
         export(big, "script", tmp_path / "train_x.py")
     assert_one_line(err.value)
     assert calls == [] and sorted(tmp_path.iterdir()) == []
+
+
+def test_only_a_regular_file_is_ever_replaced(tmp_path):
+    """The atomic rename replaced /dev/full itself with a regular file; a fifo, a device or a folder at
+    the target is refused, and nothing is left beside it."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, tmp_path):
+        with pytest.raises(IsADirectoryError):
+            atomic_mod.write_atomic(target, lambda tmp: tmp.write_text("x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"] and not fifo.is_file()
+
+
+def test_an_exported_scripts_own_file_name_cannot_end_its_docstring(tmp_path):
+    out = tmp_path / 'a""";print("INJECTED");""".py'
+    export(loaded_run(preset_net("fast")), "script", out)
+    source = out.read_text()
+    compile(source, "x", "exec")
+    import ast
+
+    assert not any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"
+                   and any(getattr(a, "value", None) == "INJECTED" for a in n.args) for n in ast.walk(ast.parse(source)))
 
 
 def test_onnx_and_torchscript_take_any_input_the_spec_allows(tmp_path):

@@ -51,6 +51,8 @@ def check(loaded: LoadedRun, fmt: str, path: Path | None = None, baked: bool = F
         path = Path(path)
         if path.is_dir():
             raise ExportError(f"cannot write the export to {path}: it is a folder")
+        if path.exists() and not path.is_file():
+            raise ExportError(f"cannot write the export to {path}: it is a device, fifo or socket, not a file")
         if not path.parent.is_dir():
             raise ExportError(f"cannot write the export to {path}: the folder {path.parent} does not exist")
 
@@ -392,7 +394,8 @@ def export_script(loaded: LoadedRun, path: Path, run_id: str = "") -> Path:
     run = loaded.run
     aug = to_python(run.aug, loaded.mean).replace("import albumentations as A\nimport cv2\n\n",
                                                   "import albumentations as A\nimport cv2\n")
-    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=Path(path).name, left_out=_left_out(run.train),
+    filename = Path(path).name.replace("\\", "\\\\").replace('"', '\\"')  # it goes into the docstring
+    text = SCRIPT_TEMPLATE.format(run_id=run_id, filename=filename, left_out=_left_out(run.train),
                                   aug_code=aug,
                                   arch=pprint.pformat(run.net.to_dict(), width=110, sort_dicts=False),
                                   train=pprint.pformat(run.to_dict()["train"], width=110, sort_dicts=False),
