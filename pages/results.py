@@ -10,12 +10,14 @@ from playground import ui
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.results.export import ExportError, export
 from playground.runs.faults import CheckpointError
+from playground.runs.records import DAMAGED
 from playground.specs.serde import SpecError
 from playground.training.data import DataError
 
 st.title("Results")
 store = ui.store()
-runs = [r for r in ui.launcher().runs() if not r.active and r.checkpoint_sha]  # any ended run with a saved epoch
+runs = [r for r in ui.launcher().runs()  # any ended, undamaged run with a saved epoch
+        if not r.active and r.checkpoint_sha and r.status != DAMAGED]
 if not runs:
     st.info("No finished runs yet: train one on the **Train** page.")
     st.stop()

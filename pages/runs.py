@@ -6,7 +6,7 @@ import streamlit as st
 from playground import ui
 from playground.results.plots import compare_figure, minutes_seconds
 from playground.runs.jobs import JobError, owns
-from playground.runs.store import RESUMABLE
+from playground.runs.records import RESUMABLE
 from playground.specs.config import hosted
 
 st.title("Runs")

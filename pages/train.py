@@ -4,7 +4,7 @@ import streamlit as st
 from playground import ui
 from playground.results.plots import live_figure, minutes_seconds
 from playground.runs.jobs import JobError, owns
-from playground.runs.store import RESUMABLE
+from playground.runs.records import DAMAGED, RESUMABLE
 from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec, keep_low_res_share
 from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
@@ -142,6 +142,9 @@ def live() -> None:
     if record is None:
         st.info("No training to follow yet. Set the options below and press **Start training**."
                 if not run_id else "The run this page was following is not in the store (deleted, or a wrong link).")
+        return
+    if record.status == DAMAGED:  # its row is not what a run's row holds: nothing of it can be charted
+        st.error(ui.plain(record.message))
         return
     st.session_state["watch"] = run_id
     per_epoch = max(1, record.steps // max(1, record.planned_epochs))

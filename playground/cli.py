@@ -98,6 +98,7 @@ def _progress(run, quiet: bool):
 
 def cmd_train(args) -> int:
     from .runs.lifecycle import reconcile
+    from .runs.runner import resume_state
     from .runs.store import RunStore
     from .runs.worker import run_worker
     from .specs.config import RunSpec
@@ -108,7 +109,8 @@ def cmd_train(args) -> int:
             return 2
         reconcile(store)  # a run whose worker died still says "running" until someone looks
         record = store.get(args.resume)
-        RunSpec.from_dict(record.spec)  # a stored spec is checked before the run is touched
+        if record.state_sha:  # the stored spec and saved state are checked before the run is touched
+            resume_state(store, args.resume, RunSpec.from_dict(record.spec))
         if not record.state_sha or not store.requeue(args.resume):
             print(f"error: run {args.resume} is {record.status}; only a stopped or interrupted run with a "
                   f"finished epoch can be resumed", file=sys.stderr)
@@ -143,6 +145,7 @@ def cmd_runs(args) -> int:
     import datetime as dt
 
     from .runs.lifecycle import reconcile
+    from .runs.records import DAMAGED
     from .runs.store import RunStore
 
     store = RunStore(args.runs)
@@ -158,6 +161,8 @@ def cmd_runs(args) -> int:
         acc = f"{r['best_acc']:.2%}" if r["best_acc"] else "-"
         print(f"{r['id']:24} {printable(r['name'])[:12]:12} {r['status']:11} {r['epochs_done']:>4}/{r['epochs_planned']:<4} "
               f"{acc:>8} {r['params'] or 0:>9,}  {r['started'].replace('T', ' ')}")
+        if r["status"] == DAMAGED:
+            print(f"  {printable(r['message'])}")
     return 0
 
 

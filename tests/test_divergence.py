@@ -5,7 +5,8 @@ real tiny training at a huge learning rate, or a loss bent by a spy."""
 import pytest
 
 from playground.runs.runner import execute
-from playground.runs.store import ACTIVE, RESUMABLE, STATUSES, RunStore
+from playground.runs.records import ACTIVE, RESUMABLE, STATUSES
+from playground.runs.store import RunStore
 from playground.training.data import load_dataset
 from playground.training.trainer import DivergenceWatch
 from tests.test_training import tiny_run

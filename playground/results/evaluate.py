@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runs.faults import CheckpointError
-from ..runs.store import RunRecord, RunStore
+from ..runs.records import RunRecord
+from ..runs.store import RunStore
 from ..specs import limits as limits_
 from ..specs.config import RunSpec
 from ..specs.geometry import trace
@@ -86,14 +87,14 @@ def load_run(store: RunStore, run_id: str, data=None) -> LoadedRun:
     except CheckpointError as e:
         if "\n" not in str(e):
             raise
-        raise CheckpointError(_short_load_error(str(e), store.checkpoint_path(run_id))) from None
+        raise CheckpointError(short_load_error(str(e), store.checkpoint_path(run_id))) from None
     loaded = from_checkpoint(state, run_id, f"the checkpoint of run {run_id}")
     if data is not None:
         check_data(loaded, data.x_test, classes=data.classes)
     return loaded
 
 
-def _short_load_error(message: str, path) -> str:
+def short_load_error(message: str, path) -> str:
     """torch's refusal to unpickle code is a page of advice; the user needs what it refused."""
     if "Weights only load failed" in message:
         found = re.search(r"GLOBAL ([\w.]+)", message)
@@ -126,7 +127,7 @@ def from_checkpoint(state, run_id: str = "", where: str = "the checkpoint") -> L
         raise CheckpointError(f"{where} holds an invalid spec: {one_line('; '.join(e.problems))}") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{where} holds an unreadable spec: {type(e).__name__}: {one_line(e)}") from None
-    _check_state_dict(model, state["state_dict"], where)
+    check_state_dict(model, state["state_dict"], where)
     classes, mean, std, epoch = state["classes"], state["mean"], state["std"], state["epoch"]
     if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
         raise CheckpointError(f"{where} has no list of class names")
@@ -143,7 +144,7 @@ def from_checkpoint(state, run_id: str = "", where: str = "the checkpoint") -> L
                      tuple(float(v) for v in std), epoch, run_id)
 
 
-def _check_state_dict(model: nn.Module, weights, where: str) -> None:
+def check_state_dict(model: nn.Module, weights, where: str) -> None:
     """Load ``weights`` into ``model`` only if they are its exact keys and shapes, all finite."""
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                 for k, v in weights.items()):

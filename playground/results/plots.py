@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..runs.store import RunRecord
+from ..runs.records import RunRecord
 
 
 def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -> go.Figure:

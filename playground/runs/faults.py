@@ -1,4 +1,4 @@
-"""The run store's faults: three exceptions and the translation of OS and SQLite errors into the
+"""The run store's faults: four exceptions and the translation of OS and SQLite errors into the
 cause a person can act on, in one line (a full or read-only disk, a damaged or locked database,
 a failing disk). store.py raises them; every page and command shows their message, never a
 traceback.
@@ -22,6 +22,13 @@ class RunGone(RuntimeError):
 class StoreError(RuntimeError):
     """The run store cannot be read or written (a full or read-only disk, a damaged or missing
     database, a lock held too long); the message names the cause in one line."""
+
+
+class DamagedRun(StoreError):
+    """One run's row holds values of the wrong type or shape (edited by hand, written by a bug, a disk
+    fault SQLite did not notice). Raised by what needs the run itself (evaluate, export, resume, curves);
+    the listing shows the row as a "damaged" record and every other run is unaffected. The message names
+    the run and the damaged fields, in one line."""
 
 
 def cause_of_os_error(e: OSError, where: Path) -> str:

@@ -20,8 +20,10 @@ from ..training.data import Dataset
 from ..training.device import pick_device
 from ..training.distill import load_teachers
 from . import lifecycle
-from .runner import create_run
-from .store import RESUMABLE, RunRecord, RunStore
+from .faults import CheckpointError
+from .runner import create_run, resume_state
+from .records import DAMAGED, RESUMABLE, RunRecord
+from .store import RunStore
 
 DEFAULT_MAX_JOBS = 2
 DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
@@ -66,16 +68,20 @@ class Launcher:
         return self.store.list()
 
     def get(self, run_id: str) -> RunRecord | None:
+        """The run's record; a damaged row as its "damaged" record (pages show it, its owner may delete it)."""
         self.refresh()
-        return self.store.get(run_id)
+        return self.store.get(run_id, damaged=True)
 
     # -- changing ------------------------------------------------------------
     def _owned(self, owner: str, run_id: str, verb: str) -> RunRecord:
+        """The run, if ``owner`` may ``verb`` it; a damaged one can only be deleted (its message says why)."""
         record = self.get(run_id)
         if record is None:
             raise JobError(f"there is no run {run_id} (deleted?)")
         if not owns(record, owner):
             raise JobError(f"run {run_id} was started by another visitor; you can only {verb} runs you started")
+        if record.status == DAMAGED and verb != "delete":
+            raise JobError(record.message)
         return record
 
     def _check_capacity(self, owner: str) -> None:
@@ -104,10 +110,19 @@ class Launcher:
         return run_id
 
     def resume(self, owner: str, run_id: str) -> None:
+        """Requeue a stopped or interrupted run and start its worker, once its spec and saved state are
+        known to be usable: a refused run is left as it was, still resumable."""
         record = self._owned(owner, run_id, "resume")
         if record.status not in RESUMABLE or not record.state_sha:
             raise JobError(f"run {run_id} is {record.status}{'' if record.state_sha else ' with no saved epoch'}; "
                            f"only a stopped or interrupted run with a finished epoch can be resumed")
+        try:
+            resume_state(self.store, run_id, RunSpec.from_dict(record.spec))
+        except SpecError as e:
+            raise JobError(f"run {run_id} cannot be resumed: its stored spec is invalid: {'; '.join(e.problems)}") \
+                from None
+        except CheckpointError as e:
+            raise JobError(str(e)) from None
         with self._lock:
             self._check_capacity(owner)
             if not self.store.requeue(run_id):

@@ -22,7 +22,8 @@ import psutil
 
 from .. import cli_child
 from .faults import StoreError
-from .store import RunRecord, RunStore
+from .records import RunRecord
+from .store import RunStore
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive
 STALE_S = 60.0  # a worker on another host is presumed dead after this long without a heartbeat
@@ -95,7 +96,8 @@ def exit_reason(returncode: int) -> tuple[str, str]:
 
 def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Record every active run whose worker is gone, and kill workers that outlived a stop
-    request by GRACE_S. Cheap (one query) when nothing runs; returns the ids it changed.
+    request by GRACE_S. Cheap (one query) when nothing runs; returns the ids it changed. A damaged
+    row is not among the active runs (RunStore.active), so it cannot stop this for the others.
 
     ``children`` are runs whose worker is the caller's own child: their exit code says more
     than "gone" (a signal, an exit status), so the caller records them when it reaps them."""

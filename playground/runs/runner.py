@@ -15,20 +15,27 @@ import threading
 import time
 from functools import partial
 
+import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..results.evaluate import LoadedRun
-from ..specs.config import RunSpec
-from ..specs.serde import SpecError
+from ..results.evaluate import LoadedRun, check_state_dict, short_load_error, one_line
+from ..specs.config import RunSpec, TrainSpec
+from ..specs.serde import SpecError, short
+from ..training.batch_augment import BatchAugment
+from ..training.builder import build_model
 from ..training.data import Dataset
 from ..training.sources import DataError
 from ..training.distill import load_teachers, teacher_targets
-from ..training.trainer import Callback, Event, Trainer, TrainResult, metrics_of
+from ..training.trainer import Callback, Event, Trainer, TrainResult, make_optimizer, metrics_of
 from . import lifecycle
 from .faults import CheckpointError, StoreError
+from .records import check_metrics
 from .store import RunStore
 
 CHECKPOINT_FORMAT = 1
+RESUME_KEYS = ("epoch", "step", "elapsed", "epochs", "model", "optimizer", "scheduler", "scaler", "ema", "torch_rng",
+               "cuda_rng", "source_rng", "augment")  # what Trainer.fit reads from a resume state
 PROGRESS_EVERY_S = 1.0  # how often batch points reach the store
 POINT_EVERY_S = 0.25  # at most this many seconds between two stored batch points
 
@@ -89,6 +96,78 @@ class StoreWriter:
                 self.store.save_checkpoint(self.run_id, checkpoint_state(self.run, d["model"], self.data,
                                                                          self.epoch))
             self.store.finish(self.run_id, d["status"], d["message"], d["elapsed"])
+
+
+def resume_state(store: RunStore, run_id: str, run: RunSpec) -> dict:
+    """The run's saved epoch state, once it is known that ``Trainer.fit`` can continue ``run`` from it;
+    CheckpointError in one line otherwise. Its hash only says the file is the one saved: a file saved
+    by a bug or another version, or replaced together with its hash, is checked here, before the run's
+    status changes, so a refused run stays stopped and can still be resumed once its state is restored."""
+    try:
+        state = store.load_state(run_id)
+    except CheckpointError as e:
+        raise CheckpointError(f"run {run_id} cannot be resumed: "
+                              f"{short_load_error(str(e), store.state_path(run_id))}") from None
+    check_resume_state(state, run, f"run {run_id} cannot be resumed: its saved state {store.state_path(run_id)}")
+    return state
+
+
+def check_resume_state(state: object, run: RunSpec, where: str) -> None:
+    """CheckpointError, one line starting with ``where``, unless ``state`` holds every RESUME_KEY with the
+    type Trainer.fit expects, the metrics of each epoch up to its own, and weights, EMA weights, optimizer
+    state and random generator states that load into the run's net, optimizer and generators."""
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"{where} {problem}")
+
+    if not isinstance(state, dict):
+        raise refuse(f"is not a resume state (it holds a {type(state).__name__}, not a dict)")
+    if missing := [k for k in RESUME_KEYS if k not in state]:
+        raise refuse(f"is not a resume state (it lacks {', '.join(missing)})")
+    t, epoch, epochs = run.train, state["epoch"], state["epochs"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= t.epochs:
+        raise refuse(f"has no valid epoch number (a whole number from 1 to {t.epochs}, not {short(epoch)})")
+    for key, kinds in (("step", int), ("elapsed", (int, float)), ("loss_reference", (int, float, type(None)))):
+        value = state.get(key)
+        if not isinstance(value, kinds) or isinstance(value, bool) or value is not None and not 0 <= value < 1e12:
+            raise refuse(f"has no valid {key} ({short(value)})")
+    if not isinstance(epochs, list) or len(epochs) != epoch:
+        raise refuse(f"does not hold the metrics of its {epoch} epoch(s) (it holds {short(epochs)})")
+    for number, metrics in enumerate(epochs, 1):
+        try:
+            check_metrics(metrics, number)
+        except ValueError as e:
+            raise refuse(f"holds damaged metrics for epoch {number} ({e})") from None
+    model = build_model(run.net)
+    check_state_dict(model, state["model"], where)
+    if t.ema:
+        check_state_dict(AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True),
+                          state["ema"], f"{where} (its EMA weights)")
+    for key, load in (("optimizer", lambda s: _load_optimizer_state(model, t, s)),
+                      ("torch_rng", lambda s: torch.Generator().set_state(s)),
+                      ("source_rng", lambda s: setattr(np.random.default_rng().bit_generator, "state", s)),
+                      ("augment", lambda s: BatchAugment(run.aug, (0.5, 0.5, 0.5), t.seed).set_state(s))):
+        try:  # into objects like those Trainer.fit builds (the augmentation's mean does not change its generators)
+            load(state[key])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+            raise refuse(f"holds a {key} state that does not fit the run ({type(e).__name__}: {one_line(e, 120)})") \
+                from None
+    for key in ("scheduler", "scaler"):
+        if not isinstance(state[key], dict):
+            raise refuse(f"holds no {key} state (a dict), but {short(state[key])}")
+    if state["cuda_rng"] is not None and not (isinstance(state["cuda_rng"], (list, tuple)) and all(
+            isinstance(g, torch.Tensor) and g.dtype == torch.uint8 for g in state["cuda_rng"])):
+        raise refuse(f"holds no CUDA generator states (a list of byte tensors), but {short(state['cuda_rng'])}")
+
+
+def _load_optimizer_state(model: torch.nn.Module, train: TrainSpec, state: object) -> None:
+    """Load ``state`` into the optimizer Trainer.fit makes for ``model``; ValueError unless each parameter's
+    buffers (momentum, Adam's moments) have its shape, which torch only finds out at the first step."""
+    opt = make_optimizer(model, train)
+    opt.load_state_dict(state)
+    for param, buffers in opt.state.items():
+        for name, value in buffers.items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                raise ValueError(f"its {name} is {tuple(value.shape)} for a parameter of {tuple(param.shape)}")
 
 
 def failure_message(e: BaseException) -> str:

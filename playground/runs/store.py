@@ -12,6 +12,10 @@ transaction that records its hash, so a failed write (of the file or of the data
 the previous checkpoint and its hash; a writer that dies mid-write leaves a temporary file
 that the next RunStore of this host sweeps away. Opening a fresh store is safe when many
 processes do it at once (first-use initialisation is serialised and retried).
+
+Every value read from a row is checked (the store is shared, and may be edited or damaged): a
+row that fails is listed as a "damaged" record naming the field, ``get`` refuses it with
+DamagedRun, and reconciling and stopping pass it by, so one bad row never breaks the other runs.
 """
 from __future__ import annotations
 
@@ -21,12 +25,12 @@ import secrets
 import sqlite3
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from .. import atomic
-from .faults import RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
+from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
+from .records import COLUMNS, DAMAGED, STATUSES, RunRecord, record_from_row
 from .store_files import RunFiles, checked_id, is_run_id
 
 try:
@@ -69,49 +73,8 @@ LIFECYCLE_COLUMNS = {
     "step": "INTEGER DEFAULT 0", "steps": "INTEGER DEFAULT 0", "img_per_s": "REAL", "stop_requested": "REAL",
     "state_sha": "TEXT", "started": "REAL",
 }
-ACTIVE = ("queued", "running")
-RESUMABLE = ("stopped", "interrupted")
-STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed", "diverged")  # diverged: trainer.py's divergence rules
 BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
 STALE_TMP_S = 600.0  # a temporary file this old whose writer is gone (or any after an hour) is swept
-COLUMNS = ("id, name, status, created, updated, spec, params, best_acc, elapsed, device, message, checkpoint_sha, "
-           + ", ".join(LIFECYCLE_COLUMNS))
-
-
-@dataclass
-class RunRecord:
-    id: str
-    name: str
-    status: str
-    created: float
-    updated: float
-    spec: dict
-    params: int | None
-    best_acc: float | None
-    elapsed: float | None
-    device: str | None
-    message: str
-    checkpoint_sha: str | None
-    owner: str
-    pid: int | None
-    pid_start: float | None
-    host: str | None
-    heartbeat: float | None
-    step: int
-    steps: int
-    img_per_s: float | None
-    stop_requested: float | None
-    state_sha: str | None
-    started: float | None
-    epochs: list[dict]
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
-    def planned_epochs(self) -> int:
-        return int(self.spec.get("train", {}).get("epochs", 0))
 
 
 def runs_dir(path: str | Path | None = None) -> Path:
@@ -337,29 +300,39 @@ class RunStore(RunFiles):
         self._update(run_id, "stop_requested = COALESCE(stop_requested, ?)", (time.time(),))
 
     # -- reading -------------------------------------------------------------
-    def get(self, run_id: str) -> RunRecord | None:
+    def get(self, run_id: str, damaged: bool = False) -> RunRecord | None:
+        """The run's record, or None if there is none. A damaged row (see record_from_row) raises
+        DamagedRun, in one line naming the run and the field: what uses a run (evaluate, export, resume,
+        curves, a teacher) must not guess. ``damaged=True`` returns it as its "damaged" record instead,
+        for what only shows or deletes the run."""
         if not is_run_id(run_id):
             return None
         found = self._records("WHERE id = ?", (run_id,))
+        if found and found[0].status == DAMAGED and not damaged:
+            raise DamagedRun(found[0].message)
         return found[0] if found else None
 
     def list(self, limit: int = 500) -> list[RunRecord]:
+        """The newest runs, a damaged row among them as a "damaged" record."""
         return self._records("ORDER BY created DESC LIMIT ?", (limit,))
 
     def active(self) -> list[RunRecord]:
-        return self._records("WHERE status IN ('queued', 'running') ORDER BY created", ())
+        """The queued and running runs, less damaged rows: nothing can tell whether their workers live, so
+        reconciling, stopping and counting training slots pass them by (the listing shows them)."""
+        return [r for r in self._records("WHERE status IN ('queued', 'running') ORDER BY created", ()) if r.active]
 
     def _records(self, where: str, args: tuple) -> list[RunRecord]:
         with self._conn() as c:
+            # Text that is not UTF-8 would fail the whole query; read as lone surrogates, it fails its row's check.
+            c.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
             rows = c.execute(f"SELECT {COLUMNS} FROM runs {where}", args).fetchall()
-            epochs: dict[str, list[dict]] = {r[0]: [] for r in rows}
-            marks = ",".join("?" * len(rows))
-            if rows:
-                for run_id, m in c.execute(f"SELECT run_id, metrics FROM epochs WHERE run_id IN ({marks}) "
-                                           f"ORDER BY run_id, epoch", list(epochs)):
-                    epochs[run_id].append(json.loads(m))
-        return [RunRecord(*r[:5], json.loads(r[5]), *r[6:10], r[10] or "", r[11], r[12] or "", *r[13:17],
-                          r[17] or 0, r[18] or 0, *r[19:], epochs=epochs[r[0]]) for r in rows]
+            epochs: dict[str, list[tuple]] = {r[0]: [] for r in rows if is_run_id(r[0])}  # not a damaged id
+            if epochs:
+                marks = ",".join("?" * len(epochs))
+                for run_id, epoch, metrics in c.execute(f"SELECT run_id, epoch, metrics FROM epochs WHERE run_id IN "
+                                                        f"({marks}) ORDER BY run_id, epoch", list(epochs)):
+                    epochs[run_id].append((epoch, metrics))
+        return [record_from_row(r, epochs.get(r[0], [])) for r in rows]
 
     def log_path(self, run_id: str) -> Path:
         """The worker's own output (stdout and stderr), for the reasons a crash leaves behind."""

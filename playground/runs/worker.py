@@ -25,7 +25,7 @@ from ..training.sources import DataError
 from ..training.device import return_memory_eagerly
 from ..training.trainer import Callback, TrainResult
 from . import lifecycle
-from .runner import execute, failure_message, record_end
+from .runner import execute, failure_message, record_end, resume_state
 from .faults import CheckpointError, RunGone, StoreError
 from .store import RunStore
 
@@ -66,7 +66,8 @@ def _fail_fast(store: RunStore, run_id: str):
 def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = None) -> TrainResult | None:
     """Train the queued run ``run_id`` in this process; None if it was deleted meanwhile.
 
-    A run that has a saved epoch state is resumed from it."""
+    A run that has a saved epoch state is resumed from it. A state it cannot resume from (runner.resume_state)
+    is refused before the run is claimed: the run goes back to "stopped" with the reason, still resumable."""
     record = store.get(run_id)
     if record is None:
         raise RunGone(f"no run {run_id!r} in {store.root}")
@@ -74,6 +75,11 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
         run = RunSpec.from_dict(record.spec)  # a stored run is untrusted input too (the store may be damaged)
     except SpecError as e:
         record_end(store, run_id, "failed", f"failed: the stored spec is invalid: {'; '.join(e.problems)}")
+        raise
+    try:
+        resume = resume_state(store, run_id, run) if record.state_sha else None
+    except CheckpointError as e:
+        record_end(store, run_id, "stopped", str(e))
         raise
     stop, done = threading.Event(), threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
@@ -85,7 +91,6 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     beat.start()
     try:
         data = load_dataset(run.data or None, mmap_train=True)  # a subset run reads only its rows
-        resume = store.load_state(run_id) if record.state_sha else None
         return execute(store, run, data, callbacks, stop, run_id=run_id, resume=resume)[1]
     except RunGone:
         return None

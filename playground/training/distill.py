@@ -17,7 +17,8 @@ import torch
 
 from ..results.evaluate import LoadedRun, evaluate, load_run
 from ..runs.faults import CheckpointError
-from ..runs.store import RunRecord, RunStore
+from ..runs.records import RunRecord
+from ..runs.store import RunStore
 from .sources import same_source
 
 
