@@ -138,6 +138,7 @@ def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_tria
     ({"objectives": ["speed"], "params": {"train.epochs": {"int": [1, 2]}}}, "objectives: choose one of"),
     ({"parms": {}}, "parms: unknown key"),
     ({"pruner": "asha", "params": {"train.epochs": {"int": [1, 2]}}}, "pruner: choose one of median, hyperband"),
+    ({"params": {"train.max_lr": {"float": [-1e308, 1e308]}}}, "params.train.max_lr.float: the range must lie within"),
 ])
 def test_an_invalid_space_file_names_the_key(space, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(".", r"\.")):

@@ -119,7 +119,7 @@ def space_from_dict(data: Any, where: str = "space") -> Space:
     try:
         RunSpec.from_dict(base_run(space))  # the base itself must exist and be a valid run
     except SpecError as e:
-        raise bad("base", e.problems[0]) from None
+        raise bad("base", e.problems[0].removeprefix("base: ")) from None
     return space
 
 
@@ -141,8 +141,8 @@ def check_distribution(key: str, dist: Any, bad) -> None:
     elif (not isinstance(values, list) or len(values) != 2 or not all(numeric(v) for v in values)
           or values[0] > values[1] or (kind == "int" and not all(float(v).is_integer() for v in values))):
         raise bad(f"params.{key}.{kind}", "expected [low, high] with low <= high")
-    if kind == "int" and not all(abs(v) <= 10**9 for v in values):
-        raise bad(f"params.{key}.int", "the range must lie within ±1,000,000,000")
+    if kind in ("int", "float") and not all(abs(v) <= 10**9 for v in values):  # Optuna overflowed on ±1e308
+        raise bad(f"params.{key}.{kind}", "the range must lie within ±1,000,000,000")
     if key.endswith(".depth") and (kind != "int" or values[0] < 1 or values[1] > current().layers):
         raise bad(f"params.{key}", f"a block's depth is an int range within 1..{current().layers}")
     if "log" in dist and (not isinstance(dist["log"], bool) or (dist["log"] and (kind == "choice" or values[0] <= 0))):

@@ -17,7 +17,7 @@ import numpy as np
 from .. import atomic
 from .faults import CheckpointError, RunGone, StoreError, cause_of_os_error
 
-RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # ASCII digits: \d also takes Arabic-Indic ones
 
 
 def is_run_id(text: object) -> bool:

@@ -165,7 +165,7 @@ class AugSpec(serde.JsonSpec):
 def make_transform(name: str, p: float | None = None, **params: Any) -> TransformSpec:
     """A transform with every parameter at its schema default unless given."""
     if name not in REGISTRY:
-        raise serde.SpecError([f"unknown transform {name!r} (choose one of {', '.join(REGISTRY)})"])
+        raise serde.SpecError([f"unknown transform {serde.short(name)} (choose one of {', '.join(REGISTRY)})"])
     d = REGISTRY[name]
     values = {prm.name: params.get(prm.name, prm.default) for prm in d.params}
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from . import limits as limits_
 from .arch import ARCH_VERSION, KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
 from .limits import ACT_FACTOR, MIB, Limits, exceeded
-from .serde import hidden_char
+from .serde import hidden_char, short
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HEAD_KINDS = ("conv1x1", "linear")
@@ -89,7 +89,7 @@ def _has_bn(order: str) -> bool:
 def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
     p: list[str] = []
     if layer.kind not in LAYER_KINDS:
-        return [f"{where}: unknown layer kind {layer.kind!r} (choose one of {', '.join(LAYER_KINDS)})"]
+        return [f"{where}: unknown layer kind {short(layer.kind)} (choose one of {', '.join(LAYER_KINDS)})"]
     for name, value, low, high in (("channels", layer.out, 1, lim.channels), ("kernel", layer.kernel, 1, lim.kernel),
                                    ("stride", layer.stride, 1, lim.stride),
                                    ("dilation", layer.dilation, 1, lim.dilation),
@@ -100,11 +100,11 @@ def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
         if not (low <= value <= high):
             p.append(f"{where}: {name} must be between {low} and {high}, got {value}")
     if layer.order not in ORDERS:
-        p.append(f"{where}: unknown norm/activation order {layer.order!r} (choose one of {', '.join(ORDERS)})")
+        p.append(f"{where}: unknown norm/activation order {short(layer.order)} (choose one of {', '.join(ORDERS)})")
     if not (0.0 <= layer.dropout < 1.0):
         p.append(f"{where}: dropout must be in [0, 1), got {layer.dropout}")
     if layer.padding_mode not in PADDING_MODES:
-        p.append(f"{where}: unknown padding mode {layer.padding_mode!r} (choose one of {', '.join(PADDING_MODES)})")
+        p.append(f"{where}: unknown padding mode {short(layer.padding_mode)} (choose one of {', '.join(PADDING_MODES)})")
     if layer.is_pool:
         if layer.dilation != 1:
             p.append(f"{where}: pooling layers cannot be dilated")
@@ -139,7 +139,7 @@ def _shape_problem(where: str, layer: Layer, c_in: int, n_in: int) -> str | None
                 f"but the map is {n_in}×{n_in}")
     n_out = (n_in + 2 * layer.padding - k_eff) // layer.stride + 1
     if layer.pools and n_out < 2:
-        return f"{where}: the order {layer.order!r} max-pools 2×2, but the conv's output is only {n_out}×{n_out}"
+        return f"{where}: the order {short(layer.order)} max-pools 2×2, but the conv's output is only {n_out}×{n_out}"
     for o in range(n_out):
         taps = (o * layer.stride - layer.padding + t * layer.dilation for t in range(layer.kernel))
         if not any(0 <= x < n_in for x in taps):
@@ -264,7 +264,7 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
         if geometry_ok:
             geometry_ok = _check_residuals(t, b, block, bounds)
     if net.head.kind not in HEAD_KINDS:
-        t.problems.append(f"head: unknown kind {net.head.kind!r} (choose one of {', '.join(HEAD_KINDS)})")
+        t.problems.append(f"head: unknown kind {short(net.head.kind)} (choose one of {', '.join(HEAD_KINDS)})")
     elif net.head.kind == "conv1x1" and not net.head.gap:
         t.problems.append("head: a 1×1 conv head needs global average pooling first")
     if geometry_ok and net.head.kind in HEAD_KINDS and net.blocks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .arch import Block, Head, Layer, Net, conv, pool, sep
+from .serde import short
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise KeyError(f"unknown preset {short(name)}; choose one of {', '.join(PRESETS)}") from None
 
 
 def preset_net(name: str) -> Net:

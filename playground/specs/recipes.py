@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .augment import AugSpec, default_aug, make_transform
 from .config import TrainSpec
+from .serde import short
 
 
 @dataclass(frozen=True)
@@ -156,4 +157,4 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
+        raise KeyError(f"unknown recipe {short(name)}; choose one of {', '.join(RECIPES)}") from None
