@@ -167,6 +167,24 @@ def test_a_crafted_checkpoint_never_runs_code_and_is_refused_in_one_line(tmp_pat
     assert marker.exists()
 
 
+def test_a_legacy_pickle_checkpoint_is_refused_in_one_line_without_torchs_warnings(tmp_path, recwarn):
+    """A checkpoint that is a plain pickle (not torch's zip) made torch warn in two lines before the refusal."""
+    import hashlib
+    import pickle
+    import sqlite3
+
+    store = RunStore(tmp_path / "runs")
+    run_id = stored_run(store)
+    data = pickle.dumps({"epoch": 1}, protocol=4)
+    store.checkpoint_path(run_id).write_bytes(data)
+    with sqlite3.connect(store.db) as c:
+        c.execute("UPDATE runs SET checkpoint_sha = ? WHERE id = ?", (hashlib.sha256(data).hexdigest(), run_id))
+    with pytest.raises(CheckpointError) as err:
+        load_run(store, run_id)
+    assert_one_line(err.value)
+    assert [str(w.message) for w in recwarn] == []
+
+
 @pytest.mark.parametrize("damage, says", [
     (lambda s: s["state_dict"].pop("c1.0.conv.weight"), "weights missing 1 (c1.0.conv.weight)"),
     (lambda s: s["state_dict"].update({"c9.0.conv.weight": torch.zeros(1)}), "1 not in the spec (c9.0.conv.weight)"),

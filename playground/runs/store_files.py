@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 from contextlib import suppress
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class RunFiles:
             raise CheckpointError(f"checkpoint {path} is damaged (its contents do not match what was saved; "
                                   f"{len(data):,} bytes on disk, truncated?); retrain the run")
         try:  # tensors and plain values only: a crafted file cannot run code
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # a legacy pickle makes torch warn in two lines; the refusal is one
+                warnings.simplefilter("ignore")
+                return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt zips
             raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
