@@ -103,8 +103,8 @@ def cmd_train(args) -> int:
     from .runs.worker import run_worker
     from .specs.config import RunSpec
 
-    store = RunStore(args.runs)
     if args.resume:
+        store = RunStore(args.runs, existing=True)
         if _find_runs(store, [args.resume]) is None:
             return 2
         reconcile(store)  # a run whose worker died still says "running" until someone looks
@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
             return 2
         run_id = args.resume
     else:
-        run_id = new_run(args, store)
+        run_id, store = new_run(args)
     run = RunSpec.from_dict(store.get(run_id).spec)
     print(f"run id: {run_id}", flush=True)
     if note := getattr(args, "low_res_note", None):
@@ -148,7 +148,7 @@ def cmd_runs(args) -> int:
     from .runs.records import DAMAGED
     from .runs.store import RunStore
 
-    store = RunStore(args.runs)
+    store = RunStore(args.runs, existing=True)
     reconcile(store)
     rows = [dict(id=r.id, name=r.name, status=r.status, epochs_done=len(r.epochs), epochs_planned=r.planned_epochs,
                  best_acc=r.best_acc, params=r.params, started=dt.datetime.fromtimestamp(r.created).isoformat(
@@ -170,7 +170,7 @@ def cmd_stop(args) -> int:
     from .runs.lifecycle import GRACE_S, reconcile, request_stop
     from .runs.store import RunStore
 
-    store = RunStore(args.runs)
+    store = RunStore(args.runs, existing=True)
     if _find_runs(store, [args.run_id]) is None:
         return 2
     reconcile(store)
@@ -202,7 +202,7 @@ def cmd_evaluate(args) -> int:
     from .runs.store import RunStore
     from .training.data import load_dataset
 
-    store = RunStore(args.runs)
+    store = RunStore(args.runs, existing=True)
     found = _find_runs(store, args.run_ids)
     if found is None:
         return 2
@@ -252,7 +252,7 @@ def cmd_export(args) -> int:
     from .results.export import default_filename, export
     from .runs.store import RunStore
 
-    store = RunStore(args.runs)
+    store = RunStore(args.runs, existing=True)
     if _find_runs(store, [args.run_id]) is None:
         return 2
     out = Path(args.out or default_filename(args.run_id, args.format))
@@ -265,7 +265,7 @@ def cmd_curves(args) -> int:
     from .results.plots import report_figure
     from .runs.store import RunStore
 
-    records = _find_runs(RunStore(args.runs), args.run_ids)
+    records = _find_runs(RunStore(args.runs, existing=True), args.run_ids)
     if records is None:
         return 2
     out = Path(args.out)
@@ -386,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="docs/curves.html")
     sw, tr = add_sweep_parsers(sub)
     for p in (t, e, b, d, sw):
-        p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .tar.gz, .tar or .zip) | upload:<sha256> "
-                                      "(default: $PLAYGROUND_DATA, then cifar10)")
+        p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .zip or .tar[.gz|.bz2|.xz]) | "
+                                      "upload:<sha256> (default: $PLAYGROUND_DATA, then cifar10)")
     for p in (t, e, x, c, w, r, st, sw, tr):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap

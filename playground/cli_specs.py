@@ -2,7 +2,12 @@
 architecture, augmentation and training specs, through the one validator; the CLI's commands call these."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .specs.serde import SpecError
+
+if TYPE_CHECKING:
+    from .runs.store import RunStore
 
 
 def load_spec_file(cls, path: str):
@@ -51,8 +56,10 @@ def train_spec(args, base):
     return t
 
 
-def new_run(args, store) -> str:
-    """The run the flags describe, recorded as queued (checked before anything is written)."""
+def new_run(args) -> tuple[str, RunStore]:
+    """The run the flags describe, recorded as queued, and its store: everything is checked before
+    anything is written, the store itself included (a refused spec left an empty store behind)."""
+    from .runs.store import RunStore  # noqa: F811 (at run time; the one above is for the annotation)
     from .runs.runner import create_run
     from .specs.augment import AugSpec, default_aug
     from .specs.config import RunSpec, TrainSpec, checked, data_problems
@@ -75,5 +82,7 @@ def new_run(args, store) -> str:
     data = load_dataset(run.data, mmap_train=True)
     if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
         raise SpecError([f"{p} ({data.name})" for p in problems])
-    load_teachers(store, run.train.teachers, run.data, list(data.classes))  # as the app does: before a record
-    return create_run(store, run, run.train.device)
+    if run.train.teachers:  # as the app does: before a record; they are runs in an existing store
+        load_teachers(RunStore(args.runs, existing=True), run.train.teachers, run.data, list(data.classes))
+    store = RunStore(args.runs)
+    return create_run(store, run, run.train.device), store

@@ -345,3 +345,20 @@ def test_a_bad_or_empty_flag_is_one_line_and_nothing_is_written(argv, says, tmp_
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["runs"], ["runs", "--json"], ["stop", "20260101-120000-abcdef"],
+                                  ["evaluate", "20260101-120000-abcdef"], ["export", "20260101-120000-abcdef"],
+                                  ["curves", "20260101-120000-abcdef"], ["trials"],
+                                  ["train", "--resume", "20260101-120000-abcdef"],
+                                  ["train", "--preset", "fast", "--epochs", "0"]])
+def test_a_command_on_a_mistyped_store_or_a_refused_spec_leaves_no_store_behind(argv, tmp_path, capsys):
+    """Reading, stopping or resuming in a folder with no store said nothing of it and made an empty store
+    there (runs.sqlite, checkpoints/, logs/); so did a training whose spec was refused."""
+    from playground.cli import main
+
+    typo = tmp_path / "typo"
+    assert main([*argv, "--runs", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("there is no run store at" in err or "epochs" in err), err
+    assert not typo.exists()

@@ -83,9 +83,15 @@ def runs_dir(path: str | Path | None = None) -> Path:
 
 
 class RunStore(RunFiles):
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, existing: bool = False):
+        """The store at ``root`` (runs_dir), made there on first use; with ``existing`` (what only reads
+        or changes runs: a mistyped --runs must not leave an empty store behind) StoreError if there is
+        none."""
         self.root = runs_dir(root)
         self.db = self.root / "runs.sqlite"
+        if existing and not self.db.exists():
+            raise StoreError(f"there is no run store at {self.root} (no runs.sqlite there): train a run first, "
+                             f"or point --runs or PLAYGROUND_RUNS at the folder that holds one")
         try:
             for folder in (self.root, self.root / "checkpoints", self.root / "logs"):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ def cmd_trials(args) -> int:
     from .store import RunStore
     from .sweep import studies, trial_rows
 
-    store = RunStore(args.runs)
+    store = RunStore(args.runs, existing=args.storage is None)  # a shared storage needs no local runs
     if args.study is None:
         names = studies(store, args.storage)
         print("\n".join(names) if names else "no studies in this storage (python -m playground sweep starts one)")

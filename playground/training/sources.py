@@ -113,7 +113,7 @@ def store_upload(data: bytes, cache: Path | None = None) -> str:
         raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
                         f"(PLAYGROUND_MAX_UPLOAD_MB).")
     if archive_kind(data[:512]) is None:
-        raise DataError("The upload is not a .tar.gz, .tar or .zip archive.")
+        raise DataError("The upload is not a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz archive.")
     folder = (Path(cache) if cache else cache_dir()) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(data).hexdigest()
