@@ -5,6 +5,7 @@ import base64
 import json
 import math
 import os
+import re
 import time
 import tracemalloc
 import zlib
@@ -362,3 +363,16 @@ def test_a_command_on_a_mistyped_store_or_a_refused_spec_leaves_no_store_behind(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("there is no run store at" in err or "epochs" in err), err
     assert not typo.exists()
+
+
+def test_a_repeated_key_and_bytes_after_a_links_data_are_refused():
+    """Which of two values for one key a reader takes is a guess, and a link's trailing bytes are damage."""
+    from playground.specs.presets import preset_net
+
+    with pytest.raises(SpecError, match="the key 'name' appears twice in one object"):
+        Net.from_json('{"name": "a", "name": "b"}')
+    packed = base64.urlsafe_b64decode(links.encode(preset_net("fast")))
+    for text, says in ((base64.urlsafe_b64encode(packed + b"junk").decode(), "4 bytes after its data"),
+                       ("!!!!", "damaged (empty)"), ("", "damaged (empty)")):
+        with pytest.raises(SpecError, match=re.escape(says)):
+            links.decode(Net, text)

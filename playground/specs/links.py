@@ -43,5 +43,7 @@ def decode(cls: type[S], text: str) -> S:
     if len(raw) > limit or inflater.unconsumed_tail:
         raise SpecError([f"the link part inflates past the {limit:,}-byte limit for a spec"])
     if not inflater.eof:
-        raise SpecError(["the link part is cut short"])
+        raise SpecError(["the link part is cut short" if packed else "the link part is damaged (empty)"])
+    if inflater.unused_data:
+        raise SpecError([f"the link part is damaged ({len(inflater.unused_data):,} bytes after its data)"])
     return cls.from_json(raw)

@@ -274,6 +274,16 @@ def read_spec_file(path: str | os.PathLike) -> bytes:
     return raw
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object whose key repeats is refused: which of two values a reader takes is a guess."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {short(twice)} appears twice in one object")
+    return data
+
+
 def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:
     """Untrusted JSON text (a file, the editor, a share link, a stored record) -> plain data, or a
     one-line SpecError: too large, not UTF-8, not JSON, NaN/Infinity, a number of thousands of
@@ -289,7 +299,7 @@ def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:
         except UnicodeDecodeError as e:
             raise SpecError([f"the JSON is not UTF-8 text (byte {e.start} is {raw[e.start]:#04x})"]) from None
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
+        data = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise SpecError([f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from None
     except RecursionError:
