@@ -497,3 +497,57 @@ def test_hosted_mode_allows_only_its_list_and_never_looks_at_the_disk(tmp_path, 
             check_source(refused)
         messages.append(one_line(e).replace(short(refused, 60), "<source>"))
     assert len(set(messages)) == 1, messages  # the same answer whether the path exists or not
+
+
+def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_path, monkeypatch):
+    """Two visitors' uploads decoded at once held 1.2 GiB on a 1 GB demo, and one upload of many large
+    images held both cores for minutes: decoders run one at a time, a visitor kept waiting is told so,
+    and in hosted mode a decoder is killed at HOSTED_DECODE_S, all in one line."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import playground.training.data as data_mod
+
+    spans = []
+
+    def slow_child(*args):
+        return [sys.executable, "-c", "import time; time.sleep(0.6)"], None
+
+    def not_cached(*args, **kwargs):
+        raise data_mod.NotCached("x")
+
+    monkeypatch.setattr(data_mod, "cli_child", slow_child)
+    monkeypatch.setattr(data_mod, "load_dataset", not_cached)
+    real_run = subprocess.run
+
+    def timed_run(*args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real_run(*args, **kwargs)
+        finally:
+            spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(data_mod.subprocess, "run", timed_run)
+
+    def decode():
+        with pytest.raises(data_mod.NotCached):  # the child "decoded"; the reload finds nothing (patched)
+            data_mod.load_in_subprocess("upload:" + "a" * 64)
+
+    threads = [threading.Thread(target=decode) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert b0 >= a1  # one after the other
+    monkeypatch.setattr(data_mod, "DECODE_WAIT_S", 0.1)
+    with data_mod.DECODE_TURN:
+        with pytest.raises(DataError, match="decoding other visitors' data"):
+            data_mod.load_in_subprocess("cifar10")
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    monkeypatch.setattr(data_mod, "HOSTED_DECODE_S", 0.2)
+    with pytest.raises(DataError, match=r"took over 0 s, the hosted limit") as e:
+        data_mod.load_in_subprocess("cifar10")
+    assert "\n" not in str(e.value)
