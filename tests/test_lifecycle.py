@@ -230,3 +230,22 @@ def test_run_ids_from_links_and_flags_never_become_paths(tmp_path):
     for command in (["evaluate", "../../etc/passwd"], ["train", "--resume", "x" * 5000]):
         out = run_cli(*command, "--runs", str(tmp_path))
         assert out.returncode == 2 and out.stderr.startswith("no run '") and len(out.stderr) < 200
+
+
+def test_a_training_start_ends_at_the_tiers_run_minutes_stopped_and_resumable(image_folder, tmp_path, monkeypatch):
+    """On the hosted demo one visitor's 100-epoch run held a training slot for hours: a start of a training
+    ends at run_minutes (here 0: at the first heartbeat), saved and resumable, and says why."""
+    from dataclasses import replace
+
+    from playground.runs.worker import run_worker
+    from playground.specs import limits
+
+    monkeypatch.setitem(limits.TIERS, "local", replace(limits.TIERS["local"], run_minutes=0))
+    store = RunStore(tmp_path / "runs")
+    run = tiny_run(epochs=1000)
+    run.data = str(image_folder)
+    run_id = create_run(store, run)
+    result = run_worker(store, run_id)
+    record = store.get(run_id)
+    assert result.status == record.status == "stopped" and record.state_sha and len(record.epochs) < 1000
+    assert "at run_minutes, the 0-minute limit of one start of a training (Resume goes on)" in record.message

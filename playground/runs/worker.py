@@ -17,7 +17,9 @@ import os
 import signal
 import sys
 import threading
+import time
 
+from ..specs import limits
 from ..specs.config import RunSpec, hosted
 from ..specs.serde import SpecError
 from ..training.data import load_dataset
@@ -38,8 +40,20 @@ def _on_signal(stop: threading.Event):
     return handler
 
 
-def _heartbeat(store: RunStore, run_id: str, stop: threading.Event, done: threading.Event) -> None:
+class Stop(threading.Event):
+    """The worker's stop signal, with why it was given (the run's message says "stopped <reason>")."""
+    reason = "by request"
+
+
+def _heartbeat(store: RunStore, run_id: str, stop: Stop, done: threading.Event) -> None:
+    """Beat, and stop the training when its stop is requested or this start has used up the tier's
+    run_minutes (on the hosted demo one visitor could otherwise hold a training slot for hours)."""
+    minutes = limits.current().run_minutes
+    deadline = time.monotonic() + minutes * 60
     while not done.wait(lifecycle.HEARTBEAT_S):
+        if time.monotonic() > deadline and not stop.is_set():
+            stop.reason = f"at run_minutes, the {minutes:,}-minute limit of one start of a training (Resume goes on)"
+            stop.set()
         try:
             store.beat(run_id)
             record = store.get(run_id)
@@ -81,7 +95,7 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     except CheckpointError as e:
         record_end(store, run_id, "stopped", str(e))
         raise
-    stop, done = threading.Event(), threading.Event()
+    stop, done = Stop(), threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         for sig in (signal.SIGTERM, signal.SIGINT):

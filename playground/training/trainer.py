@@ -425,7 +425,8 @@ class Trainer:
                               acc=batch_correct / n, lr=sched.get_last_lr()[0], img_per_s=seen / max(dt, 1e-9),
                               elapsed=time.perf_counter() - start)
                 if self.stop.is_set():
-                    status, message = "stopped", f"stopped by request during epoch {epoch}"
+                    why = getattr(self.stop, "reason", "by request")  # the worker's Stop says why
+                    status, message = "stopped", f"stopped {why} during epoch {epoch}"
                     break
                 train_time = time.perf_counter() - t_epoch
                 eval_model = ema.module if ema is not None else model
