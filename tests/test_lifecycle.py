@@ -249,3 +249,26 @@ def test_a_training_start_ends_at_the_tiers_run_minutes_stopped_and_resumable(im
     record = store.get(run_id)
     assert result.status == record.status == "stopped" and record.state_sha and len(record.epochs) < 1000
     assert "at run_minutes, the 0-minute limit of one start of a training (Resume goes on)" in record.message
+
+
+def test_the_apps_store_keeps_the_tiers_newest_runs_and_never_an_active_one(image_folder, tmp_path, monkeypatch):
+    """One hosted visitor starting run after run grew the store 21 MiB a run toward a full disk for everyone:
+    starting a run past kept_runs deletes the oldest ended runs (their files too), never a running one."""
+    from dataclasses import replace
+
+    from playground.runs.jobs import Launcher
+    from playground.specs import limits
+
+    monkeypatch.setitem(limits.TIERS, "local", replace(limits.TIERS["local"], kept_runs=2))
+    store = RunStore(tmp_path / "runs")
+    old = [store.create(f"old {i}", tiny_run().to_dict(), params=1) for i in range(3)]
+    for run_id in old[1:]:  # old[0] stays queued: active, as a run whose worker is starting
+        store.finish(run_id, "finished")
+        store.log_path(run_id).write_text("log")
+    launcher = Launcher(tmp_path / "runs")
+    run = tiny_run(epochs=1)
+    run.data = str(image_folder)
+    new = launcher.start("me", run, load_dataset(str(image_folder)))
+    assert {r.id for r in store.list()} == {new, old[2], old[0]}  # the newest two, and the active one
+    assert not store.log_path(old[1]).exists() and store.log_path(old[2]).exists()
+    launcher.delete("me", new)

@@ -322,6 +322,13 @@ class RunStore(RunFiles):
         """The newest runs, a damaged row among them as a "damaged" record."""
         return self._records("ORDER BY created DESC LIMIT ?", (limit,))
 
+    def ended_past_newest(self, n: int) -> list[str]:
+        """The ids of runs older than the ``n`` newest that are not queued or running, oldest last."""
+        with self._conn() as c:
+            return [i for (i,) in c.execute("SELECT id FROM (SELECT id, status FROM runs ORDER BY created DESC "
+                                            "LIMIT -1 OFFSET ?) WHERE status NOT IN ('queued', 'running')", (n,))
+                    if is_run_id(i)]
+
     def active(self) -> list[RunRecord]:
         """The queued and running runs, less damaged rows: nothing can tell whether their workers live, so
         reconciling, stopping and counting training slots pass them by (the listing shows them)."""
