@@ -15,7 +15,8 @@ from .specs import links
 from .specs.arch import Net
 from .specs.presets import preset_net
 from .specs.serde import MAX_PROBLEMS, SpecError, from_json
-from .training.data import Dataset, load_in_subprocess
+from .training.data import Dataset
+from .training.decoding import load_in_subprocess
 from .training.sources import (DataError, SourceRefused, allowed_sources, check_source, discard_upload, resolve_source,
                                setting, store_upload)
 

@@ -4,7 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from playground.training.data import NotCached, load_dataset, load_in_subprocess
+from playground.training.data import NotCached, load_dataset
+from playground.training.decoding import load_in_subprocess
 from playground.training.sources import DataError, cache_dir, resolve_source
 from tests.conftest import SHARED_TARBALL, make_image_folder
 

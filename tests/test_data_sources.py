@@ -508,7 +508,7 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
     import threading
     import time
 
-    import playground.training.data as data_mod
+    import playground.training.decoding as decoding
 
     spans = []
 
@@ -516,10 +516,10 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
         return [sys.executable, "-c", "import time; time.sleep(0.6)"], None
 
     def not_cached(*args, **kwargs):
-        raise data_mod.NotCached("x")
+        raise decoding.NotCached("x")
 
-    monkeypatch.setattr(data_mod, "cli_child", slow_child)
-    monkeypatch.setattr(data_mod, "load_dataset", not_cached)
+    monkeypatch.setattr(decoding, "cli_child", slow_child)
+    monkeypatch.setattr(decoding, "load_dataset", not_cached)
     real_run = subprocess.run
 
     def timed_run(*args, **kwargs):
@@ -529,11 +529,11 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
         finally:
             spans.append((start, time.monotonic()))
 
-    monkeypatch.setattr(data_mod.subprocess, "run", timed_run)
+    monkeypatch.setattr(decoding.subprocess, "run", timed_run)
 
     def decode():
-        with pytest.raises(data_mod.NotCached):  # the child "decoded"; the reload finds nothing (patched)
-            data_mod.load_in_subprocess("upload:" + "a" * 64)
+        with pytest.raises(decoding.NotCached):  # the child "decoded"; the reload finds nothing (patched)
+            decoding.load_in_subprocess("upload:" + "a" * 64)
 
     threads = [threading.Thread(target=decode) for _ in range(2)]
     for t in threads:
@@ -542,12 +542,12 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
         t.join()
     (a0, a1), (b0, b1) = sorted(spans)
     assert b0 >= a1  # one after the other
-    monkeypatch.setattr(data_mod, "DECODE_WAIT_S", 0.1)
-    with data_mod.DECODE_TURN:
+    monkeypatch.setattr(decoding, "DECODE_WAIT_S", 0.1)
+    with decoding.DECODE_TURN:
         with pytest.raises(DataError, match="decoding other visitors' data"):
-            data_mod.load_in_subprocess("cifar10")
+            decoding.load_in_subprocess("cifar10")
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    monkeypatch.setattr(data_mod, "HOSTED_DECODE_S", 0.2)
+    monkeypatch.setattr(decoding, "HOSTED_DECODE_S", 0.2)
     with pytest.raises(DataError, match=r"took over 0 s, the hosted limit") as e:
-        data_mod.load_in_subprocess("cifar10")
+        decoding.load_in_subprocess("cifar10")
     assert "\n" not in str(e.value)
