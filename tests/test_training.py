@@ -46,6 +46,7 @@ def test_tiny_run_trains_evaluates_and_is_stored(image_folder, tmp_path):
     assert {"loss", "acc", "lr", "img_per_s", "elapsed"} <= set(batch)
     record = RunStore(tmp_path / "runs").get(run_id)  # a fresh store object: reload after restart
     assert record.status == "finished" and len(record.epochs) == 2 and record.params == tiny_net_params()
+    assert record.state_sha is None and not store.state_path(run_id).exists()  # a finished run resumes no more
     loaded = load_run(store, run_id)
     report = evaluate(loaded, data.x_test, data.y_test, tta=True)
     assert report.probs.shape == (40, 10) and report.confusion().sum() == 40

@@ -298,9 +298,16 @@ class RunStore(RunFiles):
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         guard = " AND status IN ('queued', 'running')" if only_if_active else ""
+        finished = status == "finished"  # its resume state (twice its checkpoint's size) can never be used
         with self._tx() as c:
-            return c.execute(f"UPDATE runs SET status = ?, message = ?, updated = ?, elapsed = COALESCE(?, elapsed) "
-                             f"WHERE id = ?{guard}", (status, message, time.time(), elapsed, run_id)).rowcount == 1
+            changed = c.execute(f"UPDATE runs SET status = ?, message = ?, updated = ?, "
+                                f"elapsed = COALESCE(?, elapsed), state_sha = CASE WHEN ? THEN NULL ELSE state_sha END "
+                                f"WHERE id = ?{guard}",
+                                (status, message, time.time(), elapsed, finished, run_id)).rowcount == 1
+        if changed and finished:
+            with suppress(OSError):  # the row no longer names it; a file left behind is only disk
+                self.state_path(run_id).unlink(missing_ok=True)
+        return changed
 
     def request_stop(self, run_id: str) -> None:
         self._update(run_id, "stop_requested = COALESCE(stop_requested, ?)", (time.time(),))
