@@ -59,7 +59,7 @@ def train_spec(args, base):
 def new_run(args) -> tuple[str, RunStore]:
     """The run the flags describe, recorded as queued, and its store: everything is checked before
     anything is written, the store itself included (a refused spec left an empty store behind)."""
-    from .runs.store import RunStore  # noqa: F811 (at run time; the one above is for the annotation)
+    from .runs.store import RunStore  # here, not at the top: the CLI starts without numpy
     from .runs.runner import create_run
     from .specs.augment import AugSpec, default_aug
     from .specs.config import RunSpec, TrainSpec, checked, data_problems

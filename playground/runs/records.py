@@ -11,14 +11,13 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..specs.serde import short
+from ..specs.serde import MAX_DEPTH, short, too_deep
 from .store_files import is_run_id
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "interrupted")
 STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed", "diverged")  # diverged: trainer.py's divergence rules
 DAMAGED = "damaged"  # a record's status (never stored) when its row fails the checks in record_from_row
-MAX_JSON_DEPTH = 32  # a spec nests about 6 levels; deeper stored JSON is damage, refused before it exhausts the stack
 LATEST_TIME = 253_402_214_400.0  # 9999-12-31: the latest timestamp datetime (every page and the CLI) can show
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed")  # what plots and lists read
 
@@ -122,7 +121,7 @@ def _json_kind(value: object) -> str:
 
 def decode_json(value: object) -> object:
     """Stored JSON text as a value; ValueError, in a few words, if it is not UTF-8 text, not JSON, or nested
-    deeper than MAX_JSON_DEPTH (whatever walks a deeper value later could exhaust the stack)."""
+    deeper than MAX_DEPTH (whatever walks a deeper value later could exhaust the stack)."""
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -131,16 +130,11 @@ def decode_json(value: object) -> object:
     try:
         parsed = json.loads(_text(value))
     except RecursionError:
-        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON: {e}") from None
-    pending = [(parsed, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    if too_deep(parsed):
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
     return parsed
 
 

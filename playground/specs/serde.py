@@ -220,7 +220,7 @@ def _from_dict(cls: type[T], data: Any, path: str, errors: list[str]) -> T | Non
     return cls(**kwargs)
 
 
-def _too_deep(data: Any) -> bool:
+def too_deep(data: Any) -> bool:
     """Nested deeper than MAX_DEPTH (checked without recursion, so any depth is safe to ask)."""
     stack = [(data, 1)]
     while stack:
@@ -237,7 +237,7 @@ def _too_deep(data: Any) -> bool:
 def from_dict(cls: type[T], data: Any, version: int | None = None) -> T:
     """Build ``cls`` from a dict, raising SpecError listing every problem."""
     errors: list[str] = []
-    if _too_deep(data):
+    if too_deep(data):
         raise SpecError([f"the spec is nested more than {MAX_DEPTH} levels deep"])
     if version is not None and isinstance(data, dict):
         v = data.get("version", version)
@@ -307,7 +307,7 @@ def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:
     except ValueError as e:  # a number of more than 4,300 digits, NaN, Infinity
         why = "a number has thousands of digits" if "digits" in str(e) else str(e).splitlines()[0][:120]
         raise SpecError([f"invalid JSON: {why}"]) from None
-    if _too_deep(data):
+    if too_deep(data):
         raise SpecError([f"the JSON is nested more than {MAX_DEPTH} levels deep"])
     return data
 
