@@ -180,6 +180,32 @@ def test_the_runs_page_shows_damaged_rows_beside_healthy_ones(app_store):
     assert not train.exception and len(train.error) == 1 and "damaged" in train.error[0].value
 
 
+BATCH_DAMAGE = {  # SQL on one batches row of the run; each leaves that point out of the live chart
+    "step text": "UPDATE batches SET step = 'abc' WHERE run_id = ? AND step = 2",
+    "epoch negative": "UPDATE batches SET epoch = -1 WHERE run_id = ? AND step = 3",
+    "loss text": "UPDATE batches SET loss = 'high' WHERE run_id = ? AND step = 4",
+    "lr a blob": "UPDATE batches SET lr = x'ff00' WHERE run_id = ? AND step = 5",
+}
+
+
+def test_damaged_batch_points_are_left_out_and_the_train_page_still_draws(app_store):
+    from streamlit.testing.v1 import AppTest
+
+    store = app_store
+    run_id = finished_run(store, "chart")
+    store.progress(run_id, [dict(step=s, epoch=1, loss=2.0 / s, acc=0.1 * s, lr=0.01, img_per_s=100.0)
+                            for s in range(1, 7)], steps=6)
+    for sql in BATCH_DAMAGE.values():
+        edit(store, sql, run_id)
+    assert [p["step"] for p in store.batches(run_id)] == [1, 6]
+    train = AppTest.from_file(APP, default_timeout=60)
+    train.query_params["run"] = run_id
+    train.run()
+    train.switch_page("../pages/train.py").run()
+    assert not train.exception and not train.error, (train.exception, [e.value for e in train.error])
+    assert train.get("plotly_chart")
+
+
 # -- a resume state with a valid hash and contents that cannot be resumed from -----------------------
 
 @pytest.fixture(scope="module")

@@ -170,6 +170,21 @@ def check_metrics(metrics: object, epoch: int) -> dict:
     return metrics
 
 
+BATCH_POINT = ("step", "epoch", "loss", "acc", "lr", "img_per_s")  # a batches row, as the live chart reads it
+
+
+def batch_point(row: tuple) -> dict | None:
+    """A batches row (BATCH_POINT) as the live chart's point, or None when it is damaged: a step or
+    epoch that is not a whole number of at least 0, or a value that is neither a number nor null.
+    A damaged point is left out of the chart instead of breaking it (NaN and inf stay: a run that
+    blew up records them)."""
+    step, epoch, *values = row
+    if not all(_is_whole(v) and v >= 0 for v in (step, epoch)) or not all(
+            v is None or _is_number(v) for v in values):
+        return None
+    return dict(zip(BATCH_POINT, row))
+
+
 def _optional(parse, empty=None):
     """``parse`` for a nullable column: NULL reads as ``empty``."""
     return lambda value: empty if value is None else parse(value)

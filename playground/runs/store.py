@@ -30,7 +30,7 @@ from typing import Iterator
 
 from .. import atomic
 from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
-from .records import COLUMNS, DAMAGED, STATUSES, RunRecord, record_from_row
+from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
 from .store_files import RunFiles, checked_id, is_run_id
 
 try:
@@ -266,9 +266,9 @@ class RunStore(RunFiles):
 
     def batches(self, run_id: str) -> list[dict]:
         with self._conn() as c:
-            rows = c.execute("SELECT step, epoch, loss, acc, lr, img_per_s FROM batches WHERE run_id = ? "
-                             "ORDER BY step", (run_id,)).fetchall()
-        return [dict(zip(("step", "epoch", "loss", "acc", "lr", "img_per_s"), r)) for r in rows]
+            rows = c.execute(f"SELECT {', '.join(BATCH_POINT)} FROM batches WHERE run_id = ? ORDER BY step",
+                             (run_id,)).fetchall()
+        return [p for p in map(batch_point, rows) if p is not None]
 
     def add_epoch(self, run_id: str, metrics: dict) -> None:
         acc = metrics.get("test_acc")
