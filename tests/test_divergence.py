@@ -8,7 +8,7 @@ from playground.runs.runner import execute
 from playground.runs.records import ACTIVE, RESUMABLE, STATUSES
 from playground.runs.store import RunStore
 from playground.training.data import load_dataset
-from playground.training.trainer import DivergenceWatch
+from playground.training.divergence import DivergenceWatch
 from tests.test_training import tiny_run
 
 
