@@ -141,6 +141,15 @@ def test_progressive_resizing_is_refused_in_one_line_where_it_cannot_apply(train
     assert len(e.value.problems) == 1 and why in e.value.problems[0] and e.value.problems[0].startswith("training:")
 
 
+@pytest.mark.parametrize("epochs", [-1, 0, 1001])
+def test_a_bad_epoch_count_is_one_problem_and_not_blamed_on_progressive_resizing(epochs):
+    from playground.specs.presets import preset_net
+
+    with pytest.raises(SpecError) as e:
+        checked(RunSpec(preset_net("fast"), AugSpec([]), TrainSpec(epochs=epochs)))
+    assert len(e.value.problems) == 1 and "epochs must be between 1 and" in e.value.problems[0], e.value.problems
+
+
 def test_the_cli_flags_set_progressive_resizing():
     from playground.cli import build_parser
     from playground.cli_specs import train_spec
