@@ -9,7 +9,7 @@ import streamlit as st
 from playground import ui
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.results.export import ExportError, export
-from playground.runs.faults import CheckpointError
+from playground.runs.faults import CheckpointError, StoreError
 from playground.runs.records import DAMAGED
 from playground.specs.serde import SpecError
 from playground.training.data import DataError
@@ -28,7 +28,8 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 
 
 @st.cache_resource(max_entries=12, show_spinner="Evaluating the run…")  # per run and TTA setting: a few MB each
-def report_for(run_id: str, source: str, tta: bool, shift: int, _mtime: float):
+def report_for(run_id: str, source: str, tta: bool, shift: int, checkpoint_sha: str):
+    """``checkpoint_sha`` is part of the key: a resumed run's new weights are evaluated anew."""
     data = ui.cached_dataset(source)
     loaded = load_run(store, run_id, data)  # refuses data with other classes or image shapes
     return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta, shift=shift)
@@ -37,10 +38,9 @@ def report_for(run_id: str, source: str, tta: bool, shift: int, _mtime: float):
 data = ui.dataset()
 if data is None:
     st.stop()
-path = store.checkpoint_path(run_id)
 try:
     record = store.get(run_id)
-    if record is None or not path.exists():
+    if record is None or not record.checkpoint_sha:
         raise CheckpointError(f"run {run_id} was deleted (or has no checkpoint); pick another run")
     run_train = record.spec.get("train", {})
     v1, v2 = st.columns(2)
@@ -49,8 +49,9 @@ try:
     shift = v2.selectbox("Shift TTA: also average views moved by this many px", range(5),
                          run_train.get("tta_shift", 0), key=f"r_shift_{run_id}",
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
-    loaded, report = report_for(run_id, ui.data_source(), tta, shift, path.stat().st_mtime)
-except (Busy, CheckpointError, SpecError) as e:  # SpecError: over eval_macs; Busy: others evaluated for minutes
+    loaded, report = report_for(run_id, ui.data_source(), tta, shift, record.checkpoint_sha)
+except (Busy, CheckpointError, SpecError, StoreError) as e:  # SpecError: over eval_macs; Busy: others evaluated
+    # for minutes; StoreError: its row was damaged since the list was read
     st.error(ui.plain(e))
     st.stop()
 
@@ -161,7 +162,8 @@ other_id = st.selectbox("Run B", [i for i in ids if i != run_id], index=None, ke
                         help="The test images one run gets right and the other gets wrong, with both predictions")
 if other_id is not None:
     try:
-        _, other = report_for(other_id, ui.data_source(), tta, shift, store.checkpoint_path(other_id).stat().st_mtime)
+        _, other = report_for(other_id, ui.data_source(), tta, shift,
+                              next(r.checkpoint_sha for r in runs if r.id == other_id))
         only_a, only_b = disagreements(report, other)
     except (Busy, CheckpointError, DataError, OSError, SpecError) as e:
         st.error(ui.plain(e))
@@ -179,7 +181,11 @@ if other_id is not None:
 
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)
-d1.download_button("checkpoint (.pt)", path.read_bytes(), path.name, icon=":material/download:", key="dl_ckpt")
+try:
+    d1.download_button("checkpoint (.pt)", store.checkpoint_bytes(run_id), f"{run_id}.pt", icon=":material/download:",
+                       key="dl_ckpt")
+except (CheckpointError, StoreError) as e:  # deleted or damaged since it was evaluated
+    d1.error(ui.plain(e))
 baked = d2.checkbox("ONNX takes pixels / 255 (normalisation inside)", key="onnx_baked",
                     help="Otherwise normalise with the mean and std in the file's metadata, which also names the "
                          "classes")

@@ -319,6 +319,21 @@ def test_results_and_runs_pages(app_env):
     assert any(f"Deleted {run_id}" in shown(s.value) for s in runs.success)
 
 
+def test_results_evaluates_a_run_anew_when_its_checkpoint_changes(app_env):
+    """A resumed run saves new weights under the same run id: the cached evaluation is keyed by the
+    checkpoint's hash, so the page shows the new weights' accuracy, and downloads the new file."""
+    run_id = _stored_run(app_env)
+    at = open_page("results")
+    before = at.metric[0].value
+    store = ui.store()
+    ckpt = store.load_checkpoint(run_id)
+    ckpt["state_dict"]["head.fc.weight"].zero_()  # equal logits: every image gets class 0, 10% of balanced data
+    store.save_checkpoint(run_id, ckpt)
+    at.run()
+    assert not at.exception and at.metric[0].value == "10.00%" != before, (before, at.metric[0].value)
+    assert at.get("download_button")[0].proto.label == "checkpoint (.pt)"
+
+
 def test_results_refuses_an_evaluation_over_the_budget_in_one_line_and_recovers(app_env, monkeypatch):
     """The page evaluates in the server's process: shift TTA (18 views) over eval_macs is refused in one
     line, with the TTA controls still there; flip alone fits and shows the accuracy."""

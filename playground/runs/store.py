@@ -31,7 +31,7 @@ from typing import Iterator
 from .. import atomic
 from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
-from .store_files import RunFiles, checked_id, is_run_id
+from .store_files import RunFiles, checked_id, is_run_id, previous
 
 try:
     import fcntl
@@ -306,7 +306,8 @@ class RunStore(RunFiles):
                                 (status, message, time.time(), elapsed, finished, run_id)).rowcount == 1
         if changed and finished:
             with suppress(OSError):  # the row no longer names it; a file left behind is only disk
-                self.state_path(run_id).unlink(missing_ok=True)
+                for path in (self.state_path(run_id), previous(self.state_path(run_id))):
+                    path.unlink(missing_ok=True)
         return changed
 
     def request_stop(self, run_id: str) -> None:

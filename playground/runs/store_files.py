@@ -32,6 +32,27 @@ def checked_id(run_id: str) -> str:
     return run_id
 
 
+def previous(path: Path) -> Path:
+    """Where a checkpoint's previous file waits while a save of a new one is not yet committed."""
+    return path.with_name(path.name + ".previous")
+
+
+def _read_matching(path: Path, sha: str | None) -> bytes | None:
+    """The file's bytes if its hash is ``sha``; None otherwise, or when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if sha and hashlib.sha256(data).hexdigest() == sha else None
+
+
+def _settle(path: Path, prev: Path, recorded: str | None) -> None:
+    """After a save that died between moving its file in and committing its hash, the recorded file
+    is ``prev``: put it back in its place before the next save moves that place aside."""
+    if prev.exists() and _read_matching(path, recorded) is None and _read_matching(prev, recorded) is not None:
+        os.replace(prev, path)
+
+
 class RunFiles:
     # -- teacher targets (distill.py) ----------------------------------------
     def _teacher_path(self, key: str) -> Path:
@@ -84,8 +105,10 @@ class RunFiles:
 
     def _save(self, run_id: str, path: Path, column: str, state: dict) -> Path:
         """The file is written beside its place and moved into it inside the transaction that
-        records its hash: whatever fails (serialising, the disk, the database), the previous
-        file and its hash stay as they were, and no temporary file is left."""
+        records its hash, and the file it replaces is kept (``previous``) until that transaction has
+        committed: whatever fails (serialising, the disk, the database, a SIGKILL between the move
+        and the commit), the hash on record still names a file on disk, which ``_load`` finds, and
+        no temporary file is left."""
         import torch
 
         buffer = io.BytesIO()
@@ -95,35 +118,64 @@ class RunFiles:
             tmp = atomic.write_bytes_temporary(path, data)
         except OSError as e:
             raise StoreError(cause_of_os_error(e, self.root)) from None
+        prev, moved, had = previous(path), False, False
         try:
             with self._tx() as c:
-                if c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?",
-                             (hashlib.sha256(data).hexdigest(), run_id)).rowcount == 0:
+                row = c.execute(f"SELECT {column} FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is None:
                     raise RunGone(f"run {run_id} is no longer in the store (deleted)")
+                c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (hashlib.sha256(data).hexdigest(), run_id))
                 try:
+                    _settle(path, prev, row[0])
+                    if had := path.exists():
+                        os.replace(path, prev)
                     os.replace(tmp, path)
+                    moved = True
                 except OSError as e:
                     raise StoreError(cause_of_os_error(e, self.root)) from None
+        except BaseException:
+            if moved:  # the commit failed: the record still names the previous file (or none)
+                with suppress(OSError):
+                    if had:
+                        os.replace(prev, path)
+                    else:
+                        path.unlink()
+            raise
         finally:
             atomic.discard(tmp)
+        atomic.discard(prev)
         return path
+
+    def checkpoint_bytes(self, run_id: str) -> bytes:
+        """The checkpoint file as saved (its hash checked), for a download."""
+        return self._verified(run_id, self.checkpoint_path(run_id), "checkpoint_sha")
+
+    def _verified(self, run_id: str, path: Path, column: str) -> bytes:
+        """The file whose hash the run's record holds: at ``path``, or its previous file after a save
+        that was interrupted before its commit; CheckpointError in one line otherwise."""
+        record = self.get(run_id)
+        if record is None:
+            raise CheckpointError(f"run {run_id} is not in the run store {self.root}")
+        expected = getattr(record, column)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        except OSError as e:
+            raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+        if data is not None and expected and hashlib.sha256(data).hexdigest() == expected:
+            return data
+        if (kept := _read_matching(previous(path), expected)) is not None:
+            return kept
+        if data is None:
+            raise CheckpointError(f"run {run_id} has no checkpoint at {path} (deleted?)")
+        raise CheckpointError(f"checkpoint {path} is damaged (its contents do not match what was saved; "
+                              f"{len(data):,} bytes on disk, truncated?); retrain the run")
 
     def _load(self, run_id: str, path: Path, column: str) -> dict:
         import torch
 
-        record = self.get(run_id)
-        if record is None:
-            raise CheckpointError(f"run {run_id} is not in the run store {self.root}")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(f"run {run_id} has no checkpoint at {path} (deleted?)") from None
-        except OSError as e:
-            raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
-        expected = getattr(record, column)
-        if not expected or hashlib.sha256(data).hexdigest() != expected:
-            raise CheckpointError(f"checkpoint {path} is damaged (its contents do not match what was saved; "
-                                  f"{len(data):,} bytes on disk, truncated?); retrain the run")
+        data = self._verified(run_id, path, column)
         try:  # tensors and plain values only: a crafted file cannot run code
             with warnings.catch_warnings():  # a legacy pickle makes torch warn in two lines; the refusal is one
                 warnings.simplefilter("ignore")
