@@ -4,12 +4,15 @@ hold it. BatchNorm scales fixed at 1: only the shifts learn, from the CLI flag t
 Progressive resizing: the early epochs see small images, the later ones and every test the full size, and
 a refusal where the net cannot take the small size. (The alternating flip is tested in
 test_batch_augment.py and, resumed, in test_training.py.)"""
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from playground.specs.arch import Block, Net, conv, pool, sep
+from playground.specs.arch import Block, Head, Net, conv, pool, sep
 from playground.specs.augment import AugSpec, make_transform
 from playground.specs.config import RunSpec, TrainSpec, checked
 from playground.specs.serde import SpecError
@@ -139,6 +142,18 @@ def test_progressive_resizing_is_refused_in_one_line_where_it_cannot_apply(train
     with pytest.raises(SpecError) as e:
         checked(RunSpec(net, AugSpec([]), TrainSpec(epochs=10, **train)))
     assert len(e.value.problems) == 1 and why in e.value.problems[0] and e.value.problems[0].startswith("training:")
+
+
+def test_progressive_resizing_is_refused_for_a_head_that_reads_the_whole_last_map():
+    """A flatten head (no GAP) has weights for the full image's last map: at low res the first batch failed
+    with a shape error mid-training; the validator says why instead. GAP heads train at any size."""
+    flat = Net.from_json(json.dumps({"blocks": [{"layers": [{"out": 8}, {"out": 8, "stride": 2}]}],
+                                     "head": {"kind": "linear", "gap": False}}))
+    with pytest.raises(SpecError) as e:
+        checked(RunSpec(flat, AugSpec([]), TrainSpec(epochs=2, low_res=16, low_res_epochs=1)))
+    assert len(e.value.problems) == 1 and "global average pooling" in e.value.problems[0]
+    checked(RunSpec(replace(flat, head=Head("linear", gap=True)), AugSpec([]),
+                    TrainSpec(epochs=2, low_res=16, low_res_epochs=1)))
 
 
 @pytest.mark.parametrize("epochs", [-1, 0, 1001])

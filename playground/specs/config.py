@@ -226,6 +226,12 @@ def low_res_problem(net: Net, size: int, lim: Limits) -> str | None:
     small = trace(replace(net, input_size=size), lim)
     if small.problems:
         return f"progressive resizing: at {size} px the net fails: {small.problems[0]}"
+    if not net.head.gap:  # the head's weights are sized for the full image's last map
+        full = trace(net, lim)
+        if (small.out_size, small.out_channels) != (full.out_size, full.out_channels):
+            return (f"progressive resizing needs a head with global average pooling: without it the head reads "
+                    f"the {full.out_size}×{full.out_size} last map, which is {small.out_size}×{small.out_size} "
+                    f"at {size} px")
     return None
 
 
