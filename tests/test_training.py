@@ -364,3 +364,31 @@ def test_charts_have_axis_titles_and_tables_read_as_people_read():
     for fig in (compare_figure([run]), compare_figure([run], minutes=True), report_figure([run])):
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and fig.layout.yaxis.tickformat == ".0%"
     assert [minutes_seconds(x) for x in (None, 0, 42.4, 727, 3909)] == ["", "0:00", "0:42", "12:07", "1:05:09"]
+
+
+def test_batches_never_end_with_a_single_image():
+    from playground.training.batches import spans
+
+    assert [(s.start, s.stop) for s in spans(10, 4)] == [(0, 4), (4, 8), (8, 10)]
+    assert [(s.start, s.stop) for s in spans(9, 4)] == [(0, 4), (4, 9)]  # the 9th joins the batch before
+    assert [(s.start, s.stop) for s in spans(1, 4)] == [(0, 1)] and spans(0, 4) == []
+
+
+def test_a_net_whose_map_shrinks_to_one_pixel_trains_when_an_epoch_leaves_one_image_over(image_folder):
+    """BatchNorm on a 1×1 map cannot normalise one image: the last batch of 120 images at batch 7 held
+    one and stopped the run with a ValueError; it now joins the batch before it."""
+    data = load_dataset(str(image_folder))
+    assert len(data.y_train) % 7 == 1
+    net = Net(name="one-pixel", blocks=[Block([conv(8, stride=4), conv(8, stride=8)])])
+    result = Trainer(data, RunSpec(net, default_aug(), TrainSpec(epochs=1, batch_size=7, device="cpu"))).fit()
+    assert result.status == "finished" and result.epochs[0]["train_acc"] is not None
+
+
+@pytest.mark.parametrize("train, words", [(dict(batch_size=1), "batch size must be between 2 and"),
+                                          (dict(train_subset=1), "train subset must be between 2 and")])
+def test_a_batch_or_training_set_of_one_image_is_refused_in_one_line(train, words):
+    from playground.specs.config import checked
+
+    with pytest.raises(SpecError) as e:
+        checked(RunSpec(tiny_net(), default_aug(), TrainSpec(**train)))
+    assert len(e.value.problems) == 1 and words in e.value.problems[0]

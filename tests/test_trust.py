@@ -247,7 +247,7 @@ def one_line_exit_2(result):
     (["--seed", str(2 ** 64)], "seed must be between 0 and 4294967295"),
     (["--max-lr", "nan"], "max LR must be in (0, 10], got nan"),
     (["--epochs", str(10 ** 30)], "epochs must be between 1 and 1000"),
-    (["--batch-size", "0"], "batch size must be between 1 and 4096"),
+    (["--batch-size", "0"], "batch size must be between 2 and 4096"),
     (["--teachers", "../../etc/passwd"], "teachers must be run ids"),
 ])
 def test_cli_flags_out_of_range_get_one_line_and_write_nothing(image_folder, tmp_path, flags, words):
@@ -281,7 +281,7 @@ def test_cli_spec_files_that_are_hostile_get_one_line(image_folder, tmp_path, ca
 
 
 def test_bench_refuses_an_unaffordable_batch():
-    assert "batch size must be between 1 and 4096" in one_line_exit_2(run_cli("bench", "--batch-size", "1000000000"))
+    assert "batch size must be between 2 and 4096" in one_line_exit_2(run_cli("bench", "--batch-size", "1000000000"))
 
 
 def test_the_readme_shows_the_limits_in_force():

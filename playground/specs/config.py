@@ -78,8 +78,8 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
         p.append(f"version: this playground reads training spec version {TRAIN_VERSION}, got {t.version}")
     if not (1 <= t.epochs <= lim.epochs):
         p.append(f"epochs must be between 1 and {lim.epochs}, got {t.epochs}")
-    if not (1 <= t.batch_size <= lim.batch_size):
-        p.append(f"batch size must be between 1 and {lim.batch_size}, got {t.batch_size}")
+    if not (2 <= t.batch_size <= lim.batch_size):  # BatchNorm cannot train on one image with a 1×1 map
+        p.append(f"batch size must be between 2 and {lim.batch_size}, got {t.batch_size}")
     if not (0 <= t.seed <= MAX_SEED):
         p.append(f"seed must be between 0 and {MAX_SEED} (2^32 - 1), got {serde.short(t.seed)}")
     if not (1 <= t.eval_every <= 1000):
@@ -100,10 +100,10 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
         p.append(f"label smoothing must be in [0, 1), got {t.label_smoothing}")
     if t.device not in DEVICES:
         p.append(f"unknown device {serde.short(t.device)} (choose one of {', '.join(DEVICES)})")
-    for name in ("train_subset", "test_subset"):
+    for name, least in (("train_subset", 2), ("test_subset", 1)):  # training batches need 2 images (above)
         v = getattr(t, name)
-        if v is not None and not (1 <= v <= MAX_SUBSET):
-            p.append(f"{name.replace('_', ' ')} must be between 1 and {MAX_SUBSET:,} images, got {serde.short(v)}")
+        if v is not None and not (least <= v <= MAX_SUBSET):
+            p.append(f"{name.replace('_', ' ')} must be between {least} and {MAX_SUBSET:,} images, got {serde.short(v)}")
     if not (0 <= t.tta_shift <= 4):
         p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):

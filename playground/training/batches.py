@@ -8,7 +8,6 @@ same seed they give the same batches, and a run resumes on either.
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from typing import Callable, Iterator
@@ -23,6 +22,15 @@ class TrainingError(RuntimeError):
     """The run could not continue (diverged, out of memory); the message says why and what to try."""
 
 
+def spans(n: int, size: int) -> list[slice]:
+    """Batches of ``size`` over ``n`` items, a last batch of a single item joined to the one before:
+    BatchNorm cannot normalise one image whose map has shrunk to 1×1 (it stopped the run mid-epoch)."""
+    cuts = list(range(0, n, size))
+    if len(cuts) > 1 and n - cuts[-1] == 1:
+        cuts.pop()
+    return [slice(a, b) for a, b in zip(cuts, cuts[1:] + [n])]
+
+
 class BatchSource:
     """Shuffled, augmented uint8 batches; optionally produced one batch ahead in a thread."""
 
@@ -35,7 +43,7 @@ class BatchSource:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        return len(spans(len(self.y), self.batch_size))
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -49,7 +57,7 @@ class BatchSource:
     def epoch(self, number: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(augmented images, labels, their indices into x) per batch of epoch ``number`` (from 1)."""
         order = self.rng.permutation(len(self.y))
-        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        chunks = [order[s] for s in spans(len(order), self.batch_size)]
         if self.threads == 0:
             for idx in chunks:
                 yield self._make(idx, number)
@@ -97,10 +105,9 @@ class DeviceBatchSource(BatchSource):
     def epoch(self, number: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         host_order = self.rng.permutation(len(self.y))
         order = torch.from_numpy(host_order).to(self.x_dev.device)
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield (self.augment.on_device(self.x_dev[idx], (host_order[i:i + self.batch_size], number)),
-                   self.y_dev[idx], idx)
+        for s in spans(len(order), self.batch_size):
+            idx = order[s]
+            yield self.augment.on_device(self.x_dev[idx], (host_order[s], number)), self.y_dev[idx], idx
 
 
 def batch_source(x: np.ndarray, y: np.ndarray, augment: BatchAugment, batch_size: int, seed: int,

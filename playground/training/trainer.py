@@ -28,7 +28,7 @@ from ..specs.config import RunSpec, TrainSpec, checked, data_problems
 from ..specs.geometry import trace
 from ..specs.serde import SpecError
 from .batch_augment import BatchAugment
-from .batches import BatchSource, TrainingError, batch_source
+from .batches import BatchSource, TrainingError, batch_source, spans
 from .builder import build_model
 from .data import Dataset
 from .device import configure_threads, pick_device, precision_name, speed_settings
@@ -245,8 +245,8 @@ class Trainer:
         model.train()
         pick = np.random.default_rng(0).permutation(len(self.data.y_train))[:2048]
         x = self.data.x_train[np.sort(pick)]
-        for i in range(0, len(x), 256):
-            model(normalize(torch.from_numpy(x[i:i + 256]).to(self.device), mean, std))
+        for s in spans(len(x), 256):
+            model(normalize(torch.from_numpy(x[s]).to(self.device), mean, std))
         for m, (momentum, _) in zip(bns, saved):
             m.momentum = momentum
         model.eval()
