@@ -282,3 +282,24 @@ def test_exported_script_builds_the_same_network(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), theirs(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [
+    [{"out": 64, "kernel": 1, "padding": 0}] + [{"kind": "maxpool", "kernel": 1, "stride": 1, "padding": 0}] * 12,
+    [{"out": 64, "kernel": 1, "padding": 0}] + [{"kind": "avgpool", "kernel": 3, "stride": 1, "padding": 1}] * 12,
+    [{"kind": "sep", "out": 32, "mid": True, "dropout": 0.3}] * 4,
+    [conv(32).__dict__ | {"order": "pool-bn-relu"}, {"out": 64}, {"kind": "maxpool"}, {"out": 64, "dilation": 2,
+                                                                                     "padding": 2}],
+])
+def test_the_activation_estimate_is_close_to_what_training_keeps(layers):
+    """What the backward pass keeps per image (saved tensors, measured) against the estimate that caps
+    the batch size: pools counted nothing, so a chain of them ran 30x over the hosted demo's memory. The
+    estimate may err high (a conv's own pool is counted at full weight), never far low."""
+    net = Net.from_json(json.dumps({"blocks": [{"layers": layers}]}))
+    model = __import__("playground.training.builder", fromlist=["x"]).build_model(net).train()
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda x: kept.append(x.numel() * x.element_size()) or x,
+                                                  lambda x: x):
+        model(torch.randn(2, 3, 32, 32))
+    measured = sum(kept) / 2 / 2 ** 20
+    assert 0.6 <= measured / trace(net).act_mib <= 1.15, (measured, trace(net).act_mib)  # never far under

@@ -66,11 +66,12 @@ class Trace:
     head_params: int = 0
     macs: int = 0  # forward multiply-accumulates per image (convolutions, projections and the head)
     activations: int = 0  # conv output elements per image (training keeps about ACT_FACTOR floats each)
+    pool_floats: int = 0  # what pooling layers keep per image: their output, and a max-pool's int64 indices
 
     @property
     def act_mib(self) -> float:
         """Estimated training memory per image for the activations, in MiB."""
-        return self.activations * 4 * ACT_FACTOR / MIB
+        return (self.activations * ACT_FACTOR + self.pool_floats) * 4 / MIB
 
     @property
     def ok(self) -> bool:
@@ -249,8 +250,11 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
             r = r + (k_eff - 1) * j
             start = start + ((k_eff - 1) / 2 - layer.padding) * j
             t.macs += _layer_macs(layer, c, n_out)
-            kept = (0 if layer.is_pool else c_out) + (c if layer.kind == "sep" else 0)  # sep: the depthwise output too
-            t.activations += kept * n_out * n_out
+            if layer.is_pool:  # no norm or activation of its own; a max-pool's indices are two floats' worth
+                t.pool_floats += (3 if layer.kind == "maxpool" else 1) * c_out * n_out * n_out
+            else:
+                kept = c_out + (c if layer.kind == "sep" else 0)  # sep: the depthwise output too
+                t.activations += kept * n_out * n_out
             j *= layer.stride
             if layer.pools:  # its own 2x2 max-pool, stride 2, no padding
                 r, start, j, n_out = r + j, start + j / 2, j * 2, n_out // 2
