@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from playground.specs.arch import Block, Head, Net, conv, pool, sep
 from playground.specs.augment import AugSpec, make_transform
@@ -45,6 +46,24 @@ def test_whitening_decorrelates_the_first_layer_and_pairs_each_filter_with_its_n
     cov = torch.cov(out.T)
     assert torch.allclose(torch.diag(cov), torch.ones(8, dtype=torch.float64), atol=0.1)  # ~ lambda / (lambda + eps)
     assert (cov - torch.diag(torch.diag(cov))).abs().max() < 0.05
+
+
+def test_whitening_reads_its_patches_in_chunks_of_bounded_size_with_the_same_result(monkeypatch):
+    """A 15x15 first conv took 640 MB for one chunk of 250 images' patches (the hosted demo has about 1 GB):
+    chunks are now sized by their bytes, and the filters do not depend on the chunking."""
+    import playground.training.whitening as whitening
+
+    x = _correlated_images(40)
+    mean, std = torch.full((1, 3, 1, 1), 128.0), torch.full((1, 3, 1, 1), 40.0)
+    conv15 = nn.Conv2d(3, 2, 15, bias=False)
+    sizes, unfold = [], whitening.F.unfold
+    monkeypatch.setattr(whitening.F, "unfold", lambda *a, **k: (out := unfold(*a, **k), sizes.append(out.nbytes))[0])
+    whitening.whitening_filters(x, mean, std, conv15, seed=0)
+    assert max(sizes) * 4 <= whitening.CHUNK_BYTES  # float32 patches, a transposed copy, a float64 copy
+    conv3 = nn.Conv2d(3, 8, 3, bias=False)
+    whole = whitening.whitening_filters(x, mean, std, conv3, seed=0)
+    monkeypatch.setattr(whitening, "CHUNK_BYTES", 1)  # one image a chunk
+    assert torch.allclose(whitening.whitening_filters(x, mean, std, conv3, seed=0).abs(), whole.abs(), atol=1e-4)
 
 
 def test_a_whitened_run_trains_with_its_first_filters_frozen(image_folder):

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PATCH_IMAGES = 2000  # enough for a stable 27x27 covariance; a few MB per chunk
+PATCH_IMAGES = 2000  # enough for a stable 27x27 covariance
+CHUNK_BYTES = 32 * 2 ** 20  # one chunk's patches, as float32 and float64 copies: bounded whatever the kernel
 EPS = 5e-4  # airbench's: keeps the weakest directions from being blown up
 
 
@@ -31,8 +32,10 @@ def whitening_filters(x_uint8: np.ndarray, mean: torch.Tensor, std: torch.Tensor
     k, d = conv.kernel_size, conv.dilation
     dims = conv.in_channels * k[0] * k[1]
     total, outer, count = torch.zeros(dims, dtype=torch.float64), torch.zeros(dims, dims, dtype=torch.float64), 0
-    for i in range(0, len(pick), 250):
-        xb = torch.from_numpy(np.ascontiguousarray(x_uint8[np.sort(pick[i:i + 250])])).permute(0, 3, 1, 2)
+    side = [n - di * (ki - 1) for n, di, ki in zip(x_uint8.shape[1:3], d, k)]  # valid patch positions per image
+    step = max(1, CHUNK_BYTES // (side[0] * side[1] * dims * 16))  # 250 images for 3x3 on RGB took 45 MB; 15x15, 640
+    for i in range(0, len(pick), step):
+        xb = torch.from_numpy(np.ascontiguousarray(x_uint8[np.sort(pick[i:i + step])])).permute(0, 3, 1, 2)
         xb = (xb.float() - mean.cpu()) / std.cpu()
         patches = F.unfold(xb, k, dilation=d).transpose(1, 2).reshape(-1, dims).double()
         total += patches.sum(0)
