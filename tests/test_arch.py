@@ -303,3 +303,32 @@ def test_the_activation_estimate_is_close_to_what_training_keeps(layers):
         model(torch.randn(2, 3, 32, 32))
     measured = sum(kept) / 2 / 2 ** 20
     assert 0.6 <= measured / trace(net).act_mib <= 1.15, (measured, trace(net).act_mib)  # never far under
+
+
+def unchecked(data: dict) -> Net:
+    from playground.specs.serde import from_dict
+
+    return from_dict(Net, data)
+
+
+@pytest.mark.parametrize("layer, words", [
+    ({"kind": "maxpool", "kernel": 2, "stride": 2, "padding": 100}, "padding must be between 0 and"),
+    ({"kind": "maxpool", "dilation": 0}, "dilation must be between 1 and"),
+    ({"kind": "conv", "groups": 0}, "groups must be between 1 and"),
+])
+def test_one_bad_field_is_one_problem_that_names_it(layer, words):
+    """A field out of its range is said once: the checks that combine it with others (a pool's padding
+    against its kernel, a pool's dilation) do not blame it a second time."""
+    problems = validate(unchecked({"blocks": [{"layers": [layer]}]}))
+    assert len(problems) == 1 and words in problems[0], problems
+
+
+@pytest.mark.parametrize("kind", ["sep", "maxpool", "avgpool"])
+def test_fields_a_layer_kind_ignores_are_not_checked(kind):
+    net = unchecked({"blocks": [{"layers": [{"kind": "conv", "out": 8}, {"kind": kind, "groups": 0}]}]})
+    assert validate(net) == []
+
+
+def test_a_residual_start_outside_the_block_names_skip_from_and_its_range():
+    problems = validate(unchecked({"blocks": [{"layers": [{"out": 8}, {"out": 8}], "skip": True, "skip_from": -1}]}))
+    assert problems == ["C1: skip_from (the layer its residual starts at, from 0) must be between 0 and 1, got -1"]

@@ -151,6 +151,7 @@ def test_downscale_is_pils_bilinear_resize_and_keeps_the_layout():
     (dict(low_res=0, low_res_epochs=2), "low-res epochs must be set with a low-res size"),
     (dict(low_res=16, low_res_epochs=10), "fewer than the 10 epochs"),
     (dict(low_res=4, low_res_epochs=2), "between 8 and"),
+    (dict(low_res=-5, low_res_epochs=3), "the low-res size must be between 8 and"),  # not blamed on the epochs
     (dict(low_res=32, low_res_epochs=2), "smaller than the net's 32 px input"),
     (dict(low_res=8, low_res_epochs=2, net="seed-001"), "at 8 px the net fails"),
 ])

@@ -108,14 +108,14 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
         p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):
         p.append(f"EMA decay must be in [0, 1), got {t.ema}")
-    # 0 and 0 is always valid: a bad epoch count is said once, above, not again here
-    if t.low_res_epochs < 0 or (t.low_res_epochs > 0) != (t.low_res > 0) or 0 < t.epochs <= t.low_res_epochs:
-        p.append(f"progressive resizing: low-res epochs must be set with a low-res size and fewer than the "
-                 f"{t.epochs} epochs (the last ones train at full size), got {serde.short(t.low_res_epochs)} at "
-                 f"{serde.short(t.low_res)} px; set both to 0 to train at full size throughout")
+    # each mistake said once: a bad epoch count (above) or low-res size is not blamed on the pairing too
     if not (t.low_res == 0 or MIN_LOW_RES <= t.low_res <= lim.input_size):
         p.append(f"progressive resizing: the low-res size must be between {MIN_LOW_RES} and {lim.input_size} px "
                  f"(or 0 for off), got {serde.short(t.low_res)}")
+    elif t.low_res_epochs < 0 or (t.low_res_epochs > 0) != (t.low_res > 0) or 0 < t.epochs <= t.low_res_epochs:
+        p.append(f"progressive resizing: low-res epochs must be set with a low-res size and fewer than the "
+                 f"{t.epochs} epochs (the last ones train at full size), got {serde.short(t.low_res_epochs)} at "
+                 f"{serde.short(t.low_res)} px; set both to 0 to train at full size throughout")
     if not (0 <= t.distill_weight <= 1):
         p.append(f"distillation weight must be in [0, 1], got {t.distill_weight}")
     if not (0 < t.distill_temperature <= 100):

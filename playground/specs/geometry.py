@@ -89,6 +89,7 @@ def _has_bn(order: str) -> bool:
 
 def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
     p: list[str] = []
+    out_of_range: set[str] = set()  # said once: the checks that combine fields skip them
     if layer.kind not in LAYER_KINDS:
         return [f"{where}: unknown layer kind {short(layer.kind)} (choose one of {', '.join(LAYER_KINDS)})"]
     for name, value, low, high in (("channels", layer.out, 1, lim.channels), ("kernel", layer.kernel, 1, lim.kernel),
@@ -96,10 +97,11 @@ def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
                                    ("dilation", layer.dilation, 1, lim.dilation),
                                    ("padding", layer.padding, 0, lim.padding),
                                    ("groups", layer.groups, 1, lim.channels)):
-        if name == "channels" and layer.is_pool:
-            continue  # pools keep the channel count; their ``out`` is ignored
+        if name == "channels" and layer.is_pool or name == "groups" and (layer.is_pool or layer.kind == "sep"):
+            continue  # pools keep the channel count and have no groups, a separable conv's are its own: ignored
         if not (low <= value <= high):
             p.append(f"{where}: {name} must be between {low} and {high}, got {value}")
+            out_of_range.add(name)
     if layer.order not in ORDERS:
         p.append(f"{where}: unknown norm/activation order {short(layer.order)} (choose one of {', '.join(ORDERS)})")
     if not (0.0 <= layer.dropout < 1.0):
@@ -107,9 +109,9 @@ def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
     if layer.padding_mode not in PADDING_MODES:
         p.append(f"{where}: unknown padding mode {short(layer.padding_mode)} (choose one of {', '.join(PADDING_MODES)})")
     if layer.is_pool:
-        if layer.dilation != 1:
+        if layer.dilation != 1 and "dilation" not in out_of_range:
             p.append(f"{where}: pooling layers cannot be dilated")
-        if layer.padding * 2 > layer.kernel:
+        if layer.padding * 2 > layer.kernel and not out_of_range & {"padding", "kernel"}:
             p.append(f"{where}: pool padding {layer.padding} must be at most half the kernel {layer.kernel}")
     return p
 
@@ -225,8 +227,8 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
             t.problems.append(f"{name}: has no layers; add one or remove the block")
             continue
         if block.skip and not (0 <= block.skip_from < len(block.layers)):
-            t.problems.append(f"{name}: skip starts at layer {block.skip_from + 1} "
-                              f"but the block has {len(block.layers)} layers")
+            t.problems.append(f"{name}: skip_from (the layer its residual starts at, from 0) must be between 0 and "
+                              f"{len(block.layers) - 1}, got {block.skip_from}")
         if block.skip_every < 0:
             t.problems.append(f"{name}: a residual every {block.skip_every} layers is impossible; "
                               "use 0 for one residual around the block, or a positive count")
