@@ -5,6 +5,7 @@ import streamlit as st
 
 from playground import ui
 from playground.results.plots import compare_figure, minutes_seconds
+from playground.runs.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
 from playground.specs.config import hosted
@@ -58,7 +59,7 @@ def act(verb: str, run_id: str) -> None:
             st.session_state["runs_note"] = f"Deleted {run_id}."
             st.session_state.pop("manage_pick", None)
             st.session_state.pop("del_confirm", None)
-    except JobError as e:
+    except (JobError, StoreError) as e:  # a callback's error would show as a traceback: app.py never sees it
         st.session_state["runs_error"] = str(e)
 
 

@@ -3,6 +3,7 @@ import streamlit as st
 
 from playground import ui
 from playground.results.plots import live_figure, minutes_seconds
+from playground.runs.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, RESUMABLE
 from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec, keep_low_res_share
@@ -131,12 +132,21 @@ def act(verb: str, run_id: str) -> None:
         else:
             launcher.resume(ui.owner(), run_id)
             st.toast(f"Resuming run {run_id}…")
-    except JobError as e:
+    except (JobError, StoreError) as e:  # a callback's error would show as a traceback: app.py never sees it
         st.session_state["train_action_error"] = str(e)
 
 
 @st.fragment(run_every=1.0)
 def live() -> None:
+    """The followed run, redrawn every second. A fragment's error does not reach app.py's handler (Streamlit
+    shows it with its traceback, every second), so a run store that cannot be read is said here."""
+    try:
+        follow()
+    except StoreError as e:
+        st.error(f"**The run store cannot be used.** {ui.plain(e)}")
+
+
+def follow() -> None:
     run_id = watched()
     record = launcher.get(run_id) if run_id else None
     if record is None:

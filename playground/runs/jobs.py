@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from ..specs import limits
@@ -21,7 +22,7 @@ from ..training.data import Dataset
 from ..training.device import pick_device
 from ..training.distill import load_teachers
 from . import lifecycle
-from .faults import CheckpointError
+from .faults import CheckpointError, StoreError
 from .runner import create_run, resume_state
 from .records import DAMAGED, RESUMABLE, RunRecord
 from .store import RunStore
@@ -108,7 +109,8 @@ class Launcher:
             self._check_capacity(owner)
             run_id = create_run(self.store, run, run.train.device, owner)
             self._spawn(run_id)
-            self._prune()
+            with suppress(StoreError):  # the run has started: pruning is housekeeping, the next start tries again
+                self._prune()
         return run_id
 
     def _prune(self) -> None:
@@ -162,7 +164,15 @@ class Launcher:
 
     # -- processes -----------------------------------------------------------
     def _spawn(self, run_id: str) -> None:
-        self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
+        """The run's worker process; when it cannot be started (no memory, no process slots, a log that
+        cannot be opened) the run ends "failed" saying why, instead of waiting as queued for a worker."""
+        try:
+            self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
+        except OSError as e:
+            reason = f"its worker process could not be started ({e.strerror or e})"
+            with suppress(StoreError):
+                self.store.finish(run_id, "failed", reason, only_if_active=True)
+            raise JobError(f"run {run_id} {reason}") from None
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=self._watch, daemon=True, name="playground-workers")
             self._watcher.start()
