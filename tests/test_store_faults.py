@@ -444,3 +444,12 @@ def test_a_really_full_disk_ends_the_worker_in_one_line_and_the_run_is_recorded_
         assert record.status == "failed" and "the disk is full" in record.message, record
     assert temporaries(store.root) == []
     assert store.load_checkpoint(run_id)["epoch"] == len(record.epochs) >= 1
+
+
+def test_files_that_cannot_be_removed_after_a_delete_are_one_line(tmp_path, monkeypatch):
+    store, run_id = store_with_checkpoint(tmp_path)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+        OSError(errno.EIO, os.strerror(errno.EIO), str(self))))
+    with pytest.raises(StoreError, match=f"run {run_id} was deleted but its files were not: an I/O error") as e:
+        store.delete(run_id)
+    assert one_line(e.value) and store.get(run_id) is None

@@ -363,7 +363,10 @@ class RunStore(RunFiles):
         checked_id(run_id)
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
-        for path in (self.root / "checkpoints").glob(f"*{run_id}*"):  # checkpoint, state and exports
-            path.unlink(missing_ok=True)
-        self.log_path(run_id).unlink(missing_ok=True)
+        try:
+            for path in [*(self.root / "checkpoints").glob(f"*{run_id}*"), self.log_path(run_id)]:  # and exports
+                path.unlink(missing_ok=True)
+        except OSError as e:  # the run is gone from the store; a file left behind is only disk
+            raise StoreError(f"run {run_id} was deleted but its files were not: "
+                             f"{cause_of_os_error(e, self.root)}") from None
         return bool(n)
