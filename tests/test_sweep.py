@@ -139,6 +139,8 @@ def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_tria
     ({"parms": {}}, "parms: unknown key"),
     ({"pruner": "asha", "params": {"train.epochs": {"int": [1, 2]}}}, "pruner: choose one of median, hyperband"),
     ({"params": {"train.max_lr": {"float": [-1e308, 1e308]}}}, "params.train.max_lr.float: the range must lie within"),
+    ({"params": {"net.blocks.9.skip": {"choice": [True]}}}, "params.net.blocks.9.skip: the base spec has no '9' there"),
+    ({"params": {"train.max_lrr": {"float": [0.1, 0.2]}}}, "params.train.max_lrr: the base spec has no 'max_lrr'"),
 ])
 def test_an_invalid_space_file_names_the_key(space, words):
     with pytest.raises(SpecError, match=words.replace("[", r"\[").replace(".", r"\.")):

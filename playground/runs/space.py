@@ -117,9 +117,15 @@ def space_from_dict(data: Any, where: str = "space") -> Space:
         raise bad("description", "expected text of at most 2,000 characters")
     space = Space(name, base, params, tuple(objectives), max_params, data.get("rules", False), description, pruner)
     try:
-        RunSpec.from_dict(base_run(space))  # the base itself must exist and be a valid run
+        RunSpec.from_dict(base := base_run(space))  # the base itself must exist and be a valid run
     except SpecError as e:
         raise bad("base", e.problems[0].removeprefix("base: ")) from None
+    for key, dist in params.items():  # a path the base does not have would prune every trial, and train none
+        kind = next(k for k in KINDS if k in dist)
+        try:
+            apply(base, {key: dist[kind][0]})
+        except SpecError as e:
+            raise SpecError([f"{where}: {e.problems[0]}"]) from None
     return space
 
 
@@ -231,6 +237,8 @@ def apply(spec: dict, values: dict[str, Any]) -> dict:
             targets = [t for item in targets for t in (_every(item, key) if part == "*" else [_child(item, part, key)])]
         for target in targets:
             if isinstance(target, dict):
+                if parts[-1] not in target and parts[0] != "aug":  # an augmentation's unset parameter may be set
+                    _child(target, parts[-1], key)  # a misspelt field: refused, not added
                 target[parts[-1]] = value
             else:
                 _child(target, parts[-1], key)  # the item must exist: a path never grows a list
