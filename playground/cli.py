@@ -262,15 +262,22 @@ def cmd_export(args) -> int:
 
 
 def cmd_curves(args) -> int:
+    from .atomic import write_atomic
     from .results.plots import report_figure
+    from .runs.faults import cause_of_os_error
     from .runs.store import RunStore
 
     records = _find_runs(RunStore(args.runs, existing=True), args.run_ids)
     if records is None:
         return 2
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report_figure(records).write_html(out, include_plotlyjs="cdn")
+    fig = report_figure(records)
+    try:  # all or nothing: a full disk leaves the previous report as it was
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, lambda tmp: fig.write_html(tmp, include_plotlyjs="cdn"))
+    except OSError as e:
+        _say(f"error: {cause_of_os_error(e, out, 'the report')}; nothing was written")
+        return 2
     print(f"wrote {out}")
     return 0
 

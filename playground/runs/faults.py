@@ -31,18 +31,19 @@ class DamagedRun(StoreError):
     the run and the damaged fields, in one line."""
 
 
-def cause_of_os_error(e: OSError, where: Path) -> str:
-    """An OSError as the cause a person can act on."""
-    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+def cause_of_os_error(e: OSError, where: Path, what: str = "the run store") -> str:
+    """An OSError as the cause a person can act on; ``what`` names the kind of place ``where`` is
+    (the data cache and the uploads folder use it too)."""
+    detail = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the disk is full: cannot write the run store {where} ({what}); free some space"
+        return f"the disk is full: cannot write {what} {where} ({detail}); free some space"
     if e.errno == errno.EROFS:
-        return f"the run store {where} is read-only ({what})"
+        return f"{what} {where} is read-only ({detail})"
     if e.errno in (errno.EACCES, errno.EPERM):
-        return f"the run store {where} is not writable ({what})"
+        return f"{what} {where} is not writable ({detail})"
     if e.errno == errno.EIO:
-        return f"an I/O error in the run store {where} ({what}); the disk may be failing"
-    return f"cannot write the run store {where} ({what})"
+        return f"an I/O error in {what} {where} ({detail}); the disk may be failing"
+    return f"cannot write {what} {where} ({detail})"
 
 
 def read_only_disk(folder: Path) -> bool:

@@ -6,11 +6,13 @@ is written: no absolute path, no ``..``, no link or device, names UTF-8 without 
 characters, at most MAX_DEPTH folders deep, and the member count and unpacked bytes under the
 caller's caps, counted while reading (a header that lies about its size is caught too). A zip's
 entries are counted before zipfile reads its directory into memory.
-Refusals are ArchiveRefused with one line naming the archive and the member.
+Refusals are ArchiveRefused with one line naming the archive and the member; a target the
+server cannot write (a full or read-only disk) is ArchiveUnwritable, which blames the server.
 """
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import lzma
 import re
@@ -19,8 +21,10 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
 
 MAX_NAME_BYTES = 255  # one file or folder name
@@ -30,6 +34,28 @@ _MB = 1_000_000
 
 class ArchiveRefused(Exception):
     """An archive this module will not unpack; the message is one line for the user."""
+
+
+class ArchiveUnwritable(ArchiveRefused):
+    """The archive may be fine but the server cannot write what it holds (a full, read-only or
+    failing disk); the message names the target folder and the cause in one line."""
+
+
+# What writing under the target raises when the disk, not the archive, is at fault. Others (EEXIST,
+# ENOTDIR, EISDIR: a file and a folder of one name) come from the archive and say it is damaged.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+@contextmanager
+def _writing(target: Path, shown: str):
+    """Writes under ``target``: a disk fault becomes ArchiveUnwritable."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        raise ArchiveUnwritable(f"The server could not unpack {shown}: "
+                                f"{cause_of_os_error(e, target, 'the unpack folder')}.") from None
 
 
 def archive_kind(head: bytes) -> str | None:
@@ -48,8 +74,8 @@ def archive_kind(head: bytes) -> str | None:
 
 
 def unpack(archive: Path, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
-    """Every member of ``archive`` under ``target``, or ArchiveRefused (nothing is cleaned up here:
-    the caller owns ``target``)."""
+    """Every member of ``archive`` under ``target``, or ArchiveRefused (ArchiveUnwritable when the
+    disk refuses the writes; nothing is cleaned up here: the caller owns ``target`` and removes it)."""
     try:
         with open(archive, "rb") as raw:
             kind = archive_kind(raw.read(512))
@@ -120,12 +146,27 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def _write_member(src, dest: Path, budget: _Budget) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
+def _make_dir(path: Path, target: Path, shown: str) -> None:
+    with _writing(target, shown):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def _write_member(src, dest: Path, budget: _Budget, target: Path, shown: str) -> None:
+    """``src`` (read from the archive: its errors say it is damaged) into ``dest`` (written under
+    ``target``: a disk fault is ArchiveUnwritable)."""
+    with _writing(target, shown):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out = open(dest, "wb")
+    try:
         while chunk := src.read(256 * 1024):
             budget.add(len(chunk))
-            out.write(chunk)
+            with _writing(target, shown):
+                out.write(chunk)
+        with _writing(target, shown):
+            out.close()  # flushes the last buffered bytes
+    finally:
+        with suppress(OSError):  # already failing: the first error is the one to report
+            out.close()
 
 
 def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -> None:
@@ -149,10 +190,10 @@ def _unpack_zip(raw, target: Path, shown: str, max_files: int, max_bytes: int) -
         written = _Budget(shown, max_files, max_bytes)
         for info, parts, is_dir in plan:
             if is_dir:
-                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                _make_dir(target.joinpath(*parts), target, shown)
                 continue
             with zf.open(info) as src:
-                _write_member(src, target.joinpath(*parts), written)
+                _write_member(src, target.joinpath(*parts), written, target, shown)
 
 
 def _count_zip_entries(raw, budget: _Budget) -> None:
@@ -202,9 +243,9 @@ def _unpack_tar(raw, kind: str | None, target: Path, shown: str, max_files: int,
             if not parts:
                 continue
             if m.isdir():
-                target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                _make_dir(target.joinpath(*parts), target, shown)
             else:
-                _write_member(tar.extractfile(m), target.joinpath(*parts), _Budget(shown, 1, m.size))
+                _write_member(tar.extractfile(m), target.joinpath(*parts), _Budget(shown, 1, m.size), target, shown)
 
 
 class _Forward:

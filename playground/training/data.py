@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
+from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import ArchiveRefused, name_problem, unpack
 from .sources import (MB, NAMED, UPLOAD_PREFIX, DataError, cache_dir, hint, resolve_source, setting,
@@ -180,11 +181,15 @@ def _load_archive(archive: Path, cache: Path, key: str, source: str, shown: str,
                   ) -> Dataset:
     """Unpack into a temporary folder under the cache, decode, and remove the folder again."""
     tmp_root = cache / "unpack"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    _sweep(tmp_root)
     target = tmp_root / f"{key}.tmp{os.getpid()}"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir()
+    try:
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        _sweep(tmp_root)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+    except OSError as e:
+        raise DataError(f"The server could not unpack {shown}: "
+                        f"{cause_of_os_error(e, tmp_root, 'the unpack folder')}.") from None
     try:
         _unpack(archive, target, shown)
         root = _find_split_root(target, shown)
@@ -384,10 +389,10 @@ def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool 
         x = getattr(ds, n)
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
             raise DataError(f"{ds.name}: {n} is {x.dtype} {x.shape}, not 32x32x3 uint8 images.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _sweep(folder.parent)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(folder.parent)
         tmp.mkdir(parents=True, exist_ok=True)
         for n in ("x_train", "y_train", "x_test", "y_test"):
             np.save(tmp / f"{n}.npy", getattr(ds, n))
@@ -400,6 +405,9 @@ def _cached(cache: Path, key: str, load, mmap_train: bool = False, decode: bool 
             tmp.rename(folder)
         except OSError:
             pass  # another process cached it first; ours is identical
+    except OSError as e:  # a full or read-only disk: the server's fault, in one line
+        raise DataError(f"Cannot cache the decoded dataset {ds.name}: "
+                        f"{cause_of_os_error(e, folder.parent, 'the data cache')}.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves nothing
     return ds

@@ -16,8 +16,10 @@ import hashlib
 import os
 import re
 import shutil
+from contextlib import suppress
 from pathlib import Path
 
+from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import archive_kind
 
@@ -115,20 +117,27 @@ def store_upload(data: bytes, cache: Path | None = None) -> str:
     if archive_kind(data[:512]) is None:
         raise DataError("The upload is not a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz archive.")
     folder = (Path(cache) if cache else cache_dir()) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
+    keep = setting("PLAYGROUND_MAX_UPLOADS")
     digest = hashlib.sha256(data).hexdigest()
     path = folder / digest
     if path.exists():
-        os.utime(path)
+        with suppress(OSError):  # only the eviction order; a read-only disk still serves it
+            os.utime(path)
     else:
         tmp = folder / f".{digest}.tmp{os.getpid()}"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as e:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):  # a full or read-only disk: the server's fault, in one line
+                raise DataError(f"Cannot keep the upload on the server: "
+                                f"{cause_of_os_error(e, folder, 'the uploads folder')}.") from None
             raise
-    _evict_uploads(folder.parent, keep=setting("PLAYGROUND_MAX_UPLOADS"), current=digest)
+    with suppress(OSError):  # dropping old uploads can wait for the next one
+        _evict_uploads(folder.parent, keep=keep, current=digest)
     return f"{UPLOAD_PREFIX}{digest}"
 
 
