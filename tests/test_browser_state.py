@@ -232,15 +232,17 @@ def grid(page):
     return [(im.locator("img").get_attribute("src"), im.inner_text().strip()) for im in images.all()]
 
 
-def stable_grid(page, timeout_s: float = 20) -> list:
-    """The grid once two reads 750 ms apart agree: a click's rerun may not have redrawn it yet
-    when settle() returns, and a picture read before it would be compared against forever."""
+def stable_grid(page, timeout_s: float = 20, unlike: list | None = None) -> list:
+    """The grid once two reads 750 ms apart agree (and, given ``unlike``, differ from it: a click that
+    must redraw the pictures): a click's rerun may not have redrawn it yet when settle() returns, and
+    a picture read before it would be compared against forever."""
     deadline, shown = time.monotonic() + timeout_s, grid(page)
     while time.monotonic() < deadline:
         page.wait_for_timeout(750)
-        if (again := grid(page)) == shown:
+        if (again := grid(page)) == shown and shown != unlike:
             break
         shown = again
+    assert shown != unlike, "the click did not redraw the grid"
     return shown
 
 
@@ -320,9 +322,10 @@ def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
     seed.fill("5")
     seed.press("Enter")
     settle(page)
+    drawn = stable_grid(page)
     page.get_by_role("button", name="Resample").click()
     assert_samples(page, 8, "cat", 5)
-    before = stable_grid(page)
+    before = stable_grid(page, unlike=drawn)  # a loaded machine had read the grid before Resample redrew it
 
     page.get_by_role("button", name="Add", exact=True).click()  # a fourth step: HorizontalFlip
     settle(page)
