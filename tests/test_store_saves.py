@@ -75,3 +75,25 @@ def test_a_worker_killed_between_moving_its_state_in_and_committing_leaves_a_res
     store.save_state(run_id, {"epoch": 3})
     assert store.load_state(run_id) == {"epoch": 3}
     assert sorted(p.name for p in (store.root / "checkpoints").iterdir()) == [f"{run_id}.state.pt"]
+
+
+def test_a_save_whose_file_cannot_be_moved_in_leaves_the_recorded_file_in_its_place(tmp_path, monkeypatch):
+    """The recorded file was moved aside, then the new one could not be moved in: it goes back."""
+    import errno
+    import os
+
+    from playground.runs.faults import StoreError
+
+    store, run_id = store_with_checkpoint(tmp_path)
+    real = os.replace
+
+    def replace(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
+        return real(src, dst)
+    monkeypatch.setattr(store_mod.os, "replace", replace)
+    with pytest.raises(StoreError):
+        store.save_checkpoint(run_id, {"epoch": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in (store.root / "checkpoints").iterdir()) == [f"{run_id}.pt"]
+    assert store.load_checkpoint(run_id) == {"epoch": 1}

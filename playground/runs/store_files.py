@@ -118,7 +118,7 @@ class RunFiles:
             tmp = atomic.write_bytes_temporary(path, data)
         except OSError as e:
             raise StoreError(cause_of_os_error(e, self.root)) from None
-        prev, moved, had = previous(path), False, False
+        prev, aside, moved = previous(path), False, False
         try:
             with self._tx() as c:
                 row = c.execute(f"SELECT {column} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -127,19 +127,19 @@ class RunFiles:
                 c.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (hashlib.sha256(data).hexdigest(), run_id))
                 try:
                     _settle(path, prev, row[0])
-                    if had := path.exists():
+                    if path.exists():
                         os.replace(path, prev)
+                        aside = True
                     os.replace(tmp, path)
                     moved = True
                 except OSError as e:
                     raise StoreError(cause_of_os_error(e, self.root)) from None
-        except BaseException:
-            if moved:  # the commit failed: the record still names the previous file (or none)
-                with suppress(OSError):
-                    if had:
-                        os.replace(prev, path)
-                    else:
-                        path.unlink()
+        except BaseException:  # not committed: the record still names the previous file (or none)
+            with suppress(OSError):
+                if aside:
+                    os.replace(prev, path)
+                elif moved:
+                    path.unlink()
             raise
         finally:
             atomic.discard(tmp)
