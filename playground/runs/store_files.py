@@ -107,7 +107,7 @@ class RunFiles:
         """The file is written beside its place and moved into it inside the transaction that
         records its hash, and the file it replaces is kept (``previous``) until that transaction has
         committed: whatever fails (serialising, the disk, the database, a SIGKILL between the move
-        and the commit), the hash on record still names a file on disk, which ``_load`` finds, and
+        and the commit), the hash on record still names a file on disk, which ``_verified`` finds, and
         no temporary file is left."""
         import torch
 
