@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .cli_specs import net_from_args, new_run
+from .errors import UserError
 from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
 from .specs.serde import SpecError, printable
 
@@ -98,9 +99,7 @@ def _progress(run, quiet: bool):
 
 def cmd_train(args) -> int:
     from .runs.lifecycle import reconcile
-    from .runs.runner import resume_state
     from .runs.store import RunStore
-    from .runs.worker import run_worker
     from .specs.config import RunSpec
 
     if args.resume:
@@ -110,6 +109,8 @@ def cmd_train(args) -> int:
         reconcile(store)  # a run whose worker died still says "running" until someone looks
         record = store.get(args.resume)
         if record.state_sha:  # the stored spec and saved state are checked before the run is touched
+            from .runs.runner import resume_state
+
             resume_state(store, args.resume, RunSpec.from_dict(record.spec))
         if not record.state_sha or not store.requeue(args.resume):
             print(f"error: run {args.resume} is {record.status}; only a stopped or interrupted run with a "
@@ -118,6 +119,8 @@ def cmd_train(args) -> int:
         run_id = args.resume
     else:
         run_id, store = new_run(args)
+    from .runs.worker import run_worker  # torch: only once the flags and the spec are accepted
+
     run = RunSpec.from_dict(store.get(run_id).spec)
     print(f"run id: {run_id}", flush=True)
     if note := getattr(args, "low_res_note", None):
@@ -198,14 +201,15 @@ def _find_runs(store, run_ids: list[str]) -> list | None:
 
 
 def cmd_evaluate(args) -> int:
-    from .results.evaluate import Report, evaluate, load_run, strict_json
     from .runs.store import RunStore
-    from .training.data import load_dataset
 
     store = RunStore(args.runs, existing=True)
     found = _find_runs(store, args.run_ids)
     if found is None:
         return 2
+    from .results.evaluate import Report, evaluate, load_run, strict_json  # torch: once the runs are found
+    from .training.data import load_dataset
+
     data = load_dataset(args.data or found[0].spec.get("data") or None)
     reports = [evaluate(load_run(store, i, data), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift)
                for i in args.run_ids]
@@ -248,13 +252,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .results.evaluate import load_run
-    from .results.export import default_filename, export
     from .runs.store import RunStore
 
     store = RunStore(args.runs, existing=True)
     if _find_runs(store, [args.run_id]) is None:
         return 2
+    from .results.evaluate import load_run  # torch: once the run is found
+    from .results.export import default_filename, export
+
     out = Path(args.out or default_filename(args.run_id, args.format))
     export(load_run(store, args.run_id), args.format, out, args.run_id, baked=args.baked)
     print(f"wrote {out}")
@@ -406,14 +411,6 @@ COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evalu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .results.export import ExportError
-    from .runs.faults import CheckpointError, RunGone, StoreError
-    from .runs.runner import WorkerError
-    from .runs.sweep import SweepStorageError
-    from .training.device import DeviceError
-    from .training.distill import TeacherError
-    from .training.sources import DataError
-
     args = build_parser().parse_args(argv)
     if problem := blank_flag(args):
         _say(f"error: {problem}")
@@ -422,12 +419,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SpecError as e:
         _say("invalid spec: " + "; ".join(e.problems))
-    except (DataError, DeviceError, CheckpointError, TeacherError, WorkerError, RunGone, ExportError, StoreError,
-            SweepStorageError, KeyError, OSError) as e:
-        _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except (UserError, KeyError, OSError) as e:
+        _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except Exception as e:  # noqa: BLE001 - a bug of ours: one line here, the traceback on request
         if os.environ.get("PLAYGROUND_DEBUG"):
             raise

@@ -59,15 +59,10 @@ def train_spec(args, base):
 def new_run(args) -> tuple[str, RunStore]:
     """The run the flags describe, recorded as queued, and its store: everything is checked before
     anything is written, the store itself included (a refused spec left an empty store behind)."""
-    from .runs.store import RunStore  # here, not at the top: the CLI starts without numpy
-    from .runs.runner import create_run
-    from .specs.augment import AugSpec, default_aug
+    from .specs.augment import AugSpec, default_aug  # here, not at the top: the CLI starts without numpy
     from .specs.config import RunSpec, TrainSpec, checked, data_problems
     from .specs.recipes import get_recipe
-    from .training.data import load_dataset
     from .training.sources import resolve_source
-    from .training.device import pick_device
-    from .training.distill import load_teachers
 
     if args.recipe:
         recipe = get_recipe(args.recipe)
@@ -78,6 +73,12 @@ def new_run(args) -> tuple[str, RunStore]:
     if args.aug:
         aug = load_spec_file(AugSpec, args.aug)
     run = checked(RunSpec(net_from_args(args), aug, train_spec(args, base), resolve_source(args.data)))
+    from .runs.runner import create_run  # torch: only for a spec that passed (a refusal answers in a second)
+    from .runs.store import RunStore
+    from .training.data import load_dataset
+    from .training.device import pick_device
+    from .training.distill import load_teachers
+
     pick_device(run.train.device)
     data = load_dataset(run.data, mmap_train=True)
     if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):

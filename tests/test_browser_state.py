@@ -219,7 +219,8 @@ def test_results_confusion_cell_filters_gallery(page, server):
     choose(page, "True class", 0, "any")  # a filter changed by hand...
     assert_filters(page, "any", cell["pred"])
     page.wait_for_function(  # the chart has redrawn with the new frame (on a loaded machine it lags the script)
-        "old => JSON.stringify(document.querySelector('.js-plotly-plot').layout.shapes) !== old", arg=framed)
+        "old => (p => p?.layout && JSON.stringify(p.layout.shapes) !== old)(document.querySelector('.js-plotly-plot'))",
+        arg=framed)
     click_cell(page)  # ...and a click on the same cell filters to it again
     assert_filters(page, cell["true"], cell["pred"])
     assert page.get_by_test_id("stException").count() == 0

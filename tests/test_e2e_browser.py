@@ -40,9 +40,8 @@ def test_click_through_and_train(server, tmp_path):
         slider.focus()
         for _ in range(3):
             page.keyboard.press("ArrowRight")
-        page.wait_for_function("b => document.querySelector('[data-testid=stMetricValue]').innerText !== b",
-                               arg=before, timeout=30_000)
-        assert params.inner_text() != before
+        # expect() retries through a rerun that briefly replaces the metric (a querySelector read null there)
+        sync_api.expect(params).not_to_have_text(before, timeout=30_000)
         page.screenshot(path=str(tmp_path / "architect.png"))
 
         page.get_by_role("link", name="Train").click()

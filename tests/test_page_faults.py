@@ -94,3 +94,33 @@ def test_a_worker_that_cannot_be_started_fails_its_run_in_one_line_and_frees_the
     (record,) = launcher.store.list()
     assert record.status == "failed" and "could not be started" in record.message
     assert not launcher.store.active()
+
+
+def test_a_worker_whose_pid_cannot_be_recorded_is_killed_and_its_run_fails_in_one_line(tmp_path, monkeypatch,
+                                                                                       image_folder):
+    """The store refuses the launcher's record of the new worker (a disk that just filled): the worker
+    went on untracked, training where no page could see or stop it, while the page showed an error."""
+    import psutil
+
+    from playground.training.data import load_dataset
+
+    started = []
+    real_popen = lifecycle.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def refuse(*args, **kwargs):
+        raise StoreError("the run store's disk is full")
+    monkeypatch.setattr(lifecycle.subprocess, "Popen", popen)
+    monkeypatch.setattr(lifecycle.RunStore, "set_process", refuse)
+    launcher = Launcher(tmp_path / "runs")
+    run = tiny_run()
+    run.data = str(image_folder)
+    with pytest.raises(JobError, match="could not be started \\(the run store's disk is full\\)"):
+        launcher.start("me", run, load_dataset(str(image_folder)))
+    (child,) = started
+    assert child.returncode is not None and not psutil.pid_exists(child.pid)
+    (record,) = launcher.store.list()
+    assert record.status == "failed" and not launcher.store.active()

@@ -80,27 +80,31 @@ def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
     assert record.status == "stopped" and len(record.epochs) < 6
 
 
-def test_hyperband_stops_a_clearly_worse_trial(tmp_path):
-    """The space's ``"pruner": "hyperband"``: successive halving over epochs stops the tiny learning rate.
-    Its own, larger data: on the shared 40 test images a good trial's accuracy dipped to the tiny one's at
-    the epoch-3 rung on one CPU (a tie, so nothing was pruned)."""
-    from playground.runs.sweep import run_share, storage_for, study_for
-    from tests.conftest import make_image_folder
+def test_hyperband_halves_over_the_epochs_from_the_test_interval(tmp_path):
+    """The space's ``"pruner": "hyperband"``: successive halving, the epoch as its resource, from the
+    base's test interval on. Stopping a trial (its report, its worker stopped, its run "stopped") is
+    one path for every pruner, trained in the median pruner's test above."""
+    from playground.runs.sweep import storage_for, study_for
 
-    image_folder = make_image_folder(tmp_path / "data", n_train=30, n_test=20)
+    for every in (1, 2):
+        space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "eval_every": every}},
+                           pruner="hyperband")
+        created = study_for(load_space(space), storage_for(None, RunStore(tmp_path / f"runs-{every}")), None)
+        assert isinstance(created.pruner, optuna.pruners.HyperbandPruner)
+        assert created.pruner._min_resource == every and created.pruner._reduction_factor == 3
 
-    runs = tmp_path / "runs"
-    space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
-                       params={"train.max_lr": {"float": [1e-5, 0.1], "log": True}}, pruner="hyperband")
-    created = study_for(load_space(space), storage_for(None, RunStore(runs)), None)
-    assert isinstance(created.pruner, optuna.pruners.HyperbandPruner)
-    for lr in (0.1, 0.1, 1e-5, 1e-5):
-        created.enqueue_trial({"train.max_lr": lr})
-    run_share(space, 4, None, None, str(image_folder), str(runs))
-    tiny = [t for t in study(runs).trials if t.params["train.max_lr"] == 1e-5]
-    pruned = [t for t in tiny if t.state == optuna.trial.TrialState.PRUNED]
-    assert pruned and all(t.user_attrs["pruned_at"] < 6 for t in pruned)
-    assert all(RunStore(runs).get(t.user_attrs["run_id"]).status == "stopped" for t in pruned)
+
+@pytest.mark.parametrize("value", ["2", "3601", "ten", "-5", "1e3"])
+def test_a_bad_heartbeat_grace_setting_is_one_line_naming_it(tmp_path, monkeypatch, value):
+    from playground.runs.sweep import SweepStorageError, storage_for
+
+    monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", value)
+    with pytest.raises(SweepStorageError, match="PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from "
+                                                "3 to 3600"):
+        storage_for(None, RunStore(tmp_path / "runs"))
+    monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", "9")
+    storage = storage_for(None, RunStore(tmp_path / "runs"))
+    assert (storage.grace_period, storage.heartbeat_interval) == (9, 3)
 
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.floats(0, 1)), max_size=30))

@@ -84,10 +84,14 @@ def test_two_workers_then_a_second_machine_share_one_study(pg, image_folder, tmp
         assert t.user_attrs["run_id"] not in {r.id for r in store.list()}
 
 
-def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried(pg, image_folder, tmp_path):
+def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried(pg, image_folder, tmp_path,
+                                                                                 monkeypatch):
     """The killed process's trial trains for many epochs; the second process (a 1-epoch base, same
-    distributions) starts after the heartbeat's grace period, fails the stale trial, runs its retry
-    (same parameters) and a new trial."""
+    distributions) starts after the heartbeat's grace period (6 s here, by the setting; 30 s by
+    default), fails the stale trial, runs its retry (same parameters) and a new trial."""
+    from playground.runs.sweep import storage_for
+
+    monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", "6")
     study, first, second = "killed", tmp_path / "machine-a", tmp_path / "machine-b"
     slow, quick = space_file(tmp_path, epochs=200, name="slow.json"), space_file(tmp_path, name="quick.json")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -122,10 +126,11 @@ def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried
             pass
     assert killed.state == RUNNING  # nobody has noticed yet
 
-    storage = optuna.storages.RDBStorage(pg.url, heartbeat_interval=10, grace_period=30)
+    storage = storage_for(pg.url, RunStore(second))
+    assert storage.grace_period == 6
     study_id = storage.get_study_id_from_name(study)
     deadline = time.monotonic() + 60
-    while not storage._get_stale_trial_ids(study_id):  # the heartbeat's grace period (30 s) runs out
+    while not storage._get_stale_trial_ids(study_id):  # the heartbeat's grace period runs out
         assert time.monotonic() < deadline, "the killed trial never went stale"
         time.sleep(1)
 

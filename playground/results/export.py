@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
 from .. import atomic
 from ..specs.augment import to_python
 from ..specs.config import TrainSpec
@@ -31,7 +32,7 @@ FORMATS = ("onnx", "torchscript", "script")
 SCRIPT_INPUT = (3, 32)
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The run cannot be exported in this format, or the export failed; nothing was written."""
 
 

@@ -10,16 +10,18 @@ import os
 import sqlite3
 from pathlib import Path
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing or damaged; it is reported, never loaded silently."""
 
 
-class RunGone(RuntimeError):
+class RunGone(UserError, RuntimeError):
     """The run was deleted while something was writing to it."""
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The run store cannot be read or written (a full or read-only disk, a damaged or missing
     database, a lock held too long); the message names the cause in one line."""
 

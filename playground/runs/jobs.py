@@ -165,11 +165,12 @@ class Launcher:
     # -- processes -----------------------------------------------------------
     def _spawn(self, run_id: str) -> None:
         """The run's worker process; when it cannot be started (no memory, no process slots, a log that
-        cannot be opened) the run ends "failed" saying why, instead of waiting as queued for a worker."""
+        cannot be opened, a store that cannot record its pid) the run ends "failed" saying why, instead
+        of waiting as queued for a worker, and no process is left behind."""
         try:
             self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
-        except OSError as e:
-            reason = f"its worker process could not be started ({e.strerror or e})"
+        except (OSError, StoreError) as e:
+            reason = f"its worker process could not be started ({getattr(e, 'strerror', None) or e})"
             with suppress(StoreError):
                 self.store.finish(run_id, "failed", reason, only_if_active=True)
             raise JobError(f"run {run_id} {reason}") from None

@@ -160,7 +160,12 @@ def start_worker(store: RunStore, run_id: str, stop_with_parent: bool = False) -
                                 preexec_fn=_stop_with_parent if stop_with_parent else None)
     start = process_start(proc.pid)
     if start is not None:  # else it already ended: whoever reaps it records why
-        store.set_process(run_id, proc.pid, start, this_host())
+        try:
+            store.set_process(run_id, proc.pid, start, this_host())
+        except StoreError:  # unrecorded, it would train where no page can see or stop it: it goes now
+            proc.kill()
+            proc.wait()
+            raise
     return proc
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..errors import UserError
 from ..results.evaluate import LoadedRun, check_state_dict, short_load_error, one_line
 from ..specs.config import RunSpec, TrainSpec
 from ..specs.serde import SpecError, short
@@ -40,7 +41,7 @@ PROGRESS_EVERY_S = 1.0  # how often batch points reach the store
 POINT_EVERY_S = 0.25  # at most this many seconds between two stored batch points
 
 
-class WorkerError(RuntimeError):
+class WorkerError(UserError, RuntimeError):
     """A worker cannot take this run (not queued, already taken, gone)."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import subprocess
 import time
@@ -22,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from .. import cli_child
 from ..specs.geometry import trace
 from ..specs.presets import preset_net
@@ -36,7 +38,7 @@ TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "
 POLL_S = 0.5
 
 
-class SweepStorageError(RuntimeError):
+class SweepStorageError(UserError, RuntimeError):
     """The study's storage cannot be opened (a bad URL, a server that is down); one line, no password."""
 
 
@@ -119,6 +121,23 @@ class Sweep:
             raise
 
 
+HEARTBEAT_GRACE_S = 30
+
+
+def heartbeat_grace() -> int:
+    """Seconds a trial may go without its process's heartbeat before the next trial started by any
+    process fails it and queues its retry: $PLAYGROUND_SWEEP_GRACE_S, else 30. The heartbeat beats
+    three times within it. Shorter finds a lost machine sooner; a machine that stalls for longer than
+    this (swapping, suspended) has its live trial failed and trained twice."""
+    raw = os.environ.get("PLAYGROUND_SWEEP_GRACE_S", "").strip()
+    if not raw:
+        return HEARTBEAT_GRACE_S
+    if not (raw.isdigit() and 3 <= int(raw) <= 3600):
+        raise SweepStorageError(f"PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from 3 to 3600, "
+                                f"got {short(raw, 40)}")
+    return int(raw)
+
+
 def storage_for(url: str | None, runs: RunStore):
     """Optuna storage: ``url``, or an SQLite file in the runs folder. RDB storages get a heartbeat,
     so a trial whose process died is marked failed (and retried once) instead of running forever."""
@@ -136,10 +155,11 @@ def storage_for(url: str | None, runs: RunStore):
                {"connect_timeout": 10} if url.startswith("postgresql") else None)  # a dead host: 10 s, not minutes
     retry = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
              or optuna.storages.RetryFailedTrialCallback)
+    grace = heartbeat_grace()
     try:
         with warnings.catch_warnings():  # Optuna calls its heartbeat experimental; it is what fails dead trials
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=10, grace_period=30,
+            return RDBStorage(url, heartbeat_interval=grace // 3, grace_period=grace,
                               heartbeat_stale_trial_callback=retry(max_retry=1),
                               engine_kwargs={"connect_args": connect} if connect else None)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors share no base with ours

@@ -6,16 +6,17 @@ script all use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import math
 
-import albumentations as A
-import cv2
 import numpy as np
 
 from . import limits as limits_
 from . import serde
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 AUG_VERSION = 1
 
@@ -71,6 +72,8 @@ class TransformDef:
 
 
 def _border(name: str) -> int:
+    import cv2  # here, not above: validating a spec needs neither OpenCV nor Albumentations (nor their torch)
+
     return {"reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
             "replicate": cv2.BORDER_REPLICATE}[name]
 
@@ -221,6 +224,8 @@ def albumentations_calls(spec: AugSpec, mean: tuple[float, float, float]) -> lis
 
 
 def instantiate(call: Call) -> A.BasicTransform:
+    import albumentations as A
+
     name, kwargs, children = call
     if children:
         return getattr(A, name)([instantiate(c) for c in children], **kwargs)
@@ -230,6 +235,8 @@ def instantiate(call: Call) -> A.BasicTransform:
 def build_pipeline(spec: AugSpec, mean: tuple[float, float, float], seed: int | None = None,
                    replay: bool = False) -> A.Compose:
     """The spec as an A.Compose (or ReplayCompose, which records what each image drew)."""
+    import albumentations as A
+
     checked_aug(spec)
     transforms = [instantiate(c) for c in albumentations_calls(spec, mean)]
     pipe = A.ReplayCompose(transforms) if replay else A.Compose(transforms)
@@ -261,6 +268,8 @@ def _code(call: Call, indent: int) -> str:
 
 def repr_arg(key: str, value: Any) -> str:
     if key == "border_mode":
+        import cv2
+
         names = {cv2.BORDER_REFLECT_101: "cv2.BORDER_REFLECT_101", cv2.BORDER_CONSTANT: "cv2.BORDER_CONSTANT",
                  cv2.BORDER_REPLICATE: "cv2.BORDER_REPLICATE"}
         return f"{key}={names[value]}"

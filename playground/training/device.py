@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 
-class DeviceError(RuntimeError):
+
+class DeviceError(UserError, RuntimeError):
     pass
 
 

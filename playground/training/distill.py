@@ -15,6 +15,7 @@ import hashlib
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..results.evaluate import LoadedRun, evaluate, load_run
 from ..runs.faults import CheckpointError
 from ..runs.records import RunRecord
@@ -22,7 +23,7 @@ from ..runs.store import RunStore
 from .sources import same_source
 
 
-class TeacherError(ValueError):
+class TeacherError(UserError, ValueError):
     """A teacher run cannot teach this student; the message says which and why."""
 
 

@@ -19,6 +19,7 @@ import shutil
 from contextlib import suppress
 from pathlib import Path
 
+from ..errors import UserError
 from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import archive_kind
@@ -36,7 +37,7 @@ UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
 MB = 1_000_000
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The data could not be found or read; the message says what to do."""
 
 
