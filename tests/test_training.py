@@ -392,3 +392,24 @@ def test_a_batch_or_training_set_of_one_image_is_refused_in_one_line(train, word
     with pytest.raises(SpecError) as e:
         checked(RunSpec(tiny_net(), default_aug(), TrainSpec(**train)))
     assert len(e.value.problems) == 1 and words in e.value.problems[0]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--epochs", "-1"], "epochs must be between 1 and 1000"),
+    (["train", "--preset", "nope"], "nope"),
+    (["evaluate", "nope"], "nope"),
+    (["export", "nope"], "nope"),
+    (["runs"], ""),
+])
+def test_a_refused_command_answers_without_loading_torch(tmp_path, argv, says):
+    """A typo is answered at once: torch (and Albumentations, which loads it) is imported only once a
+    command has something to train, evaluate or export (its import is about 2.5 s of a 3.5 s start)."""
+    from playground.runs.store import RunStore
+
+    RunStore(tmp_path / "runs")  # an empty store: the run ids are what is refused
+    code = ("import sys\nfrom playground.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('torch' in sys.modules, 'albumentations' in sys.modules, code)")
+    result = subprocess.run([sys.executable, "-c", code, *argv, "--runs", str(tmp_path / "runs")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split()[-3:] == ["False", "False", "0" if argv == ["runs"] else "2"], result.stderr
+    assert says in result.stderr
