@@ -228,30 +228,28 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     assert at.button(key="stop").disabled and at.button(key="resume").disabled
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
-def test_train_loads_each_recipe(app_env, name):
+def test_train_loads_each_recipe(app_env):
     """Every recipe's settings must fit the form's widgets (record trains for 162 epochs, seed-001 in
-    batches of 64); the list says which are measured."""
-    recipe = RECIPES[name]
+    batches of 64); the list says which are measured. One page, each recipe loaded over the last, as
+    a visitor comparing them would."""
     at = open_page("train")
-    at.selectbox(key="t_recipe").set_value(name)
-    label = at.selectbox(key="t_recipe").format_func(name)
-    assert (f"measured {recipe.measured.test_acc:.2f}%" if recipe.measured else "not yet measured") in label
-    at.button(key="t_load_recipe").click().run()
-    assert not at.exception
-    assert at.session_state["net"]["name"] == recipe.preset
-    assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
-    assert at.number_input(key="t_epochs").value == recipe.train.epochs
-    assert at.number_input(key="t_eval").value == recipe.train.eval_every
-    assert at.checkbox(key="t_tta").value == recipe.train.tta and at.number_input(key="t_subset").value == 0
-    assert at.slider(key="t_ls").value == recipe.train.label_smoothing  # the seeds' recipes use none
-    assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (
-        recipe.train.max_lr, recipe.train.batch_size)
-    t = recipe.train
-    assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
-            at.checkbox(key="t_whiten").value, at.checkbox(key="t_fixbn").value, at.number_input(key="t_lowres").value,
-            at.number_input(key="t_lowres_ep").value) == (t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale,
-                                                          t.low_res, t.low_res_epochs)
+    for name, recipe in RECIPES.items():
+        at.selectbox(key="t_recipe").set_value(name)
+        label = at.selectbox(key="t_recipe").format_func(name)
+        assert (f"measured {recipe.measured.test_acc:.2f}%" if recipe.measured else "not yet measured") in label
+        at.button(key="t_load_recipe").click().run()
+        assert not at.exception, name
+        assert at.session_state["net"]["name"] == recipe.preset
+        assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
+        t = recipe.train
+        assert (at.number_input(key="t_epochs").value, at.number_input(key="t_eval").value) == (t.epochs, t.eval_every)
+        assert at.checkbox(key="t_tta").value == t.tta and at.number_input(key="t_subset").value == 0
+        assert at.slider(key="t_ls").value == t.label_smoothing  # the seeds' recipes use none
+        assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (t.max_lr, t.batch_size)
+        assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
+                at.checkbox(key="t_whiten").value, at.checkbox(key="t_fixbn").value,
+                at.number_input(key="t_lowres").value, at.number_input(key="t_lowres_ep").value) == (
+            t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale, t.low_res, t.low_res_epochs), name
 
 
 def test_train_rejects_missing_device(app_env):
