@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from .cli_specs import net_from_args, new_run
@@ -147,7 +148,7 @@ def cmd_worker(args) -> int:
 def cmd_runs(args) -> int:
     import datetime as dt
 
-    from .runs.lifecycle import reconcile
+    from .runs.lifecycle import as_seen, reconcile
     from .runs.records import DAMAGED
     from .runs.store import RunStore
 
@@ -155,7 +156,7 @@ def cmd_runs(args) -> int:
     reconcile(store)
     rows = [dict(id=r.id, name=r.name, status=r.status, epochs_done=len(r.epochs), epochs_planned=r.planned_epochs,
                  best_acc=r.best_acc, params=r.params, started=dt.datetime.fromtimestamp(r.created).isoformat(
-                     timespec="seconds"), message=r.message) for r in store.list()]
+                     timespec="seconds"), message=r.message) for r in map(partial(as_seen, store), store.list())]
     if args.json:
         print(json.dumps(rows))
         return 0

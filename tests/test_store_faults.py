@@ -8,6 +8,7 @@ real damaged files.
 """
 import errno
 import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -297,7 +298,12 @@ def test_a_worker_whose_store_turns_read_only_exits_in_one_line_and_the_reader_r
     assert temporaries(store.root) == [] and store.load_checkpoint(run_id)["epoch"] == 1
 
 
-def test_a_reader_that_cannot_write_leaves_the_record_for_a_later_reader(tmp_path, monkeypatch):
+def test_a_reader_that_cannot_write_leaves_the_record_for_a_later_reader(tmp_path, monkeypatch, capsys):
+    """...and meanwhile the pages and `runs` show the run as ended, not "running" (which it said for
+    as long as the store stayed read-only)."""
+    from playground.cli import main
+    from playground.runs.jobs import Launcher
+
     store = RunStore(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -305,6 +311,12 @@ def test_a_reader_that_cannot_write_leaves_the_record_for_a_later_reader(tmp_pat
     assert store.claim(run_id, dead.pid, time.time(), lifecycle.this_host(), "cpu")
     read_only_sqlite(monkeypatch)
     assert lifecycle.reconcile(store) == [] and store.get(run_id).status == "running"  # read, not written
+    launcher = Launcher(tmp_path)
+    for seen in (launcher.get(run_id), *launcher.runs()):
+        assert seen.status == "interrupted" and not seen.active
+        assert seen.message.endswith("(not recorded yet: the run store cannot be written)"), seen.message
+    assert main(["runs", "--json", "--runs", str(tmp_path)]) == 0
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)] == ["interrupted"]
     monkeypatch.undo()
     assert lifecycle.reconcile(store) == [run_id] and store.get(run_id).status == "interrupted"
 

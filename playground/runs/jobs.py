@@ -67,12 +67,18 @@ class Launcher:
 
     def runs(self) -> list[RunRecord]:
         self.refresh()
-        return self.store.list()
+        return [self._as_seen(r) for r in self.store.list()]
 
     def get(self, run_id: str) -> RunRecord | None:
         """The run's record; a damaged row as its "damaged" record (pages show it, its owner may delete it)."""
         self.refresh()
-        return self.store.get(run_id, damaged=True)
+        record = self.store.get(run_id, damaged=True)
+        return None if record is None else self._as_seen(record)
+
+    def _as_seen(self, record: RunRecord) -> RunRecord:
+        with self._lock:
+            children = set(self._procs)
+        return lifecycle.as_seen(self.store, record, children)
 
     # -- changing ------------------------------------------------------------
     def _owned(self, owner: str, run_id: str, verb: str) -> RunRecord:

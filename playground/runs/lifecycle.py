@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 
@@ -113,16 +114,29 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
         if not alive(r):
             if r.id in children:
                 continue
-            if r.stop_requested:
-                status, message = "stopped", "stopped by request (the worker ended before saving a final state)"
-            else:
-                status, message = "interrupted", gone_reason(store, r)
-            record(r.id, status, message)
+            record(r.id, *_end_of(store, r))
         elif r.stop_requested and time.time() - r.stop_requested > GRACE_S and r.host == this_host():
             kill(r)
             record(r.id, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop request "
                                     f"and was killed")
     return changed
+
+
+def _end_of(store: RunStore, record: RunRecord) -> tuple[str, str]:
+    """(status, message) for an active run whose worker is gone."""
+    if record.stop_requested:
+        return "stopped", "stopped by request (the worker ended before saving a final state)"
+    return "interrupted", gone_reason(store, record)
+
+
+def as_seen(store: RunStore, record: RunRecord, children: frozenset[str] | set[str] = frozenset()) -> RunRecord:
+    """The record as readers show it, after ``reconcile``: a run whose worker is gone but whose end
+    could not be recorded (a read-only or full store) shows that end, not "running", until a
+    reader can record it. ``children`` as for ``reconcile``: their reaper records a better reason."""
+    if not record.active or record.id in children or alive(record):
+        return record
+    status, message = _end_of(store, record)
+    return replace(record, status=status, message=f"{message} (not recorded yet: the run store cannot be written)")
 
 
 def kill(record: RunRecord) -> None:
