@@ -143,7 +143,7 @@ def live() -> None:
     try:
         follow()
     except StoreError as e:
-        st.error(f"**The run store cannot be used.** {ui.plain(e)}")
+        ui.store_error(e)
 
 
 def follow() -> None:

@@ -28,4 +28,4 @@ pages = [
 try:
     st.navigation(pages).run()
 except StoreError as e:  # a damaged, full or read-only run store: one line on any page, never a traceback
-    st.error(f"**The run store cannot be used.** {ui.plain(e)}")
+    ui.store_error(e)

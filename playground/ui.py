@@ -108,6 +108,11 @@ AUTOLINK = re.compile(r"://|www\.|\w@", re.IGNORECASE)  # what GitHub-flavoured 
 PLAIN_CHARS = 2_000  # what a page shows of one message; the CLI cuts at the same length
 
 
+def store_error(e: Exception) -> None:
+    """A run store that cannot be used (damaged, full, read-only): one line wherever it is met."""
+    st.error(f"**The run store cannot be used.** {plain(e)}")
+
+
 def plain(text: str) -> str:
     """``text`` for st.markdown, st.error and friends with its markdown characters escaped and cut
     to ``PLAIN_CHARS``: a message may quote a visitor's run name, spec or archive, shown to other
