@@ -399,6 +399,7 @@ def test_a_batch_or_training_set_of_one_image_is_refused_in_one_line(train, word
     (["train", "--preset", "nope"], "nope"),
     (["evaluate", "nope"], "nope"),
     (["export", "nope"], "nope"),
+    (["sweep", "--space", "no-such-space.json"], "no-such-space.json"),
     (["runs"], ""),
 ])
 def test_a_refused_command_answers_without_loading_torch(tmp_path, argv, says):

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..specs.analysis import check_rules
 from ..specs.config import RunSpec, data_problems, low_res_share
 from ..specs.geometry import trace
 from ..specs.limits import current
@@ -279,6 +278,8 @@ def check_trial(space: Space, spec: dict, classes: list[str], image_shape: tuple
     t = trace(run.net)
     if space.max_params is not None and t.params > space.max_params:
         raise SpecError([f"{t.params:,} parameters is over the budget of {space.max_params:,}"])
+    from ..specs.analysis import check_rules  # torchinfo and torch: a space file is checked without them
+
     if space.rules and (broken := [r.name for r in check_rules(run.net, t) if not r.passed]):
         raise SpecError([f"breaks the rules: {', '.join(broken)}"])
     return run

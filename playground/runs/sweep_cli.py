@@ -29,18 +29,19 @@ def add_sweep_parsers(sub) -> tuple:
 def cmd_sweep(args) -> int:
     import subprocess
 
-    import optuna
-
     from .. import cli_child
     from .space import load_space
     from .store import RunStore
-    from .sweep import run_share, storage_for, study_for
     from ..training.sources import resolve_source
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
-    space = load_space(args.space)  # a bad space file: one line before any process starts
+    space = load_space(args.space)  # a bad space file: one line before any process starts (or torch loads)
     if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
         raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])
+    import optuna
+
+    from .sweep import run_share, storage_for, study_for
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     source, store = resolve_source(args.data), RunStore(args.runs)
     study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
     if args.workers > 1 and not os.environ.get("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
