@@ -124,3 +124,13 @@ def test_a_worker_whose_pid_cannot_be_recorded_is_killed_and_its_run_fails_in_on
     assert child.returncode is not None and not psutil.pid_exists(child.pid)
     (record,) = launcher.store.list()
     assert record.status == "failed" and not launcher.store.active()
+
+
+def test_a_worker_that_dies_saying_error_in_one_line_is_quoted_by_its_run(tmp_path):
+    """The CLI's own one-line "error: ..." (an OSError while the worker imports torch, a missing CUDA
+    library) is the run's last words, as a traceback's last line was."""
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create("tiny", tiny_run().to_dict())
+    store.log_path(run_id).write_text("loading\nerror: libcudnn.so.9: cannot open shared object file\n")
+    assert lifecycle.last_output(store, run_id).endswith("its last words: error: libcudnn.so.9: cannot open shared "
+                                                         "object file")

@@ -307,14 +307,17 @@ def test_a_reader_that_cannot_write_leaves_the_record_for_a_later_reader(tmp_pat
     store = RunStore(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    run_id = create_run(store, tiny_run())
+    run_id = create_run(store, tiny_run(), owner="me")
     assert store.claim(run_id, dead.pid, time.time(), lifecycle.this_host(), "cpu")
     read_only_sqlite(monkeypatch)
     assert lifecycle.reconcile(store) == [] and store.get(run_id).status == "running"  # read, not written
-    launcher = Launcher(tmp_path)
+    launcher = Launcher(tmp_path, limit=1)
     for seen in (launcher.get(run_id), *launcher.runs()):
         assert seen.status == "interrupted" and not seen.active
         assert seen.message.endswith("(not recorded yet: the run store cannot be written)"), seen.message
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    with launcher._lock:  # nor does it hold its owner's slot or the server's last one ("already running for you")
+        launcher._check_capacity("me")
     assert main(["runs", "--json", "--runs", str(tmp_path)]) == 0
     assert [r["status"] for r in json.loads(capsys.readouterr().out)] == ["interrupted"]
     monkeypatch.undo()

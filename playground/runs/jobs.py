@@ -93,7 +93,9 @@ class Launcher:
         return record
 
     def _check_capacity(self, owner: str) -> None:
-        active = self.store.active()
+        """Under ``_lock``. A run whose dead worker could not be recorded yet holds no slot (it shows as ended)."""
+        children = set(self._procs)
+        active = [r for r in self.store.active() if lifecycle.as_seen(self.store, r, children).active]
         mine = next((r for r in active if r.owner == owner), None) if hosted() else None
         if mine is not None:
             raise JobError(f"a training ({mine.name}, run {mine.id}) is already running for you; stop it or wait "
@@ -176,10 +178,7 @@ class Launcher:
         try:
             self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
         except (OSError, StoreError) as e:
-            reason = f"its worker process could not be started ({getattr(e, 'strerror', None) or e})"
-            with suppress(StoreError):
-                self.store.finish(run_id, "failed", reason, only_if_active=True)
-            raise JobError(f"run {run_id} {reason}") from None
+            raise JobError(f"run {run_id} {lifecycle.not_started(e)}") from None
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=self._watch, daemon=True, name="playground-workers")
             self._watcher.start()

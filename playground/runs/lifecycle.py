@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import replace
 
 import psutil
@@ -74,7 +75,8 @@ def last_output(store: RunStore, run_id: str) -> str:
             lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
-    last = next((ln for ln in reversed(lines) if "Error" in ln or "Fatal" in ln or "Killed" in ln), "")
+    said = ("Error", "Fatal", "Killed")  # and the CLI's own one-line "error: ..." (an OSError importing torch)
+    last = next((ln for ln in reversed(lines) if any(w in ln for w in said) or ln.startswith("error: ")), "")
     return f"; its last words: {last[:200]}" if last else ""
 
 
@@ -135,6 +137,9 @@ def as_seen(store: RunStore, record: RunRecord, children: frozenset[str] | set[s
     reader can record it. ``children`` as for ``reconcile``: their reaper records a better reason."""
     if not record.active or record.id in children or alive(record):
         return record
+    fresh = store.get(record.id, damaged=True)  # its worker or reaper may have recorded its end just now
+    if fresh is None or not fresh.active:
+        return fresh or record
     status, message = _end_of(store, record)
     return replace(record, status=status, message=f"{message} (not recorded yet: the run store cannot be written)")
 
@@ -167,20 +172,33 @@ def request_stop(store: RunStore, record: RunRecord) -> None:
 def start_worker(store: RunStore, run_id: str, stop_with_parent: bool = False) -> subprocess.Popen:
     """``python -m playground worker RUN_ID`` as a child process, its output in the run's log, its
     pid recorded at once. ``stop_with_parent``: it gets SIGTERM (a graceful stop) when the caller
-    dies, even by SIGKILL (Linux), so no training is left orphaned."""
-    argv, env = cli_child("worker", run_id, "--runs", str(store.root.resolve()))
-    with open(store.log_path(run_id), "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_stop_with_parent if stop_with_parent else None)
-    start = process_start(proc.pid)
-    if start is not None:  # else it already ended: whoever reaps it records why
-        try:
-            store.set_process(run_id, proc.pid, start, this_host())
-        except StoreError:  # unrecorded, it would train where no page can see or stop it: it goes now
-            proc.kill()
-            proc.wait()
-            raise
+    dies, even by SIGKILL (Linux), so no training is left orphaned.
+
+    When it cannot be started (no memory or process slots, a log that cannot be opened, a store
+    that refuses its pid) the run ends "failed" saying why (``not_started``) rather than waiting as
+    queued, no process is left behind, and the OSError or StoreError is raised."""
+    try:
+        argv, env = cli_child("worker", run_id, "--runs", str(store.root.resolve()))
+        with open(store.log_path(run_id), "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    preexec_fn=_stop_with_parent if stop_with_parent else None)
+        start = process_start(proc.pid)
+        if start is not None:  # else it already ended: whoever reaps it records why
+            try:
+                store.set_process(run_id, proc.pid, start, this_host())
+            except StoreError:  # the page would say "failed" while it trained: it goes now
+                proc.kill()
+                proc.wait()
+                raise
+    except (OSError, StoreError) as e:
+        with suppress(StoreError):
+            store.finish(run_id, "failed", not_started(e), only_if_active=True)
+        raise
     return proc
+
+
+def not_started(e: OSError | StoreError) -> str:
+    return f"its worker process could not be started ({getattr(e, 'strerror', None) or e})"
 
 
 def _stop_with_parent() -> None:

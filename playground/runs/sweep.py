@@ -132,8 +132,8 @@ def heartbeat_grace() -> int:
     raw = os.environ.get("PLAYGROUND_SWEEP_GRACE_S", "").strip()
     if not raw:
         return HEARTBEAT_GRACE_S
-    if not (raw.isdigit() and 3 <= int(raw) <= 3600):
-        raise SweepStorageError(f"PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from 3 to 3600, "
+    if not (raw.isascii() and raw.isdigit() and 6 <= int(raw) <= 3600):
+        raise SweepStorageError(f"PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from 6 to 3600, "
                                 f"got {short(raw, 40)}")
     return int(raw)
 
