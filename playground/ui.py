@@ -13,6 +13,7 @@ import streamlit as st
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
+from .specs.config import hosted
 from .specs.presets import preset_net
 from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
@@ -81,7 +82,7 @@ def choose_data(source: str, upload=None) -> str | None:
     ``source``. Returns the problem in one line, or None."""
     if upload is not None and getattr(upload, "file_id", None) != st.session_state.get("_data_upload_id"):
         try:
-            stored = store_upload(upload.getvalue())
+            stored = store_upload(upload.getvalue(), owner=owner() if hosted() else "")
         except DataError as e:
             return str(e)
         try:
@@ -175,7 +176,6 @@ def lean_memory() -> None:
     global _lean_done
     if not _lean_done:
         _lean_done = True
-        from .specs.config import hosted
         if hosted():
             from .training.device import return_memory_eagerly
             return_memory_eagerly()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import struct
 import subprocess
 import tarfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -272,10 +274,44 @@ def test_uploads_are_bounded_least_recently_used_first(tmp_path, monkeypatch):
             load_dataset(sources[0])
             assert any(p.name.startswith("upload-") for p in (cache_dir() / "arrays").iterdir())
             os.utime(cache_dir() / "uploads" / sources[0][7:], (1, 1))  # the least recently used
-    assert sorted(p.name for p in (cache_dir() / "uploads").iterdir()) == sorted(s[7:] for s in sources[1:])
+    assert stored_uploads() == sorted(s[7:] for s in sources[1:])
     assert not any(p.name.startswith(f"upload-{sources[0][7:23]}") for p in (cache_dir() / "arrays").iterdir())
     with pytest.raises(DataError, match="no longer on the server"):
         load_dataset(sources[0])
+
+
+def stored_uploads() -> list[str]:
+    return sorted(p.name for p in (cache_dir() / "uploads").iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name))
+
+
+def test_one_visitor_uploading_again_and_again_drops_only_their_own_uploads(tmp_path, monkeypatch):
+    """Hosted: visitor A's upload in use survives visitor B's stream of uploads (B's own older ones
+    make room, but not an archive A uploaded too); with every place held by other visitors' recent
+    uploads, the next one is refused in one line and not kept; one unused for an hour may go."""
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "2")
+    a, b, c = "a" * 32, "b" * 32, "c" * 32
+
+    archives = [tar_gz(tmp_path / f"d{k}.tar.gz", folder(tmp_path / f"src{k}", n_train=k + 1)).read_bytes()
+                for k in range(5)]
+    archive = archives.__getitem__
+
+    mine = store_upload(archive(0), owner=a)
+    theirs = [store_upload(archive(k), owner=b) for k in (1, 2, 3)]
+    assert stored_uploads() == sorted([mine[7:], theirs[-1][7:]])
+    assert store_upload(archive(0), owner=b) == mine  # the same archive: now A's and B's
+    assert stored_uploads() == sorted([mine[7:], theirs[-1][7:]])  # room made by B's own older one only
+    latest = store_upload(archive(4), owner=b)  # B's own older one goes, not the archive A uploaded too
+    assert stored_uploads() == sorted([mine[7:], latest[7:]])
+    refused = hashlib.sha256(archive(3)).hexdigest()
+    with pytest.raises(DataError, match=r"keeps 2 uploaded datasets \(PLAYGROUND_MAX_UPLOADS\) and other "
+                                        r"visitors have used each of them in the last 60 minutes"):
+        store_upload(archive(3), owner=c)
+    assert refused not in stored_uploads() and not (cache_dir() / "uploads" / "owners" / refused).exists()
+    assert load_dataset(mine).x_train.shape[0] == 2
+    hour_ago = time.time() - 3700
+    os.utime(cache_dir() / "uploads" / latest[7:], (hour_ago, hour_ago))  # B left an hour ago
+    assert store_upload(archive(3), owner=c)[7:] == refused
+    assert stored_uploads() == sorted([mine[7:], refused])
 
 
 def test_an_uploads_test_split_is_capped(tmp_path, monkeypatch):

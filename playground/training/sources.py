@@ -1,14 +1,14 @@
 """Data sources: what a ``--data`` string names, whether this server may load it for a visitor,
-the data settings, and the archives visitors upload (kept under the cache by content hash, the
-least recently used dropped first). data.py reads what a source names; this module decides which
+the data settings, and the archives visitors upload (kept under the cache by content hash). data.py reads what a source names; this module decides which
 source that is and keeps uploads, without reading any images.
 
 Settings (environment variables, positive whole numbers):
 ``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an uploaded archive;
 ``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
 ``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive;
-``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server, least recently used
-dropped first (with their decoded arrays).
+``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server (with their decoded arrays): the
+uploader's own older ones are dropped first, then other visitors' unused for an hour; an upload
+that would need another visitor's recent one dropped is refused instead.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -34,6 +35,8 @@ SETTINGS = {  # name: (default, meaning)
     "PLAYGROUND_MAX_UPLOADS": (4, "uploaded datasets kept on the server (least recently used dropped first)"),
 }
 UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
+OWNER_RE = re.compile(r"[0-9a-f]{32}")  # ui.owner(): a hash of the visitor's cookie
+IN_USE_S = 3600  # another visitor's upload used (loaded, uploaded again) this recently is never dropped
 MB = 1_000_000
 
 
@@ -107,10 +110,11 @@ def hint() -> str:
 # ---------------------------------------------------------------------------------------------
 # Uploads: stored by content hash under the cache, the least recently used dropped first.
 
-def store_upload(data: bytes, cache: Path | None = None) -> str:
+def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str:
     """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
     source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
-    when it is unpacked."""
+    when it is unpacked. ``owner``: the visitor (hosted mode), whose uploads make room for this one
+    first; see ``_make_room``."""
     cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
     if len(data) > cap * MB:
         raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
@@ -137,8 +141,19 @@ def store_upload(data: bytes, cache: Path | None = None) -> str:
                 raise DataError(f"Cannot keep the upload on the server: "
                                 f"{cause_of_os_error(e, folder, 'the uploads folder')}.") from None
             raise
-    with suppress(OSError):  # dropping old uploads can wait for the next one
-        _evict_uploads(folder.parent, keep=keep, current=digest)
+    with suppress(OSError):  # who uploaded it: their uploads make room for their next one first
+        (folder / "owners" / digest).mkdir(parents=True, exist_ok=True)
+        (folder / "owners" / digest / (owner if OWNER_RE.fullmatch(owner) else "local")).touch()
+    try:
+        room = _make_room(folder.parent, keep=keep, current=digest, owner=owner)
+    except OSError:  # dropping old uploads can wait for the next one
+        room = True
+    if not room:
+        with suppress(OSError):
+            _drop_upload(folder.parent, digest)
+        raise DataError(f"The server keeps {keep} uploaded datasets (PLAYGROUND_MAX_UPLOADS) and other "
+                        f"visitors have used each of them in the last {IN_USE_S // 60} minutes; try again "
+                        f"later, or choose one of the listed datasets.")
     return f"{UPLOAD_PREFIX}{digest}"
 
 
@@ -160,15 +175,38 @@ def upload_path(source: str, cache: Path | None = None) -> Path:
 def discard_upload(source: str, cache: Path | None = None) -> None:
     """Forget an upload that could not be loaded: its archive and anything cached from it."""
     if m := UPLOAD_RE.fullmatch(source):
-        cache = Path(cache) if cache else cache_dir()
-        (cache / "uploads" / m.group(1)).unlink(missing_ok=True)
-        shutil.rmtree(cache / "arrays" / f"upload-{m.group(1)[:16]}", ignore_errors=True)
+        _drop_upload(Path(cache) if cache else cache_dir(), m.group(1))
 
 
-def _evict_uploads(cache: Path, keep: int, current: str) -> None:
+def _make_room(cache: Path, keep: int, current: str, owner: str) -> bool:
+    """At most ``keep`` uploads besides nothing: the uploader's own older ones go first, then other
+    visitors' not used for IN_USE_S, least recently used first. Another visitor's upload in use is
+    never dropped for a newcomer (one visitor uploading again and again would take every other
+    visitor's data away); False when ``current`` cannot fit without that. Without an owner (local
+    mode, one user) every upload is the uploader's own."""
     folder = cache / "uploads"
-    stored = [p for p in folder.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)]
-    stored.sort(key=lambda p: (p.name == current, p.stat().st_mtime), reverse=True)
-    for p in stored[keep:]:
-        p.unlink(missing_ok=True)
-        shutil.rmtree(cache / "arrays" / f"upload-{p.name[:16]}", ignore_errors=True)  # mapped copies live on
+    stored = [p for p in folder.iterdir() if p.name != current and re.fullmatch(r"[0-9a-f]{64}", p.name)]
+    excess = len(stored) + 1 - keep
+    if excess <= 0:
+        return True
+
+    def own(p: Path) -> bool:  # no other visitor uploaded the same archive (nor an unknown one: no marks)
+        marks = folder / "owners" / p.name
+        return not owner or (marks.is_dir() and {m.name for m in marks.iterdir()} == {owner})
+
+    idle_since = time.time() - IN_USE_S
+    droppable = sorted((p for p in stored if own(p) or p.stat().st_mtime < idle_since),
+                       key=lambda p: (not own(p), p.stat().st_mtime))
+    if len(droppable) < excess:
+        return False
+    for p in droppable[:excess]:
+        _drop_upload(cache, p.name)
+    return True
+
+
+def _drop_upload(cache: Path, digest: str) -> None:
+    (cache / "uploads" / digest).unlink(missing_ok=True)
+    shutil.rmtree(cache / "uploads" / "owners" / digest, ignore_errors=True)
+    with suppress(OSError):  # the last one: no empty folder left behind
+        (cache / "uploads" / "owners").rmdir()
+    shutil.rmtree(cache / "arrays" / f"upload-{digest[:16]}", ignore_errors=True)  # mapped copies live on
