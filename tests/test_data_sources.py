@@ -312,6 +312,8 @@ def test_one_visitor_uploading_again_and_again_drops_only_their_own_uploads(tmp_
     os.utime(cache_dir() / "uploads" / latest[7:], (hour_ago, hour_ago))  # B left an hour ago
     assert store_upload(archive(3), owner=c)[7:] == refused
     assert stored_uploads() == sorted([mine[7:], refused])
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "1")  # the cap lowered: what is kept and in use stays
+    assert store_upload(archive(0), owner=c) == mine and stored_uploads() == sorted([mine[7:], refused])
 
 
 def test_an_uploads_test_split_is_capped(tmp_path, monkeypatch):

@@ -125,7 +125,8 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str
     keep = setting("PLAYGROUND_MAX_UPLOADS")
     digest = hashlib.sha256(data).hexdigest()
     path = folder / digest
-    if path.exists():
+    created = not path.exists()
+    if not created:
         with suppress(OSError):  # only the eviction order; a read-only disk still serves it
             os.utime(path)
     else:
@@ -148,7 +149,7 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str
         room = _make_room(folder.parent, keep=keep, current=digest, owner=owner)
     except OSError:  # dropping old uploads can wait for the next one
         room = True
-    if not room:
+    if not room and created:  # one kept already (another visitor's too) stays
         with suppress(OSError):
             _drop_upload(folder.parent, digest)
         raise DataError(f"The server keeps {keep} uploaded datasets (PLAYGROUND_MAX_UPLOADS) and other "
