@@ -313,7 +313,7 @@ def test_one_visitor_uploading_again_and_again_drops_only_their_own_uploads(tmp_
     assert store_upload(archive(3), owner=c)[7:] == refused
     assert stored_uploads() == sorted([mine[7:], refused])
     monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "1")  # the cap lowered: what is kept and in use stays
-    assert store_upload(archive(0), owner=c) == mine and stored_uploads() == sorted([mine[7:], refused])
+    assert store_upload(archive(0), owner=a) == mine and stored_uploads() == sorted([mine[7:], refused])
 
 
 def test_an_uploads_test_split_is_capped(tmp_path, monkeypatch):
