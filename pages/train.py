@@ -18,11 +18,18 @@ st.title("Train")
 data = ui.dataset()
 net, aug = ui.get_net(), ui.get_aug()
 launcher = ui.launcher()
+ui.restore_widget_values()  # before the first widget (the recipe box)
 
 def load_recipe() -> None:
-    """Runs before the widgets are drawn, so it may set their values."""
+    """Runs before the widgets are drawn, so it may set their values. A recipe over this server's limits
+    (record's 162 epochs on a hosted demo) is said in one line and changes nothing."""
     recipe = RECIPES[st.session_state["t_recipe"]]
-    aug, train = recipe.copy_specs()
+    try:
+        aug, train = recipe.copy_specs()
+    except SpecError as e:
+        st.session_state["t_recipe_error"] = (f"The {recipe.name} recipe does not fit this server's limits: "
+                                              f"{'; '.join(e.problems)}")
+        return
     ui.set_net(preset_net(recipe.preset))  # forgets any recipe loaded before
     st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
     ui.set_aug(aug)
@@ -43,16 +50,19 @@ r1.selectbox("Recipes: a preset with its augmentation and training settings", li
              format_func=recipe_label, key="t_recipe",
              help="; ".join(f"{r.name}: {r.goal}" for r in RECIPES.values()))
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
+if err := st.session_state.pop("t_recipe_error", None):
+    st.error(ui.plain(err))
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
-with st.form("train_form"):
+n_train = len(data.y_train) if data else 1
+ui.fit_kept_values(t_subset=n_train, t_teachers=[r.id for r in candidates(ui.store(), ui.data_source())])
+with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
     top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
     top.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
                 f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}). The settings below apply.")
     start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
     c1, c2, c3 = st.columns(3)
-    n_train = len(data.y_train) if data else 1
     subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
     epochs = c1.number_input("Epochs", 1, current_limits().epochs, 2, key="t_epochs")
     batch = c1.select_slider("Batch size", [32, 64, 128, 256, 512], 128, key="t_batch")
@@ -91,6 +101,8 @@ with st.form("train_form"):
         help="The student also learns the teachers' averaged predictions (knowledge distillation, 90% of the "
              "loss at temperature 4). Their predictions on the training images are computed once per set of "
              "teachers before the first epoch.")
+
+ui.remember_widget_values()
 
 if start and data is not None:
     train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,

@@ -109,6 +109,36 @@ AUTOLINK = re.compile(r"://|www\.|\w@", re.IGNORECASE)  # what GitHub-flavoured 
 PLAIN_CHARS = 2_000  # what a page shows of one message; the CLI cuts at the same length
 
 
+# The Train form's settings. Streamlit forgets a widget's value once a page without that widget has run
+# (and, with the live view's fragment rerunning, even a value written back on every run was lost), so the
+# page keeps a copy under a key of its own and restores from it what Streamlit has dropped: a visitor who
+# looks at another page and comes back finds the form as they left it. Buttons are not among them.
+KEPT_WIDGETS = ("t_recipe", "t_subset", "t_epochs", "t_batch", "t_opt", "t_lr", "t_sched", "t_ls", "t_device",
+                "t_tta", "t_shift", "t_eval", "t_bf16", "t_ema", "t_altflip", "t_whiten", "t_fixbn", "t_lowres",
+                "t_lowres_ep", "t_teachers")
+
+
+def restore_widget_values() -> None:
+    """Before the widgets are drawn: the kept copy of each value Streamlit has dropped."""
+    for key, value in st.session_state.get("_kept_widgets", {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def remember_widget_values() -> None:
+    """After the widgets are drawn: their values, kept under a key that Streamlit never drops."""
+    st.session_state["_kept_widgets"] = {k: st.session_state[k] for k in KEPT_WIDGETS if k in st.session_state}
+
+
+def fit_kept_values(t_subset: int, t_teachers: list[str]) -> None:
+    """A kept value that no longer fits its widget (another dataset has fewer images, a teacher run was
+    deleted) is brought within it, so the widget does not fail on it."""
+    if st.session_state.get("t_subset", 0) > t_subset:
+        st.session_state["t_subset"] = t_subset
+    if "t_teachers" in st.session_state:
+        st.session_state["t_teachers"] = [i for i in st.session_state["t_teachers"] if i in t_teachers]
+
+
 def store_error(e: Exception) -> None:
     """A run store that cannot be used (damaged, full, read-only): one line wherever it is met."""
     st.error(f"**The run store cannot be used.** {plain(e)}")

@@ -252,6 +252,19 @@ def test_train_loads_each_recipe(app_env):
             t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale, t.low_res, t.low_res_epochs), name
 
 
+def test_a_recipe_over_the_hosted_limits_is_one_line_and_changes_nothing(app_env, monkeypatch):
+    """record trains for 162 epochs; a hosted demo allows 100: Load recipe showed a traceback."""
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    at = open_page("train")
+    before = at.session_state["net"]
+    at.selectbox(key="t_recipe").set_value("record")
+    at.button(key="t_load_recipe").click().run()
+    assert not at.exception
+    assert [shown(e.value) for e in at.error] == [
+        "The record recipe does not fit this server's limits: epochs must be between 1 and 100, got 162"]
+    assert at.number_input(key="t_epochs").value == 2 and at.session_state["net"] == before
+
+
 def test_train_rejects_missing_device(app_env):
     import torch
     if torch.cuda.is_available():

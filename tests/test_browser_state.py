@@ -346,3 +346,28 @@ def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
     assert_samples(page, 8, "cat", 5)
     expect_grid(page, before)
     assert page.get_by_test_id("stException").count() == 0
+
+
+def test_train_settings_survive_a_visit_to_another_page_and_enter_does_not_start(page, server):
+    """Streamlit forgot the Train form's values once another page had run: Epochs 3, Max LR 0.1 and a
+    200-image subset came back as the defaults. And Enter in a field submitted the form: a run started."""
+    page.goto(f"{server}/train")
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.wait_for(timeout=60_000)
+    for label, value in (("Epochs", "3"), ("Max LR", "0.1000"), ("Train subset (images, 0 = all)", "100")):
+        page.get_by_label(label, exact=True).fill(value)
+        page.get_by_label(label, exact=True).press("Enter")  # edits the field; before, it started a training
+    settle(page)
+    page.wait_for_timeout(1500)  # a run started by Enter shows its progress line within a second
+    assert page.get_by_text(re.compile(r" · run \d{8}-")).count() == 0
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile(r" · run \d{8}-.* · epoch \d+/3 ")).first).to_be_visible(timeout=60_000)
+    page.get_by_role("link", name="Augment").click()
+    page.get_by_role("button", name="Resample").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_role("link", name="Train").click()
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("3", timeout=60_000)
+    expect(page.get_by_label("Max LR", exact=True)).to_have_value("0.1000")
+    expect(page.get_by_label("Train subset (images, 0 = all)", exact=True)).to_have_value("100")
+    assert page.get_by_test_id("stException").count() == 0
+    assert page.get_by_test_id("stAlertContentWarning").count() == 0  # no "set via the Session State API"
