@@ -18,8 +18,8 @@ from .specs.presets import preset_net
 from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
-from .training.sources import (DataError, SourceRefused, allowed_sources, check_source, discard_upload, resolve_source,
-                               setting, store_upload)
+from .training.sources import (UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
+                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_path)
 
 if TYPE_CHECKING:
     from .runs.jobs import Launcher
@@ -58,7 +58,8 @@ def data_source() -> str:
 
 def data_choices() -> list[str]:
     """Hosted mode: what a visitor may pick: the configured dataset, cifar10 and this session's uploads."""
-    return allowed_sources() + [s for s in st.session_state.get("uploads", {}) if s not in allowed_sources()]
+    return allowed_sources() + [s for s in st.session_state.get("uploads", {})
+                                if s not in allowed_sources() and upload_kept(s)]  # dropped ones are gone
 
 
 def source_label(source: str) -> str:
@@ -82,13 +83,18 @@ def choose_data(source: str, upload=None) -> str | None:
     ``source``. Returns the problem in one line, or None."""
     if upload is not None and getattr(upload, "file_id", None) != st.session_state.get("_data_upload_id"):
         try:
-            stored = store_upload(upload.getvalue(), owner=owner() if hosted() else "")
+            visitor = owner() if hosted() else ""
+            stored = store_upload(upload.getvalue(), owner=visitor)
         except DataError as e:
             return str(e)
         try:
             cached_dataset(stored)  # unpacked and decoded now (in a child process), so a bad archive is refused here
         except DataError as e:
             discard_upload(stored)
+            return str(e)
+        try:
+            keep_upload(stored, owner=visitor)  # room is made only for an archive that loads
+        except DataError as e:
             return str(e)
         st.session_state["_data_upload_id"] = getattr(upload, "file_id", None)
         name = "".join(c for c in str(upload.name) if c.isprintable())[:60]
@@ -180,6 +186,8 @@ def dataset(show_error: bool = True) -> Dataset | None:
         return None
     lean_memory()
     try:
+        if source.startswith(UPLOAD_PREFIX):
+            upload_path(source)  # still there, and marked in use, so that other visitors' uploads make room first
         return cached_dataset(source)
     except DataError as e:
         st.session_state["data_error"] = str(e)

@@ -22,7 +22,8 @@ from PIL import Image
 from playground import cli_child
 from playground.training import data as data_mod
 from playground.training.data import load_dataset
-from playground.training.sources import DataError, SourceRefused, cache_dir, check_source, store_upload
+from playground.training.sources import (DataError, SourceRefused, cache_dir, check_source, discard_upload,
+                                         keep_upload, store_upload)
 from playground.specs.serde import short
 
 _RNG = np.random.default_rng(0)
@@ -268,8 +269,8 @@ def test_uploads_are_bounded_least_recently_used_first(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "2")
     sources = []
     for k in range(3):
-        sources.append(store_upload(tar_gz(tmp_path / f"d{k}.tar.gz", folder(tmp_path / f"src{k}", n_train=k + 1))
-                                    .read_bytes()))
+        sources.append(upload(tar_gz(tmp_path / f"d{k}.tar.gz", folder(tmp_path / f"src{k}", n_train=k + 1))
+                              .read_bytes()))
         if k == 0:
             load_dataset(sources[0])
             assert any(p.name.startswith("upload-") for p in (cache_dir() / "arrays").iterdir())
@@ -278,6 +279,13 @@ def test_uploads_are_bounded_least_recently_used_first(tmp_path, monkeypatch):
     assert not any(p.name.startswith(f"upload-{sources[0][7:23]}") for p in (cache_dir() / "arrays").iterdir())
     with pytest.raises(DataError, match="no longer on the server"):
         load_dataset(sources[0])
+
+
+def upload(data: bytes, owner: str = "") -> str:
+    """As the Home page does: kept, then (once it has loaded) given room."""
+    source = store_upload(data, owner=owner)
+    keep_upload(source, owner=owner)
+    return source
 
 
 def stored_uploads() -> list[str]:
@@ -295,25 +303,38 @@ def test_one_visitor_uploading_again_and_again_drops_only_their_own_uploads(tmp_
                 for k in range(5)]
     archive = archives.__getitem__
 
-    mine = store_upload(archive(0), owner=a)
-    theirs = [store_upload(archive(k), owner=b) for k in (1, 2, 3)]
+    mine = upload(archive(0), owner=a)
+    theirs = [upload(archive(k), owner=b) for k in (1, 2, 3)]
     assert stored_uploads() == sorted([mine[7:], theirs[-1][7:]])
-    assert store_upload(archive(0), owner=b) == mine  # the same archive: now A's and B's
+    assert upload(archive(0), owner=b) == mine  # the same archive: now A's and B's
     assert stored_uploads() == sorted([mine[7:], theirs[-1][7:]])  # room made by B's own older one only
-    latest = store_upload(archive(4), owner=b)  # B's own older one goes, not the archive A uploaded too
+    latest = upload(archive(4), owner=b)  # B's own older one goes, not the archive A uploaded too
     assert stored_uploads() == sorted([mine[7:], latest[7:]])
     refused = hashlib.sha256(archive(3)).hexdigest()
     with pytest.raises(DataError, match=r"keeps 2 uploaded datasets \(PLAYGROUND_MAX_UPLOADS\) and other "
                                         r"visitors have used each of them in the last 60 minutes"):
-        store_upload(archive(3), owner=c)
+        upload(archive(3), owner=c)
+    assert sorted(os.listdir(cache_dir() / "uploads" / "owners")) == sorted([mine[7:], latest[7:]])
     assert refused not in stored_uploads() and not (cache_dir() / "uploads" / "owners" / refused).exists()
     assert load_dataset(mine).x_train.shape[0] == 2
     hour_ago = time.time() - 3700
     os.utime(cache_dir() / "uploads" / latest[7:], (hour_ago, hour_ago))  # B left an hour ago
-    assert store_upload(archive(3), owner=c)[7:] == refused
+    assert upload(archive(3), owner=c)[7:] == refused
     assert stored_uploads() == sorted([mine[7:], refused])
     monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "1")  # the cap lowered: what is kept and in use stays
-    assert store_upload(archive(0), owner=a) == mine and stored_uploads() == sorted([mine[7:], refused])
+    assert upload(archive(0), owner=a) == mine and stored_uploads() == sorted([mine[7:], refused])
+
+
+def test_a_refused_archive_costs_its_uploader_nothing(tmp_path, monkeypatch):
+    """Room is made only once an archive has loaded: a bad second upload left the visitor's first one
+    dropped (its place given to an archive that was then refused), and their next training failed."""
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "1")
+    good = upload(tar_gz(tmp_path / "good.tar.gz", folder(tmp_path / "src")).read_bytes(), owner="a" * 32)
+    bad = store_upload(tar_gz(tmp_path / "bad.tar.gz", extra=[("../evil", b"x", {})]).read_bytes(), owner="a" * 32)
+    with pytest.raises(DataError, match="outside the archive"):
+        load_dataset(bad)
+    discard_upload(bad)
+    assert stored_uploads() == [good[7:]] and load_dataset(good).x_train.shape[0] == 4
 
 
 def test_an_uploads_test_split_is_capped(tmp_path, monkeypatch):

@@ -113,8 +113,8 @@ def hint() -> str:
 def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str:
     """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
     source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
-    when it is unpacked. ``owner``: the visitor (hosted mode), whose uploads make room for this one
-    first; see ``_make_room``."""
+    when it is unpacked; once it has loaded, ``keep_upload`` makes room for it (so that a refused
+    archive never costs its uploader the dataset they are using). ``owner``: the visitor (hosted mode)."""
     cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
     if len(data) > cap * MB:
         raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
@@ -122,11 +122,9 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str
     if archive_kind(data[:512]) is None:
         raise DataError("The upload is not a .zip, .tar, .tar.gz, .tar.bz2 or .tar.xz archive.")
     folder = (Path(cache) if cache else cache_dir()) / "uploads"
-    keep = setting("PLAYGROUND_MAX_UPLOADS")
     digest = hashlib.sha256(data).hexdigest()
     path = folder / digest
-    created = not path.exists()
-    if not created:
+    if path.exists():
         with suppress(OSError):  # only the eviction order; a read-only disk still serves it
             os.utime(path)
     else:
@@ -145,17 +143,32 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str
     with suppress(OSError):  # who uploaded it: their uploads make room for their next one first
         (folder / "owners" / digest).mkdir(parents=True, exist_ok=True)
         (folder / "owners" / digest / (owner if OWNER_RE.fullmatch(owner) else "local")).touch()
+    return f"{UPLOAD_PREFIX}{digest}"
+
+
+def keep_upload(source: str, owner: str = "", cache: Path | None = None) -> None:
+    """Make room for an upload that has loaded: at most PLAYGROUND_MAX_UPLOADS are kept (``_make_room``).
+    When the room could only come from other visitors' uploads in use, it is dropped and DataError says
+    so in one line (unless another visitor uploaded the same archive: then it is theirs too and stays)."""
+    keep = setting("PLAYGROUND_MAX_UPLOADS")
+    cache = Path(cache) if cache else cache_dir()
+    digest = upload_path(source, cache).name
     try:
-        room = _make_room(folder.parent, keep=keep, current=digest, owner=owner)
+        room = _make_room(cache, keep=keep, current=digest, owner=owner)
     except OSError:  # dropping old uploads can wait for the next one
-        room = True
-    if not room and created:  # one kept already (another visitor's too) stays
+        return
+    if not room and _owned_by(cache / "uploads", digest, owner):  # kept for another visitor already: it stays
         with suppress(OSError):
-            _drop_upload(folder.parent, digest)
+            _drop_upload(cache, digest)
         raise DataError(f"The server keeps {keep} uploaded datasets (PLAYGROUND_MAX_UPLOADS) and other "
                         f"visitors have used each of them in the last {IN_USE_S // 60} minutes; try again "
                         f"later, or choose one of the listed datasets.")
-    return f"{UPLOAD_PREFIX}{digest}"
+
+
+def upload_kept(source: str, cache: Path | None = None) -> bool:
+    """Whether the upload is still on the server (without counting this as a use)."""
+    m = UPLOAD_RE.fullmatch(source)
+    return bool(m) and ((Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)).is_file()
 
 
 def upload_path(source: str, cache: Path | None = None) -> Path:
@@ -164,8 +177,8 @@ def upload_path(source: str, cache: Path | None = None) -> Path:
         raise DataError(f"{short(source, 60)} is not an upload id (upload: and 64 hex digits).")
     path = (Path(cache) if cache else cache_dir()) / "uploads" / m.group(1)
     if not path.is_file():
-        raise DataError(f"This uploaded dataset is no longer on the server (it keeps the last "
-                        f"{setting('PLAYGROUND_MAX_UPLOADS')}); upload it again.")
+        raise DataError("This uploaded dataset is no longer on the server (its place went to newer uploads); "
+                        "upload it again.")
     try:
         os.utime(path)  # recently used
     except OSError:
@@ -191,9 +204,8 @@ def _make_room(cache: Path, keep: int, current: str, owner: str) -> bool:
     if excess <= 0:
         return True
 
-    def own(p: Path) -> bool:  # no other visitor uploaded the same archive (nor an unknown one: no marks)
-        marks = folder / "owners" / p.name
-        return not owner or (marks.is_dir() and {m.name for m in marks.iterdir()} == {owner})
+    def own(p: Path) -> bool:
+        return _owned_by(folder, p.name, owner)
 
     idle_since = time.time() - IN_USE_S
     droppable = sorted((p for p in stored if own(p) or p.stat().st_mtime < idle_since),
@@ -203,6 +215,13 @@ def _make_room(cache: Path, keep: int, current: str, owner: str) -> bool:
     for p in droppable[:excess]:
         _drop_upload(cache, p.name)
     return True
+
+
+def _owned_by(folder: Path, digest: str, owner: str) -> bool:
+    """No visitor but ``owner`` uploaded this archive (an upload with no marks is nobody's); without an
+    owner (local mode) every upload is the uploader's own."""
+    marks = folder / "owners" / digest
+    return not owner or (marks.is_dir() and {m.name for m in marks.iterdir()} == {owner})
 
 
 def _drop_upload(cache: Path, digest: str) -> None:
