@@ -73,8 +73,8 @@ with st.form("data_form"):
         source = st.text_input("Data source (cifar10, cifar100, or a folder / .tar.gz / .zip path)",
                                ui.data_source())
     upload = st.file_uploader(
-        "Or upload a dataset: a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png", type=["gz", "tgz",
-                                                                                                      "tar", "zip"],
+        "Or upload a dataset: a .tar.gz or .zip of `train/<class>/*.png` and `test/<class>/*.png`",
+        type=["gz", "tgz", "tar", "zip"],  # code spans: the label is markdown, and *.png and *.png made italics
         max_upload_size=ui.max_upload_mb(), key="data_upload",
         help="Images of any size are resized to 32×32; files that are not readable images are skipped and "
              "counted. Stored on the server by content, the least recently used uploads dropped first.")

@@ -55,7 +55,7 @@ def watch() -> None:
 def show_studies() -> None:
     names = studies(store)
     if not names:
-        st.caption("No sweep has run with this run store yet: start one below.")
+        st.caption("No sweep has run with this run store yet" + ("." if hosted() else ": start one below."))
         return
     study = st.selectbox("Study", names, index=len(names) - 1, key="sw_watch")
     rows = trial_rows(store, study)

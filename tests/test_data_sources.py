@@ -413,3 +413,15 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
     with pytest.raises(DataError, match=r"took over 0 s, the hosted limit") as e:
         decoding.load_in_subprocess("cifar10")
     assert "\n" not in str(e.value)
+
+
+def test_a_hosted_visitor_is_told_what_they_can_do_not_the_command_line(tmp_path, monkeypatch):
+    """An empty upload said "Point the playground at a local copy with --data PATH ...", which a
+    visitor of the hosted demo cannot do."""
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    source = store_upload(tar_gz(tmp_path / "empty.tar.gz", extra=[("readme.txt", b"hi", {})]).read_bytes())
+    with pytest.raises(DataError) as caught:
+        load_dataset(source)
+    assert "No train/ and test/ folders found" in str(caught.value) and "--data" not in str(caught.value)
+    assert str(caught.value).endswith("Upload a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png "
+                                      "(ImageFolder layout), or choose one of the listed datasets.")

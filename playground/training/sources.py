@@ -101,6 +101,12 @@ def same_source(a: str, b: str) -> bool:
 
 
 def hint() -> str:
+    """What to do about data that cannot be found or read: a hosted visitor can only upload or choose."""
+    from ..specs.config import hosted
+
+    if hosted():
+        return ("Upload a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png (ImageFolder layout), or "
+                "choose one of the listed datasets.")
     return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "
             "train/<class>/*.png and test/<class>/*.png (ImageFolder layout) or a .tar.gz / .zip of one; or use "
             "--data cifar10 with internet access to download it.")
