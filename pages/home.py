@@ -77,7 +77,8 @@ with st.form("data_form"):
         type=["gz", "tgz", "tar", "zip"],  # code spans: the label is markdown, and *.png and *.png made italics
         max_upload_size=ui.max_upload_mb(), key="data_upload",
         help="Images of any size are resized to 32×32; files that are not readable images are skipped and "
-             "counted. Stored on the server by content, the least recently used uploads dropped first.")
+             "counted. Stored on the server by content; your uploads stay listed for you after a reload. To "
+             "make room, your own older uploads go first, then others' unused for an hour.")
     if st.form_submit_button("Use this data"):
         problem = ui.choose_data(source.strip(), upload)
         if problem:

@@ -19,7 +19,8 @@ from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
 from .training.sources import (UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
-                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_path)
+                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_path,
+                               visitor_uploads)
 
 if TYPE_CHECKING:
     from .runs.jobs import Launcher
@@ -56,15 +57,21 @@ def data_source() -> str:
     return st.session_state.setdefault("data_source", resolve_source(None))
 
 
+def uploads() -> dict[str, str]:
+    """This visitor's uploads still on the server, {source: file name}: this session's, and in hosted
+    mode those their cookie made before (a reload starts a new session)."""
+    mine = {s: n for s, n in st.session_state.get("uploads", {}).items() if upload_kept(s)}  # dropped ones are gone
+    return {**visitor_uploads(owner()), **mine} if hosted() else mine
+
+
 def data_choices() -> list[str]:
-    """Hosted mode: what a visitor may pick: the configured dataset, cifar10 and this session's uploads."""
-    return allowed_sources() + [s for s in st.session_state.get("uploads", {})
-                                if s not in allowed_sources() and upload_kept(s)]  # dropped ones are gone
+    """Hosted mode: what a visitor may pick: the configured dataset, cifar10 and this visitor's uploads."""
+    return allowed_sources() + [s for s in uploads() if s not in allowed_sources()]
 
 
 def source_label(source: str) -> str:
     """A data source as the page shows it (an upload by its file name)."""
-    name = st.session_state.get("uploads", {}).get(source)
+    name = uploads().get(source) if source.startswith(UPLOAD_PREFIX) else None
     return f"uploaded: {name} ({source[7:19]}…)" if name else source
 
 
@@ -84,7 +91,8 @@ def choose_data(source: str, upload=None) -> str | None:
     if upload is not None and getattr(upload, "file_id", None) != st.session_state.get("_data_upload_id"):
         try:
             visitor = owner() if hosted() else ""
-            stored = store_upload(upload.getvalue(), owner=visitor)
+            name = "".join(c for c in str(upload.name) if c.isprintable())[:60]
+            stored = store_upload(upload.getvalue(), owner=visitor, name=name)
         except DataError as e:
             return str(e)
         try:
@@ -97,7 +105,6 @@ def choose_data(source: str, upload=None) -> str | None:
         except DataError as e:
             return str(e)
         st.session_state["_data_upload_id"] = getattr(upload, "file_id", None)
-        name = "".join(c for c in str(upload.name) if c.isprintable())[:60]
         st.session_state.setdefault("uploads", {})[stored] = name
         source = stored
     return use_source(source)

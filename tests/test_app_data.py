@@ -101,3 +101,20 @@ def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env
     assert any("10 training and 10 test images" in shown(s.value) for s in at.success)
     assert any("1 file skipped (train/cat/broken.png: not an image" in shown(w.value) for w in at.warning), \
         [shown(w.value) for w in at.warning]
+
+
+def test_home_hosted_lists_the_visitors_uploads_after_a_reload(app_env, monkeypatch, tmp_path):
+    """A reload is a new session: the visitor's uploads, still on the server, are offered by the
+    name they uploaded; another visitor's are not."""
+    from playground.training.sources import keep_upload, store_upload
+
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    mine = store_upload(_upload_bytes(app_env, "mine"), owner="a" * 32, name="holiday.tar.gz")
+    keep_upload(mine, owner="a" * 32)
+    theirs = store_upload(_upload_bytes(app_env, "theirs"), owner="b" * 32, name="secret.tar.gz")
+    at = AppTest.from_file(ui.__file__.replace("ui.py", "app.py"), default_timeout=60)
+    at.session_state["owner"] = "a" * 32  # the hash of this visitor's cookie, as ui.owner() keeps it
+    at.run()
+    box = next(b for b in at.selectbox if b.label == "Data source")
+    assert any("holiday.tar.gz" in o and mine[7:19] in o for o in box.options), box.options
+    assert not any("secret" in o or theirs[7:19] in o for o in box.options), box.options

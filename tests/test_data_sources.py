@@ -425,3 +425,19 @@ def test_a_hosted_visitor_is_told_what_they_can_do_not_the_command_line(tmp_path
     assert "No train/ and test/ folders found" in str(caught.value) and "--data" not in str(caught.value)
     assert str(caught.value).endswith("Upload a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png "
                                       "(ImageFolder layout), or choose one of the listed datasets.")
+
+
+def test_a_visitors_uploads_are_listed_for_them_after_a_reload(tmp_path, monkeypatch):
+    """A reload starts a new session: the Home page listed none of the visitor's uploads still on the
+    server. They follow the visitor's cookie (its hash), with the file name they uploaded."""
+    from playground.training.sources import visitor_uploads
+
+    monkeypatch.setenv("PLAYGROUND_MAX_UPLOADS", "1")
+    a, b = "a" * 32, "b" * 32
+    first = store_upload(tar_gz(tmp_path / "1.tar.gz", folder(tmp_path / "s1")).read_bytes(), owner=a,
+                         name="cats\x1b[31m.tar.gz")
+    keep_upload(first, owner=a)
+    assert visitor_uploads(a) == {first: "cats[31m.tar.gz"} and visitor_uploads(b) == {}
+    assert visitor_uploads("../" + a[3:]) == {} and visitor_uploads("*") == {}
+    second = upload(tar_gz(tmp_path / "2.tar.gz", folder(tmp_path / "s2", n_train=3)).read_bytes(), owner=a)
+    assert visitor_uploads(a) == {second: ""}  # the first made room for it

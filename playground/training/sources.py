@@ -116,11 +116,12 @@ def hint() -> str:
 # ---------------------------------------------------------------------------------------------
 # Uploads: stored by content hash under the cache, the least recently used dropped first.
 
-def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str:
+def store_upload(data: bytes, cache: Path | None = None, owner: str = "", name: str = "") -> str:
     """Keep an uploaded dataset archive (a .tar.gz / .tar / .zip of an ImageFolder) and return its
     source, ``upload:<sha256>``. Only its size and its first bytes are checked here; the rest
     when it is unpacked; once it has loaded, ``keep_upload`` makes room for it (so that a refused
-    archive never costs its uploader the dataset they are using). ``owner``: the visitor (hosted mode)."""
+    archive never costs its uploader the dataset they are using). ``owner``: the visitor (hosted mode),
+    ``name``: the file name they uploaded, listed for them (``visitor_uploads``) after a reload."""
     cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
     if len(data) > cap * MB:
         raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
@@ -148,7 +149,8 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "") -> str
             raise
     with suppress(OSError):  # who uploaded it: their uploads make room for their next one first
         (folder / "owners" / digest).mkdir(parents=True, exist_ok=True)
-        (folder / "owners" / digest / (owner if OWNER_RE.fullmatch(owner) else "local")).touch()
+        (folder / "owners" / digest / (owner if OWNER_RE.fullmatch(owner) else "local")).write_text(
+            "".join(c for c in name if c.isprintable())[:60], encoding="utf-8")
     return f"{UPLOAD_PREFIX}{digest}"
 
 
@@ -169,6 +171,18 @@ def keep_upload(source: str, owner: str = "", cache: Path | None = None) -> None
         raise DataError(f"The server keeps {keep} uploaded datasets (PLAYGROUND_MAX_UPLOADS) and other "
                         f"visitors have used each of them in the last {IN_USE_S // 60} minutes; try again "
                         f"later, or choose one of the listed datasets.")
+
+
+def visitor_uploads(owner: str, cache: Path | None = None) -> dict[str, str]:
+    """The uploads ``owner`` made that are still on the server: {source: the file name they uploaded}."""
+    folder = (Path(cache) if cache else cache_dir()) / "uploads"
+    found = {}
+    if OWNER_RE.fullmatch(owner):
+        for mark in folder.glob(f"owners/*/{owner}"):
+            with suppress(OSError, UnicodeDecodeError):
+                if re.fullmatch(r"[0-9a-f]{64}", mark.parent.name) and (folder / mark.parent.name).is_file():
+                    found[f"{UPLOAD_PREFIX}{mark.parent.name}"] = mark.read_text(encoding="utf-8")[:60]
+    return found
 
 
 def upload_kept(source: str, cache: Path | None = None) -> bool:
