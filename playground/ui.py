@@ -293,6 +293,7 @@ def restore_from_link() -> None:
     if st.session_state.get("_link_done"):
         return
     st.session_state["_link_done"] = True
+    errors = []
     for key in ("arch", "aug"):
         raw = st.query_params.get(key)
         if not raw:
@@ -301,13 +302,15 @@ def restore_from_link() -> None:
         try:
             spec = links.decode(cls, raw)  # bounded and validated; any failure is one SpecError
         except SpecError as e:
-            st.session_state["_link_error"] = f"The share link's {key} part was ignored: {plain('; '.join(e.problems))}"
+            errors.append(f"The share link's {key} part was ignored: {plain('; '.join(e.problems))}")
         else:
             set_net(spec) if key == "arch" else set_aug(spec)
+    if errors:  # each part's own line (the aug part's error had replaced the arch part's)
+        st.session_state["_link_error"] = errors
 
 
 def link_error() -> None:
-    if msg := st.session_state.pop("_link_error", None):
+    for msg in st.session_state.pop("_link_error", []):
         st.error(msg)
 
 

@@ -184,6 +184,12 @@ def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
         bad.switch_page("../pages/architect.py").run()
         assert not bad.exception and any(words in shown(e.value) for e in bad.error), [shown(e.value) for e in bad.error]
         assert Net.from_dict(bad.session_state["net"]) == preset_net("fast")  # the visitor's spec is untouched
+    both = AppTest.from_file(APP, default_timeout=60)  # two bad parts: two lines (the second had replaced the first)
+    both.query_params.update(arch="not-base64!!", aug="not-base64!!")
+    both.run()
+    both.switch_page("../pages/architect.py").run()
+    assert [shown(e.value).split(":")[0] for e in both.error] == ["The share link's arch part was ignored",
+                                                                 "The share link's aug part was ignored"]
 
 
 def test_augment_preview_and_pipeline_editing(app_env):
