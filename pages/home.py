@@ -90,13 +90,14 @@ with status:
     data = ui.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
     if data is None:
         if not ui.source_refused():
-            st.warning(
-                f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
-                f"{ui.plain(st.session_state.get('data_error') or '')} Either let torchvision download CIFAR-10 "
-                "(needs internet), or use a copy of your own: an ImageFolder with `train/<class>/` and "
-                "`test/<class>/` image folders, uploaded below as a `.tar.gz` or `.zip`"
-                + ("." if hosted() else ", entered as a folder or archive path, or named when the app starts "
-                   "(`PLAYGROUND_DATA=/path/to/folder`)."))
+            advice = ("Choose another of the listed datasets, or upload your own below: a `.tar.gz` or `.zip` of "
+                      "an ImageFolder with `train/<class>/` and `test/<class>/` image folders." if hosted() else
+                      "Either let torchvision download CIFAR-10 (needs internet), or use a copy of your own: an "
+                      "ImageFolder with `train/<class>/` and `test/<class>/` image folders, uploaded below as a "
+                      "`.tar.gz` or `.zip`, entered as a folder or archive path, or named when the app starts "
+                      "(`PLAYGROUND_DATA=/path/to/folder`).")
+            st.warning(f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
+                       f"{ui.plain(st.session_state.get('data_error') or '')} {advice}")
     else:
         st.success(f"Using **{ui.plain(data.name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
                    f"test images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
