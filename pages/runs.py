@@ -31,9 +31,13 @@ sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="mu
                                   "max LR": st.column_config.NumberColumn(format="%.3g"),
                                   "time": st.column_config.TextColumn(help="training time, h:mm:ss")})
 rows = sel.selection.rows if sel else []
-chosen = [runs[i] for i in rows if i < len(runs)] or runs[:1]  # the list may have shrunk since the tick
+# the ticked rows (the list may have shrunk since the tick), else the newest run with a curve to draw
+chosen = [runs[i] for i in rows if i < len(runs)] or [r for r in runs if r.epochs][:1]
 by_time = st.toggle("Wall-clock minutes on the x axis", key="runs_by_time")
-st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
+if any(r.epochs for r in chosen):
+    st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
+else:  # an empty chart drew axes from -100% to 400%
+    st.caption("No finished epoch to draw yet: tick a run that has trained at least one epoch.")
 
 st.subheader("Stop, resume or delete")
 mine = [r for r in runs if owns(r, me)]

@@ -134,3 +134,15 @@ def test_a_worker_that_dies_saying_error_in_one_line_is_quoted_by_its_run(tmp_pa
     store.log_path(run_id).write_text("loading\nerror: libcudnn.so.9: cannot open shared object file\n")
     assert lifecycle.last_output(store, run_id).endswith("its last words: error: libcudnn.so.9: cannot open shared "
                                                          "object file")
+
+
+def test_the_runs_page_draws_no_empty_chart_for_a_run_that_never_trained(app_store):
+    """The newest run failed before its first epoch: the default chart drew it, empty, with axes from
+    -100% to 400%. It now draws the newest run with epochs, or says there is nothing to draw."""
+    failed = app_store.create("tiny", tiny_run().to_dict())
+    app_store.finish(failed, "failed", "failed: its worker process could not be started (no memory)")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception and not at.get("plotly_chart")
+    assert any("No finished epoch to draw yet" in shown(c.value) for c in at.caption)
