@@ -178,7 +178,8 @@ def follow() -> None:
         eta = f" · ETA {minutes_seconds((record.steps - record.step) * batch / record.img_per_s)}"
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
                 text=f"{ui.plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
-                     f"step {record.step}/{record.steps}{rate}{eta}")
+                     + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"
+                        "starting (loading the data and building the net)…" if record.active else "no step trained"))
     mine = owns(record, ui.owner())
     b1, b2, _ = st.columns([1, 1, 6])
     b1.button("Stop", icon=":material/stop:", key="stop", on_click=act, args=("stop", run_id),
