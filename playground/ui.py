@@ -98,7 +98,7 @@ def choose_data(source: str, upload=None) -> str | None:
         try:
             cached_dataset(stored)  # unpacked and decoded now (in a child process), so a bad archive is refused here
         except DataError as e:
-            discard_upload(stored)
+            discard_upload(stored, owner=visitor)
             return str(e)
         try:
             keep_upload(stored, owner=visitor)  # room is made only for an archive that loads

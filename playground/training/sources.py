@@ -206,10 +206,15 @@ def upload_path(source: str, cache: Path | None = None) -> Path:
     return path
 
 
-def discard_upload(source: str, cache: Path | None = None) -> None:
-    """Forget an upload that could not be loaded: its archive and anything cached from it."""
+def discard_upload(source: str, cache: Path | None = None, owner: str = "") -> None:
+    """Forget an upload that could not be loaded: its archive and anything cached from it; if another
+    visitor uploaded the same archive (and may be using it), only ``owner``'s mark."""
     if m := UPLOAD_RE.fullmatch(source):
-        _drop_upload(Path(cache) if cache else cache_dir(), m.group(1))
+        cache = Path(cache) if cache else cache_dir()
+        if _owned_by(cache / "uploads", m.group(1), owner):
+            _drop_upload(cache, m.group(1))
+        elif OWNER_RE.fullmatch(owner):
+            (cache / "uploads" / "owners" / m.group(1) / owner).unlink(missing_ok=True)
 
 
 def _make_room(cache: Path, keep: int, current: str, owner: str) -> bool:
