@@ -99,7 +99,8 @@ with status:
             st.warning(f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
                        f"{ui.plain(st.session_state.get('data_error') or '')} {advice}")
     else:
-        st.success(f"Using **{ui.plain(data.name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
+        shown_name = ui.uploads().get(ui.data_source()) or data.name  # an upload by its file name, not "upload"
+        st.success(f"Using **{ui.plain(shown_name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
                    f"test images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
         if data.skipped:
             st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")

@@ -75,7 +75,8 @@ def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
     at.file_uploader[0].set_value(("mine.tar.gz", _upload_bytes(mine, "mine"), "application/gzip"))
     _use_this_data(at)
     assert at.session_state["data_source"].startswith("upload:") and not at.error
-    assert any("20 training and 10 test images" in shown(s.value) for s in at.success), [shown(s.value) for s in at.success]
+    assert any(shown(s.value).startswith("Using **mine.tar.gz**: 20 training and 10 test images") for s in at.success), [
+        shown(s.value) for s in at.success]
     assert any(o.startswith("uploaded: mine.tar.gz") for o in at.selectbox[0].options)
 
 
