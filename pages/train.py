@@ -55,7 +55,8 @@ if err := st.session_state.pop("t_recipe_error", None):
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 n_train = len(data.y_train) if data else 1
-ui.fit_kept_values(t_subset=n_train, t_teachers=[r.id for r in candidates(ui.store(), ui.data_source())])
+finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}  # the runs that may teach
+ui.fit_kept_values(t_subset=n_train, t_teachers=list(finished))
 with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
     top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
     top.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
@@ -94,7 +95,6 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
         low_res = l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", 0, 64, 0, key="t_lowres")
         low_res_epochs = l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0,
                                          key="t_lowres_ep")
-    finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}
     teachers = st.multiselect(
         "Teachers: distil from finished runs on this data", list(finished), key="t_teachers",
         format_func=lambda i: f"{finished[i].name} · {i} · {finished[i].best_acc or 0:.1%}",
