@@ -234,26 +234,32 @@ def grid(page):
 
 
 def stable_grid(page, timeout_s: float = 20, unlike: list | None = None) -> list:
-    """The grid once two reads 750 ms apart agree (and, given ``unlike``, differ from it: a click that
+    """The grid once three reads 750 ms apart agree (and, given ``unlike``, differ from it: a click that
     must redraw the pictures): a click's rerun may not have redrawn it yet when settle() returns, and
-    a picture read before it would be compared against forever."""
-    deadline, shown = time.monotonic() + timeout_s, grid(page)
+    a picture read before it would be compared against forever (two agreeing reads were not enough in
+    one loaded full-suite run, 2026-12-03)."""
+    deadline, shown, agreed = time.monotonic() + timeout_s, grid(page), 0
     while time.monotonic() < deadline:
         page.wait_for_timeout(750)
-        if (again := grid(page)) == shown and shown != unlike:
-            break
+        again = grid(page)
+        agreed = agreed + 1 if again == shown and shown != unlike else 0
         shown = again
+        if agreed == 2:
+            break
     assert shown != unlike, "the click did not redraw the grid"
     return shown
 
 
-def expect_grid(page, expected, timeout_s: float = 20) -> None:
+def expect_grid(page, expected, timeout_s: float = 20, **others) -> None:
     """The grid comes to show ``expected``: a rerun can start after settle() has already seen the
-    previous one finished (a loaded machine), so the pictures are polled, not read once."""
+    previous one finished (a loaded machine), so the pictures are polled, not read once. ``others``:
+    grids read earlier, named in the failure (which one it shows says what went wrong)."""
     deadline = time.monotonic() + timeout_s
     while (shown := grid(page)) != expected and time.monotonic() < deadline:
         page.wait_for_timeout(250)
-    assert shown == expected
+    same = [name for name, g in others.items() if g == shown]
+    differ = [k for k, (a, b) in enumerate(zip(shown, expected)) if a != b]
+    assert shown == expected, f"pictures {differ} differ; the grid equals {same or 'no earlier grid'}"
 
 
 def assert_samples(page, n: int, cls: str, seed: int) -> None:
@@ -336,7 +342,7 @@ def test_augment_pipeline_edits_keep_the_sample_settings(page, server):
     assert grid(page) == added
     pipeline_button(page, "4. HorizontalFlip", "✕ remove")
     assert_samples(page, 8, "cat", 5)
-    expect_grid(page, before)  # the same pipeline and the same settings draw the same pictures
+    expect_grid(page, before, drawn_before_resample=drawn, with_the_added_step=added)  # same pipeline, same pictures
 
     pipeline_button(page, "1. HorizontalFlip", "↓ down", then="2. HorizontalFlip")
     assert_samples(page, 8, "cat", 5)
