@@ -11,7 +11,6 @@ from playground.runs.runner import execute
 from playground.specs.arch import Net
 from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.presets import preset_net
-from playground.specs.recipes import RECIPES
 from playground.training.data import load_dataset
 
 APP = str(Path(__file__).resolve().parents[1] / "playground" / "app.py")
@@ -232,43 +231,6 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     at.run()
     assert any(f"Finished run {run_id}" in shown(s.value) for s in at.success)
     assert at.button(key="stop").disabled and at.button(key="resume").disabled
-
-
-def test_train_loads_each_recipe(app_env):
-    """Every recipe's settings must fit the form's widgets (record trains for 162 epochs, seed-001 in
-    batches of 64); the list says which are measured. One page, each recipe loaded over the last, as
-    a visitor comparing them would."""
-    at = open_page("train")
-    for name, recipe in RECIPES.items():
-        at.selectbox(key="t_recipe").set_value(name)
-        label = at.selectbox(key="t_recipe").format_func(name)
-        assert (f"measured {recipe.measured.test_acc:.2f}%" if recipe.measured else "not yet measured") in label
-        at.button(key="t_load_recipe").click().run()
-        assert not at.exception, name
-        assert at.session_state["net"]["name"] == recipe.preset
-        assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
-        t = recipe.train
-        assert (at.number_input(key="t_epochs").value, at.number_input(key="t_eval").value) == (t.epochs, t.eval_every)
-        assert at.checkbox(key="t_tta").value == t.tta and at.number_input(key="t_subset").value == 0
-        assert at.slider(key="t_ls").value == t.label_smoothing  # the seeds' recipes use none
-        assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (t.max_lr, t.batch_size)
-        assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
-                at.checkbox(key="t_whiten").value, at.checkbox(key="t_fixbn").value,
-                at.number_input(key="t_lowres").value, at.number_input(key="t_lowres_ep").value) == (
-            t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale, t.low_res, t.low_res_epochs), name
-
-
-def test_a_recipe_over_the_hosted_limits_is_one_line_and_changes_nothing(app_env, monkeypatch):
-    """record trains for 162 epochs; a hosted demo allows 100: Load recipe showed a traceback."""
-    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    at = open_page("train")
-    before = at.session_state["net"]
-    at.selectbox(key="t_recipe").set_value("record")
-    at.button(key="t_load_recipe").click().run()
-    assert not at.exception
-    assert [shown(e.value) for e in at.error] == [
-        "The record recipe does not fit this server's limits: epochs must be between 1 and 100, got 162"]
-    assert at.number_input(key="t_epochs").value == 2 and at.session_state["net"] == before
 
 
 def test_train_rejects_missing_device(app_env):

@@ -1,11 +1,13 @@
-"""AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide, the net's name, and a
-shortened recipe that trains instead of being refused."""
+"""AppTests for a newcomer's first steps (issue 17, Awkward): the "Start here" guide, the net's name, a
+shortened recipe that trains instead of being refused, and every recipe loading into the Train form
+(the two recipe-loading tests moved from test_app.py)."""
 import pytest
 import streamlit as st
 
 from playground import ui
 from playground.specs.geometry import trace
 from playground.specs.limits import current as current_limits
+from playground.specs.recipes import RECIPES
 
 from .test_app import app_env, open_page, shown, wait_for_run  # noqa: F401  (app_env is a fixture)
 
@@ -116,3 +118,40 @@ def test_low_res_epochs_set_by_the_visitor_are_kept_and_checked(app_env):
     at.button(key="t_start").click().run()
     assert not at.exception and "watch" not in at.session_state
     assert any("fewer than the 5 epochs" in shown(e.value) for e in at.error), [shown(e.value) for e in at.error]
+
+
+def test_train_loads_each_recipe(app_env):
+    """Every recipe's settings must fit the form's widgets (record trains for 162 epochs, seed-001 in
+    batches of 64); the list says which are measured. One page, each recipe loaded over the last, as
+    a visitor comparing them would."""
+    at = open_page("train")
+    for name, recipe in RECIPES.items():
+        at.selectbox(key="t_recipe").set_value(name)
+        label = at.selectbox(key="t_recipe").format_func(name)
+        assert (f"measured {recipe.measured.test_acc:.2f}%" if recipe.measured else "not yet measured") in label
+        at.button(key="t_load_recipe").click().run()
+        assert not at.exception, name
+        assert at.session_state["net"]["name"] == recipe.preset
+        assert [t["name"] for t in at.session_state["aug"]["transforms"]] == [t.name for t in recipe.aug.transforms]
+        t = recipe.train
+        assert (at.number_input(key="t_epochs").value, at.number_input(key="t_eval").value) == (t.epochs, t.eval_every)
+        assert at.checkbox(key="t_tta").value == t.tta and at.number_input(key="t_subset").value == 0
+        assert at.slider(key="t_ls").value == t.label_smoothing  # the seeds' recipes use none
+        assert (at.number_input(key="t_lr").value, at.select_slider(key="t_batch").value) == (t.max_lr, t.batch_size)
+        assert (at.checkbox(key="t_bf16").value, at.number_input(key="t_ema").value, at.checkbox(key="t_altflip").value,
+                at.checkbox(key="t_whiten").value, at.checkbox(key="t_fixbn").value,
+                at.number_input(key="t_lowres").value, at.number_input(key="t_lowres_ep").value) == (
+            t.bf16, t.ema, t.alternate_flip, t.whiten, t.fixed_bn_scale, t.low_res, t.low_res_epochs), name
+
+
+def test_a_recipe_over_the_hosted_limits_is_one_line_and_changes_nothing(app_env, monkeypatch):
+    """record trains for 162 epochs; a hosted demo allows 100: Load recipe showed a traceback."""
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    at = open_page("train")
+    before = at.session_state["net"]
+    at.selectbox(key="t_recipe").set_value("record")
+    at.button(key="t_load_recipe").click().run()
+    assert not at.exception
+    assert [shown(e.value) for e in at.error] == [
+        "The record recipe does not fit this server's limits: epochs must be between 1 and 100, got 162"]
+    assert at.number_input(key="t_epochs").value == 2 and at.session_state["net"] == before
