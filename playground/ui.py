@@ -19,8 +19,8 @@ from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
 from .training.sources import (UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
-                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_path,
-                               visitor_uploads)
+                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_name,
+                               upload_path, visitor_uploads)
 
 if TYPE_CHECKING:
     from .runs.jobs import Launcher
@@ -91,7 +91,7 @@ def choose_data(source: str, upload=None) -> str | None:
     if upload is not None and getattr(upload, "file_id", None) != st.session_state.get("_data_upload_id"):
         try:
             visitor = owner() if hosted() else ""
-            name = "".join(c for c in str(upload.name) if c.isprintable())[:60]
+            name = upload_name(upload.name)
             stored = store_upload(upload.getvalue(), owner=visitor, name=name)
         except DataError as e:
             return str(e)

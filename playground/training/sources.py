@@ -150,8 +150,13 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "", name: 
     with suppress(OSError):  # who uploaded it: their uploads make room for their next one first
         (folder / "owners" / digest).mkdir(parents=True, exist_ok=True)
         (folder / "owners" / digest / (owner if OWNER_RE.fullmatch(owner) else "local")).write_text(
-            "".join(c for c in name if c.isprintable())[:60], encoding="utf-8")
+            upload_name(name), encoding="utf-8")
     return f"{UPLOAD_PREFIX}{digest}"
+
+
+def upload_name(raw: str) -> str:
+    """A visitor's file name as it may be shown and kept: printable characters, at most 60."""
+    return "".join(c for c in str(raw) if c.isprintable())[:60]
 
 
 def keep_upload(source: str, owner: str = "", cache: Path | None = None) -> None:
