@@ -332,3 +332,6 @@ def test_fields_a_layer_kind_ignores_are_not_checked(kind):
 def test_a_residual_start_outside_the_block_names_skip_from_and_its_range():
     problems = validate(unchecked({"blocks": [{"layers": [{"out": 8}, {"out": 8}], "skip": True, "skip_from": -1}]}))
     assert problems == ["C1: skip_from (the layer its residual starts at, from 0) must be between 0 and 1, got -1"]
+    # with the residual off the field is unused, but a negative start is still a wrong value, not a quiet one
+    problems = validate(unchecked({"blocks": [{"layers": [{"out": 8}], "skip": False, "skip_from": -3}]}))
+    assert problems == ["C1: skip_from (the layer its residual starts at, from 0) must be between 0 and 0, got -3"]

@@ -226,7 +226,7 @@ def trace(net: Net, limits: Limits | None = None) -> Trace:
         if not block.layers:
             t.problems.append(f"{name}: has no layers; add one or remove the block")
             continue
-        if block.skip and not (0 <= block.skip_from < len(block.layers)):
+        if block.skip_from < 0 or (block.skip and block.skip_from >= len(block.layers)):
             t.problems.append(f"{name}: skip_from (the layer its residual starts at, from 0) must be between 0 and "
                               f"{len(block.layers) - 1}, got {block.skip_from}")
         if block.skip_every < 0:
