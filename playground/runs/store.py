@@ -31,7 +31,7 @@ from typing import Iterator
 from .. import atomic
 from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
-from .store_files import RunFiles, checked_id, is_run_id, previous
+from .store_files import RUN_ID, RunFiles, checked_id, is_run_id, previous
 
 try:
     import fcntl
@@ -360,13 +360,28 @@ class RunStore(RunFiles):
         return self.root / "logs" / f"{checked_id(run_id)}.log"
 
     def delete(self, run_id: str) -> bool:
+        """Delete the run's row, then its files and those of any run deleted before whose files could
+        not be removed then (a read-only or failing disk): files without a row are never shown or
+        used again, so each delete (and the hosted demo's pruning) takes them back."""
         checked_id(run_id)
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+            kept = {i for (i,) in c.execute("SELECT id FROM runs")}
         try:
-            for path in [*(self.root / "checkpoints").glob(f"*{run_id}*"), self.log_path(run_id)]:  # and exports
+            for path in self._files_of_runs_not_in(kept):
                 path.unlink(missing_ok=True)
         except OSError as e:  # the run is gone from the store; a file left behind is only disk
             raise StoreError(f"run {run_id} was deleted but its files were not: "
                              f"{cause_of_os_error(e, self.root)}") from None
         return bool(n)
+
+    def _files_of_runs_not_in(self, kept: set[str]) -> list[Path]:
+        """Checkpoints, resume states, exports and logs whose names hold a run id not in ``kept``
+        (every such name holds its run's id; temporary files are atomic.sweep_stale's)."""
+        found = []
+        for folder in (self.root / "checkpoints", self.root / "logs"):
+            for path in folder.glob("*"):
+                ids = RUN_ID.findall(path.name)
+                if ids and not path.name.startswith(".") and ids[0] not in kept and path.is_file():
+                    found.append(path)
+        return found
