@@ -15,6 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 out=${OUT:?set OUT to a folder for the logs}
+mkdir -p "$out" || exit 4
 budget=${BUDGET_S:-540}
 device=${DEVICE:-cuda}
 export PYTHONUNBUFFERED=1 PLAYGROUND_CACHE=${PLAYGROUND_CACHE:-/tmp/playground-cache}

@@ -221,7 +221,7 @@ def test_only_the_store_unpickles():
 def test_onnx_carries_its_preprocessing_and_classes_and_can_bake_the_normalisation(tmp_path):
     """What a program needs to use the file with onnxruntime alone: the classes, the mean and
     std (or the normalisation inside the graph), and the same answers as the run's model."""
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     loaded = loaded_run(preset_net("fast"))
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     x01 = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255

@@ -219,6 +219,19 @@ def test_shipped_spaces_load_and_their_lowest_values_make_valid_runs():
         check_trial(space, spec, [str(i) for i in range(10)], (32, 32, 3))  # fastest-to-85 at 4 epochs was refused
 
 
+def test_the_docker_sweep_workers_copy_only_what_exists_and_search_a_shipped_space():
+    """The compose file's build failed on a COPY of a folder that had been removed (recipes/)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docker = root / "docs" / "sweeps"
+    copied = re.findall(r"^COPY (\S+) ", (docker / "Dockerfile").read_text(), re.M)
+    assert copied and [c for c in copied if not (root / c).exists()] == []
+    spaces = re.findall(r"sweeps/[\w.-]+\.json", (docker / "docker-compose.yml").read_text())
+    assert spaces and all(load_space(root / s) for s in spaces)
+
+
 @pytest.mark.parametrize("epochs, expected", [
     (2, (0, 0)), (4, (24, 1)), (6, (24, 2)), (8, (24, 3)), (20, (24, 8)), (30, (24, 12))])
 def test_a_searched_epoch_count_keeps_the_recipes_share_of_low_res_epochs(epochs, expected):

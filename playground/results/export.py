@@ -141,20 +141,16 @@ def export_onnx(loaded: LoadedRun, path: Path, run_id: str = "", baked: bool = F
 
 
 def _check_onnx(path: Path, model: nn.Module, loaded: LoadedRun) -> None:
-    """The ONNX checker, and where onnxruntime is installed, the outputs against the model's."""
-    try:
-        import onnx
-    except ImportError:  # torch's exporter does not need it; then there is nothing to check with
-        return
+    """The ONNX checker, then onnxruntime's outputs against the model's: a file is written only once
+    it is known to compute what the run's model does (both are requirements)."""
+    import onnx
+    import onnxruntime
+
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the ONNX export is not a valid model ({str(e).splitlines()[0][:200]}); "
                           f"nothing was written") from None
-    try:
-        import onnxruntime
-    except ImportError:
-        return
     x = _probe(loaded)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
