@@ -8,12 +8,16 @@ if str(ROOT) not in sys.path:  # streamlit puts only playground/ on sys.path
 
 import streamlit as st  # noqa: E402
 
-from playground import ui  # noqa: E402  (light: torch and albumentations load where a page first needs them)
+from playground import settings, ui  # noqa: E402  (light: torch and albumentations load where a page first needs them)
 from playground.runs.faults import StoreError  # noqa: E402
 
 # Hosted mode's memory setting (device.return_memory_eagerly) is made by ui.dataset before the first dataset loads:
 # importing config or device here would import torch before the first paint of a fresh server.
 st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
+if bad := settings.problems():  # a server misconfigured (PLAYGROUND_HOSTED=y) must not serve as anything
+    for problem in bad:
+        st.error(problem, icon=":material/settings:")
+    st.stop()
 ui.restore_from_link()
 ui.owner()
 pages = [

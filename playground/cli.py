@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
+from . import settings
 from .cli_specs import net_from_args, new_run
 from .errors import UserError
+from .settings import SettingError
 from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
 from .specs.serde import SpecError, printable
 
@@ -416,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem := blank_flag(args):
         _say(f"error: {problem}")
         return 2
+    if bad := settings.problems():  # before anything is read, written or started under them
+        _say("error: " + "; ".join(bad))
+        return 2
     try:
         return COMMANDS[args.command](args)
     except SpecError as e:
@@ -426,8 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, KeyError, OSError) as e:
         _say(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
     except Exception as e:  # noqa: BLE001 - a bug of ours: one line here, the traceback on request
-        if os.environ.get("PLAYGROUND_DEBUG"):
-            raise
+        with suppress(SettingError):  # checked at the start; never hide the bug behind its own error
+            if settings.flag("PLAYGROUND_DEBUG"):
+                raise
         _say(f"internal error: {type(e).__name__}: {e} (PLAYGROUND_DEBUG=1 shows the traceback)")
         return 1
     return 2

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from . import settings
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
@@ -19,7 +20,7 @@ from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
 from .training.sources import (UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
-                               keep_upload, resolve_source, setting, store_upload, upload_kept, upload_name,
+                               keep_upload, resolve_source, store_upload, upload_kept, upload_name,
                                upload_path, visitor_uploads)
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def choose_data(source: str, upload=None) -> str | None:
 def max_upload_mb() -> int | None:
     """The upload cap for ``st.file_uploader`` (None: the setting is invalid; the upload then says why)."""
     try:
-        return setting("PLAYGROUND_MAX_UPLOAD_MB")
+        return settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
     except DataError:
         return None
 

@@ -96,11 +96,11 @@ def test_hyperband_halves_over_the_epochs_from_the_test_interval(tmp_path):
 
 @pytest.mark.parametrize("value", ["5", "3601", "ten", "-5", "1e3", "²"])
 def test_a_bad_heartbeat_grace_setting_is_one_line_naming_it(tmp_path, monkeypatch, value):
-    from playground.runs.sweep import SweepStorageError, storage_for
+    from playground.runs.sweep import storage_for
+    from playground.settings import SettingError
 
     monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", value)
-    with pytest.raises(SweepStorageError, match="PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from "
-                                                "6 to 3600"):
+    with pytest.raises(SettingError, match="PLAYGROUND_SWEEP_GRACE_S must be a whole number from 6 to 3,600"):
         storage_for(None, RunStore(tmp_path / "runs"))
     monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", "9")
     storage = storage_for(None, RunStore(tmp_path / "runs"))

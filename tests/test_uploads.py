@@ -12,6 +12,7 @@ import pytest
 
 from playground.training import data as data_mod
 from playground.training.data import load_dataset
+from playground.settings import SettingError
 from playground.training.sources import DataError, cache_dir, discard_upload, keep_upload, store_upload
 from tests.test_data_sources import folder, leftovers, tar_gz
 
@@ -33,7 +34,7 @@ def test_an_upload_over_the_cap_or_not_an_archive_is_refused(tmp_path, monkeypat
     with pytest.raises(DataError, match=r"not a \.zip, \.tar, \.tar\.gz, \.tar\.bz2 or \.tar\.xz archive"):
         store_upload(b"hello")
     monkeypatch.setenv("PLAYGROUND_MAX_UPLOAD_MB", "lots")
-    with pytest.raises(DataError, match="PLAYGROUND_MAX_UPLOAD_MB must be a positive whole number"):
+    with pytest.raises(SettingError, match="PLAYGROUND_MAX_UPLOAD_MB must be a whole number from 1 to "):
         store_upload(b"hello")
     assert not (cache_dir() / "uploads").exists() or leftovers() == []
 

@@ -8,13 +8,13 @@ lets lifecycle.reconcile record the workers that died.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from contextlib import suppress
 from pathlib import Path
 
+from .. import settings
 from ..specs import limits
 from ..specs.config import RunSpec, checked, data_problems, hosted
 from ..specs.serde import SpecError
@@ -27,7 +27,6 @@ from .runner import create_run, resume_state
 from .records import DAMAGED, RESUMABLE, RunRecord
 from .store import RunStore
 
-DEFAULT_MAX_JOBS = 2
 DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
 
 
@@ -36,7 +35,7 @@ class JobError(RuntimeError):
 
 
 def max_jobs() -> int:
-    return int(os.environ.get("PLAYGROUND_MAX_JOBS", DEFAULT_MAX_JOBS))
+    return settings.whole("PLAYGROUND_MAX_JOBS")
 
 
 def owns(record: RunRecord, owner: str) -> bool:

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
-from .. import atomic
+from .. import atomic, settings
 from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
 from .store_files import RUN_ID, RunFiles, checked_id, is_run_id, previous
@@ -79,7 +79,7 @@ STALE_TMP_S = 600.0  # a temporary file this old whose writer is gone (or any af
 
 def runs_dir(path: str | Path | None = None) -> Path:
     """``--runs`` beats ``PLAYGROUND_RUNS`` beats ./runs."""
-    return Path(path or os.environ.get("PLAYGROUND_RUNS") or "runs")
+    return Path(path or settings.path("PLAYGROUND_RUNS", "runs"))
 
 
 class RunStore(RunFiles):

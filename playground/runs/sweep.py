@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import re
 import subprocess
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from .. import cli_child
+from .. import cli_child, settings
 from ..specs.geometry import trace
 from ..specs.presets import preset_net
 from ..specs.serde import SpecError, short
@@ -121,7 +120,6 @@ class Sweep:
             raise
 
 
-HEARTBEAT_GRACE_S = 30
 
 
 def heartbeat_grace() -> int:
@@ -129,13 +127,7 @@ def heartbeat_grace() -> int:
     process fails it and queues its retry: $PLAYGROUND_SWEEP_GRACE_S, else 30. The heartbeat beats
     three times within it. Shorter finds a lost machine sooner; a machine that stalls for longer than
     this (swapping, suspended) has its live trial failed and trained twice."""
-    raw = os.environ.get("PLAYGROUND_SWEEP_GRACE_S", "").strip()
-    if not raw:
-        return HEARTBEAT_GRACE_S
-    if not (raw.isascii() and raw.isdigit() and 6 <= int(raw) <= 3600):
-        raise SweepStorageError(f"PLAYGROUND_SWEEP_GRACE_S must be a whole number of seconds from 6 to 3600, "
-                                f"got {short(raw, 40)}")
-    return int(raw)
+    return settings.whole("PLAYGROUND_SWEEP_GRACE_S")
 
 
 def storage_for(url: str | None, runs: RunStore):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from .. import settings
 from ..specs.serde import SpecError
 
 
@@ -44,7 +45,7 @@ def cmd_sweep(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
     source, store = resolve_source(args.data), RunStore(args.runs)
     study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
-    if args.workers > 1 and not os.environ.get("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
+    if args.workers > 1 and not settings.whole("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
         os.environ["PLAYGROUND_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
     children = []

@@ -5,10 +5,10 @@ script all carry, so a run can always be reproduced from its record.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import settings
 from . import limits as limits_
 from . import serde
 from .arch import Net
@@ -19,7 +19,7 @@ from .limits import Limits
 def hosted() -> bool:
     """Hosted mode (PLAYGROUND_HOSTED=1), for a demo that strangers share: visitors change only the
     runs they started, and the server and its workers trade speed for memory."""
-    return os.environ.get("PLAYGROUND_HOSTED", "").strip().lower() in ("1", "true", "yes", "on")
+    return settings.flag("PLAYGROUND_HOSTED")
 
 
 TRAIN_VERSION = 1

@@ -16,9 +16,9 @@ visitor shares, and flip + shift TTA multiplies the work by 18.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 
+from .. import settings
 MIB = 2 ** 20
 # Training keeps about this many floats per conv output element for the backward pass (the
 # output, the norm's and activation's outputs, their gradients): measured 3.9-4.9x on the
@@ -77,7 +77,7 @@ def tier() -> str:
 
     if hosted():
         return "hosted"
-    return "raised" if os.environ.get("PLAYGROUND_LIMITS", "").strip().lower() == "raised" else "local"
+    return settings.limits_tier()
 
 
 def current() -> Limits:

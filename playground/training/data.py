@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, settings
 from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import ArchiveRefused, name_problem, unpack
-from .sources import (MB, NAMED, UPLOAD_PREFIX, DataError, cache_dir, hint, resolve_source, setting,
+from .sources import (MB, NAMED, UPLOAD_PREFIX, DataError, cache_dir, hint, resolve_source,
                       upload_path)
 from ..specs.limits import current as limits_current
 
@@ -205,8 +205,8 @@ def _load_archive(archive: Path, cache: Path, key: str, source: str, shown: str,
 
 def _unpack(archive: Path, target: Path, shown: str) -> None:
     try:
-        unpack(archive, target, shown, setting("PLAYGROUND_MAX_ARCHIVE_FILES"),
-               setting("PLAYGROUND_MAX_UNPACKED_MB") * MB)
+        unpack(archive, target, shown, settings.whole("PLAYGROUND_MAX_ARCHIVE_FILES"),
+               settings.whole("PLAYGROUND_MAX_UNPACKED_MB") * MB)
     except ArchiveRefused as e:
         raise DataError(str(e)) from None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .. import settings
 from ..errors import UserError
 
 
@@ -80,7 +81,7 @@ def configure_threads(threads: int | None = None) -> int:
 
     Set once per process: torch refuses to change inter-op threads after work starts.
     """
-    n = threads or int(os.environ.get("PLAYGROUND_THREADS", 0)) or (os.cpu_count() or 1)
+    n = threads or settings.whole("PLAYGROUND_THREADS") or (os.cpu_count() or 1)
     torch.set_num_threads(n)
     try:
         torch.set_num_interop_threads(1)

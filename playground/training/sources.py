@@ -2,13 +2,12 @@
 the data settings, and the archives visitors upload (kept under the cache by content hash). data.py reads what a source names; this module decides which
 source that is and keeps uploads, without reading any images.
 
-Settings (environment variables, positive whole numbers):
-``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an uploaded archive;
-``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
-``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive;
-``PLAYGROUND_MAX_UPLOADS`` (4) uploads kept on the server (with their decoded arrays): the
-uploader's own older ones are dropped first, then other visitors' unused for an hour; an upload
-that would need another visitor's recent one dropped is refused instead.
+Its settings (settings.py reads and checks them): ``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an
+uploaded archive; ``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
+``PLAYGROUND_MAX_ARCHIVE_FILES`` (100,000) the members of one archive; ``PLAYGROUND_MAX_UPLOADS`` (4)
+uploads kept on the server (with their decoded arrays): the uploader's own older ones are dropped
+first, then other visitors' unused for an hour; an upload that would need another visitor's recent
+one dropped is refused instead.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from .. import settings
 from ..errors import UserError
 from ..runs.faults import cause_of_os_error
 from ..specs.serde import short
@@ -28,12 +28,6 @@ from .archives import archive_kind
 DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
 UPLOAD_PREFIX = "upload:"
-SETTINGS = {  # name: (default, meaning)
-    "PLAYGROUND_MAX_UPLOAD_MB": (50, "the size of an uploaded dataset archive, in MB"),
-    "PLAYGROUND_MAX_UNPACKED_MB": (1024, "what one dataset archive may unpack to, in MB"),
-    "PLAYGROUND_MAX_ARCHIVE_FILES": (100_000, "files and folders in one dataset archive"),
-    "PLAYGROUND_MAX_UPLOADS": (4, "uploaded datasets kept on the server (least recently used dropped first)"),
-}
 UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
 OWNER_RE = re.compile(r"[0-9a-f]{32}")  # ui.owner(): a hash of the visitor's cookie
 IN_USE_S = 3600  # another visitor's upload used (loaded, uploaded again) this recently is never dropped
@@ -45,31 +39,19 @@ class DataError(UserError, RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PLAYGROUND_CACHE", Path.home() / ".cache" / "cifar-playground"))
-
-
-def setting(name: str) -> int:
-    """One of ``SETTINGS``: the environment's value, or its default; DataError for a value that is
-    not a positive whole number."""
-    default = SETTINGS[name][0]
-    raw = os.environ.get(name, "").strip().replace("_", "")
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise DataError(f"{name} must be a positive whole number ({SETTINGS[name][1]}), got {short(raw, 60)}")
-    return int(raw)
+    return settings.path("PLAYGROUND_CACHE", Path.home() / ".cache" / "cifar-playground")
 
 
 def resolve_source(source: str | None = None) -> str:
     """``--data`` beats ``PLAYGROUND_DATA`` beats the default ``cifar10``."""
-    return source or os.environ.get("PLAYGROUND_DATA") or DEFAULT_SOURCE
+    return source or settings.text("PLAYGROUND_DATA") or DEFAULT_SOURCE
 
 
 def allowed_sources() -> list[str]:
     """What a hosted demo's visitor may pick besides an upload: the configured dataset
     (``PLAYGROUND_DATA``) and ``cifar10``."""
     out = []
-    for s in (os.environ.get("PLAYGROUND_DATA", "").strip(), DEFAULT_SOURCE):
+    for s in (settings.text("PLAYGROUND_DATA"), DEFAULT_SOURCE):
         if s and s not in out:
             out.append(s)
     return out
@@ -122,7 +104,7 @@ def store_upload(data: bytes, cache: Path | None = None, owner: str = "", name: 
     when it is unpacked; once it has loaded, ``keep_upload`` makes room for it (so that a refused
     archive never costs its uploader the dataset they are using). ``owner``: the visitor (hosted mode),
     ``name``: the file name they uploaded, listed for them (``visitor_uploads``) after a reload."""
-    cap = setting("PLAYGROUND_MAX_UPLOAD_MB")
+    cap = settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
     if len(data) > cap * MB:
         raise DataError(f"The upload is {len(data) / MB:,.1f} MB; the limit is {cap:,} MB "
                         f"(PLAYGROUND_MAX_UPLOAD_MB).")
@@ -163,7 +145,7 @@ def keep_upload(source: str, owner: str = "", cache: Path | None = None) -> None
     """Make room for an upload that has loaded: at most PLAYGROUND_MAX_UPLOADS are kept (``_make_room``).
     When the room could only come from other visitors' uploads in use, it is dropped and DataError says
     so in one line (unless another visitor uploaded the same archive: then it is theirs too and stays)."""
-    keep = setting("PLAYGROUND_MAX_UPLOADS")
+    keep = settings.whole("PLAYGROUND_MAX_UPLOADS")
     cache = Path(cache) if cache else cache_dir()
     digest = upload_path(source, cache).name
     try:
