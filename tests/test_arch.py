@@ -335,3 +335,19 @@ def test_a_residual_start_outside_the_block_names_skip_from_and_its_range():
     # with the residual off the field is unused, but a negative start is still a wrong value, not a quiet one
     problems = validate(unchecked({"blocks": [{"layers": [{"out": 8}], "skip": False, "skip_from": -3}]}))
     assert problems == ["C1: skip_from (the layer its residual starts at, from 0) must be between 0 and 0, got -3"]
+
+
+def test_fields_a_layer_ignores_are_still_bounded():
+    """A share link with a pool of 2**53 + 1 channels passed the validator and broke the Architect's slider."""
+    def pool(**fields):
+        return {"blocks": [{"layers": [{"out": 8}, {"kind": "maxpool", "kernel": 2, "stride": 2, "padding": 0,
+                                                    **fields}]}]}
+
+    assert validate(unchecked(pool(out=0, groups=0))) == []  # the presets' pools: 0 for "none"
+    huge = 2 ** 53 + 1
+    assert validate(unchecked(pool(out=huge, groups=-1))) == [
+        f"C1 layer 2: channels must be between 0 and 1024, got {huge} (a maxpool layer ignores it)",
+        "C1 layer 2: groups must be between 0 and 1024, got -1 (a maxpool layer ignores it)"]
+    sep = {"blocks": [{"layers": [{"kind": "sep", "out": 8, "groups": huge}]}]}
+    assert validate(unchecked(sep)) == [f"C1 layer 1: groups must be between 0 and 1024, got {huge} "
+                                        "(a sep layer ignores it)"]

@@ -167,6 +167,9 @@ def _layout_case(root: Path, case: str) -> None:
             os.rename(os.fsencode(root / split / "a"), os.path.join(os.fsencode(root / split), b"caf\xe9"))
     elif case == "control-char-file":
         (root / "train" / "a" / "line\nbreak.png").write_bytes(TINY)
+    elif case == "bidi-class":
+        for split in ("train", "test"):
+            os.rename(root / split / "a", root / split / "\u202ecat")
     elif case == "too-many-classes":
         for split in ("train", "test"):
             for k in range(1001):
@@ -180,7 +183,8 @@ def _layout_case(root: Path, case: str) -> None:
     ("classes-differ", "different classes; only in train/: 'b'; only in test/: 'c'"),
     ("non-utf8-file", "is not valid UTF-8"),
     ("non-utf8-class", "is not valid UTF-8"),
-    ("control-char-file", "holds control characters"),
+    ("control-char-file", "holds the hidden character U+000A"),
+    ("bidi-class", "holds the hidden character U+202E"),
     ("too-many-classes", "1,003 class folders; the limit is 1,000"),
 ])
 def test_layout_problems_are_one_line_each(tmp_path, case, expected):

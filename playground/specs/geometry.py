@@ -97,10 +97,13 @@ def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
                                    ("dilation", layer.dilation, 1, lim.dilation),
                                    ("padding", layer.padding, 0, lim.padding),
                                    ("groups", layer.groups, 1, lim.channels)):
-        if name == "channels" and layer.is_pool or name == "groups" and (layer.is_pool or layer.kind == "sep"):
-            continue  # pools keep the channel count and have no groups, a separable conv's are its own: ignored
+        # bounded where they are ignored too (a pool's channels and groups, a separable conv's groups; 0 is
+        # the presets' "none"): the pages show every field, and a pool with channels 2**53 + 1 broke the Architect
+        ignored = name == "channels" and layer.is_pool or name == "groups" and (layer.is_pool or layer.kind == "sep")
+        low = 0 if ignored else low
         if not (low <= value <= high):
-            p.append(f"{where}: {name} must be between {low} and {high}, got {value}")
+            p.append(f"{where}: {name} must be between {low} and {high}, got {value}"
+                     + (f" (a {layer.kind} layer ignores it)" if ignored else ""))
             out_of_range.add(name)
     if layer.order not in ORDERS:
         p.append(f"{where}: unknown norm/activation order {short(layer.order)} (choose one of {', '.join(ORDERS)})")

@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..runs.faults import cause_of_os_error
-from ..specs.serde import short
+from ..specs.serde import hidden_char, short
 
 MAX_NAME_BYTES = 255  # one file or folder name
 MAX_DEPTH = 16  # folders in an archive member's path
@@ -116,7 +116,8 @@ class _Budget:
 
 def _member_parts(name: str, shown: str) -> list[str]:
     """The path components of an archive member, or ArchiveRefused for a name that is absolute, climbs
-    out (..), is not UTF-8, holds control characters, or is absurdly long or deep."""
+    out (..), is not UTF-8, holds hidden characters (controls, bidi overrides, zero-width), or is
+    absurdly long or deep."""
     def bad(why: str) -> ArchiveRefused:
         return ArchiveRefused(f"Cannot unpack {shown}: the member {short(name, 60)} {why}.")
 
@@ -139,8 +140,8 @@ def name_problem(name: str) -> str | None:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid UTF-8"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "holds control characters"
+    if hidden := hidden_char(name):  # the rule every name follows (serde): class names are shown on the pages
+        return f"holds the hidden character {hidden}"
     if len(encoded) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
     return None
