@@ -242,14 +242,12 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .specs.config import TrainSpec, validate_train
-    from .training.bench import bench_trainer
-
-    problems = validate_train(TrainSpec(batch_size=args.batch_size))
-    problems += [f"{name} must be between {lo} and {hi}, got {v}" for name, v, lo, hi in (
-        ("steps", args.steps, 1, 10_000), ("warmup", args.warmup, 0, 1_000)) if not lo <= v <= hi]
+    problems = [f"{name} must be between {lo} and {hi}, got {v}" for name, v, lo, hi in (
+        ("steps", args.steps, 1, 10_000), ("warmup", args.warmup, 1, 1_000)) if not lo <= v <= hi]
     if problems:
         raise SpecError(problems)
+    from .training.bench import bench_trainer  # checks the run spec (batch size, memory) before loading the data
+
     print(json.dumps(bench_trainer(args.preset, args.data, args.steps, args.batch_size, args.warmup, bf16=args.bf16)))
     return 0
 

@@ -280,8 +280,17 @@ def test_cli_spec_files_that_are_hostile_get_one_line(image_folder, tmp_path, ca
     assert not runs.exists() or RunStore(runs).list() == []
 
 
-def test_bench_refuses_an_unaffordable_batch():
+def test_bench_refuses_an_unaffordable_batch_or_warmup_before_reading_the_data(tmp_path, monkeypatch, capsys):
+    from playground.cli import main
+
     assert "batch size must be between 2 and 4096" in one_line_exit_2(run_cli("bench", "--batch-size", "1000000000"))
+    # a batch that the batch-size range allows but the memory limit does not (seed-002 at 4096: about 78 GB)
+    missing = str(tmp_path / "no-such-data")
+    assert main(["bench", "--preset", "seed-002", "--batch-size", "4096", "--data", missing]) == 2
+    err = capsys.readouterr().err
+    assert "a batch of at most 646 fits" in err and "no-such-data" not in err and err.count("\n") == 1, err
+    assert main(["bench", "--warmup", "0", "--data", missing]) == 2  # the first batch is 1: warmup 0 had no time
+    assert "warmup must be between 1 and 1000, got 0" in capsys.readouterr().err
 
 
 def test_the_readme_shows_the_limits_in_force():

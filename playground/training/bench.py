@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..specs.augment import build_pipeline, default_aug
-from ..specs.config import RunSpec, TrainSpec
+from ..specs.config import RunSpec, TrainSpec, checked
 from ..specs.presets import preset_net
 from .builder import build_model
 from .data import load_dataset
@@ -45,6 +45,7 @@ def cpu_description() -> str:
 
 def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, warmup: int = 3,
                   reference: bool = True, bf16: bool = False) -> dict:
+    checked(bench_run(preset, batch_size, bf16))  # the memory a batch needs, before the data loads
     ds = load_dataset(data)
     ours = our_img_per_s(ds, preset, steps, batch_size, warmup, bf16)
     out = dict(preset=preset, batch_size=batch_size, steps=steps, img_per_s=round(ours, 1),
@@ -55,11 +56,15 @@ def bench_trainer(preset: str, data: str | None, steps: int, batch_size: int, wa
     return out
 
 
+def bench_run(preset: str, batch_size: int, bf16: bool, images: int | None = None) -> RunSpec:
+    """One epoch of ``images`` training images (None: all) of the preset, as the benchmark trains it."""
+    return RunSpec(preset_net(preset), default_aug(), TrainSpec(epochs=1, batch_size=batch_size, train_subset=images,
+                                                                test_subset=10, device="cpu", bf16=bf16))
+
+
 def our_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int, bf16: bool = False) -> float:
-    n = (steps + warmup) * batch_size
-    run = RunSpec(preset_net(preset), default_aug(),
-                  TrainSpec(epochs=1, batch_size=batch_size, train_subset=min(n, len(ds.y_train)), test_subset=10,
-                            device="cpu", bf16=bf16))
+    """Images a second from the batch after ``warmup`` (at least 1: batches count from 1) to the last."""
+    run = bench_run(preset, batch_size, bf16, min((steps + warmup) * batch_size, len(ds.y_train)))
     stamps: dict[int, float] = {}
 
     def on_batch(event) -> None:
