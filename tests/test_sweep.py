@@ -69,7 +69,7 @@ def test_the_median_pruner_stops_a_clearly_worse_trial(image_folder, tmp_path):
     runs = tmp_path / "runs"
     space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "batch_size": 32}},
                        params={"train.max_lr": {"float": [1e-5, 0.1], "log": True}})
-    created = study_for(load_space(space), storage_for(None, RunStore(runs)), None)
+    created = study_for(load_space(space), storage_for(None, RunStore(runs).root), None)
     for lr in (0.1, 0.1, 1e-5):
         created.enqueue_trial({"train.max_lr": lr})
     run_share(space, 3, None, None, str(image_folder), str(runs))
@@ -89,9 +89,20 @@ def test_hyperband_halves_over_the_epochs_from_the_test_interval(tmp_path):
     for every in (1, 2):
         space = tiny_space(tmp_path, base={"preset": "seed-004", "train": {"epochs": 6, "eval_every": every}},
                            pruner="hyperband")
-        created = study_for(load_space(space), storage_for(None, RunStore(tmp_path / f"runs-{every}")), None)
+        created = study_for(load_space(space), storage_for(None, RunStore(tmp_path / f"runs-{every}").root), None)
         assert isinstance(created.pruner, optuna.pruners.HyperbandPruner)
         assert created.pruner._min_resource == every and created.pruner._reduction_factor == 3
+
+
+def test_refused_sweeps_and_workers_make_no_run_store(tmp_path, capsys):
+    from playground.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["sweep", "--space", "sweeps/fastest-to-85.json", "--storage", "nope://x", "--runs", str(runs)]) == 2
+    assert "storage nope://x: cannot open it" in capsys.readouterr().err
+    worker = run_cli("worker", "20260101-120000-abc123", "--runs", str(runs))  # a process of its own, as always
+    assert worker.returncode == 1 and "no run store" in worker.stderr, worker.stderr
+    assert not runs.exists()
 
 
 @pytest.mark.parametrize("value", ["5", "3601", "ten", "-5", "1e3", "²"])
@@ -101,9 +112,9 @@ def test_a_bad_heartbeat_grace_setting_is_one_line_naming_it(tmp_path, monkeypat
 
     monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", value)
     with pytest.raises(SettingError, match="PLAYGROUND_SWEEP_GRACE_S must be a whole number from 6 to 3,600"):
-        storage_for(None, RunStore(tmp_path / "runs"))
+        storage_for(None, RunStore(tmp_path / "runs").root)
     monkeypatch.setenv("PLAYGROUND_SWEEP_GRACE_S", "9")
-    storage = storage_for(None, RunStore(tmp_path / "runs"))
+    storage = storage_for(None, RunStore(tmp_path / "runs").root)
     assert (storage.grace_period, storage.heartbeat_interval) == (9, 3)
 
 
@@ -277,7 +288,7 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
     from tests.test_app import open_page
 
     store = ui.store()
-    created = optuna.create_study(study_name="demo", storage=storage_for(None, store), direction="maximize")
+    created = optuna.create_study(study_name="demo", storage=storage_for(None, store.root), direction="maximize")
     for n, (acc, params) in enumerate(((0.61, 90_000), (0.66, 150_000))):
         t = created.ask()
         t.set_user_attr("run_id", f"20261125-00000{n}-abcdef")

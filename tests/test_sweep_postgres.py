@@ -57,7 +57,7 @@ def test_the_readme_url_form_postgresql_reaches_the_server(pg, tmp_path):
     """``--storage postgresql://…`` (no driver named) must work with the driver in requirements.txt."""
     from playground.runs.sweep import storage_for
 
-    storage_for(pg.plain_url, RunStore(tmp_path / "runs"))
+    storage_for(pg.plain_url, RunStore(tmp_path / "runs").root)
 
 
 def test_two_workers_then_a_second_machine_share_one_study(pg, image_folder, tmp_path):
@@ -126,7 +126,7 @@ def test_a_sweep_process_killed_mid_trial_is_failed_by_the_heartbeat_and_retried
             pass
     assert killed.state == RUNNING  # nobody has noticed yet
 
-    storage = storage_for(pg.url, RunStore(second))
+    storage = storage_for(pg.url, RunStore(second).root)
     assert storage.grace_period == 6
     study_id = storage.get_study_id_from_name(study)
     deadline = time.monotonic() + 60

@@ -130,13 +130,13 @@ def heartbeat_grace() -> int:
     return settings.whole("PLAYGROUND_SWEEP_GRACE_S")
 
 
-def storage_for(url: str | None, runs: RunStore):
-    """Optuna storage: ``url``, or an SQLite file in the runs folder. RDB storages get a heartbeat,
+def storage_for(url: str | None, runs_root: Path):
+    """Optuna storage: ``url``, or an SQLite file in the runs folder (which must exist). RDB storages get a heartbeat,
     so a trial whose process died is marked failed (and retried once) instead of running forever."""
     import optuna
     from optuna.storages import RDBStorage
 
-    url = url or f"sqlite:///{(runs.root / 'sweeps.sqlite').resolve()}"
+    url = url or f"sqlite:///{(runs_root / 'sweeps.sqlite').resolve()}"
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # SQLAlchemy 2.1 means psycopg 3 by default
     shown = short(url.split("@")[-1], 60)[1:-1]  # never the user name or password
@@ -210,7 +210,7 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     space = load_space(space_path)
     store = RunStore(runs)
     data = load_dataset(data_source, mmap_train=True)
-    study = study_for(space, storage_for(storage_url, store), study_name)
+    study = study_for(space, storage_for(storage_url, store.root), study_name)
     sweep = Sweep(space, store, data_source, list(data.classes), data.x_test.shape[1:], device)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(sweep.objective, n_trials=trials, catch=(RuntimeError,))
@@ -230,7 +230,7 @@ def studies(store: RunStore, url: str | None = None) -> list[str]:
 
     if url is None and not (store.root / "sweeps.sqlite").exists():
         return []
-    storage = storage_for(url, store)
+    storage = storage_for(url, store.root)
     try:
         return [s.study_name for s in optuna.get_all_study_summaries(storage)]
     except Exception as e:  # noqa: BLE001 - a file damaged after it was opened: SQLAlchemy's errors
@@ -270,7 +270,7 @@ def _load(store: RunStore, study_name: str, url: str | None = None):
     import optuna
 
     try:
-        return optuna.load_study(study_name=study_name, storage=storage_for(url, store))
+        return optuna.load_study(study_name=study_name, storage=storage_for(url, store.root))
     except KeyError:
         raise SweepStorageError(f"no study {short(study_name, 80)} in {_where(store, url)}") from None
     except SweepStorageError:

@@ -32,7 +32,7 @@ def cmd_sweep(args) -> int:
 
     from .. import cli_child
     from .space import load_space
-    from .store import RunStore
+    from .store import RunStore, runs_dir
     from ..training.sources import resolve_source
 
     space = load_space(args.space)  # a bad space file: one line before any process starts (or torch loads)
@@ -43,8 +43,10 @@ def cmd_sweep(args) -> int:
     from .sweep import run_share, storage_for, study_for
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
-    source, store = resolve_source(args.data), RunStore(args.runs)
-    study = study_for(space, storage_for(args.storage, store), args.study)  # created once, before the workers
+    source = resolve_source(args.data)
+    storage = storage_for(args.storage, runs_dir(args.runs)) if args.storage else None  # refused: no store made
+    store = RunStore(args.runs)
+    study = study_for(space, storage or storage_for(None, store.root), args.study)  # created once, before the workers
     if args.workers > 1 and not settings.whole("PLAYGROUND_THREADS"):  # K trainings share the cores, not each all
         os.environ["PLAYGROUND_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
@@ -59,7 +61,7 @@ def cmd_sweep(args) -> int:
           f"{(args.storage or str(store.root / 'sweeps.sqlite')).split('@')[-1]}", flush=True)
     run_share(args.space, shares[0], args.storage, study.study_name, source, args.runs, args.device)
     failed = sum(child.wait() != 0 for child in children)
-    study = study_for(space, storage_for(args.storage, store), study.study_name)
+    study = study_for(space, storage_for(args.storage, store.root), study.study_name)
     best = study.best_trials if len(space.objectives) > 1 else ([study.best_trial] if any(
         t.value is not None for t in study.trials) else [])
     for t in best:

@@ -125,7 +125,7 @@ def main(run_id: str, runs: str | None) -> int:
     if hosted():
         return_memory_eagerly()
     try:
-        result = run_worker(RunStore(runs), run_id)
+        result = run_worker(RunStore(runs, existing=True), run_id)  # a worker never makes a store
     except (StoreError, CheckpointError, OSError, SpecError, DataError) as e:  # one line, quoted as the reason
         print(f"run {run_id} failed: {type(e).__name__}: {failure_message(e)}", file=sys.stderr, flush=True)
         return 1
