@@ -90,3 +90,16 @@ def test_unclipped_rf_on_a_known_stack():
     model = positive_weights(build_model(net))
     lo, hi = measured_box(model, 32, 7)
     assert hi - lo + 1 == 9
+
+
+@given(st.integers(1, 9), st.integers(1, 6), st.integers(0, 40), st.integers(1, 40), st.integers(1, 40))
+def test_the_padding_only_check_finds_what_looking_at_every_tap_finds(k, s, p, d, n_in):
+    from playground.specs.geometry import padding_only_output
+
+    k_eff = d * (k - 1) + 1
+    if n_in + 2 * p < k_eff:
+        return
+    n_out = (n_in + 2 * p - k_eff) // s + 1
+    every_tap = next((o for o in range(n_out)
+                      if not any(0 <= o * s - p + t * d < n_in for t in range(k))), None)
+    assert padding_only_output(k, s, p, d, n_in, n_out) == every_tap
