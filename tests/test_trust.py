@@ -381,7 +381,31 @@ def test_a_repeated_key_and_bytes_after_a_links_data_are_refused():
     with pytest.raises(SpecError, match="the key 'name' appears twice in one object"):
         Net.from_json('{"name": "a", "name": "b"}')
     packed = base64.urlsafe_b64decode(links.encode(preset_net("fast")))
+    link = links.encode(preset_net("fast"))
     for text, says in ((base64.urlsafe_b64encode(packed + b"junk").decode(), "4 bytes after its data"),
-                       ("!!!!", "damaged (empty)"), ("", "damaged (empty)")):
+                       ("!!!!", "not base64"), ("!!" + link, "not base64"), (link[:8] + " " + link[8:], "not base64"),
+                       ("", "damaged (empty)")):
         with pytest.raises(SpecError, match=re.escape(says)):
             links.decode(Net, text)
+    assert links.decode(Net, link) == preset_net("fast")
+
+
+def test_editor_text_counts_its_bytes_and_may_start_with_a_bom():
+    from playground.specs.serde import parse_json
+
+    assert parse_json("\ufeff" + preset_net("fast").to_json(), 100_000)["name"] == preset_net("fast").name
+    wide = json.dumps({"name": "€" * 300}, ensure_ascii=False)  # 912 bytes of UTF-8 in 312 characters
+    with pytest.raises(SpecError, match="the JSON is 912 bytes; the limit is 500"):
+        parse_json(wide, 500)
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 0.05, 101, float("nan")])
+def test_a_distillation_temperature_that_overflows_the_logits_is_refused(temperature):
+    problems = checked_problems(TrainSpec(distill_temperature=temperature))
+    assert problems == [f"distillation temperature must be between 0.1 and 100, got {temperature}"]
+
+
+def checked_problems(train: TrainSpec) -> list[str]:
+    from playground.specs.config import validate_train
+
+    return validate_train(train)

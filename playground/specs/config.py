@@ -118,8 +118,8 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
                  f"{serde.short(t.low_res)} px; set both to 0 to train at full size throughout")
     if not (0 <= t.distill_weight <= 1):
         p.append(f"distillation weight must be in [0, 1], got {t.distill_weight}")
-    if not (0 < t.distill_temperature <= 100):
-        p.append(f"distillation temperature must be in (0, 100], got {t.distill_temperature}")
+    if not (0.1 <= t.distill_temperature <= 100):  # 1e-300 overflowed the softened logits: a NaN loss
+        p.append(f"distillation temperature must be between 0.1 and 100, got {t.distill_temperature}")
     if len(t.teachers) > lim.teachers:
         p.append(f"at most {lim.teachers} teachers, got {len(t.teachers)}")
     elif bad := [serde.short(i) for i in t.teachers if not is_run_id(i)]:

@@ -291,8 +291,13 @@ def parse_json(raw: str | bytes, max_bytes: int | None = None) -> Any:
     if max_bytes is None:
         from .limits import current
         max_bytes = current().json_bytes
-    if len(raw) > max_bytes:
-        raise SpecError([f"the JSON is {len(raw):,} bytes; the limit is {max_bytes:,}"])
+    if isinstance(raw, str):  # text from the editor: its bytes are what the limit counts, and a BOM is no error
+        raw = raw.removeprefix("\ufeff")
+        size = len(raw) if len(raw) > max_bytes else len(raw.encode("utf-8", "surrogatepass"))
+    else:
+        size = len(raw)
+    if size > max_bytes:
+        raise SpecError([f"the JSON is {size:,} bytes; the limit is {max_bytes:,}"])
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8-sig")
