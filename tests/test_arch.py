@@ -351,3 +351,9 @@ def test_fields_a_layer_ignores_are_still_bounded():
     sep = {"blocks": [{"layers": [{"kind": "sep", "out": 8, "groups": huge}]}]}
     assert validate(unchecked(sep)) == [f"C1 layer 1: groups must be between 0 and 1024, got {huge} "
                                         "(a sep layer ignores it)"]
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u3000"])
+def test_a_blank_name_is_refused(name):
+    assert validate(unchecked({"name": name, "blocks": [{"layers": [{"out": 8}]}]})) == [
+        "name: a network needs a name that is not blank"]

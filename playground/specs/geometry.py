@@ -208,6 +208,8 @@ def _net_problems(net: Net, lim: Limits) -> list[str]:
         p.append(f"name: at most {lim.name_chars} characters, got {len(net.name)}")
     elif bad := hidden_char(net.name):
         p.append(f"name: control and invisible characters are not allowed, got {bad}")
+    elif not net.name.strip():  # the pages list runs by name: a blank one is a row nobody can tell apart
+        p.append("name: a network needs a name that is not blank")
     if not (1 <= net.in_channels <= lim.in_channels):
         p.append(f"input: channels must be between 1 and {lim.in_channels}, got {net.in_channels}")
     if not (4 <= net.input_size <= lim.input_size):
