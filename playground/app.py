@@ -20,6 +20,7 @@ if bad := settings.problems():  # a server misconfigured (PLAYGROUND_HOSTED=y) m
     st.stop()
 ui.restore_from_link()
 ui.owner()
+ui.restore_draft()
 pages = [
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("../pages/augment.py", title="Augment", icon=":material/palette:"),
@@ -33,3 +34,5 @@ try:
     st.navigation(pages).run()
 except StoreError as e:  # a damaged, full or read-only run store: one line on any page, never a traceback
     ui.store_error(e)
+finally:  # also when the page reran or switched pages (Streamlit's own exceptions)
+    ui.save_draft()

@@ -3,14 +3,17 @@ workers, the visitor's identity, the working specs in session state, and the sha
 The only module of the package, besides app.py, that imports streamlit."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import secrets
+from contextlib import suppress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from . import settings
+from . import drafts, settings
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
@@ -19,7 +22,7 @@ from .specs.presets import preset_net
 from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
-from .training.sources import (UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
+from .training.sources import (NAMED, UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
                                keep_upload, resolve_source, store_upload, upload_kept, upload_name,
                                upload_path, visitor_uploads)
 
@@ -308,6 +311,44 @@ def restore_from_link() -> None:
             set_net(spec) if key == "arch" else set_aug(spec)
     if errors:  # each part's own line (the aug part's error had replaced the arch part's)
         st.session_state["_link_error"] = errors
+
+
+def restore_draft() -> None:
+    """Once per session, after restore_from_link: the architecture, pipeline and data choice this visitor
+    had when their last session ended (a reload, a new tab: drafts.py), each part the link did not set
+    and only through its validator; a data source only while this visitor may still pick it."""
+    if st.session_state.get("_draft_done"):
+        return
+    st.session_state["_draft_done"] = True
+    draft = drafts.load(owner())
+    for key, cls in (("net", Net), ("aug", __getattr__("AugSpec"))):
+        if key in draft and key not in st.session_state:
+            with suppress(SpecError):
+                st.session_state[key] = cls.from_dict(draft[key]).to_dict()
+    source = draft.get("data")
+    if isinstance(source, str) and "data_source" not in st.session_state and _still_there(source):
+        st.session_state["data_source"] = source
+    st.session_state["_draft_saved"] = copy.deepcopy(draft)
+
+
+def _still_there(source: str) -> bool:
+    if hosted():
+        return source in data_choices()
+    try:
+        check_source(source)
+        return source in NAMED or upload_kept(source) or Path(source).exists()
+    except (DataError, OSError, ValueError):  # a name the file system refuses
+        return False
+
+
+def save_draft() -> None:
+    """After each run of a page: this session's working specs and data choice, when they changed."""
+    draft = {k: st.session_state[k] for k in ("net", "aug") if k in st.session_state}
+    if "data_source" in st.session_state:
+        draft["data"] = st.session_state["data_source"]
+    if draft and draft != st.session_state.get("_draft_saved"):
+        st.session_state["_draft_saved"] = copy.deepcopy(draft)  # not kept (a full disk): not tried every run
+        drafts.save(owner(), draft)
 
 
 def link_error() -> None:

@@ -54,6 +54,28 @@ def test_the_guide_stays_dismissed_after_a_reload_and_in_a_new_tab(context, serv
     expect(show).to_have_count(0)
 
 
+def test_a_reload_and_a_new_tab_keep_the_architecture_and_the_pipeline(context, server):
+    """A reload starts a new Streamlit session: the architecture and pipeline a newcomer had built were gone."""
+    page = context.new_page()
+    page.goto(f"{server}/architect")
+    name = page.get_by_label("Name", exact=True)
+    expect(name).to_have_value("fast", timeout=60_000)
+    name.fill("my reload net")
+    name.press("Enter")
+    settle(page)
+    page.get_by_role("link", name="Augment").click()
+    page.get_by_role("button", name="Add", exact=True).click()  # a fourth step
+    settle(page)
+    expect(page.get_by_text("4. HorizontalFlip")).to_be_visible()
+    page.reload()
+    expect(page.get_by_text("4. HorizontalFlip")).to_be_visible(timeout=60_000)
+    tab = context.new_page()
+    tab.goto(f"{server}/architect")
+    expect(tab.get_by_label("Name", exact=True)).to_have_value("my reload net", timeout=60_000)
+    settle(tab)
+    assert tab.get_by_test_id("stException").count() == 0
+
+
 def still(page, locator, timeout_ms: int = 10_000) -> None:
     """Wait until the element has stopped moving (an opening expander animates the layout below it)."""
     box = None
