@@ -140,7 +140,7 @@ def main() -> None:
     try:
         for k in (int(x) for x in args.ks.split(",")):
             study_name, runs = f"bench-k{k}", work / f"runs-k{k}"
-            study_for(load_space(space), storage_for(server.url, RunStore(runs)), study_name)  # created once
+            study_for(load_space(space), storage_for(server.url, RunStore(runs).root), study_name)  # created once
             outs = [work / f"k{k}-{i}.json" for i in range(k)]
             t = time.perf_counter()
             procs = [subprocess.Popen([sys.executable, __file__, "--child", "--space", str(space), "--trials",

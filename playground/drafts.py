@@ -7,8 +7,8 @@ every run in which they changed, under the visitor's owner hash (ui.owner: a coo
 of the same visitor starts from them unless a share link says otherwise.
 
 One small JSON file per visitor in ``<cache>/drafts/``, written whole or not at all. A draft is a
-convenience, never a reason for an error: one that cannot be written (a full or read-only disk) is not
-kept, and one that cannot be read or whose specs fail the validator is ignored (the reader checks each
+convenience, never a reason for an error: a change that cannot be written (a full or read-only disk)
+leaves the draft saved before it, and one that cannot be read or whose specs fail the validator is ignored (the reader checks each
 part through the one validator). On a hosted demo the folder is bounded: at most ``MAX_DRAFTS`` files
 of at most ``MAX_BYTES`` each, the least recently saved dropped first.
 """
@@ -52,6 +52,11 @@ def save(owner: str, draft: dict, cache: Path | None = None) -> bool:
     except OSError:
         return False
     return True
+
+
+def update(owner: str, parts: dict, cache: Path | None = None) -> bool:
+    """Merge ``parts`` into this visitor's draft (the others stay as another tab saved them)."""
+    return save(owner, {**load(owner, cache), **parts}, cache)
 
 
 def load(owner: str, cache: Path | None = None) -> dict:

@@ -114,12 +114,9 @@ def choose_data(source: str, upload=None) -> str | None:
     return use_source(source)
 
 
-def max_upload_mb() -> int | None:
-    """The upload cap for ``st.file_uploader`` (None: the setting is invalid; the upload then says why)."""
-    try:
-        return settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
-    except DataError:
-        return None
+def max_upload_mb() -> int:
+    """The upload cap for ``st.file_uploader`` (app.py has checked the setting)."""
+    return settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
 
 
 AUTOLINK = re.compile(r"://|www\.|\w@", re.IGNORECASE)  # what GitHub-flavoured markdown makes a link of
@@ -342,13 +339,30 @@ def _still_there(source: str) -> bool:
 
 
 def save_draft() -> None:
-    """After each run of a page: this session's working specs and data choice, when they changed."""
+    """After each run of a page: the parts of this session's working specs and data choice that changed,
+    merged into the visitor's draft. A part is changed when it differs from what the session started with
+    (the restored draft, else the default): another tab's changes to the other parts stay, and a session
+    that only saw the defaults saves nothing (a visitor without cookies, a monitor or a bot, wrote a draft
+    on each visit and pushed real visitors' drafts out)."""
     draft = {k: st.session_state[k] for k in ("net", "aug") if k in st.session_state}
     if "data_source" in st.session_state:
         draft["data"] = st.session_state["data_source"]
-    if draft and draft != st.session_state.get("_draft_saved"):
-        st.session_state["_draft_saved"] = copy.deepcopy(draft)  # not kept (a full disk): not tried every run
-        drafts.save(owner(), draft)
+    saved = st.session_state.get("_draft_saved", {})
+    changed = {k: v for k, v in draft.items() if v != (saved[k] if k in saved else _default(k))}
+    if not changed:
+        return
+    st.session_state["_draft_saved"] = {**saved, **copy.deepcopy(changed)}  # not kept (a full disk): not retried
+    if owner_hash := st.session_state.get("owner"):  # not owner(): it may draw, and this runs in app.py's finally
+        drafts.update(owner_hash, changed)
+
+
+def _default(part: str):
+    """What a new session starts with where no draft is restored."""
+    if part == "net":
+        return preset_net(DEFAULT_PRESET).to_dict()
+    if part == "aug":
+        return __getattr__("default_aug")().to_dict()
+    return resolve_source(None)
 
 
 def link_error() -> None:

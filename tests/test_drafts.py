@@ -68,9 +68,11 @@ def test_the_folder_keeps_the_most_recently_saved_drafts(monkeypatch):
     assert sorted(p.stem for p in (cache_dir() / "drafts").glob("*.json")) == owners[-3:]
 
 
-def test_a_second_session_of_the_same_visitor_starts_from_their_work(app_env):
+def test_a_second_session_of_the_same_visitor_starts_from_their_work(app_env, tmp_path):
     """A reload (a new session) lost the architecture, the pipeline and the data choice."""
-    at = open_page("architect", owner=ME)
+    chosen = tmp_path / "my-data"
+    chosen.symlink_to(app_env)  # another source than the default, holding the same images
+    at = open_page("architect", owner=ME, data_source=str(chosen))
     at.text_input(key="w_name").set_value("my net").run()
     at.slider(key="w_0_0_out").set_value(40).run()
     at.switch_page("../pages/augment.py").run()
@@ -82,7 +84,24 @@ def test_a_second_session_of_the_same_visitor_starts_from_their_work(app_env):
     again = open_page("architect", owner=ME)
     assert again.session_state["net"] == net and again.session_state["aug"] == aug
     assert again.text_input(key="w_name").value == "my net" and again.slider(key="w_0_0_out").value == 40
-    assert again.session_state["data_source"] == str(app_env)
+    assert again.session_state["data_source"] == str(chosen)
 
     stranger = open_page("architect", owner=OTHER)
     assert stranger.text_input(key="w_name").value == "fast"
+
+
+def test_a_session_that_only_saw_the_defaults_saves_nothing(app_env):
+    """Each visit without cookies (a monitor, a bot) wrote a draft and pushed visitors' drafts out."""
+    at = open_page("architect", owner=ME)
+    at.switch_page("../pages/augment.py").run()
+    assert drafts.load(ME) == {} and not at.exception
+
+
+def test_two_tabs_of_one_visitor_keep_each_others_changes(app_env):
+    tab_a, tab_b = open_page("architect", owner=ME), open_page("architect", owner=ME)  # both hold a net
+    tab_a.text_input(key="w_name").set_value("from tab a").run()
+    tab_b.switch_page("../pages/augment.py").run()
+    tab_b.button(key="add").click().run()
+    draft = drafts.load(ME)
+    assert draft["net"]["name"] == "from tab a" and draft["aug"] == tab_b.session_state["aug"]
+    assert tab_b.session_state["net"]["name"] == "fast"  # tab b's own copy: unchanged there, so not saved

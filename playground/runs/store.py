@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -32,6 +33,8 @@ from .. import atomic, settings
 from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
 from .store_files import RUN_ID, RunFiles, checked_id, is_run_id, previous
+
+RUN_OWN_FILE = re.compile(rf"({RUN_ID.pattern})\.")
 
 try:
     import fcntl
@@ -360,28 +363,37 @@ class RunStore(RunFiles):
         return self.root / "logs" / f"{checked_id(run_id)}.log"
 
     def delete(self, run_id: str) -> bool:
-        """Delete the run's row, then its files and those of any run deleted before whose files could
-        not be removed then (a read-only or failing disk): files without a row are never shown or
-        used again, so each delete (and the hosted demo's pruning) takes them back."""
+        """Delete the run's row, then its files; then, as far as the disk lets, the files of runs deleted
+        before whose files could not be removed then (a read-only or failing disk): files without a row
+        are never shown or used again, so each delete (and the hosted demo's pruning) takes them back.
+        The folders are listed before the row goes: a run's row is committed before any file of it is
+        written, so a run created meanwhile, whose files the list may lack, is never taken for one."""
         checked_id(run_id)
+        listed = self._run_files()
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
             kept = {i for (i,) in c.execute("SELECT id FROM runs")}
+        own = {*(p for p, i in listed if i == run_id), self.log_path(run_id), self.checkpoint_path(run_id),
+               self.state_path(run_id)}
         try:
-            for path in self._files_of_runs_not_in(kept):
+            for path in own:
                 path.unlink(missing_ok=True)
         except OSError as e:  # the run is gone from the store; a file left behind is only disk
             raise StoreError(f"run {run_id} was deleted but its files were not: "
                              f"{cause_of_os_error(e, self.root)}") from None
+        for path, i in listed:
+            if i not in kept and path not in own:
+                with suppress(OSError):  # still stuck: the next delete tries again
+                    path.unlink(missing_ok=True)
         return bool(n)
 
-    def _files_of_runs_not_in(self, kept: set[str]) -> list[Path]:
-        """Checkpoints, resume states, exports and logs whose names hold a run id not in ``kept``
-        (every such name holds its run's id; temporary files are atomic.sweep_stale's)."""
+    def _run_files(self) -> list[tuple[Path, str]]:
+        """The store's files of runs and their run ids: checkpoints, resume states (and their previous
+        files) and logs are named ``<run id>.…`` (a sweep's log, ``sweep-<study>.log``, is not)."""
         found = []
         for folder in (self.root / "checkpoints", self.root / "logs"):
-            for path in folder.glob("*"):
-                ids = RUN_ID.findall(path.name)
-                if ids and not path.name.startswith(".") and ids[0] not in kept and path.is_file():
-                    found.append(path)
+            with suppress(OSError):
+                for path in folder.iterdir():
+                    if (m := RUN_OWN_FILE.match(path.name)) and path.is_file():
+                        found.append((path, m.group(1)))
         return found

@@ -19,13 +19,14 @@ import re
 import stat
 import struct
 import tarfile
+import unicodedata
 import zipfile
 import zlib
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..runs.faults import cause_of_os_error
-from ..specs.serde import hidden_char, short
+from ..specs.serde import short
 
 MAX_NAME_BYTES = 255  # one file or folder name
 MAX_DEPTH = 16  # folders in an archive member's path
@@ -116,8 +117,8 @@ class _Budget:
 
 def _member_parts(name: str, shown: str) -> list[str]:
     """The path components of an archive member, or ArchiveRefused for a name that is absolute, climbs
-    out (..), is not UTF-8, holds hidden characters (controls, bidi overrides, zero-width), or is
-    absurdly long or deep."""
+    out (..), is not UTF-8, holds control characters, line separators or bidi overrides, or is absurdly
+    long or deep."""
     def bad(why: str) -> ArchiveRefused:
         return ArchiveRefused(f"Cannot unpack {shown}: the member {short(name, 60)} {why}.")
 
@@ -134,14 +135,19 @@ def _member_parts(name: str, shown: str) -> list[str]:
     return parts
 
 
+# Characters that reorder or break what a page shows. Not the whole of serde.hidden_char: a file name in Persian
+# needs U+200C (ZWNJ), an emoji U+200D (ZWJ), and names newer than this Python's Unicode data are "unassigned".
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
+
+
 def name_problem(name: str) -> str | None:
     """Why a file or folder name is refused, or None."""
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
         return "is not valid UTF-8"
-    if hidden := hidden_char(name):  # the rule every name follows (serde): class names are shown on the pages
-        return f"holds the hidden character {hidden}"
+    if bad := next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in BIDI_CONTROLS), None):
+        return f"holds the hidden character U+{ord(bad):04X}"  # class names are shown on the pages
     if len(encoded) > MAX_NAME_BYTES:
         return f"is longer than {MAX_NAME_BYTES} bytes"
     return None

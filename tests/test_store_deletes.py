@@ -1,0 +1,77 @@
+"""Deleting runs on a failing disk and beside other processes: the row goes first, the files after it,
+and files left behind by an earlier failure are taken back later without touching anyone else's."""
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from playground.runs.faults import StoreError
+from playground.runs.store import RunStore
+
+from .test_store_faults import one_line, store_with_checkpoint
+
+
+def test_files_that_cannot_be_removed_after_a_delete_are_one_line_and_taken_back_later(tmp_path, monkeypatch):
+    store, run_id = store_with_checkpoint(tmp_path)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+        OSError(errno.EIO, os.strerror(errno.EIO), str(self))))
+    with pytest.raises(StoreError, match=f"run {run_id} was deleted but its files were not: an I/O error") as e:
+        store.delete(run_id)
+    assert one_line(e.value) and store.get(run_id) is None
+    left = store.checkpoint_path(run_id)
+    assert left.exists()
+    monkeypatch.undo()
+    # the next delete, of another run, takes the leftovers back and keeps the files of runs still stored
+    kept = store.create("tiny", {"train": {"epochs": 1}})
+    store.save_checkpoint(kept, {"epoch": 1})
+    store.log_path(kept).parent.mkdir(exist_ok=True)
+    store.log_path(kept).write_text("kept")
+    sweep_log = store.root / "logs" / "sweep-20260101-120000-abcdef.log"  # a study may be named like a run
+    sweep_log.write_text("a sweep's")
+    other = store.create("tiny", {"train": {"epochs": 1}})
+    store.save_checkpoint(other, {"epoch": 1})
+    store.delete(other)
+    assert not left.exists() and not store.checkpoint_path(other).exists()
+    assert store.load_checkpoint(kept)["epoch"] == 1 and store.log_path(kept).read_text() == "kept"
+    assert sweep_log.read_text() == "a sweep's"
+
+
+def test_a_leftover_file_that_stays_stuck_does_not_fail_later_deletes(tmp_path, monkeypatch):
+    store, stuck_run = store_with_checkpoint(tmp_path)
+    stuck = store.checkpoint_path(stuck_run)
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == stuck:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(StoreError, match=f"run {stuck_run} was deleted but its files were not"):
+        store.delete(stuck_run)
+    for _ in range(2):  # each later delete removes its own run's files and says nothing of the stuck one
+        run_id = store.create("tiny", {"train": {"epochs": 1}})
+        store.save_checkpoint(run_id, {"epoch": 1})
+        store.log_path(run_id).write_text("log")
+        assert store.delete(run_id)
+        assert not store.checkpoint_path(run_id).exists() and not store.log_path(run_id).exists()
+    assert stuck.exists()
+
+
+def test_a_run_created_while_another_is_deleted_keeps_its_files(tmp_path, monkeypatch):
+    """Another process (a visitor, a sweep) creates a run and opens its log while a delete is under way."""
+    store, gone = store_with_checkpoint(tmp_path)
+    born = []
+    listed = RunStore._run_files
+
+    def list_then_create(self):
+        found = listed(self)
+        other = RunStore(self.root)
+        born.append(other.create("tiny", {"train": {"epochs": 1}}))
+        other.log_path(born[0]).write_text("starting")
+        return found
+
+    monkeypatch.setattr(RunStore, "_run_files", list_then_create)
+    store.delete(gone)
+    assert store.log_path(born[0]).read_text() == "starting" and not store.checkpoint_path(gone).exists()
