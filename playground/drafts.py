@@ -8,9 +8,9 @@ of the same visitor starts from them unless a share link says otherwise.
 
 One small JSON file per visitor in ``<cache>/drafts/``, written whole or not at all. A draft is a
 convenience, never a reason for an error: a change that cannot be written (a full or read-only disk)
-leaves the draft saved before it, and one that cannot be read or whose specs fail the validator is ignored (the reader checks each
-part through the one validator). On a hosted demo the folder is bounded: at most ``MAX_DRAFTS`` files
-of at most ``MAX_BYTES`` each, the least recently saved dropped first.
+leaves the draft saved before it, and a draft that cannot be read is none (the reader passes each part
+through its validator). The folder is bounded: at most ``MAX_DRAFTS`` files of at most ``MAX_BYTES``
+each, the least recently saved dropped first.
 """
 from __future__ import annotations
 

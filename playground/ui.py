@@ -22,8 +22,8 @@ from .specs.presets import preset_net
 from .specs.serde import MAX_PROBLEMS, SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
-from .training.sources import (NAMED, UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source, discard_upload,
-                               keep_upload, resolve_source, store_upload, upload_kept, upload_name,
+from .training.sources import (NAMED, UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source,
+                               discard_upload, keep_upload, resolve_source, store_upload, upload_kept, upload_name,
                                upload_path, visitor_uploads)
 
 if TYPE_CHECKING:

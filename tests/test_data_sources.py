@@ -317,7 +317,7 @@ def test_decoders_take_turns_and_a_hosted_one_is_ended_at_its_time_limit(tmp_pat
 def test_names_in_other_scripts_and_emoji_are_kept_and_only_layout_characters_refused():
     from playground.training.archives import name_problem
 
-    for name in ("می\u200cخواهم.png", "👩\u200d💻.png", "soft\u00adhyphen.png", "\U0001FAE8.png", "c\u200bat", "chat"):
+    for name in ("می\u200cخواهم.png", "👩\u200d💻.png", "soft\u00adhyphen.png", "\U0001FAE8.png", "c\u200bat"):
         assert name_problem(name) is None, name
     for name, char in (("\u202ecat", "U+202E"), ("\x9b31m", "U+009B"), ("a\u2028b", "U+2028"), ("a\u2066b", "U+2066")):
         assert name_problem(name) == f"holds the hidden character {char}"
