@@ -19,7 +19,7 @@ if bad := settings.problems():  # a server misconfigured (PLAYGROUND_HOSTED=y) m
         st.error(problem, icon=":material/settings:")
     st.stop()
 ui.restore_from_link()
-ui.owner()
+ui.remember_owner()
 ui.restore_draft()
 pages = [
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),

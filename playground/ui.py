@@ -252,20 +252,27 @@ OWNER_COOKIE = "playground_owner"
 
 
 def owner() -> str:
-    """Who this visitor is, for run ownership in hosted mode: a random token kept in a cookie,
-    so a reload of the tab (a new Streamlit session) is still the same visitor. The store
-    keeps only its hash. app.py calls this on every run: a new token's cookie is written on
-    every run of the session that made it (a run can be cut short before the browser sees it)."""
+    """Who this visitor is, for run ownership in hosted mode and their drafts: a random token kept in a
+    cookie, so a reload of the tab (a new Streamlit session) is still the same visitor. The store
+    keeps only its hash. Draws nothing: the pages ask for it inside their columns."""
     if "owner" not in st.session_state:
         token = st.context.cookies.get(OWNER_COOKIE)  # sent by the browser: anything at all
         if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{32}", token):
             token = secrets.token_hex(16)
             st.session_state["_new_owner_token"] = token
         st.session_state["owner"] = hashlib.sha256(token.encode()).hexdigest()[:32]
+    return st.session_state["owner"]
+
+
+def remember_owner() -> None:
+    """app.py, once per run, before any page: a new visitor's token written to their cookie, on every
+    run of the session that made it (a run can be cut short before the browser sees it). Each call used to
+    draw the script where owner() was called, so a new visitor's first run had one in every column
+    that asked, and a second one at the top broke the Architect's sticky metrics."""
+    owner()
     if token := st.session_state.get("_new_owner_token"):
         st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';"
                 f"</script>", unsafe_allow_javascript=True)
-    return st.session_state["owner"]
 
 
 GUIDE_COOKIE = "playground_guide"
@@ -352,8 +359,7 @@ def save_draft() -> None:
     if not changed:
         return
     st.session_state["_draft_saved"] = {**saved, **copy.deepcopy(changed)}  # not kept (a full disk): not retried
-    if owner_hash := st.session_state.get("owner"):  # not owner(): it may draw, and this runs in app.py's finally
-        drafts.update(owner_hash, changed)
+    drafts.update(owner(), changed)
 
 
 def _default(part: str):

@@ -42,6 +42,15 @@ def test_a_returning_visitor_with_the_cookie_sees_no_guide(app_env, monkeypatch)
     assert not cookie_scripts(at)  # nothing to write: the browser has it
 
 
+@pytest.mark.parametrize("page", ["home", "train", "runs"])
+def test_a_new_visitor_gets_one_owner_cookie_script_a_run(app_env, monkeypatch, page):
+    """Each owner() call drew the script where it was asked (in hosted mode the pages ask several times,
+    inside their columns); a second one at the top broke the Architect's sticky metrics."""
+    monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
+    at = open_page(page)
+    assert len([h for h in at.get("html") if ui.OWNER_COOKIE in h.proto.body]) == 1
+
+
 def net_name(at) -> str:
     return at.session_state["net"]["name"]
 
