@@ -332,7 +332,8 @@ def restore_draft() -> None:
     source = draft.get("data")
     if isinstance(source, str) and "data_source" not in st.session_state and _still_there(source):
         st.session_state["data_source"] = source
-    st.session_state["_draft_saved"] = copy.deepcopy(draft)
+    # what the session starts with: the restored draft, else the defaults (worked out once, not on every rerun)
+    st.session_state["_draft_saved"] = {**{k: _default(k) for k in ("net", "aug", "data")}, **copy.deepcopy(draft)}
 
 
 def _still_there(source: str) -> bool:
@@ -355,7 +356,7 @@ def save_draft() -> None:
     if "data_source" in st.session_state:
         draft["data"] = st.session_state["data_source"]
     saved = st.session_state.get("_draft_saved", {})
-    changed = {k: v for k, v in draft.items() if v != (saved[k] if k in saved else _default(k))}
+    changed = {k: v for k, v in draft.items() if v != saved.get(k)}
     if not changed:
         return
     st.session_state["_draft_saved"] = {**saved, **copy.deepcopy(changed)}  # not kept (a full disk): not retried
