@@ -3,6 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
+from playground.escape import bullets
 from playground.specs import limits
 from playground.specs.arch import KIND_LABELS, Block, Layer, Net, replace
 from playground.specs.presets import PRESETS, preset_net
@@ -155,7 +156,7 @@ a = ui.analysis(net)
 
 with board, st.container(key="arch_board"):  # beside the editors, and it stays in view while they scroll
     if not a.ok:
-        st.error("**This architecture cannot be built:**\n\n" + ui.bullets(a.problems))
+        st.error("**This architecture cannot be built:**\n\n" + bullets(a.problems))
     else:
         m1, m2 = st.columns(2)
         m1.metric("Parameters", f"{a.params:,}", f"{a.params - 200_000:+,} vs 200k", delta_color="inverse")
@@ -190,6 +191,6 @@ with st.expander("Advanced: edit the JSON spec", key="arch_json"):
     st.text_area("Architecture JSON", height=300, key="json_text")
     st.button("Apply JSON", key="apply_json", on_click=on_apply_json)
     if problems := st.session_state.pop("json_problems", None):
-        st.error("**Not applied:**\n\n" + ui.bullets(problems))
+        st.error("**Not applied:**\n\n" + bullets(problems))
     st.download_button("architecture.json", net.to_json(), "architecture.json", icon=":material/download:",
                        key="dl_arch")

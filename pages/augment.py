@@ -2,6 +2,7 @@ import numpy as np
 import streamlit as st
 
 from playground import ui
+from playground.escape import bullets
 from playground.specs import limits
 from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
                                       to_python)
@@ -147,7 +148,7 @@ with board, st.container(key="aug_preview"):  # beside the pipeline, and it stay
             pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
         except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
             st.error("**This pipeline cannot be built:**\n\n"
-                     + ui.bullets(e.problems))
+                     + bullets(e.problems))
             st.stop()
         st.subheader("Original → augmented")
         cols = st.columns(4)

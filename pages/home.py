@@ -3,6 +3,7 @@ server decodes its data source first, in a child process), with a progress messa
 import streamlit as st
 
 from playground import ui
+from playground.escape import code, plain
 
 
 def guide() -> None:
@@ -82,7 +83,7 @@ with st.form("data_form"):
     if st.form_submit_button("Use this data"):
         problem = ui.choose_data(source.strip(), upload)
         if problem:
-            st.error(ui.plain(problem))
+            st.error(plain(problem))
         else:
             st.rerun()
 
@@ -96,14 +97,14 @@ with status:
                       "ImageFolder with `train/<class>/` and `test/<class>/` image folders, uploaded below as a "
                       "`.tar.gz` or `.zip`, entered as a folder or archive path, or named when the app starts "
                       "(`PLAYGROUND_DATA=/path/to/folder`).")
-            st.warning(f"No dataset is available from {ui.code(ui.source_label(ui.data_source()))} yet: "
-                       f"{ui.plain(st.session_state.get('data_error') or '')} {advice}")
+            st.warning(f"No dataset is available from {code(ui.source_label(ui.data_source()))} yet: "
+                       f"{plain(st.session_state.get('data_error') or '')} {advice}")
     else:
         shown_name = ui.uploads().get(ui.data_source()) or data.name  # an upload by its file name, not "upload"
-        st.success(f"Using **{ui.plain(shown_name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
-                   f"test images, {len(data.classes)} classes, from {ui.code(ui.source_label(ui.data_source()))}.")
+        st.success(f"Using **{plain(shown_name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
+                   f"test images, {len(data.classes)} classes, from {code(ui.source_label(ui.data_source()))}.")
         if data.skipped:
-            st.warning(ui.plain(data.skipped_note()) + ": they are not readable images, or too large.")
+            st.warning(plain(data.skipped_note()) + ": they are not readable images, or too large.")
 
 if hidden:
     st.button("Show the “Start here” guide", key="guide_show", on_click=ui.hide_guide, args=(False,),

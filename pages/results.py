@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
+from playground.escape import plain
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
 from playground.results.export import ExportError, export
 from playground.runs.faults import CheckpointError, StoreError
@@ -52,7 +53,7 @@ try:
     loaded, report = report_for(run_id, ui.data_source(), tta, shift, record.checkpoint_sha)
 except (Busy, CheckpointError, SpecError, StoreError) as e:  # SpecError: over eval_macs; Busy: others evaluated
     # for minutes; StoreError: its row was damaged since the list was read
-    st.error(ui.plain(e))
+    st.error(plain(e))
     st.stop()
 
 classes = report.classes
@@ -147,7 +148,7 @@ if photo is not None:
     try:
         image, top = classify_photo(loaded, photo.getvalue(), tta=tta)
     except DataError as e:
-        st.error(ui.plain(e))
+        st.error(plain(e))
     else:
         p1, p2 = st.columns([1, 2])
         p1.dataframe([{"class": c, "probability": f"{p:.1%}"} for c, p in top], hide_index=True, key="r_top3")
@@ -166,7 +167,7 @@ if other_id is not None:
                               next(r.checkpoint_sha for r in runs if r.id == other_id))
         only_a, only_b = disagreements(report, other)
     except (Busy, CheckpointError, DataError, OSError, SpecError) as e:
-        st.error(ui.plain(e))
+        st.error(plain(e))
     else:
         st.caption(f"This run (A) {report.accuracy:.2%}, run B {other.accuracy:.2%}: A alone is right on "
                    f"{len(only_a):,} images, B alone on {len(only_b):,} (the 16 where the wrong run was surest).")
@@ -185,7 +186,7 @@ try:
     d1.download_button("checkpoint (.pt)", store.checkpoint_bytes(run_id), f"{run_id}.pt", icon=":material/download:",
                        key="dl_ckpt")
 except (CheckpointError, StoreError) as e:  # deleted or damaged since it was evaluated
-    d1.error(ui.plain(e))
+    d1.error(plain(e))
 baked = d2.checkbox("ONNX takes pixels / 255 (normalisation inside)", key="onnx_baked",
                     help="Otherwise normalise with the mean and std in the file's metadata, which also names the "
                          "classes")
@@ -197,7 +198,7 @@ for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-s
                 out = export(loaded, fmt, Path(tmp) / name, run_id, baked=baked and fmt == "onnx")
                 st.session_state[f"export_{fmt}"] = (run_id, out.read_bytes())
         except (ExportError, OSError) as e:
-            col.error(f"Cannot export {fmt}: {ui.plain(e)}")
+            col.error(f"Cannot export {fmt}: {plain(e)}")
     prepared = st.session_state.get(f"export_{fmt}")
     if prepared and prepared[0] == run_id:
         col.download_button(name, prepared[1], name, mime, icon=":material/download:", key=f"dl_{fmt}")

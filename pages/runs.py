@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
+from playground.escape import plain
 from playground.results.plots import compare_figure, minutes_seconds
 from playground.runs.faults import StoreError
 from playground.runs.jobs import JobError, owns
@@ -68,7 +69,7 @@ def act(verb: str, run_id: str) -> None:
 
 
 if err := st.session_state.pop("runs_error", None):
-    st.error(ui.plain(err))
+    st.error(plain(err))
 if pick:
     record = by_id[pick]
     c1, c2, c3 = st.columns(3)

@@ -3,6 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from playground import ui
+from playground.escape import plain
 from playground.runs.space import space_from_dict
 from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, start_sweep, studies,
                                    study_objectives, trial_rows)
@@ -49,7 +50,7 @@ def watch() -> None:
     try:
         show_studies()
     except SweepStorageError as e:  # a damaged or unreadable sweeps.sqlite: say so, keep the page
-        st.error(f"The sweeps of this run store cannot be read: {ui.plain(e)}")
+        st.error(f"The sweeps of this run store cannot be read: {plain(e)}")
 
 
 def show_studies() -> None:
@@ -103,9 +104,9 @@ def start_form() -> None:
                 data = ui.dataset()
                 if data is not None:
                     start_sweep(space, int(trials), int(workers), ui.data_source(), store, name.strip() or pick)
-                    st.success(f"Sweep {ui.plain(name)} started: its trials appear above as they run.")
+                    st.success(f"Sweep {plain(name)} started: its trials appear above as they run.")
             except SpecError as e:
-                st.error("**Not started:** " + "; ".join(map(ui.plain, e.problems)))
+                st.error("**Not started:** " + "; ".join(map(plain, e.problems)))
 
 
 st.subheader("Trials")

@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from playground import ui
+from playground.escape import bullets, plain
 from playground.results.plots import live_figure, minutes_seconds
 from playground.runs.faults import StoreError
 from playground.runs.jobs import JobError, owns
@@ -51,7 +52,7 @@ r1.selectbox("Recipes: a preset with its augmentation and training settings", li
              help="; ".join(f"{r.name}: {r.goal}" for r in RECIPES.values()))
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 if err := st.session_state.pop("t_recipe_error", None):
-    st.error(ui.plain(err))
+    st.error(plain(err))
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 n_train = len(data.y_train) if data else 1
@@ -59,7 +60,7 @@ finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}  # the ru
 ui.fit_kept_values(t_subset=n_train, t_teachers=list(finished))
 with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
     top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
-    top.caption(f"Architecture **{ui.plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
+    top.caption(f"Architecture **{plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
                 f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}). The settings below apply.")
     start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
@@ -117,9 +118,9 @@ if start and data is not None:
     try:
         run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:
-        st.error(ui.plain(e))
+        st.error(plain(e))
     except SpecError as e:
-        st.error("**Cannot train this spec:**\n\n" + ui.bullets(e.problems))
+        st.error("**Cannot train this spec:**\n\n" + bullets(e.problems))
     else:
         st.session_state["watch"] = run_id
         st.query_params["run"] = run_id
@@ -166,7 +167,7 @@ def follow() -> None:
                 if not run_id else "The run this page was following is not in the store (deleted, or a wrong link).")
         return
     if record.status == DAMAGED:  # its row is not what a run's row holds: nothing of it can be charted
-        st.error(ui.plain(record.message))
+        st.error(plain(record.message))
         return
     st.session_state["watch"] = run_id
     per_epoch = max(1, record.steps // max(1, record.planned_epochs))
@@ -177,7 +178,7 @@ def follow() -> None:
         batch = record.spec["train"]["batch_size"]
         eta = f" · ETA {minutes_seconds((record.steps - record.step) * batch / record.img_per_s)}"
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
-                text=f"{ui.plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
+                text=f"{plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"
                         "starting (loading the data and building the net)…" if record.active else "no step trained"))
     mine = owns(record, ui.owner())
@@ -187,24 +188,24 @@ def follow() -> None:
     b2.button("Resume", icon=":material/play_arrow:", key="resume", on_click=act, args=("resume", run_id),
               disabled=not (mine and record.status in RESUMABLE and record.state_sha))
     if err := st.session_state.pop("train_action_error", None):
-        st.error(ui.plain(err))
+        st.error(plain(err))
     if not mine:
         st.caption("Another visitor started this run: you can watch it, not stop or resume it.")
     if record.status == "queued":
         st.info("Starting a worker process…")
     elif record.status == "running" and record.message:
-        st.info(ui.plain(record.message) + "…")
+        st.info(plain(record.message) + "…")
     elif record.status == "finished":
         st.success(f"Finished run {run_id}. Open **Results** to explore it.")
         if record.message:  # e.g. it finished at chance level
-            st.warning(ui.plain(record.message))
+            st.warning(plain(record.message))
     elif record.status == "diverged":
-        st.error(f"Training diverged: {ui.plain(record.message)}")
+        st.error(f"Training diverged: {plain(record.message)}")
     elif record.status in RESUMABLE:
-        st.warning(f"{record.status.capitalize()}: {ui.plain(record.message)}. The last finished epoch is saved with run "
+        st.warning(f"{record.status.capitalize()}: {plain(record.message)}. The last finished epoch is saved with run "
                    f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))
     elif record.status == "failed":
-        st.error(f"Training failed: {ui.plain(record.message)}")
+        st.error(f"Training failed: {plain(record.message)}")
     st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), per_epoch), key="live_chart")
     if record.epochs:
         table = pd.DataFrame(record.epochs)

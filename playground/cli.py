@@ -14,6 +14,7 @@ from pathlib import Path
 from . import settings
 from .cli_specs import net_from_args, new_run
 from .errors import UserError
+from .escape import PLAIN_CHARS
 from .settings import SettingError
 from .runs.sweep_cli import add_sweep_parsers, cmd_sweep, cmd_trials
 from .specs.serde import SpecError, printable
@@ -440,5 +441,5 @@ def main(argv: list[str] | None = None) -> int:
 def _say(message: str) -> None:
     """One line on stderr, whatever it holds (a lone surrogate from a file name, a megabyte of spec)."""
     line = printable(" ".join(str(message).split()))
-    line = line if len(line) <= 2000 else line[:1999] + "…"
+    line = line if len(line) <= PLAIN_CHARS else line[:PLAIN_CHARS - 1] + "…"
     sys.stderr.write(line.encode("utf-8", "backslashreplace").decode("utf-8", "replace") + "\n")

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from . import drafts, settings
+from .escape import plain
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
 from .specs.config import hosted
 from .specs.presets import preset_net
-from .specs.serde import MAX_PROBLEMS, SpecError, from_json
+from .specs.serde import SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
 from .training.sources import (NAMED, UPLOAD_PREFIX, DataError, SourceRefused, allowed_sources, check_source,
@@ -119,10 +120,6 @@ def max_upload_mb() -> int:
     return settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
 
 
-AUTOLINK = re.compile(r"://|www\.|\w@", re.IGNORECASE)  # what GitHub-flavoured markdown makes a link of
-PLAIN_CHARS = 2_000  # what a page shows of one message; the CLI cuts at the same length
-
-
 # The Train form's settings. Streamlit forgets a widget's value once a page without that widget has run
 # (and, with the live view's fragment rerunning, even a value written back on every run was lost), so the
 # page keeps a copy under a key of its own and restores from it what Streamlit has dropped: a visitor who
@@ -156,28 +153,6 @@ def fit_kept_values(t_subset: int, t_teachers: list[str]) -> None:
 def store_error(e: Exception) -> None:
     """A run store that cannot be used (damaged, full, read-only): one line wherever it is met."""
     st.error(f"**The run store cannot be used.** {plain(e)}")
-
-
-def plain(text: str) -> str:
-    """``text`` for st.markdown, st.error and friends with its markdown characters escaped and cut
-    to ``PLAIN_CHARS``: a message may quote a visitor's run name, spec or archive, shown to other
-    visitors too, and must never carry their links, images or layout (``$`` would start LaTeX)."""
-    text = str(text)
-    text = text if len(text) <= PLAIN_CHARS else text[:PLAIN_CHARS - 1] + "…"
-    text = AUTOLINK.sub(lambda m: m[0][:-1] + "\u2060" + m[0][-1], text)  # a word joiner: shown, not linked
-    return re.sub(r"([\\`*_\[\]<>|~$#!:])", r"\\\1", text)  # ":" starts Streamlit's :color[...] and icons
-
-
-def bullets(problems: list[str]) -> str:
-    """``problems`` as a markdown list, each escaped, at most ``MAX_PROBLEMS`` (then how many more)."""
-    shown = [*problems[:MAX_PROBLEMS], *([f"and {len(problems) - MAX_PROBLEMS:,} more problems"]
-                                         if len(problems) > MAX_PROBLEMS else [])]
-    return "\n".join(f"- {plain(p)}" for p in shown)
-
-
-def code(text: str) -> str:
-    """``text`` as a markdown code span (on one line, with no backtick to end it early)."""
-    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
 
 
 def dataset(show_error: bool = True) -> Dataset | None:

@@ -6,7 +6,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from playground import ui
+from playground import escape, ui
 from playground.runs.runner import execute
 from playground.specs.arch import Net
 from playground.specs.config import RunSpec, TrainSpec
@@ -106,16 +106,16 @@ def shown(markdown: str) -> str:
 
 def test_a_visitors_text_never_becomes_markup_on_another_visitors_page():
     """Names and specs in messages are a stranger's text: no link, image, emphasis or colour survives
-    ui.plain, bare URLs and addresses are not linked, and a message is cut to PLAIN_CHARS."""
+    escape.plain, bare URLs and addresses are not linked, and a message is cut to PLAIN_CHARS."""
     import re
 
     attack = "**Session expired** [log in](https://evil.example/a) ![](http://x/p.png) :red[x] $x$ <b>h</b> www.evil.example me@evil.example"
-    escaped = ui.plain(attack)
+    escaped = escape.plain(attack)
     assert shown(escaped) == attack
     assert not re.search(r"(?<!\\)[*\[\]()!<>$:`]", escaped.replace("(", "").replace(")", ""))
     assert "://" not in escaped and "www." not in escaped and "e@" not in escaped
-    assert len(ui.plain("x" * 10 ** 6)) == ui.PLAIN_CHARS
-    listed = ui.bullets([f"problem {i}" for i in range(9000)])
+    assert len(escape.plain("x" * 10 ** 6)) == escape.PLAIN_CHARS
+    listed = escape.bullets([f"problem {i}" for i in range(9000)])
     assert listed.count("\n- ") == 8 and "8,992 more problems" in listed
 
 
