@@ -1,13 +1,13 @@
 import pandas as pd
 import streamlit as st
 
-from playground import ui
+from playground import form, ui
 from playground.escape import bullets, plain
 from playground.results.plots import live_figure, minutes_seconds
 from playground.runs.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, RESUMABLE
-from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, TrainSpec, keep_low_res_share
+from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, keep_low_res_share
 from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
 from playground.specs.recipes import RECIPES
@@ -34,11 +34,7 @@ def load_recipe() -> None:
     ui.set_net(preset_net(recipe.preset))  # forgets any recipe loaded before
     st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
     ui.set_aug(aug)
-    st.session_state.update(t_subset=0, t_epochs=train.epochs, t_batch=train.batch_size, t_opt=train.optimizer,
-                            t_lr=train.max_lr, t_sched=train.schedule, t_ls=train.label_smoothing, t_tta=train.tta,
-                            t_shift=train.tta_shift, t_eval=train.eval_every, t_bf16=train.bf16, t_ema=train.ema,
-                            t_altflip=train.alternate_flip, t_whiten=train.whiten, t_fixbn=train.fixed_bn_scale,
-                            t_lowres=train.low_res, t_lowres_ep=train.low_res_epochs)
+    st.session_state.update({k: v for k, v in form.values(train).items() if k not in ("t_device", "t_teachers")})
 
 
 def recipe_label(name: str) -> str:
@@ -65,38 +61,38 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
     start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
     c1, c2, c3 = st.columns(3)
-    subset = c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
-    epochs = c1.number_input("Epochs", 1, current_limits().epochs, 2, key="t_epochs")
-    batch = c1.select_slider("Batch size", [32, 64, 128, 256, 512], 128, key="t_batch")
-    optimizer = c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
-    max_lr = c2.number_input("Max LR", 1e-5, 5.0, 0.05, format="%.4f", key="t_lr")
-    schedule = c2.selectbox("Schedule", SCHEDULES, key="t_sched")
-    smoothing = c3.slider("Label smoothing", 0.0, 0.3, 0.1, 0.05, key="t_ls")
-    device = c3.selectbox("Device", DEVICES, key="t_device")
-    tta = c3.checkbox("Flip TTA at evaluation", key="t_tta")
-    shift = c3.selectbox("Shift TTA (px)", range(5), key="t_shift",
-                         format_func=lambda px: "off" if px == 0 else f"{px} px",
-                         help="The last epoch's test (the run's result) also averages the views moved by this many "
-                         "pixels (a 3×3 grid, 9× the cost); the tests before it use the flip TTA setting only")
-    eval_every = c3.number_input("Test every N epochs (always after the last)", 1, 50, 1, key="t_eval")
+    c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
+    c1.number_input("Epochs", 1, current_limits().epochs, 2, key="t_epochs")
+    c1.select_slider("Batch size", form.BATCHES, 128, key="t_batch")
+    c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
+    c2.number_input("Max LR", *form.BOUNDS["t_lr"], 0.05, format="%.4f", key="t_lr")
+    c2.selectbox("Schedule", SCHEDULES, key="t_sched")
+    c3.slider("Label smoothing", *form.BOUNDS["t_ls"], 0.1, 0.05, key="t_ls")
+    c3.selectbox("Device", DEVICES, key="t_device")
+    c3.checkbox("Flip TTA at evaluation", key="t_tta")
+    c3.selectbox("Shift TTA (px)", range(5), key="t_shift",
+                 format_func=lambda px: "off" if px == 0 else f"{px} px",
+                 help="The last epoch's test (the run's result) also averages the views moved by this many "
+                 "pixels (a 3×3 grid, 9× the cost); the tests before it use the flip TTA setting only")
+    c3.number_input("Test every N epochs (always after the last)", *form.BOUNDS["t_eval"], 1, key="t_eval")
     with st.expander("Levers: precision, weight averaging, airbench tricks"):
         l1, l2 = st.columns(2)
         units = cpu_bf16_units()
-        bf16 = l1.checkbox("bf16 autocast on the CPU", key="t_bf16", help=(
+        l1.checkbox("bf16 autocast on the CPU", key="t_bf16", help=(
             f"This server's CPU has {' and '.join(units)}: bf16 trains 1.3-1.8x faster there at the same accuracy "
             "(docs/experiments/levers.md)" if units else
             "This server's CPU has no bf16 matrix units (AMX-BF16, AVX512-BF16), so the run stays in fp32"))
-        ema = l1.number_input("EMA decay of the weights (0 = off)", 0.0, 0.9999, 0.0, 0.001, format="%.4f",
-                              key="t_ema", help="Test and keep an exponential moving average of the weights")
-        alternate_flip = l1.checkbox("Alternating flip", key="t_altflip",
-                                     help="Each image's horizontal flip is drawn once, then alternates every epoch")
-        whiten = l1.checkbox("Frozen whitening of the first conv", key="t_whiten")
-        fixed_bn_scale = l1.checkbox("BatchNorm scales fixed at 1", key="t_fixbn",
-                                     help="Only each BatchNorm's shift learns; its scale stays 1 (airbench)")
-        low_res = l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", 0, 64, 0, key="t_lowres")
-        low_res_epochs = l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0,
-                                         key="t_lowres_ep")
-    teachers = st.multiselect(
+        l1.number_input("EMA decay of the weights (0 = off)", *form.BOUNDS["t_ema"], 0.0, 0.001, format="%.4f",
+                        key="t_ema", help="Test and keep an exponential moving average of the weights")
+        l1.checkbox("Alternating flip", key="t_altflip",
+                    help="Each image's horizontal flip is drawn once, then alternates every epoch")
+        l1.checkbox("Frozen whitening of the first conv", key="t_whiten")
+        l1.checkbox("BatchNorm scales fixed at 1", key="t_fixbn",
+                    help="Only each BatchNorm's shift learns; its scale stays 1 (airbench)")
+        l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", *form.BOUNDS["t_lowres"], 0,
+                        key="t_lowres")
+        l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0, key="t_lowres_ep")
+    st.multiselect(
         "Teachers: distil from finished runs on this data", list(finished), key="t_teachers",
         format_func=lambda i: f"{finished[i].name} · {i} · {finished[i].best_acc or 0:.1%}",
         help="The student also learns the teachers' averaged predictions (knowledge distillation, 90% of the "
@@ -106,12 +102,9 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
 ui.remember_widget_values()
 
 if start and data is not None:
-    train = TrainSpec(epochs=epochs, batch_size=batch, optimizer=optimizer, schedule=schedule, max_lr=max_lr,
-                      label_smoothing=smoothing, device=device, tta=tta, tta_shift=shift, train_subset=subset or None,
-                      eval_every=int(eval_every), teachers=teachers, bf16=bf16, ema=float(ema),
-                      alternate_flip=alternate_flip, whiten=whiten, fixed_bn_scale=fixed_bn_scale,
-                      low_res=int(low_res), low_res_epochs=int(low_res_epochs))
     loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
+    train = form.spec({k: st.session_state[k] for k in form.KEPT if k in st.session_state},
+                      base=loaded.train if loaded else None)
     if loaded and train.low_res_epochs == loaded.train.low_res_epochs:  # as the CLI: left as the recipe set it
         if note := keep_low_res_share(train, loaded.train.epochs):
             st.info(note[0].upper() + note[1:] + ".")

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from . import drafts, settings
+from . import drafts, form, settings
 from .escape import plain
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
-from .specs.config import hosted
+from .specs.config import TrainSpec, hosted
 from .specs.presets import preset_net
+from .specs.recipes import RECIPES
 from .specs.serde import SpecError, from_json
 from .training.data import Dataset
 from .training.decoding import load_in_subprocess
@@ -120,17 +121,9 @@ def max_upload_mb() -> int:
     return settings.whole("PLAYGROUND_MAX_UPLOAD_MB")
 
 
-# The Train form's settings. Streamlit forgets a widget's value once a page without that widget has run
-# (and, with the live view's fragment rerunning, even a value written back on every run was lost), so the
-# page keeps a copy under a key of its own and restores from it what Streamlit has dropped: a visitor who
-# looks at another page and comes back finds the form as they left it. Buttons are not among them.
-KEPT_WIDGETS = ("t_recipe", "t_subset", "t_epochs", "t_batch", "t_opt", "t_lr", "t_sched", "t_ls", "t_device",
-                "t_tta", "t_shift", "t_eval", "t_bf16", "t_ema", "t_altflip", "t_whiten", "t_fixbn", "t_lowres",
-                "t_lowres_ep", "t_teachers")
-
-
 def restore_widget_values() -> None:
-    """Before the widgets are drawn: the kept copy of each value Streamlit has dropped."""
+    """Before the Train form is drawn: the kept copy (form.KEPT) of each value Streamlit has dropped, so a
+    visitor who looks at another page and comes back finds the form as they left it."""
     for key, value in st.session_state.get("_kept_widgets", {}).items():
         if key not in st.session_state:
             st.session_state[key] = value
@@ -138,7 +131,7 @@ def restore_widget_values() -> None:
 
 def remember_widget_values() -> None:
     """After the widgets are drawn: their values, kept under a key that Streamlit never drops."""
-    st.session_state["_kept_widgets"] = {k: st.session_state[k] for k in KEPT_WIDGETS if k in st.session_state}
+    st.session_state["_kept_widgets"] = {k: st.session_state[k] for k in form.KEPT if k in st.session_state}
 
 
 def fit_kept_values(t_subset: int, t_teachers: list[str]) -> None:
@@ -309,6 +302,22 @@ def restore_draft() -> None:
         st.session_state["data_source"] = source
     # what the session starts with: the restored draft, else the defaults (worked out once, not on every rerun)
     st.session_state["_draft_saved"] = {**{k: _default(k) for k in ("net", "aug", "data")}, **copy.deepcopy(draft)}
+    st.session_state["_draft_saved"].pop("train", None)  # save_draft takes the Train form as first drawn
+    if isinstance(train := draft.get("train"), dict) and "_kept_widgets" not in st.session_state:
+        with suppress(SpecError):
+            _restore_train_form(train, st.session_state.get("net") == draft.get("net"))
+
+
+def _restore_train_form(train: dict, same_net: bool) -> None:
+    """The Train form's values from a draft's valid TrainSpec (the page fits the subset and teachers to its
+    data), its recipe choice, and the recipe it was loaded from, whose settings without a widget (seed-001's
+    warm-up) apply at Start while the net is still the draft's (not a share link's)."""
+    kept = form.values(TrainSpec.from_dict(train.get("spec")))
+    if isinstance(recipe := train.get("recipe"), str) and recipe in RECIPES:
+        kept["t_recipe"] = recipe
+    st.session_state["_kept_widgets"] = kept
+    if isinstance(loaded := train.get("loaded"), str) and loaded in RECIPES and same_net:
+        st.session_state["t_loaded"] = loaded
 
 
 def _still_there(source: str) -> bool:
@@ -331,6 +340,10 @@ def save_draft() -> None:
     if "data_source" in st.session_state:
         draft["data"] = st.session_state["data_source"]
     saved = st.session_state.get("_draft_saved", {})
+    if kept := st.session_state.get("_kept_widgets"):  # the Train form's values as of its last Start or recipe
+        loaded = st.session_state.get("t_loaded")
+        draft["train"] = {"spec": form.spec(kept).to_dict(), "recipe": kept.get("t_recipe"), "loaded": loaded}
+        saved.setdefault("train", draft["train"])  # the form as first drawn (the defaults or the restored draft)
     changed = {k: v for k, v in draft.items() if v != saved.get(k)}
     if not changed:
         return

@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from playground import drafts
+from playground import drafts, ui
 from playground.specs.presets import preset_net
 from playground.training.sources import cache_dir
 
-from .test_app import app_env, open_page  # noqa: F401  (app_env is a fixture)
+from .test_app import app_env, open_page, wait_for_run  # noqa: F401  (app_env is a fixture)
 
 ME, OTHER = "a" * 32, "b" * 32
 
@@ -94,7 +94,61 @@ def test_a_session_that_only_saw_the_defaults_saves_nothing(app_env):
     """Each visit without cookies (a monitor, a bot) wrote a draft and pushed visitors' drafts out."""
     at = open_page("architect", owner=ME)
     at.switch_page("../pages/augment.py").run()
+    at.switch_page("../pages/train.py").run()  # the Train form as first drawn is no change either
+    at.switch_page("../pages/home.py").run()
     assert drafts.load(ME) == {} and not at.exception
+
+
+def test_a_reload_keeps_the_train_forms_settings(app_env):
+    """A reload reset the Train form to its defaults: a loaded recipe's schedule, or the settings a run was
+    started with, were gone. The form's values travel as a TrainSpec (its JSON round trip and validator)."""
+    at = open_page("train", owner=ME)
+    at.selectbox(key="t_recipe").set_value("seed-001")
+    at.button(key="t_load_recipe").click().run()
+    at.switch_page("../pages/home.py").run()
+    assert drafts.load(ME)["train"]["recipe"] == "seed-001"
+
+    again = open_page("train", owner=ME)
+    assert again.selectbox(key="t_recipe").value == "seed-001"
+    assert (again.number_input(key="t_epochs").value, again.select_slider(key="t_batch").value) == (80, 64)
+    assert again.number_input(key="t_lr").value == 0.2 and again.checkbox(key="t_bf16").value
+    assert open_page("train", owner=OTHER).number_input(key="t_epochs").value == 2  # a stranger's form: defaults
+
+    again.number_input(key="t_subset").set_value(60)
+    again.number_input(key="t_epochs").set_value(1)
+    again.button(key="t_start").click().run()
+    assert wait_for_run(again) == "finished"
+    train = ui.store().get(again.session_state["watch"]).spec["train"]
+    assert (train["schedule"], train["warmup"], train["epochs"]) == ("cosine", 0.3, 1)  # not the default 20%
+
+
+def test_a_run_started_from_a_loaded_recipe_keeps_its_settings_without_a_widget(app_env):
+    """seed-001 warms up for 30% of its steps; the form has no warm-up widget, and Start trained with 20%."""
+    at = open_page("train")
+    at.selectbox(key="t_recipe").set_value("seed-001")
+    at.button(key="t_load_recipe").click().run()
+    at.number_input(key="t_subset").set_value(60)
+    at.number_input(key="t_epochs").set_value(1)
+    at.button(key="t_start").click().run()
+    assert wait_for_run(at) == "finished"
+    assert ui.store().get(at.session_state["watch"]).spec["train"]["warmup"] == 0.3
+
+
+@pytest.mark.parametrize("train, shown", [
+    # valid TrainSpecs whose values the widgets are narrower than: those widgets show their defaults
+    ({"spec": {"batch_size": 100, "max_lr": 7.0, "epochs": 30, "label_smoothing": 0.9}, "recipe": ["x"]},
+     {"t_epochs": 30, "t_batch": 128, "t_lr": 0.05, "t_ls": 0.1, "t_recipe": "fast"}),
+    ({"spec": {"epochs": -1}, "recipe": "seed-001"}, {"t_epochs": 2, "t_recipe": "fast"}),  # invalid: none of it
+    ({"spec": "x"}, {"t_epochs": 2}), ({"spec": {"teachers": ["not-a-run"]}}, {"t_epochs": 2}),
+    ({"spec": {"train_subset": 10 ** 6, "epochs": 3}}, {"t_subset": 120, "t_epochs": 3}),  # fitted to the data
+])
+def test_a_train_draft_that_does_not_fit_the_form_is_fitted_or_ignored(app_env, train, shown):
+    assert drafts.save(ME, {"train": train})
+    at = open_page("train", owner=ME)
+    for key, value in shown.items():
+        widget = at.selectbox(key=key) if key == "t_recipe" else at.select_slider(key=key) if key == "t_batch" \
+            else at.slider(key=key) if key == "t_ls" else at.number_input(key=key)
+        assert widget.value == value, key
 
 
 def test_two_tabs_of_one_visitor_keep_each_others_changes(app_env):
@@ -105,3 +159,16 @@ def test_two_tabs_of_one_visitor_keep_each_others_changes(app_env):
     draft = drafts.load(ME)
     assert draft["net"]["name"] == "from tab a" and draft["aug"] == tab_b.session_state["aug"]
     assert tab_b.session_state["net"]["name"] == "fast"  # tab b's own copy: unchanged there, so not saved
+
+
+def test_every_recipe_fills_the_form_and_the_form_gives_it_back():
+    """Load recipe, Start and the draft share form.values and form.spec: a recipe's settings survive the form."""
+    from playground import form
+    from playground.specs.recipes import RECIPES
+
+    for recipe in RECIPES.values():
+        values = form.values(recipe.train)
+        assert set(values) == set(form.KEPT) - {"t_recipe"}, recipe.name  # every widget within its bounds
+        assert form.spec(values, base=recipe.train) == recipe.train, recipe.name
+        changed = form.spec({**values, "t_epochs": 3}, base=recipe.train)  # a widget changed: that field alone
+        assert changed.epochs == 3 and changed.warmup == recipe.train.warmup, recipe.name

@@ -1,0 +1,54 @@
+"""The Train page's form as a training spec: its widget keys, the bounds its widgets are drawn with, and
+the conversions both ways.
+
+Three places turn one into the other: the form's Start button (values to a TrainSpec), Load recipe (a
+recipe's TrainSpec to values) and the visitor's draft (values saved as a TrainSpec through its JSON round
+trip; restored through its validator, then fitted to the widgets). Plain data, nothing of Streamlit: the
+page draws the widgets with these bounds, so a restored value that passed the validator but not a widget's
+narrower bound is left out rather than failing the widget.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .specs.config import TrainSpec
+
+# widget key: the TrainSpec field it sets (the train subset is apart: 0 on the form is None in the spec)
+FIELDS = {"t_epochs": "epochs", "t_batch": "batch_size", "t_opt": "optimizer", "t_lr": "max_lr",
+          "t_sched": "schedule", "t_ls": "label_smoothing", "t_device": "device", "t_tta": "tta",
+          "t_shift": "tta_shift", "t_eval": "eval_every", "t_bf16": "bf16", "t_ema": "ema",
+          "t_altflip": "alternate_flip", "t_whiten": "whiten", "t_fixbn": "fixed_bn_scale", "t_lowres": "low_res",
+          "t_lowres_ep": "low_res_epochs", "t_teachers": "teachers"}
+# Streamlit forgets a widget's value once a page without that widget has run (and, with the live view's
+# fragment rerunning, even a value written back on every run was lost), so the page keeps a copy of these
+# under a key of its own (ui.remember_widget_values). Buttons are not among them.
+KEPT = ("t_recipe", "t_subset", *FIELDS)
+
+BATCHES = (32, 64, 128, 256, 512)
+# the widgets narrower than the validator: (lowest, highest) as the page draws them
+BOUNDS = {"t_lr": (1e-5, 5.0), "t_ls": (0.0, 0.3), "t_ema": (0.0, 0.9999), "t_eval": (1, 50), "t_lowres": (0, 64)}
+_CASTS = {"ema": float, "eval_every": int, "low_res": int, "low_res_epochs": int, "max_lr": float,
+          "label_smoothing": float, "epochs": int}
+
+
+def spec(values: dict[str, Any], base: TrainSpec | None = None) -> TrainSpec:
+    """The TrainSpec the form's ``values`` describe, over ``base`` (the loaded recipe's: seed-001's 30%
+    warm-up has no widget, and a run started from the loaded recipe trained with the default 20%), else
+    the defaults. Unchecked: the launcher validates what it starts."""
+    fields = {f: _CASTS.get(f, lambda v: v)(values[k]) for k, f in FIELDS.items() if k in values}
+    return replace(base or TrainSpec(), **fields, train_subset=int(values.get("t_subset") or 0) or None)
+
+
+def values(train: TrainSpec) -> dict[str, Any]:
+    """The form's values for ``train``, each within its widget's bounds (one outside them is left out,
+    and its widget shows its default)."""
+    out = {k: getattr(train, f) for k, f in FIELDS.items()} | {"t_subset": train.train_subset or 0}
+    return {k: v for k, v in out.items() if fits(k, v)}
+
+
+def fits(key: str, value: Any) -> bool:
+    if key == "t_batch":
+        return value in BATCHES
+    low, high = BOUNDS.get(key, (None, None))
+    return low is None or low <= value <= high
