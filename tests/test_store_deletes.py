@@ -2,6 +2,8 @@
 and files left behind by an earlier failure are taken back later without touching anyone else's."""
 import errno
 import os
+import sqlite3
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,23 @@ def test_files_that_cannot_be_removed_after_a_delete_are_one_line_and_taken_back
     assert not left.exists() and not store.checkpoint_path(other).exists()
     assert store.load_checkpoint(kept)["epoch"] == 1 and store.log_path(kept).read_text() == "kept"
     assert sweep_log.read_text() == "a sweep's"
+
+
+def test_a_store_moved_aside_keeps_its_runs_files_through_the_new_stores_deletes(tmp_path):
+    """A damaged store's message advises moving runs.sqlite aside (the checkpoints stay beside it): the first
+    delete in the new, empty store took every file without a row for a leftover and removed all of them."""
+    old, old_run = store_with_checkpoint(tmp_path)
+    old.save_state(old_run, {"epoch": 1})
+    old.log_path(old_run).write_text("old log")
+    files = {p: p.read_bytes() for p in (old.root / "checkpoints").iterdir()} | {old.log_path(old_run): b"old log"}
+    for suffix in ("", "-wal", "-shm"):
+        with suppress(FileNotFoundError):
+            os.rename(f"{old.db}{suffix}", f"{old.db}.damaged{suffix}")
+    new = RunStore(old.root)
+    run_id = new.create("tiny", {"train": {"epochs": 1}})
+    new.save_checkpoint(run_id, {"epoch": 1})
+    assert new.delete(run_id) and not new.checkpoint_path(run_id).exists()
+    assert {p: p.read_bytes() for p in files} == files
 
 
 def test_a_leftover_file_that_stays_stuck_does_not_fail_later_deletes(tmp_path, monkeypatch):
@@ -75,3 +94,24 @@ def test_a_run_created_while_another_is_deleted_keeps_its_files(tmp_path, monkey
     monkeypatch.setattr(RunStore, "_run_files", list_then_create)
     store.delete(gone)
     assert store.log_path(born[0]).read_text() == "starting" and not store.checkpoint_path(gone).exists()
+
+
+def test_a_damaged_leftovers_table_names_no_file_outside_the_store(tmp_path):
+    store, run_id = store_with_checkpoint(tmp_path)
+    victim = tmp_path / "victim.pt"
+    victim.write_text("not the store's")
+    with sqlite3.connect(store.db) as c:
+        c.executemany("INSERT INTO leftovers (id) VALUES (?)", [("../../victim",), (None,), (7,), ("",)])
+    assert store.delete(run_id) and victim.read_text() == "not the store's"
+
+
+def test_a_store_from_before_the_leftovers_table_gains_it_when_opened(tmp_path):
+    from playground.runs import store as store_module
+
+    (tmp_path / "runs").mkdir()
+    with sqlite3.connect(tmp_path / "runs" / "runs.sqlite") as c:  # the first release's tables
+        c.executescript(store_module.SCHEMA.split("CREATE TABLE IF NOT EXISTS leftovers")[0])
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create("tiny", {"train": {"epochs": 1}})
+    store.save_checkpoint(run_id, {"epoch": 1})
+    assert store.delete(run_id) and not store.checkpoint_path(run_id).exists()

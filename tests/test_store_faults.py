@@ -372,7 +372,7 @@ def test_a_really_full_disk_ends_the_worker_in_one_line_and_the_run_is_recorded_
     while not store.get(run_id).epochs and time.time() < deadline:
         time.sleep(0.05)
     filler = tiny_disk / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: closing it has nothing left to write
         try:
             while True:
                 f.write(b"\0" * 65536)

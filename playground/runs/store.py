@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS batches (
     loss REAL, acc REAL, lr REAL, img_per_s REAL,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS leftovers (
+    id TEXT PRIMARY KEY
+);
 """
 # Columns added after the first release; older stores gain them when opened.
 LIFECYCLE_COLUMNS = {
@@ -166,7 +169,8 @@ class RunStore(RunFiles):
             return False
         have = {row[1] for row in c.execute("PRAGMA table_info(runs)")}
         tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return {"runs", "epochs", "batches"} <= tables and set(LIFECYCLE_COLUMNS) <= have
+        needed = {"runs", "epochs", "batches"} | ({"leftovers"} if not self._read_only else set())  # only deletes
+        return needed <= tables and set(LIFECYCLE_COLUMNS) <= have                                # write it
 
     def _sweep_temporary_files(self) -> None:
         """Temporary files of writers on this host that died mid-write (SIGKILL, power loss)."""
@@ -363,28 +367,33 @@ class RunStore(RunFiles):
         return self.root / "logs" / f"{checked_id(run_id)}.log"
 
     def delete(self, run_id: str) -> bool:
-        """Delete the run's row, then its files; then, as far as the disk lets, the files of runs deleted
-        before whose files could not be removed then (a read-only or failing disk): files without a row
-        are never shown or used again, so each delete (and the hosted demo's pruning) takes them back.
-        The folders are listed before the row goes: a run's row is committed before any file of it is
-        written, so a run created meanwhile, whose files the list may lack, is never taken for one."""
+        """Delete the run's row, then its files. A run whose files cannot all be removed then (a failing
+        disk, a folder made read-only) stays listed in ``leftovers``, and each later delete tries its files
+        again, as far as the disk lets. Only runs this store deleted are ever cleared away: files without a
+        row may be the runs of a store moved aside (what a damaged store's message advises) or of a backup
+        about to be restored, and were all removed by the first delete in the new store."""
         checked_id(run_id)
-        listed = self._run_files()
         with self._tx() as c:
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
-            kept = {i for (i,) in c.execute("SELECT id FROM runs")}
-        own = {*(p for p, i in listed if i == run_id), self.log_path(run_id), self.checkpoint_path(run_id),
-               self.state_path(run_id)}
-        try:
-            for path in own:
-                path.unlink(missing_ok=True)
-        except OSError as e:  # the run is gone from the store; a file left behind is only disk
-            raise StoreError(f"run {run_id} was deleted but its files were not: "
-                             f"{cause_of_os_error(e, self.root)}") from None
-        for path, i in listed:
-            if i not in kept and path not in own:
-                with suppress(OSError):  # still stuck: the next delete tries again
+            if n:
+                c.execute("INSERT OR IGNORE INTO leftovers (id) VALUES (?)", (run_id,))
+            pending = [i for (i,) in c.execute("SELECT id FROM leftovers WHERE id NOT IN (SELECT id FROM runs)")
+                       if is_run_id(i)]  # an edited or damaged row names no path outside the store
+        listed = self._run_files()
+        cleared, failure = [], None
+        for i in pending:
+            try:
+                for path in {*(p for p, j in listed if j == i), self.log_path(i), self.checkpoint_path(i),
+                             self.state_path(i)}:
                     path.unlink(missing_ok=True)
+                cleared.append(i)
+            except OSError as e:  # still stuck: the next delete tries again
+                failure = e if i == run_id else failure
+        with suppress(StoreError), self._tx() as c:  # not recorded: the next delete finds them gone
+            c.executemany("DELETE FROM leftovers WHERE id = ?", [(i,) for i in cleared])
+        if failure:  # the run is gone from the store; a file left behind is only disk
+            raise StoreError(f"run {run_id} was deleted but its files were not: "
+                             f"{cause_of_os_error(failure, self.root)}")
         return bool(n)
 
     def _run_files(self) -> list[tuple[Path, str]]:
