@@ -229,8 +229,8 @@ def test_damaged_teacher_targets_are_computed_again(tmp_path):
 
 # -- a store that fails while a run trains ------------------------------------------------------
 
-def test_a_full_disk_while_training_fails_the_run_with_the_cause_and_keeps_the_last_epoch(image_folder, tmp_path,
-                                                                                       monkeypatch):
+def test_a_full_disk_while_training_ends_the_run_with_the_cause_resumable_from_the_last_epoch(image_folder, tmp_path,
+                                                                                             monkeypatch):
     store, data = RunStore(tmp_path / "runs"), load_dataset(str(image_folder))
     real_add_epoch = RunStore.add_epoch
 
@@ -243,9 +243,9 @@ def test_a_full_disk_while_training_fails_the_run_with_the_cause_and_keeps_the_l
         execute(store, tiny_run(epochs=3), data)
     assert one_line(caught.value)
     record = store.list()[0]
-    assert record.status == "failed" and record.message.startswith("the disk is full"), record.message
+    assert record.status == "interrupted" and record.message.startswith("the disk is full"), record.message
     assert temporaries(store.root) == []
-    assert len(record.epochs) == 1
+    assert len(record.epochs) == 1 and store.requeue(record.id)
     assert store.load_state(record.id)["epoch"] == 1 and store.load_checkpoint(record.id)["epoch"] == 1
 
 
@@ -393,6 +393,6 @@ def test_a_really_full_disk_ends_the_worker_in_one_line_and_the_run_is_recorded_
         record = store.get(run_id)
         assert record.status == "interrupted", record
     else:  # SQLite still had room for the status: the worker recorded the cause itself
-        assert record.status == "failed" and "the disk is full" in record.message, record
+        assert record.status == "interrupted" and "the disk is full" in record.message, record
     assert temporaries(store.root) == []
     assert store.load_checkpoint(run_id)["epoch"] == len(record.epochs) >= 1

@@ -172,8 +172,8 @@ class Launcher:
     # -- processes -----------------------------------------------------------
     def _spawn(self, run_id: str) -> None:
         """The run's worker process; when it cannot be started (no memory, no process slots, a log that
-        cannot be opened, a store that cannot record its pid) the run ends "failed" saying why, instead
-        of waiting as queued for a worker, and no process is left behind."""
+        cannot be opened, a store that cannot record its pid) the run ends saying why (lifecycle.start_worker),
+        instead of waiting as queued for a worker, and no process is left behind."""
         try:
             self._procs[run_id] = lifecycle.start_worker(self.store, run_id)
         except (OSError, StoreError) as e:

@@ -175,8 +175,9 @@ def start_worker(store: RunStore, run_id: str, stop_with_parent: bool = False) -
     dies, even by SIGKILL (Linux), so no training is left orphaned.
 
     When it cannot be started (no memory or process slots, a log that cannot be opened, a store
-    that refuses its pid) the run ends "failed" saying why (``not_started``) rather than waiting as
-    queued, no process is left behind, and the OSError or StoreError is raised."""
+    that refuses its pid) the run ends saying why (``not_started``; "interrupted" when it has a saved epoch
+    to resume from, else "failed") rather than waiting as queued, no process is left behind, and the
+    OSError or StoreError is raised."""
     try:
         argv, env = cli_child("worker", run_id, "--runs", str(store.root.resolve()))
         with open(store.log_path(run_id), "ab") as log:
@@ -192,9 +193,23 @@ def start_worker(store: RunStore, run_id: str, stop_with_parent: bool = False) -
                 raise
     except (OSError, StoreError) as e:
         with suppress(StoreError):
-            store.finish(run_id, "failed", not_started(e), only_if_active=True)
+            store.finish(run_id, *fault_end(store, run_id, not_started(e)), only_if_active=True)
         raise
     return proc
+
+
+def fault_end(store: RunStore, run_id: str, message: str) -> tuple[str, str]:
+    """(status, message) for a run ended by a fault of the machine, not of the run (a worker that could
+    not be started, a disk or store that failed under it): "interrupted", so Resume continues from its
+    last saved epoch, when it has one; "failed" otherwise. "failed" is not resumable: a resume whose
+    fork met a momentary process limit made hours of training unresumable."""
+    try:
+        record = store.get(run_id)
+    except StoreError:
+        record = None
+    if record is not None and record.state_sha:
+        return "interrupted", f"{message}; resume it to go on from its last epoch"
+    return "failed", message
 
 
 def not_started(e: OSError | StoreError) -> str:
@@ -213,6 +228,8 @@ def record_exit(store: RunStore, run_id: str, code: int) -> None:
     if code == 0:
         return
     status, message = exit_reason(code)
+    if status == "failed":  # it could not record its end: the store's disk, almost always (it records its errors)
+        status, message = fault_end(store, run_id, message)
     try:
         store.finish(run_id, status, message + last_output(store, run_id), only_if_active=True)
     except StoreError:  # a full or read-only store: a later reader records it

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import suppress
 from functools import partial
 
 import numpy as np
@@ -94,8 +95,9 @@ class StoreWriter:
         elif event.kind == "end":
             self.flush()
             if d["status"] == "stopped":  # mid-epoch weights are valid; keep them (resume uses the epoch state)
-                self.store.save_checkpoint(self.run_id, checkpoint_state(self.run, d["model"], self.data,
-                                                                         self.epoch))
+                with suppress(StoreError):  # a full disk keeps the last epoch's checkpoint: still "stopped"
+                    self.store.save_checkpoint(self.run_id, checkpoint_state(self.run, d["model"], self.data,
+                                                                             self.epoch))
             self.store.finish(self.run_id, d["status"], d["message"], d["elapsed"])
 
 
@@ -178,6 +180,10 @@ def failure_message(e: BaseException) -> str:
     return str(e) if isinstance(e, (StoreError, CheckpointError, DataError)) else f"{type(e).__name__}: {e}"
 
 
+# What ends a run through no fault of its own: a run with a saved epoch then ends "interrupted" (fault_end)
+MACHINE_FAULTS = (StoreError, OSError, DataError)
+
+
 def record_end(store: RunStore, run_id: str, status: str, message: str) -> bool:
     """Record the end of an active run after an error; False if the store cannot be written
     (that must not hide the error being handled: the next reader records the run)."""
@@ -220,6 +226,9 @@ def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callba
         result = trainer.fit(resume)
     except KeyboardInterrupt:
         record_end(store, run_id, "interrupted", "interrupted (Ctrl-C twice); resume it to go on from its last epoch")
+        raise
+    except MACHINE_FAULTS as e:  # the disk, the store or the data, not the run: resumable from its last epoch
+        record_end(store, run_id, *lifecycle.fault_end(store, run_id, failure_message(e)))
         raise
     except BaseException as e:
         record_end(store, run_id, "failed", failure_message(e))
