@@ -373,3 +373,54 @@ def test_a_two_objective_study_keeps_accuracy_against_macs_and_says_so(image_fol
     assert trial.values[1] == macs and study(runs).directions[1] == optuna.study.StudyDirection.MINIMIZE
     assert study_objectives(RunStore(runs), "tiny") == ("accuracy", "macs")
     assert trial_rows(RunStore(runs), "tiny")[0]["macs"] == macs
+
+
+class QuietWorker:
+    """A trial's worker process as _train sees it: it runs until its ``codes`` are used up."""
+
+    def __init__(self, codes):
+        self.codes, self.killed = list(codes), False
+
+    def poll(self):
+        return self.codes.pop(0) if self.codes else None
+
+    def kill(self):
+        self.killed = True
+
+    def wait(self):
+        return -9
+
+
+def trial_training(tmp_path, monkeypatch, worker):
+    from playground.runs import lifecycle, sweep
+
+    monkeypatch.setattr(sweep, "POLL_S", 0.0)
+    monkeypatch.setattr(lifecycle, "start_worker", lambda *a, **k: worker)
+    store = RunStore(tmp_path / "runs")
+    space = load_space(tiny_space(tmp_path))
+    run_id = store.create("tiny #0", {"train": {"epochs": 1}}, owner="sweep")
+    trial = optuna.create_study().ask()
+    return sweep.Sweep(space, store, "", [], (3, 32, 32)), trial, run_id
+
+
+def test_a_trial_whose_run_is_deleted_while_it_trains_fails_alone(tmp_path, monkeypatch):
+    """A visitor deleted a trial's run on the Runs page: the sweep process ended with an AttributeError
+    (Optuna catches RuntimeError only) and the rest of its trials never ran."""
+    worker = QuietWorker([None, None])
+    sweep, trial, run_id = trial_training(tmp_path, monkeypatch, worker)
+    sweep.store.delete(run_id)
+    with pytest.raises(RuntimeError, match="deleted while it trained"):
+        sweep._train(trial, run_id)
+    assert worker.killed and "deleted" in trial.user_attrs["failed_because"]
+
+
+def test_a_run_store_that_cannot_be_read_for_a_moment_does_not_kill_the_trials_worker(tmp_path, monkeypatch):
+    """A lock held over 30 s or a passing I/O error in the sweep's poll killed a healthy trial's worker."""
+    from playground.runs.faults import StoreError
+
+    worker = QuietWorker([None, None, 0])
+    sweep, trial, run_id = trial_training(tmp_path, monkeypatch, worker)
+    real_get, misses = RunStore.get, [StoreError("the run store is locked"), StoreError("an I/O error")]
+    monkeypatch.setattr(RunStore, "get", lambda self, i: (_ for _ in ()).throw(misses.pop(0)) if misses
+                        else real_get(self, i))
+    assert sweep._train(trial, run_id).id == run_id and not worker.killed

@@ -30,11 +30,13 @@ from ..specs.serde import SpecError, short
 from . import lifecycle
 from .runner import create_run
 from .space import Space, base_run, check_study_name, check_trial, load_space, sample, trial_spec
+from .faults import StoreError
 from .store import RunStore
 
 TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "pruned_because",  # set per trial
                "failed_because")
 POLL_S = 0.5
+STORE_PATIENCE_S = 120.0  # how long a trial waits for a run store it cannot read before it fails
 
 
 class SweepStorageError(UserError, RuntimeError):
@@ -96,11 +98,22 @@ class Sweep:
     def _train(self, trial, run_id: str):
         """Start the run's worker, report each tested epoch, stop it if the pruner says so."""
         proc = lifecycle.start_worker(self.store, run_id, stop_with_parent=True)
-        reported, single = set(), len(self.space.objectives) == 1
+        reported, single, unreadable = set(), len(self.space.objectives) == 1, 0
         try:
             while True:
                 code = proc.poll()
-                record = self.store.get(run_id)
+                try:
+                    record = self.store.get(run_id)
+                except StoreError:  # a lock held long, a passing I/O error: the worker trains on; look again
+                    unreadable += 1
+                    if unreadable * POLL_S > STORE_PATIENCE_S:
+                        raise
+                    time.sleep(POLL_S)
+                    continue
+                unreadable = 0
+                if record is None:  # deleted meanwhile (the Runs page): its worker is killed below
+                    trial.set_user_attr("failed_because", f"run {run_id} was deleted while it trained")
+                    raise RuntimeError(f"run {run_id} was deleted while it trained")
                 for e in record.epochs:
                     if single and e.get("test_acc") is not None and e["epoch"] not in reported:
                         reported.add(e["epoch"])
@@ -111,7 +124,9 @@ class Sweep:
                             lifecycle.request_stop(self.store, record)
                 if code is not None:
                     lifecycle.record_exit(self.store, run_id, code)
-                    return self.store.get(run_id)
+                    if (record := self.store.get(run_id)) is None:
+                        raise RuntimeError(f"run {run_id} was deleted as it ended")
+                    return record
                 time.sleep(POLL_S)
         except BaseException:
             proc.kill()  # the sweep itself is stopping: its worker goes with it
