@@ -357,6 +357,25 @@ def test_a_store_on_a_read_only_disk_is_read_and_refuses_writes_in_one_line(imag
         RunStore(tiny_disk / "elsewhere")
 
 
+def test_a_read_only_store_with_commits_still_in_its_write_ahead_log_shows_them(tmp_path, tiny_disk):
+    """A store copied while a worker wrote, or a disk that went read-only under one: its newest commits are
+    in runs.sqlite-wal, which reading the database as immutable skipped (the newest runs were missing)."""
+    root = tiny_disk / "runs"
+    first = RunStore(root).create("tiny", {})
+    script = (f"import os, sqlite3; c = sqlite3.connect({str(root / 'runs.sqlite')!r}, isolation_level=None); "
+              f"c.execute(\"UPDATE runs SET name = 'in the log' WHERE id = '{first}'\"); os._exit(0)")
+    subprocess.run([sys.executable, "-c", script], check=True)  # ends without closing: the commit stays in the log
+    assert (root / "runs.sqlite-wal").stat().st_size > 0
+    assert subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True).returncode == 0
+    assert [r.name for r in RunStore(root).list()] == ["in the log"]
+    assert subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], capture_output=True).returncode == 0
+    (root / "runs.sqlite-shm").unlink()  # without the log's index a read-only disk cannot read the log
+    assert subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True).returncode == 0
+    with pytest.raises(StoreError, match="changes not yet merged") as caught:
+        RunStore(root).list()
+    assert one_line(caught.value)
+
+
 def test_a_really_full_disk_ends_the_worker_in_one_line_and_the_run_is_recorded_once_there_is_room(
         image_folder, tmp_path, tiny_disk):
     """A worker process on a 2 MiB disk that fills up after its first epoch: its one line names the

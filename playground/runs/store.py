@@ -183,7 +183,7 @@ class RunStore(RunFiles):
         become StoreError, with the cause in one line."""
         try:
             if self._read_only and self.db.is_file():
-                conn = sqlite3.connect(self.db.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                conn = sqlite3.connect(self.db.resolve().as_uri() + self._read_only_mode(), uri=True,
                                        isolation_level=None)
             else:
                 conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -201,6 +201,21 @@ class RunStore(RunFiles):
             raise StoreError(cause_of_sqlite_error(e, self.db)) from None
         finally:
             conn.close()
+
+    def _read_only_mode(self) -> str:
+        """How a store on a read-only disk is opened: as an immutable file, unless commits are still in its
+        write-ahead log (a store copied while a worker wrote, a disk that went read-only under one), which
+        "immutable" would skip: the newest runs and the hashes of the newest checkpoints were missing.
+        Reading the log needs the log's index (``-shm``) beside it, which a read-only disk cannot create."""
+        try:
+            pending = os.path.getsize(f"{self.db}-wal") > 0
+        except OSError:
+            return "?mode=ro&immutable=1"
+        if pending and not os.path.exists(f"{self.db}-shm"):
+            raise StoreError(f"the run store {self.root} is on a read-only disk and has changes not yet merged "
+                             f"into runs.sqlite (in runs.sqlite-wal) that cannot be read there without "
+                             f"runs.sqlite-shm; copy the folder to a writable disk and open it there") from None
+        return "?mode=ro" if pending else "?mode=ro&immutable=1"
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
