@@ -96,6 +96,28 @@ def test_a_child_that_dies_between_its_poll_and_the_reconcile_keeps_its_exit_rea
     assert "SIGKILL; out of memory?" in record.message
 
 
+def test_a_reader_that_judged_a_dead_worker_never_ends_the_worker_that_resumed_the_run_meanwhile(tmp_path,
+                                                                                                  monkeypatch):
+    """Between a reader's liveness check and its write, another reader recorded the end and a Resume's
+    worker claimed the run: the first reader wrote "interrupted" over the live worker's "running"."""
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create("tiny", {})
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert store.claim(run_id, gone.pid, time.time(), lifecycle.this_host(), "cpu")
+    real_alive = lifecycle.alive
+
+    def judged_then_resumed(record):
+        verdict = real_alive(record)
+        store.finish(run_id, "interrupted", "recorded by another reader")
+        assert store.requeue(run_id) and store.claim(run_id, *lifecycle.this_process(), "cpu")
+        return verdict
+
+    monkeypatch.setattr(lifecycle, "alive", judged_then_resumed)
+    assert lifecycle.reconcile(store) == []
+    assert store.get(run_id).status == "running" and store.get(run_id).pid == os.getpid()
+
+
 def test_a_restarted_server_finds_runs_whose_workers_are_gone(image_folder, tmp_path):
     """A CLI training killed with SIGKILL: nobody holds its handle; the next reader records it."""
     runs = tmp_path / "runs"

@@ -104,10 +104,10 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
 
     ``children`` are runs whose worker is the caller's own child: their exit code says more
     than "gone" (a signal, an exit status), so the caller records them when it reaps them."""
-    def record(run_id: str, status: str, message: str) -> None:
+    def record(r: RunRecord, status: str, message: str) -> None:
         try:
-            if store.finish(run_id, status, message, only_if_active=True):
-                changed.append(run_id)
+            if store.finish(r.id, status, message, only_if_active=True, seen_pid=r.pid):
+                changed.append(r.id)
         except StoreError:  # read-only or full just now: a later reader records it
             pass
 
@@ -116,10 +116,10 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
         if not alive(r):
             if r.id in children:
                 continue
-            record(r.id, *_end_of(store, r))
+            record(r, *_end_of(store, r))
         elif r.stop_requested and time.time() - r.stop_requested > GRACE_S and r.host == this_host():
             kill(r)
-            record(r.id, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop request "
+            record(r, "stopped", f"stopped: the worker did not end within {GRACE_S:.0f} s of the stop request "
                                     f"and was killed")
     return changed
 
@@ -159,7 +159,7 @@ def request_stop(store: RunStore, record: RunRecord) -> None:
     ``reconcile`` kills it if it has not ended GRACE_S later."""
     store.request_stop(record.id)
     if record.pid is None:
-        store.finish(record.id, "stopped", "stopped before it started", only_if_active=True)
+        store.finish(record.id, "stopped", "stopped before it started", only_if_active=True, seen_pid=None)
         return
     proc = _process(record) if record.host == this_host() else None
     if proc is not None:

@@ -79,6 +79,7 @@ LIFECYCLE_COLUMNS = {
     "step": "INTEGER DEFAULT 0", "steps": "INTEGER DEFAULT 0", "img_per_s": "REAL", "stop_requested": "REAL",
     "state_sha": "TEXT", "started": "REAL",
 }
+ANY_PID = object()  # RunStore.finish: whichever process the run has
 BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
 STALE_TMP_S = 600.0  # a temporary file this old whose writer is gone (or any after an hour) is swept
 
@@ -314,18 +315,22 @@ class RunStore(RunFiles):
                       "WHERE run_id = ?) WHERE id = ?", (best, run_id, run_id))
 
     def finish(self, run_id: str, status: str, message: str = "", elapsed: float | None = None,
-               only_if_active: bool = False) -> bool:
+               only_if_active: bool = False, seen_pid: int | None | object = ANY_PID) -> bool:
         """Record the end of a run. ``only_if_active``: for observers (a reaper, a launcher) that must
-        not overwrite a status the worker recorded itself. True if the record changed."""
+        not overwrite a status the worker recorded itself; ``seen_pid``: and only while the run's process is
+        still the one they judged (None: none yet), not a worker that claimed it meanwhile (a Resume).
+        True if the record changed."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         guard = " AND status IN ('queued', 'running')" if only_if_active else ""
+        guard += " AND pid IS ?" if seen_pid is not ANY_PID else ""
         finished = status == "finished"  # its resume state (twice its checkpoint's size) can never be used
         with self._tx() as c:
             changed = c.execute(f"UPDATE runs SET status = ?, message = ?, updated = ?, "
                                 f"elapsed = COALESCE(?, elapsed), state_sha = CASE WHEN ? THEN NULL ELSE state_sha END "
                                 f"WHERE id = ?{guard}",
-                                (status, message, time.time(), elapsed, finished, run_id)).rowcount == 1
+                                (status, message, time.time(), elapsed, finished, run_id,
+                                 *([seen_pid] if seen_pid is not ANY_PID else []))).rowcount == 1
         if changed and finished:
             with suppress(OSError):  # the row no longer names it; a file left behind is only disk
                 for path in (self.state_path(run_id), previous(self.state_path(run_id))):
