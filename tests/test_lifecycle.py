@@ -194,6 +194,22 @@ def test_a_worker_that_ignores_its_stop_is_killed_after_the_grace_period(tmp_pat
     assert record.status == "stopped" and "did not end within" in record.message
 
 
+def test_a_worker_asked_to_stop_during_a_test_pass_may_finish_the_pass(tmp_path, monkeypatch):
+    """A stop during the last epoch's TTA test (minutes on a CPU) killed the worker 20 s later: the run lost the
+    epoch it had trained. While it says it is testing it has TEST_GRACE_S; it stops after the pass."""
+    store = RunStore(tmp_path)
+    run_id = create_run(store, tiny_run())
+    testing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    assert store.claim(run_id, testing.pid, lifecycle.process_start(testing.pid), lifecycle.this_host(), "cpu")
+    store.beat(run_id, "testing epoch 30 on 10,000 images × 18 TTA views")
+    monkeypatch.setattr(lifecycle, "GRACE_S", 0.0)
+    store.request_stop(run_id)
+    time.sleep(0.1)
+    assert lifecycle.reconcile(store) == [] and testing.poll() is None
+    store.beat(run_id, "")  # the pass ended and the epoch was saved, yet the worker goes on
+    assert lifecycle.reconcile(store) == [run_id] and testing.wait(5) is not None
+
+
 def test_resume_after_sigkill_ends_with_the_same_weights(image_folder, tmp_path):
     runs = str(tmp_path / "runs")
     args = ["train", "--spec", str(tmp_path / "net.json"), "--epochs", "4", "--batch-size", "16", "--device", "cpu",
