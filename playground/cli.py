@@ -174,7 +174,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from .runs.lifecycle import GRACE_S, reconcile, request_stop
+    from .runs.lifecycle import GRACE_S, grace_s, reconcile, request_stop
     from .runs.store import RunStore
 
     store = RunStore(args.runs, existing=True)
@@ -187,8 +187,8 @@ def cmd_stop(args) -> int:
         return 1
     request_stop(store, record)
     end = time.time() + GRACE_S + 5
-    while time.time() < end and (record := store.get(args.run_id)).active:
-        time.sleep(0.2)
+    while (record := store.get(args.run_id)).active and time.time() < max(end, record.updated + grace_s(record) + 5):
+        time.sleep(0.2)  # a test pass under way may take its own grace; the epoch it saves restarts the count
         reconcile(store)
     print(f"run {args.run_id}: {record.status} {record.message}".rstrip())
     return 0 if not record.active else 1

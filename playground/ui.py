@@ -376,8 +376,10 @@ def get_net() -> Net:
 
 
 def set_net(net: Net) -> None:
-    st.session_state["net"] = net.to_dict()
-    st.session_state.pop("t_loaded", None)  # a recipe loaded on the Train page no longer describes the run
+    spec = net.to_dict()
+    if spec != st.session_state.get("net"):  # a recipe loaded on the Train page no longer describes the run
+        st.session_state.pop("t_loaded", None)  # (the Architect page sets the same net again on each visit)
+    st.session_state["net"] = spec
     for key in [k for k in st.session_state if str(k).startswith("w_")]:
         del st.session_state[key]  # widgets re-initialise from the new spec
 

@@ -123,10 +123,13 @@ def test_a_reload_keeps_the_train_forms_settings(app_env):
 
 
 def test_a_run_started_from_a_loaded_recipe_keeps_its_settings_without_a_widget(app_env):
-    """seed-001 warms up for 30% of its steps; the form has no warm-up widget, and Start trained with 20%."""
+    """seed-001 warms up for 30% of its steps; the form has no warm-up widget, and Start trained with 20%. A look
+    at the Architect page in between (which sets the same net again) must not forget the recipe."""
     at = open_page("train")
     at.selectbox(key="t_recipe").set_value("seed-001")
     at.button(key="t_load_recipe").click().run()
+    at.switch_page("../pages/architect.py").run()
+    at.switch_page("../pages/train.py").run()
     at.number_input(key="t_subset").set_value(60)
     at.number_input(key="t_epochs").set_value(1)
     at.button(key="t_start").click().run()

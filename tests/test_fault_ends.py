@@ -83,5 +83,7 @@ def test_a_worker_that_exits_without_recording_its_end_is_resumable_when_it_save
         stopped_run, tmp_path):  # noqa: F811
     store, run_id = copied(stopped_run, tmp_path)
     assert store.requeue(run_id) and store.claim(run_id, os.getpid(), 0.0, lifecycle.this_host(), "cpu")
-    lifecycle.record_exit(store, run_id, 1)  # e.g. its own record of a full disk failed
+    lifecycle.record_exit(store, run_id, 1, os.getpid() + 1)  # an old worker's exit, reaped late: not this one's
+    assert store.get(run_id).status == "running"
+    lifecycle.record_exit(store, run_id, 1, os.getpid())  # e.g. its own record of a full disk failed
     assert store.get(run_id).status == "interrupted" and store.requeue(run_id)

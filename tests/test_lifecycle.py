@@ -202,11 +202,15 @@ def test_a_worker_asked_to_stop_during_a_test_pass_may_finish_the_pass(tmp_path,
     testing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     assert store.claim(run_id, testing.pid, lifecycle.process_start(testing.pid), lifecycle.this_host(), "cpu")
     store.beat(run_id, "testing epoch 30 on 10,000 images × 18 TTA views")
-    monkeypatch.setattr(lifecycle, "GRACE_S", 0.0)
+    monkeypatch.setattr(lifecycle, "GRACE_S", 0.5)
     store.request_stop(run_id)
-    time.sleep(0.1)
+    time.sleep(0.6)
     assert lifecycle.reconcile(store) == [] and testing.poll() is None
-    store.beat(run_id, "")  # the pass ended and the epoch was saved, yet the worker goes on
+    store.add_epoch(run_id, dict(epoch=1, train_loss=1.0, train_acc=0.5, test_loss=1.0, test_acc=0.5, lr=0.1,
+                                 img_per_s=100.0, epoch_time=1.0, elapsed=1.0))  # the pass ended, the epoch is saved:
+    store.beat(run_id, "")                                                       # now it has GRACE_S to end
+    assert lifecycle.reconcile(store) == [] and testing.poll() is None
+    time.sleep(0.6)
     assert lifecycle.reconcile(store) == [run_id] and testing.wait(5) is not None
 
 

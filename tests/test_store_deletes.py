@@ -102,15 +102,15 @@ def test_a_damaged_leftovers_table_names_no_file_outside_the_store(tmp_path):
     victim.write_text("not the store's")
     with sqlite3.connect(store.db) as c:
         c.executemany("INSERT INTO leftovers (id) VALUES (?)", [("../../victim",), (None,), (7,), ("",)])
+        c.execute("INSERT INTO runs (id, name, status, created, updated, spec) VALUES (NULL, 'x', 'x', 0, 0, '')")
     assert store.delete(run_id) and victim.read_text() == "not the store's"
+    assert not store.checkpoint_path(run_id).exists()  # a run row without an id hid every leftover ("NOT IN")
 
 
 def test_a_store_from_before_the_leftovers_table_gains_it_when_opened(tmp_path):
-    from playground.runs import store as store_module
-
-    (tmp_path / "runs").mkdir()
-    with sqlite3.connect(tmp_path / "runs" / "runs.sqlite") as c:  # the first release's tables
-        c.executescript(store_module.SCHEMA.split("CREATE TABLE IF NOT EXISTS leftovers")[0])
+    RunStore(tmp_path / "runs")
+    with sqlite3.connect(tmp_path / "runs" / "runs.sqlite") as c:  # every table and column but this one
+        c.execute("DROP TABLE leftovers")
     store = RunStore(tmp_path / "runs")
     run_id = store.create("tiny", {"train": {"epochs": 1}})
     store.save_checkpoint(run_id, {"epoch": 1})

@@ -379,7 +379,7 @@ class QuietWorker:
     """A trial's worker process as _train sees it: it runs until its ``codes`` are used up."""
 
     def __init__(self, codes):
-        self.codes, self.killed = list(codes), False
+        self.codes, self.killed, self.pid = list(codes), False, 0
 
     def poll(self):
         return self.codes.pop(0) if self.codes else None

@@ -60,7 +60,7 @@ class Launcher:
                 if code is None:
                     continue
                 del self._procs[run_id]
-                lifecycle.record_exit(self.store, run_id, code)
+                lifecycle.record_exit(self.store, run_id, code, proc.pid)
             children = set(self._procs)  # one that died since its poll is recorded at the next one
         lifecycle.reconcile(self.store, children)
 

@@ -120,7 +120,8 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
             if r.id in children:
                 continue
             record(r, *_end_of(store, r))
-        elif r.stop_requested and time.time() - r.stop_requested > (grace := grace_s(r)) and r.host == this_host():
+        elif r.stop_requested and time.time() - max(r.stop_requested, r.updated) > (grace := grace_s(r)) \
+                and r.host == this_host():  # counted from the request, or from the epoch saved after it
             kill(r)
             record(r, "stopped", f"stopped: the worker did not end within {grace:.0f} s of the stop request "
                                  f"and was killed")
@@ -128,7 +129,8 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
 
 
 def grace_s(record: RunRecord) -> float:
-    """How long a worker asked to stop may take to end before it is killed (runner.StoreWriter's messages)."""
+    """How long a worker asked to stop may take to end before it is killed (runner.StoreWriter's messages),
+    counted from the request or from the last epoch it saved (a test pass ends with one: then it stops)."""
     return TEST_GRACE_S if record.message.startswith("testing epoch") else GRACE_S
 
 
@@ -231,14 +233,18 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def record_exit(store: RunStore, run_id: str, code: int) -> None:
-    """A reaped worker's exit code as its run's end, when the worker could not record one itself."""
+def record_exit(store: RunStore, run_id: str, code: int, pid: int) -> None:
+    """A reaped worker's exit code (process ``pid``) as its run's end, when the worker could not record one
+    itself, and only while the run is still that worker's (or has no process recorded: it ended at once)."""
     if code == 0:
         return
     status, message = exit_reason(code)
-    if status == "failed":  # it could not record its end: the store's disk, almost always (it records its errors)
-        status, message = fault_end(store, run_id, message)
     try:
-        store.finish(run_id, status, message + last_output(store, run_id), only_if_active=True)
+        record = store.get(run_id, damaged=True)
+        if record is None or record.pid not in (None, pid):  # deleted, or another reader recorded the end and
+            return                                             # a Resume's worker has the run now
+        if status == "failed":  # it could not record its end: the store's disk, almost always (it records errors)
+            status, message = fault_end(store, run_id, message)
+        store.finish(run_id, status, message + last_output(store, run_id), only_if_active=True, seen_pid=record.pid)
     except StoreError:  # a full or read-only store: a later reader records it
         pass

@@ -397,7 +397,8 @@ class RunStore(RunFiles):
             n = c.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
             if n:
                 c.execute("INSERT OR IGNORE INTO leftovers (id) VALUES (?)", (run_id,))
-            pending = [i for (i,) in c.execute("SELECT id FROM leftovers WHERE id NOT IN (SELECT id FROM runs)")
+            pending = [i for (i,) in c.execute("SELECT id FROM leftovers AS l WHERE NOT EXISTS "
+                                               "(SELECT 1 FROM runs WHERE runs.id = l.id)")
                        if is_run_id(i)]  # an edited or damaged row names no path outside the store
         listed = self._run_files()
         cleared, failure = [], None

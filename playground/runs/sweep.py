@@ -123,7 +123,7 @@ class Sweep:
                             trial.set_user_attr("pruned_at", e["epoch"])
                             lifecycle.request_stop(self.store, record)
                 if code is not None:
-                    lifecycle.record_exit(self.store, run_id, code)
+                    lifecycle.record_exit(self.store, run_id, code, proc.pid)
                     if (record := self.store.get(run_id)) is None:
                         raise RuntimeError(f"run {run_id} was deleted as it ended")
                     return record
