@@ -70,7 +70,7 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
     c3.slider("Label smoothing", *form.BOUNDS["t_ls"], 0.1, 0.05, key="t_ls")
     c3.selectbox("Device", DEVICES, key="t_device")
     c3.checkbox("Flip TTA at evaluation", key="t_tta")
-    c3.selectbox("Shift TTA (px)", range(5), key="t_shift",
+    c3.selectbox("Shift TTA (px)", form.SHIFTS, key="t_shift",
                  format_func=lambda px: "off" if px == 0 else f"{px} px",
                  help="The last epoch's test (the run's result) also averages the views moved by this many "
                  "pixels (a 3×3 grid, 9× the cost); the tests before it use the flip TTA setting only")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .specs.config import TrainSpec
+from .specs import limits
+from .specs.config import DEVICES, OPTIMIZERS, SCHEDULES, TrainSpec
 
 # widget key: the TrainSpec field it sets (the train subset is apart: 0 on the form is None in the spec)
 FIELDS = {"t_epochs": "epochs", "t_batch": "batch_size", "t_opt": "optimizer", "t_lr": "max_lr",
@@ -26,7 +27,9 @@ FIELDS = {"t_epochs": "epochs", "t_batch": "batch_size", "t_opt": "optimizer", "
 KEPT = ("t_recipe", "t_subset", *FIELDS)
 
 BATCHES = (32, 64, 128, 256, 512)
-# the widgets narrower than the validator: (lowest, highest) as the page draws them
+SHIFTS = range(5)
+CHOICES = {"t_batch": BATCHES, "t_opt": OPTIMIZERS, "t_sched": SCHEDULES, "t_device": DEVICES, "t_shift": SHIFTS}
+# (lowest, highest) of the number widgets as the page draws them; the epoch counts' highest is the server's limit
 BOUNDS = {"t_lr": (1e-5, 5.0), "t_ls": (0.0, 0.3), "t_ema": (0.0, 0.9999), "t_eval": (1, 50), "t_lowres": (0, 64)}
 _CASTS = {"ema": float, "eval_every": int, "low_res": int, "low_res_epochs": int, "max_lr": float,
           "label_smoothing": float, "epochs": int}
@@ -41,14 +44,22 @@ def spec(values: dict[str, Any], base: TrainSpec | None = None) -> TrainSpec:
 
 
 def values(train: TrainSpec) -> dict[str, Any]:
-    """The form's values for ``train``, each within its widget's bounds (one outside them is left out,
-    and its widget shows its default)."""
+    """The form's values for ``train``, each one its widget can show (one it cannot is left out, and the
+    widget keeps what it had). ``train`` needs only the right types: a form as a visitor left it may be
+    refused at Start (low-res epochs that a shortened run cannot hold) and is still theirs to correct."""
     out = {k: getattr(train, f) for k, f in FIELDS.items()} | {"t_subset": train.train_subset or 0}
     return {k: v for k, v in out.items() if fits(k, v)}
 
 
 def fits(key: str, value: Any) -> bool:
-    if key == "t_batch":
-        return value in BATCHES
+    """Whether the widget ``key`` can show ``value`` (of the field's type): a value outside a widget's
+    options or bounds fails the widget, and with it the page. The subset's highest and the teachers, which
+    depend on the data and the store, are fitted by the page (ui.fit_kept_values)."""
+    if key in CHOICES:
+        return value in CHOICES[key]
+    if key in ("t_epochs", "t_lowres_ep"):
+        return (0 if key == "t_lowres_ep" else 1) <= value <= limits.current().epochs
+    if key == "t_subset":
+        return value >= 0
     low, high = BOUNDS.get(key, (None, None))
     return low is None or low <= value <= high

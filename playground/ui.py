@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 import secrets
 from contextlib import suppress
@@ -286,9 +287,10 @@ def restore_from_link() -> None:
 
 
 def restore_draft() -> None:
-    """Once per session, after restore_from_link: the architecture, pipeline and data choice this visitor
-    had when their last session ended (a reload, a new tab: drafts.py), each part the link did not set
-    and only through its validator; a data source only while this visitor may still pick it."""
+    """Once per session, after restore_from_link: the architecture, pipeline, data choice and Train form this
+    visitor had when their last session ended (a reload, a new tab: drafts.py), each part the link did not set
+    and only through its validator (the form: its types, then its widgets' bounds); a data source only while
+    this visitor may still pick it."""
     if st.session_state.get("_draft_done"):
         return
     st.session_state["_draft_done"] = True
@@ -305,19 +307,25 @@ def restore_draft() -> None:
     st.session_state["_draft_saved"].pop("train", None)  # save_draft takes the Train form as first drawn
     if isinstance(train := draft.get("train"), dict) and "_kept_widgets" not in st.session_state:
         with suppress(SpecError):
-            _restore_train_form(train, st.session_state.get("net") == draft.get("net"))
+            _restore_train_form(train)
 
 
-def _restore_train_form(train: dict, same_net: bool) -> None:
-    """The Train form's values from a draft's valid TrainSpec (the page fits the subset and teachers to its
-    data), its recipe choice, and the recipe it was loaded from, whose settings without a widget (seed-001's
-    warm-up) apply at Start while the net is still the draft's (not a share link's)."""
-    kept = form.values(TrainSpec.from_dict(train.get("spec")))
+def _restore_train_form(train: dict) -> None:
+    """The Train form's values from a draft's TrainSpec (the page fits the subset and teachers to its data),
+    its recipe choice, and the recipe it was loaded from, whose settings without a widget (seed-001's
+    warm-up) apply at Start while the session's net is the one it was loaded for (not a share link's, nor
+    one another tab saved since)."""
+    kept = form.values(TrainSpec.parse(train.get("spec")))  # types: the form as left, even if Start refuses it
     if isinstance(recipe := train.get("recipe"), str) and recipe in RECIPES:
         kept["t_recipe"] = recipe
     st.session_state["_kept_widgets"] = kept
-    if isinstance(loaded := train.get("loaded"), str) and loaded in RECIPES and same_net:
+    loaded = train.get("loaded")
+    if isinstance(loaded, str) and loaded in RECIPES and train.get("for_net") == _digest(st.session_state.get("net")):
         st.session_state["t_loaded"] = loaded
+
+
+def _digest(net: dict | None) -> str:
+    return hashlib.sha256(json.dumps(net, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _still_there(source: str) -> bool:
@@ -342,7 +350,8 @@ def save_draft() -> None:
     saved = st.session_state.get("_draft_saved", {})
     if kept := st.session_state.get("_kept_widgets"):  # the Train form's values as of its last Start or recipe
         loaded = st.session_state.get("t_loaded")
-        draft["train"] = {"spec": form.spec(kept).to_dict(), "recipe": kept.get("t_recipe"), "loaded": loaded}
+        draft["train"] = {"spec": form.spec(kept).to_dict(), "recipe": kept.get("t_recipe"), "loaded": loaded,
+                          "for_net": _digest(st.session_state.get("net")) if loaded else None}
         saved.setdefault("train", draft["train"])  # the form as first drawn (the defaults or the restored draft)
     changed = {k: v for k, v in draft.items() if v != saved.get(k)}
     if not changed:

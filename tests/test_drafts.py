@@ -122,6 +122,19 @@ def test_a_reload_keeps_the_train_forms_settings(app_env):
     assert (train["schedule"], train["warmup"], train["epochs"]) == ("cosine", 0.3, 1)  # not the default 20%
 
 
+def test_a_recipe_loaded_for_one_net_is_not_restored_for_another_tabs_net(app_env):
+    """Tab A loads seed-001 (its hidden 30% warm-up applies at Start); tab B then edits the net: a reload
+    must not apply seed-001's hidden settings to B's net."""
+    tab_b = open_page("architect", owner=ME)  # opened first: its Train form is not tab A's
+    tab_a = open_page("train", owner=ME)
+    tab_a.selectbox(key="t_recipe").set_value("seed-001")
+    tab_a.button(key="t_load_recipe").click().run()
+    assert open_page("train", owner=ME).session_state["t_loaded"] == "seed-001"  # the same net: it applies
+    tab_b.text_input(key="w_name").set_value("tab b's net").run()
+    again = open_page("train", owner=ME)
+    assert again.session_state["net"]["name"] == "tab b's net" and "t_loaded" not in again.session_state
+
+
 def test_a_run_started_from_a_loaded_recipe_keeps_its_settings_without_a_widget(app_env):
     """seed-001 warms up for 30% of its steps; the form has no warm-up widget, and Start trained with 20%. A look
     at the Architect page in between (which sets the same net again) must not forget the recipe."""
@@ -141,16 +154,21 @@ def test_a_run_started_from_a_loaded_recipe_keeps_its_settings_without_a_widget(
     # valid TrainSpecs whose values the widgets are narrower than: those widgets show their defaults
     ({"spec": {"batch_size": 100, "max_lr": 7.0, "epochs": 30, "label_smoothing": 0.9}, "recipe": ["x"]},
      {"t_epochs": 30, "t_batch": 128, "t_lr": 0.05, "t_ls": 0.1, "t_recipe": "fast"}),
-    ({"spec": {"epochs": -1}, "recipe": "seed-001"}, {"t_epochs": 2, "t_recipe": "fast"}),  # invalid: none of it
-    ({"spec": "x"}, {"t_epochs": 2}), ({"spec": {"teachers": ["not-a-run"]}}, {"t_epochs": 2}),
+    ({"spec": {"epochs": -1}, "recipe": "seed-001"}, {"t_epochs": 2, "t_recipe": "seed-001"}),
+    ({"spec": {"epochs": 10 ** 9, "optimizer": "lbfgs", "tta_shift": 9}}, {"t_epochs": 2, "t_opt": "sgd"}),
+    # a form Start refused (a shortened fast keeps 8 low-res epochs of 5) comes back as left, to be corrected
+    ({"spec": {"epochs": 5, "low_res": 24, "low_res_epochs": 8}}, {"t_epochs": 5, "t_lowres": 24, "t_lowres_ep": 8}),
+    ({"spec": "x"}, {"t_epochs": 2}), ({"spec": {"epochs": "5"}, "recipe": "seed-001"}, {"t_recipe": "fast"}),
+    ({"spec": {"teachers": ["not-a-run"]}}, {"t_epochs": 10, "t_teachers": []}),  # none on this data
     ({"spec": {"train_subset": 10 ** 6, "epochs": 3}}, {"t_subset": 120, "t_epochs": 3}),  # fitted to the data
 ])
 def test_a_train_draft_that_does_not_fit_the_form_is_fitted_or_ignored(app_env, train, shown):
     assert drafts.save(ME, {"train": train})
     at = open_page("train", owner=ME)
     for key, value in shown.items():
-        widget = at.selectbox(key=key) if key == "t_recipe" else at.select_slider(key=key) if key == "t_batch" \
-            else at.slider(key=key) if key == "t_ls" else at.number_input(key=key)
+        kind = {"t_recipe": "selectbox", "t_opt": "selectbox", "t_batch": "select_slider", "t_ls": "slider",
+                "t_teachers": "multiselect"}.get(key, "number_input")
+        widget = getattr(at, kind)(key=key)
         assert widget.value == value, key
 
 
