@@ -30,7 +30,7 @@ from ..specs.serde import SpecError, short
 from . import lifecycle
 from .runner import create_run
 from .space import Space, base_run, check_study_name, check_trial, load_space, sample, trial_spec
-from .faults import StoreError
+from .faults import DamagedRun, StoreError
 from .store import RunStore
 
 TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "pruned_because",  # set per trial
@@ -96,37 +96,24 @@ class Sweep:
         return accuracy if len(self.space.objectives) == 1 else (accuracy, second[self.space.objectives[1]])
 
     def _train(self, trial, run_id: str):
-        """Start the run's worker, report each tested epoch, stop it if the pruner says so."""
+        """Start the run's worker, report each tested epoch, stop it if the pruner says so. A run store that
+        cannot be read for a moment (a lock held long, a passing I/O error) is looked at again for up to
+        STORE_PATIENCE_S: the worker trains on meanwhile (it was killed, and the trial failed)."""
         proc = lifecycle.start_worker(self.store, run_id, stop_with_parent=True)
-        reported, single, unreadable = set(), len(self.space.objectives) == 1, 0
+        reported, unreadable_since = set(), None
         try:
             while True:
                 code = proc.poll()
                 try:
-                    record = self.store.get(run_id)
-                except StoreError:  # a lock held long, a passing I/O error: the worker trains on; look again
-                    unreadable += 1
-                    if unreadable * POLL_S > STORE_PATIENCE_S:
+                    if (ended := self._look(trial, run_id, code, proc.pid, reported)) is not None:
+                        return ended
+                    unreadable_since = None
+                except DamagedRun:
+                    raise
+                except StoreError:
+                    unreadable_since = unreadable_since or time.monotonic()
+                    if time.monotonic() - unreadable_since > STORE_PATIENCE_S:
                         raise
-                    time.sleep(POLL_S)
-                    continue
-                unreadable = 0
-                if record is None:  # deleted meanwhile (the Runs page): its worker is killed below
-                    trial.set_user_attr("failed_because", f"run {run_id} was deleted while it trained")
-                    raise RuntimeError(f"run {run_id} was deleted while it trained")
-                for e in record.epochs:
-                    if single and e.get("test_acc") is not None and e["epoch"] not in reported:
-                        reported.add(e["epoch"])
-                        trial.report(e["test_acc"], e["epoch"])
-                        trial.set_user_attr("last_acc", e["test_acc"])
-                        if trial.should_prune() and trial.user_attrs.get("pruned_at") is None:
-                            trial.set_user_attr("pruned_at", e["epoch"])
-                            lifecycle.request_stop(self.store, record)
-                if code is not None:
-                    lifecycle.record_exit(self.store, run_id, code, proc.pid)
-                    if (record := self.store.get(run_id)) is None:
-                        raise RuntimeError(f"run {run_id} was deleted as it ended")
-                    return record
                 time.sleep(POLL_S)
         except BaseException:
             proc.kill()  # the sweep itself is stopping: its worker goes with it
@@ -134,7 +121,26 @@ class Sweep:
             lifecycle.reconcile(self.store)
             raise
 
-
+    def _look(self, trial, run_id: str, code: int | None, pid: int, reported: set):
+        """One look at the trial's run: its new tested epochs reported (and the worker asked to stop if the
+        pruner says so); the run's record once its worker has ended (``code``), else None."""
+        if (record := self.store.get(run_id)) is None:  # deleted meanwhile (the Runs page): killed by _train
+            trial.set_user_attr("failed_because", f"run {run_id} was deleted while it trained")
+            raise RuntimeError(f"run {run_id} was deleted while it trained")
+        for e in record.epochs:
+            if len(self.space.objectives) == 1 and e.get("test_acc") is not None and e["epoch"] not in reported:
+                trial.report(e["test_acc"], e["epoch"])
+                trial.set_user_attr("last_acc", e["test_acc"])
+                if trial.should_prune() and trial.user_attrs.get("pruned_at") is None:
+                    lifecycle.request_stop(self.store, record)
+                    trial.set_user_attr("pruned_at", e["epoch"])
+                reported.add(e["epoch"])  # last: a store error above has it looked at again
+        if code is None:
+            return None
+        lifecycle.record_exit(self.store, run_id, code, pid)
+        if (record := self.store.get(run_id)) is None:
+            raise RuntimeError(f"run {run_id} was deleted as it ended")
+        return record
 
 
 def heartbeat_grace() -> int:
