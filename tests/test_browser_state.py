@@ -291,22 +291,24 @@ def opened(page, title: str, inside):
 
 def pipeline_button(page, title: str, button: str, then: str | None = None) -> None:
     """Click a button in the pipeline step with this title; with ``then`` (the step's title after a move),
-    until the step has that title. A click that lands while a rerun redraws the step can go to the
-    element being replaced (one loaded full-suite run here drew another grid after the moves, most
-    likely the old order): a user clicks again, and so do we."""
+    until the step has that title, and for a remove until the step is gone. A click that lands while a
+    rerun redraws the step can go to the element being replaced (one loaded full-suite run here drew
+    another grid after the moves, most likely the old order; another kept the removed step's grid): a
+    user clicks again, and so do we."""
+    removing = "remove" in button
     for attempt in range(3):
         opened(page, title, lambda step: step.get_by_role("button", name=button)).click()
         settle(page)
         moved = page.get_by_test_id("stExpander").filter(has_text=then or title)
         try:
-            if then:
-                expect(moved).to_have_count(1, timeout=5_000)
+            if then or removing:
+                expect(moved).to_have_count(0 if removing else 1, timeout=5_000)
             return
         except AssertionError:
             if attempt == 2:
                 raise
             settle(page)
-            if moved.count():  # it was only slow
+            if moved.count() == (0 if removing else 1):  # it was only slow
                 return
 
 
