@@ -1,11 +1,12 @@
 """The Train page's form as a training spec: its widget keys, the bounds its widgets are drawn with, and
 the conversions both ways.
 
-Three places turn one into the other: the form's Start button (values to a TrainSpec), Load recipe (a
-recipe's TrainSpec to values) and the visitor's draft (values saved as a TrainSpec through its JSON round
-trip; restored through its validator, then fitted to the widgets). Plain data, nothing of Streamlit: the
-page draws the widgets with these bounds, so a restored value that passed the validator but not a widget's
-narrower bound is left out rather than failing the widget.
+Three places turn one into the other: the form's Start button (values to a TrainSpec, which the launcher
+validates), Load recipe (a recipe's TrainSpec to values) and the visitor's draft (values saved as a TrainSpec
+through its JSON round trip; restored through its types, then fitted to the widgets: a form is a working
+copy, like the Architect's net, and may be one that Start refuses). Plain data, nothing of Streamlit: the
+page draws the widgets with these options and bounds, so a restored value that a widget cannot show is
+left out rather than failing the widget and the page.
 """
 from __future__ import annotations
 
