@@ -184,6 +184,14 @@ def failure_message(e: BaseException) -> str:
 MACHINE_FAULTS = (StoreError, OSError, DataError)
 
 
+def record_error(store: RunStore, run_id: str, e: BaseException) -> bool:
+    """Record the end of an active run after the error ``e``: a machine fault (the disk, the store, the data)
+    leaves a run with a saved epoch resumable; anything else fails it."""
+    if isinstance(e, MACHINE_FAULTS):
+        return record_end(store, run_id, *lifecycle.fault_end(store, run_id, failure_message(e)))
+    return record_end(store, run_id, "failed", failure_message(e))
+
+
 def record_end(store: RunStore, run_id: str, status: str, message: str) -> bool:
     """Record the end of an active run after an error; False if the store cannot be written
     (that must not hide the error being handled: the next reader records the run)."""
@@ -227,10 +235,7 @@ def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callba
     except KeyboardInterrupt:
         record_end(store, run_id, "interrupted", "interrupted (Ctrl-C twice); resume it to go on from its last epoch")
         raise
-    except MACHINE_FAULTS as e:  # the disk, the store or the data, not the run: resumable from its last epoch
-        record_end(store, run_id, *lifecycle.fault_end(store, run_id, failure_message(e)))
-        raise
     except BaseException as e:
-        record_end(store, run_id, "failed", failure_message(e))
+        record_error(store, run_id, e)
         raise
     return run_id, result

@@ -27,7 +27,7 @@ from ..training.sources import DataError
 from ..training.device import return_memory_eagerly
 from ..training.trainer import Callback, TrainResult
 from . import lifecycle
-from .runner import MACHINE_FAULTS, execute, failure_message, record_end, resume_state
+from .runner import execute, failure_message, record_end, record_error, resume_state
 from .faults import CheckpointError, RunGone, StoreError
 from .store import RunStore
 
@@ -108,11 +108,8 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
         return execute(store, run, data, callbacks, stop, run_id=run_id, resume=resume)[1]
     except RunGone:
         return None
-    except MACHINE_FAULTS as e:  # e.g. a resume whose data folder cannot be read just now: still resumable
-        record_end(store, run_id, *lifecycle.fault_end(store, run_id, failure_message(e)))
-        raise
-    except BaseException as e:
-        record_end(store, run_id, "failed", failure_message(e))
+    except BaseException as e:  # e.g. a resume whose data folder cannot be read just now: still resumable
+        record_error(store, run_id, e)
         raise
     finally:
         done.set()
