@@ -13,7 +13,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from playground.specs.analysis import analyze  # noqa: E402
+from playground.training.analysis import analyze  # noqa: E402
 from playground.specs.augment import build_pipeline, default_aug  # noqa: E402
 from playground.specs.presets import PRESETS, preset_net  # noqa: E402
 from playground.training.data import load_dataset  # noqa: E402

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playground.cli_specs import load_spec_file  # noqa: E402
-from playground.specs.analysis import analyze  # noqa: E402
+from playground.training.analysis import analyze  # noqa: E402
 from playground.specs.arch import Net  # noqa: E402
 from playground.specs.augment import AugSpec  # noqa: E402
 from playground.specs.config import RunSpec, TrainSpec  # noqa: E402

@@ -5,7 +5,8 @@ import streamlit as st
 from playground import ui
 from playground.escape import bullets
 from playground.specs import limits
-from playground.specs.arch import KIND_LABELS, Block, Layer, Net, replace
+from playground.specs.arch import Block, Layer, Net, replace
+from playground.specs.kinds import KIND_LABELS
 from playground.specs.presets import PRESETS, preset_net
 from playground.specs.recipes import measured_for
 from playground.specs.serde import SpecError

@@ -60,7 +60,7 @@ st.caption("Reported: the seed README's own figure. Measured: our recipe for tha
            "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")
 
-from playground.specs.config import hosted  # noqa: E402
+from playground.settings import hosted  # noqa: E402
 
 st.subheader("Data")
 status = st.container(key="data_status")  # filled after the form: the form is usable while the data loads

@@ -8,9 +8,10 @@ import streamlit as st
 
 from playground import ui
 from playground.escape import plain
-from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam, load_run
+from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam
+from playground.runs.loading import load_run
 from playground.results.export import ExportError, export
-from playground.runs.faults import CheckpointError, StoreError
+from playground.faults import CheckpointError, StoreError
 from playground.runs.records import DAMAGED
 from playground.specs.serde import SpecError
 from playground.training.data import DataError

@@ -6,10 +6,10 @@ import streamlit as st
 from playground import ui
 from playground.escape import plain
 from playground.results.plots import compare_figure, minutes_seconds
-from playground.runs.faults import StoreError
+from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
-from playground.specs.config import hosted
+from playground.settings import hosted
 
 st.title("Runs")
 launcher = ui.launcher()

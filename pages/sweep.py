@@ -7,7 +7,7 @@ from playground.escape import plain
 from playground.runs.space import space_from_dict
 from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, start_sweep, studies,
                                    study_objectives, trial_rows)
-from playground.specs.config import hosted
+from playground.settings import hosted
 from playground.specs.serde import SpecError, parse_json
 
 st.title("Sweep")

@@ -4,7 +4,7 @@ import streamlit as st
 from playground import form, ui
 from playground.escape import bullets, plain
 from playground.results.plots import live_figure, minutes_seconds
-from playground.runs.faults import StoreError
+from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, RESUMABLE
 from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, keep_low_res_share
@@ -13,7 +13,7 @@ from playground.specs.presets import preset_net
 from playground.specs.recipes import RECIPES
 from playground.specs.serde import SpecError
 from playground.training.device import DeviceError, cpu_bf16_units
-from playground.training.distill import TeacherError, candidates
+from playground.runs.distill import TeacherError, candidates
 
 st.title("Train")
 data = ui.dataset()

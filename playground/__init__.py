@@ -1,7 +1,17 @@
 """CIFAR-10 CNN Playground: specs, models, analysis, data, augmentation and training.
 
-The core modules never import streamlit; the app (playground/app.py, pages/)
-and the CLI (``python -m playground``) are thin layers over them.
+The package is built in stages that import one way only (tests/test_layers.py keeps it so):
+
+    base -> specs -> training -> runs -> results -> app
+
+- base: ``errors``, ``settings`` (every environment variable), ``atomic`` (file writes), ``faults``
+  (the store's and the disk's faults in one line) and this module's ``cli_child``;
+- specs/: the architecture, augmentation and training specs, their one validator, presets and recipes;
+- training/: data, augmentation on batches, the model builder, the trainer, checkpoints as models;
+- runs/: the run store, training workers and their lifecycle, teachers, sweeps;
+- results/: evaluation of stored runs, exports and figures;
+- app: the Streamlit layer (``app.py``, ``ui/``, the top-level pages/) and the CLI (``cli.py``), the
+  only modules that read a visitor's or a command line's input, and the only ones that import streamlit.
 """
 __version__ = "0.1.0"
 

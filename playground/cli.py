@@ -28,9 +28,9 @@ TTA_SHIFT_HELP = ("also average the views moved by PX pixels in each direction (
 
 
 def cmd_presets(args) -> int:
-    from .specs.analysis import analyze
     from .specs.presets import PRESETS
-    from .specs.recipes import markdown_table, measured_for
+    from .specs.recipes import measured_for
+    from .training.analysis import analyze, markdown_table
 
     if args.markdown:
         print(markdown_table())
@@ -47,7 +47,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .specs.analysis import analyze
+    from .training.analysis import analyze
 
     a = analyze(net_from_args(args))
     if not a.ok:
@@ -211,7 +211,8 @@ def cmd_evaluate(args) -> int:
     found = _find_runs(store, args.run_ids)
     if found is None:
         return 2
-    from .results.evaluate import Report, evaluate, load_run, strict_json  # torch: once the runs are found
+    from .results.evaluate import Report, evaluate, strict_json  # torch: once the runs are found
+    from .runs.loading import load_run
     from .training.data import load_dataset
 
     data = load_dataset(args.data or found[0].spec.get("data") or None)
@@ -259,7 +260,7 @@ def cmd_export(args) -> int:
     store = RunStore(args.runs, existing=True)
     if _find_runs(store, [args.run_id]) is None:
         return 2
-    from .results.evaluate import load_run  # torch: once the run is found
+    from .runs.loading import load_run  # torch: once the run is found
     from .results.export import default_filename, export
 
     out = Path(args.out or default_filename(args.run_id, args.format))
@@ -271,7 +272,7 @@ def cmd_export(args) -> int:
 def cmd_curves(args) -> int:
     from .atomic import write_atomic
     from .results.plots import report_figure
-    from .runs.faults import cause_of_os_error
+    from .faults import cause_of_os_error
     from .runs.store import RunStore
 
     records = _find_runs(RunStore(args.runs, existing=True), args.run_ids)

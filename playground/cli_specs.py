@@ -77,7 +77,7 @@ def new_run(args) -> tuple[str, RunStore]:
     from .runs.store import RunStore
     from .training.data import load_dataset
     from .training.device import pick_device
-    from .training.distill import load_teachers
+    from .runs.distill import load_teachers
 
     pick_device(run.train.device)
     data = load_dataset(run.data, mmap_train=True)

@@ -52,6 +52,12 @@ def flag(name: str) -> bool:
                        f"{_shown(os.environ[name])}")
 
 
+def hosted() -> bool:
+    """Hosted mode (PLAYGROUND_HOSTED=1), for a demo that strangers share: visitors change only the
+    runs they started, and the server and its workers trade speed for memory."""
+    return flag("PLAYGROUND_HOSTED")
+
+
 def limits_tier() -> str:
     """``PLAYGROUND_LIMITS``: "local" (the default) or "raised"; hosted mode ignores it (limits.py)."""
     raw = os.environ.get("PLAYGROUND_LIMITS", "").strip().lower() or "local"

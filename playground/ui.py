@@ -19,7 +19,8 @@ from .escape import plain
 from .runs.store import RunStore
 from .specs import links
 from .specs.arch import Net
-from .specs.config import TrainSpec, hosted
+from .settings import hosted
+from .specs.config import TrainSpec
 from .specs.presets import preset_net
 from .specs.recipes import RECIPES
 from .specs.serde import SpecError, from_json
@@ -31,7 +32,7 @@ from .training.sources import (NAMED, UPLOAD_PREFIX, DataError, SourceRefused, a
 
 if TYPE_CHECKING:
     from .runs.jobs import Launcher
-    from .specs.analysis import Analysis
+    from .training.analysis import Analysis
     from .specs.augment import AugSpec
 
 # torch and albumentations (through analysis, augment, config and jobs) take seconds to import: this module
@@ -209,7 +210,7 @@ def store() -> RunStore:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _analysis(spec_json: str) -> Analysis:
-    from .specs.analysis import analyze
+    from .training.analysis import analyze
     return analyze(from_json(Net, spec_json))  # types only: an invalid working copy is analysed to show why
 
 

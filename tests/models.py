@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from playground.results.evaluate import LoadedRun
+from playground.training.checkpoint import LoadedRun
 from playground.runs.runner import checkpoint_state
 from playground.runs.store import RunStore
 from playground.specs.arch import Block, Net, conv, pool, sep

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from playground.specs.analysis import analyze
+from playground.training.analysis import analyze
 from playground.specs.arch import Block, Head, Layer, Net, conv, pool, sep
 from playground.specs.geometry import trace, validate
 from playground.specs.presets import PRESETS, preset_net
@@ -262,7 +262,7 @@ def test_exported_script_builds_the_same_network(tmp_path):
     """The standalone script's model takes the run's weights in order and computes the same function."""
     import importlib.util
 
-    from playground.results.evaluate import LoadedRun
+    from playground.training.checkpoint import LoadedRun
     from playground.results.export import export_script
     from playground.specs.config import RunSpec
 

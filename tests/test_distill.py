@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import playground.training.distill as distill
-from playground.results.evaluate import load_run
+import playground.runs.distill as distill
+from playground.runs.loading import load_run
 from playground.results.export import export
 from playground.runs.runner import StoreWriter, create_run, execute
 from playground.runs.store import RunStore
 from playground.specs.config import TrainSpec
 from playground.specs.serde import SpecError
 from playground.training.data import load_dataset
-from playground.training.distill import TeacherError, candidates, load_teachers, teacher_targets
+from playground.runs.distill import TeacherError, candidates, load_teachers, teacher_targets
 from playground.training.trainer import Event, Trainer, train_loss
 from tests.test_training import run_cli, tiny_run
 
@@ -96,7 +96,7 @@ def test_targets_are_cached_per_checkpoint_and_images(image_folder, teacher, mon
     def recompute(*args, **kwargs):
         raise Recomputed
 
-    monkeypatch.setattr(distill, "evaluate", recompute)
+    monkeypatch.setattr(distill, "probabilities", recompute)
     again = teacher_targets(store, [teacher_id], teachers, data.x_train, torch.device("cpu"))
     assert np.array_equal(first, again)
     with pytest.raises(Recomputed):  # other images: other targets

@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from playground.results.evaluate import DataMismatch, Report, evaluate, gradcam, load_run
+import playground.training.checkpoint as checkpoint
+
+from playground.results.evaluate import Report, evaluate, gradcam
+from playground.runs.loading import load_run
+from playground.training.checkpoint import DataMismatch
 from playground.results.export import ExportError, export
 from playground.runs.runner import checkpoint_state
-from playground.runs.faults import CheckpointError
+from playground.faults import CheckpointError
 from playground.runs.store import RunStore
 from playground.specs.arch import Net
 from playground.specs.augment import default_aug
@@ -157,7 +161,7 @@ def test_a_crafted_checkpoint_never_runs_code_and_is_refused_in_one_line(tmp_pat
     text = assert_one_line(err.value)
     assert "objects other than tensors and plain values" in text and "open" in text, text
     assert not marker.exists()
-    from playground.training.distill import TeacherError, load_teachers
+    from playground.runs.distill import TeacherError, load_teachers
     with pytest.raises(TeacherError) as err:
         load_teachers(store, [run_id], "", list(CLASSES))
     assert_one_line(err.value)
@@ -327,7 +331,7 @@ def test_an_evaluation_over_the_tiers_budget_is_refused_in_one_line_before_any_w
     def no_work(*args, **kwargs):
         raise AssertionError("predict ran")
 
-    monkeypatch.setattr(ev, "predict", no_work)
+    monkeypatch.setattr(checkpoint, "predict", no_work)
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
     loaded = loaded_run(preset_net("record"))
     x, y = np.zeros((5000, 32, 32, 3), np.uint8), np.zeros(5000, np.int64)
@@ -365,7 +369,7 @@ def test_evaluations_in_one_process_take_turns_and_a_long_wait_is_one_line(monke
 
     import playground.results.evaluate as ev
 
-    real, inside, overlap = ev.predict, [], []
+    real, inside, overlap = checkpoint.predict, [], []
 
     def slow_predict(*args, **kwargs):
         inside.append(1)
@@ -374,7 +378,7 @@ def test_evaluations_in_one_process_take_turns_and_a_long_wait_is_one_line(monke
         inside.pop()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ev, "predict", slow_predict)
+    monkeypatch.setattr(checkpoint, "predict", slow_predict)
     loaded = loaded_run(tiny_net())
     x, y = np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64)
     threads = [threading.Thread(target=evaluate, args=(loaded_run(tiny_net()), x, y)) for _ in range(3)]
@@ -423,7 +427,7 @@ def test_test_batches_never_hold_more_activations_than_a_training_batch_may(monk
             return real(model, x, mean, std, device, batch, *args, **kwargs)
         return predict
 
-    monkeypatch.setattr(ev, "predict", spy(ev.predict))
+    monkeypatch.setattr(checkpoint, "predict", spy(checkpoint.predict))
     evaluate(loaded_run(_wide_net()), np.zeros((40, 32, 32, 3), np.uint8), np.zeros(40, np.int64))
     monkeypatch.setattr(trainer, "predict", spy(trainer.predict))
     run = RunSpec(_wide_net(), default_aug(), TrainSpec(epochs=1, batch_size=8, device="cpu", train_subset=16,

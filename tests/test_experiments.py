@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.specs.analysis import analyze
+from playground.training.analysis import analyze
 from playground.specs.arch import Net
 from playground.specs.augment import AugSpec
 from playground.specs.config import TrainSpec
@@ -52,7 +52,8 @@ def test_the_first_record_recipe_stays_replayable() -> None:
 def test_the_readme_table_is_the_recipes_table() -> None:
     """The README's presets-and-results table is `presets --markdown`, generated from the recipes'
     Measured entries: a new measurement changes both or the test fails."""
-    from playground.specs.recipes import RECIPES, markdown_table
+    from playground.specs.recipes import RECIPES
+    from playground.training.analysis import markdown_table
 
     readme = (EXPERIMENTS.parent.parent / "README.md").read_text()
     assert markdown_table() in readme

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from playground.runs import lifecycle
-from playground.runs.faults import StoreError
+from playground.faults import StoreError
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.runner import execute, resume_state
 from playground.runs.store import RunStore

@@ -18,7 +18,7 @@ import torch
 from playground.runs import lifecycle
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.runner import create_run, execute
-from playground.runs.faults import CheckpointError
+from playground.faults import CheckpointError
 from playground.runs.store import RunStore
 from playground.training.data import load_dataset
 from tests.test_training import ROOT, run_cli, tiny_net, tiny_run
@@ -159,7 +159,7 @@ def test_an_exception_in_any_worker_thread_is_recorded_and_ends_the_worker(image
     run_id = create_run(store, run)
     script = f"""
 import threading
-from playground.runs.faults import CheckpointError
+from playground.faults import CheckpointError
 from playground.runs.store import RunStore
 from playground.runs.worker import run_worker
 

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from playground.runs import lifecycle
-from playground.runs.faults import StoreError
+from playground.faults import StoreError
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.store import RunStore
 from tests.test_app import APP, shown

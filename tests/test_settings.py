@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from playground import settings
 from playground.settings import FLAGS, WHOLE, SettingError
 from playground.specs import limits
-from playground.specs.config import hosted
+from playground.settings import hosted
 from playground.training.sources import allowed_sources, cache_dir, resolve_source
 from tests.test_app import APP
 

@@ -21,7 +21,7 @@ import torch
 
 from playground.cli import main
 from playground.runs import lifecycle
-from playground.runs.faults import DamagedRun
+from playground.faults import DamagedRun
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.runner import execute, resume_state
 from playground.runs.store import RunStore

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.runs.faults import StoreError
+from playground.faults import StoreError
 from playground.runs.store import RunStore
 
 from .test_store_faults import one_line, store_with_checkpoint

@@ -23,7 +23,7 @@ import playground.atomic as atomic_mod
 import playground.runs.store as store_mod
 from playground.runs import lifecycle
 from playground.runs.runner import create_run, execute
-from playground.runs.faults import CheckpointError, StoreError
+from playground.faults import CheckpointError, StoreError
 from playground.runs.store import RunStore
 from playground.training.data import load_dataset
 from tests.test_training import ROOT, run_cli, tiny_run

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import playground.runs.store as store_mod
-from playground.runs.faults import CheckpointError
+from playground.faults import CheckpointError
 from playground.runs.store import RunStore
 from tests.test_store_faults import store_with_checkpoint
 from tests.test_training import ROOT
@@ -82,7 +82,7 @@ def test_a_save_whose_file_cannot_be_moved_in_leaves_the_recorded_file_in_its_pl
     import errno
     import os
 
-    from playground.runs.faults import StoreError
+    from playground.faults import StoreError
 
     store, run_id = store_with_checkpoint(tmp_path)
     real = os.replace

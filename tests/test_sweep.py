@@ -416,7 +416,7 @@ def test_a_trial_whose_run_is_deleted_while_it_trains_fails_alone(tmp_path, monk
 
 def test_a_run_store_that_cannot_be_read_for_a_moment_does_not_kill_the_trials_worker(tmp_path, monkeypatch):
     """A lock held over 30 s or a passing I/O error in the sweep's poll killed a healthy trial's worker."""
-    from playground.runs.faults import StoreError
+    from playground.faults import StoreError
 
     worker = QuietWorker([None, None, 0])
     sweep, trial, run_id = trial_training(tmp_path, monkeypatch, worker)

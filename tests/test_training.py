@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from playground.results.evaluate import evaluate, gradcam, load_run
+from playground.results.evaluate import evaluate, gradcam
+from playground.runs.loading import load_run
 from playground.results.export import export
 from playground.runs.runner import execute
-from playground.runs.faults import CheckpointError
+from playground.faults import CheckpointError
 from playground.runs.store import RunStore
 from playground.specs.arch import Block, Net, conv, pool, sep
 from playground.specs.augment import default_aug

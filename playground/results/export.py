@@ -25,7 +25,7 @@ from .. import atomic
 from ..specs.augment import to_python
 from ..specs.config import TrainSpec
 from ..training.builder import build_model
-from .evaluate import LoadedRun
+from ..training.checkpoint import LoadedRun
 
 FORMATS = ("onnx", "torchscript", "script")
 # The standalone script reads CIFAR or an ImageFolder as 32x32 RGB, normalised with three channel stats.

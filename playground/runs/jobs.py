@@ -16,13 +16,13 @@ from pathlib import Path
 
 from .. import settings
 from ..specs import limits
-from ..specs.config import RunSpec, checked, data_problems, hosted
+from ..specs.config import RunSpec, checked, data_problems
 from ..specs.serde import SpecError
 from ..training.data import Dataset
 from ..training.device import pick_device
-from ..training.distill import load_teachers
 from . import lifecycle
-from .faults import CheckpointError, StoreError
+from ..faults import CheckpointError, StoreError
+from .distill import load_teachers
 from .runner import create_run, resume_state
 from .records import DAMAGED, RESUMABLE, RunRecord
 from .store import RunStore
@@ -40,7 +40,7 @@ def max_jobs() -> int:
 
 def owns(record: RunRecord, owner: str) -> bool:
     """In local mode the one user owns every run, CLI runs included."""
-    return not hosted() or (bool(record.owner) and record.owner == owner)
+    return not settings.hosted() or (bool(record.owner) and record.owner == owner)
 
 
 class Launcher:
@@ -95,7 +95,7 @@ class Launcher:
         """Under ``_lock``. A run whose dead worker could not be recorded yet holds no slot (it shows as ended)."""
         children = set(self._procs)
         active = [r for r in self.store.active() if lifecycle.as_seen(self.store, r, children).active]
-        mine = next((r for r in active if r.owner == owner), None) if hosted() else None
+        mine = next((r for r in active if r.owner == owner), None) if settings.hosted() else None
         if mine is not None:
             raise JobError(f"a training ({mine.name}, run {mine.id}) is already running for you; stop it or wait "
                            f"for it to finish")

@@ -23,7 +23,7 @@ from dataclasses import replace
 import psutil
 
 from .. import cli_child
-from .faults import StoreError
+from ..faults import StoreError
 from .records import RunRecord
 from .store import RunStore
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ..specs.serde import MAX_DEPTH, short, too_deep
-from .store_files import is_run_id
+from ..specs.ids import is_run_id
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "interrupted")

@@ -21,17 +21,17 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import UserError
-from ..results.evaluate import LoadedRun, check_state_dict, short_load_error, one_line
+from ..training.checkpoint import LoadedRun, check_state_dict, one_line, short_load_error
 from ..specs.config import RunSpec, TrainSpec
 from ..specs.serde import SpecError, short
 from ..training.batch_augment import BatchAugment
 from ..training.builder import build_model
 from ..training.data import Dataset
 from ..training.sources import DataError
-from ..training.distill import load_teachers, teacher_targets
 from ..training.trainer import Callback, Event, Trainer, TrainResult, make_optimizer, metrics_of
 from . import lifecycle
-from .faults import CheckpointError, StoreError
+from ..faults import CheckpointError, StoreError
+from .distill import load_teachers, teacher_targets
 from .records import check_metrics
 from .store import RunStore
 

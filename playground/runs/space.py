@@ -278,7 +278,7 @@ def check_trial(space: Space, spec: dict, classes: list[str], image_shape: tuple
     t = trace(run.net)
     if space.max_params is not None and t.params > space.max_params:
         raise SpecError([f"{t.params:,} parameters is over the budget of {space.max_params:,}"])
-    from ..specs.analysis import check_rules  # torchinfo and torch: a space file is checked without them
+    from ..training.analysis import check_rules  # torchinfo and torch: a space file is checked without them
 
     if space.rules and (broken := [r.name for r in check_rules(run.net, t) if not r.passed]):
         raise SpecError([f"breaks the rules: {', '.join(broken)}"])

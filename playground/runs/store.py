@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import atomic, settings
-from .faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
+from ..faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
-from .store_files import RUN_ID, RunFiles, checked_id, is_run_id, previous
+from ..specs.ids import RUN_ID, is_run_id
+from .store_files import RunFiles, checked_id, previous
 
 RUN_OWN_FILE = re.compile(rf"({RUN_ID.pattern})\.")
 

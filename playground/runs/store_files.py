@@ -1,4 +1,4 @@
-"""The run store's files: run ids (they become file names), cached teacher targets and the
+"""The run store's files: run ids checked before they name a file, cached teacher targets and the
 checkpoints, each written atomically and recorded by hash in the same transaction (see store.py).
 
 ``RunFiles`` is a part of ``RunStore``: it uses the store's ``root``, ``_tx`` and ``get``.
@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import warnings
 from contextlib import suppress
 from pathlib import Path
@@ -16,14 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from .faults import CheckpointError, RunGone, StoreError, cause_of_os_error
-
-RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # ASCII digits: \d also takes Arabic-Indic ones
-
-
-def is_run_id(text: object) -> bool:
-    """Run ids come from URLs and command lines and become file names: only the store's own shape."""
-    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
+from ..faults import CheckpointError, RunGone, StoreError, cause_of_os_error
+from ..specs.ids import is_run_id
 
 
 def checked_id(run_id: str) -> str:

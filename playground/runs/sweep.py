@@ -30,7 +30,7 @@ from ..specs.serde import SpecError, short
 from . import lifecycle
 from .runner import create_run
 from .space import Space, base_run, check_study_name, check_trial, load_space, sample, trial_spec
-from .faults import DamagedRun, StoreError
+from ..faults import DamagedRun, StoreError
 from .store import RunStore
 
 TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "pruned_because",  # set per trial

@@ -20,7 +20,8 @@ import threading
 import time
 
 from ..specs import limits
-from ..specs.config import RunSpec, hosted
+from ..settings import hosted
+from ..specs.config import RunSpec
 from ..specs.serde import SpecError
 from ..training.data import load_dataset
 from ..training.sources import DataError
@@ -28,7 +29,7 @@ from ..training.device import return_memory_eagerly
 from ..training.trainer import Callback, TrainResult
 from . import lifecycle
 from .runner import execute, failure_message, record_end, record_error, resume_state
-from .faults import CheckpointError, RunGone, StoreError
+from ..faults import CheckpointError, RunGone, StoreError
 from .store import RunStore
 
 

@@ -7,24 +7,10 @@ an ``nn.Module``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from . import serde
-
-ARCH_VERSION = 1
-
-LayerKind = Literal["conv", "sep", "grouped", "maxpool", "avgpool"]
-Order = Literal["bn-relu", "relu-bn", "bn", "relu", "none", "pool-bn-relu"]
-LAYER_KINDS: tuple[str, ...] = ("conv", "sep", "grouped", "maxpool", "avgpool")
-KIND_LABELS = {
-    "conv": "conv",
-    "sep": "depthwise-separable",
-    "grouped": "grouped conv",
-    "maxpool": "max-pool",
-    "avgpool": "avg-pool",
-}
-ORDERS: tuple[str, ...] = ("bn-relu", "relu-bn", "bn", "relu", "none", "pool-bn-relu")
-
+from .geometry import validate
+from .kinds import ARCH_VERSION
 
 @dataclass
 class Layer:
@@ -121,20 +107,12 @@ class Net(serde.JsonSpec):
 
     @classmethod
     def _validated(cls, spec: "Net") -> "Net":
-        from .geometry import validate  # geometry reads this module
-
         return serde.valid_or_raise(spec, validate(spec))
 
     def copy(self, **changes) -> "Net":
         return Net.parse({**self.to_dict(), **changes})
 
 
-def block_name(index: int) -> str:
-    return f"c{index + 1}"
-
-
-def layer_label(block: int, layer: int) -> str:
-    return f"C{block + 1} layer {layer + 1}"
 
 
 def conv(out: int, kernel: int = 3, *, padding: int | None = None, **kw) -> Layer:

@@ -8,19 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import settings
 from . import limits as limits_
 from . import serde
 from .arch import Net
 from .augment import AugSpec, default_aug, validate_aug
 from .geometry import trace
+from .ids import is_run_id
 from .limits import Limits
-
-def hosted() -> bool:
-    """Hosted mode (PLAYGROUND_HOSTED=1), for a demo that strangers share: visitors change only the
-    runs they started, and the server and its workers trade speed for memory."""
-    return settings.flag("PLAYGROUND_HOSTED")
-
 
 TRAIN_VERSION = 1
 MAX_SEED = 2 ** 32 - 1
@@ -70,8 +64,6 @@ class TrainSpec(serde.JsonSpec):
 
 
 def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
-    from ..runs.store import is_run_id
-
     lim = limits or limits_.current()
     p = []
     if t.version != TRAIN_VERSION:

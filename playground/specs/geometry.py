@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import limits as limits_
-from .arch import ARCH_VERSION, KIND_LABELS, LAYER_KINDS, ORDERS, Block, Layer, Net, block_name, layer_label
+from .kinds import ARCH_VERSION, KIND_LABELS, LAYER_KINDS, ORDERS, block_name, layer_label
 from .limits import ACT_FACTOR, MIB, Limits, exceeded
 from .serde import hidden_char, short
+
+if TYPE_CHECKING:  # arch imports this module: its validator is validate()
+    from .arch import Block, Layer, Net
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 HEAD_KINDS = ("conv1x1", "linear")

@@ -73,9 +73,7 @@ TIERS: dict[str, Limits] = {
 
 
 def tier() -> str:
-    from .config import hosted
-
-    if hosted():
+    if settings.hosted():
         return "hosted"
     return settings.limits_tier()
 

@@ -131,31 +131,6 @@ def settings_line(r: Recipe) -> str:
     return f"{', '.join(parts)}; {aug}"
 
 
-def markdown_table() -> str:
-    """Every preset with its seed's claim and what its recipe measured here: the README's table,
-    printed by ``python -m playground presets --markdown`` (a test keeps the README equal to it)."""
-    from .analysis import analyze
-    from .presets import PRESETS
-
-    rows = ["| preset | params | RF | MACs | seed's claim | measured here (`--recipe`) | hardware | recipe |",
-            "|---|---|---|---|---|---|---|---|"]
-    by_preset = {r.preset: r for r in reversed(RECIPES.values())}
-    for p in PRESETS.values():
-        a = analyze(p.net)  # MACs as `presets` prints them (torchinfo's count)
-        r = by_preset.get(p.name)
-        m = r.measured if r else None
-        measured = (f"**{m.test_acc:.2f}%** @ {m.epochs} ep in {_minutes(m.wall_s)}" if m
-                    else f"not yet run ({r.train.epochs} ep)" if r else "-")
-        rows.append(f"| {p.name} | {a.params:,} | {a.trace.rf:g} | {a.macs / 1e6:.1f}M | {p.claim} | {measured} | "
-                    f"{m.hardware if m else '-'} | {settings_line(r) if r else '-'} |")
-    return "\n".join(rows)
-
-
-def _minutes(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min {s} s"
-
-
 def measured_for(preset: str) -> Measured | None:
     """The measured result of the recipe built on ``preset``, if there is one."""
     return next((r.measured for r in RECIPES.values() if r.preset == preset), None)

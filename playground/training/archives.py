@@ -25,7 +25,7 @@ import zlib
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..runs.faults import cause_of_os_error
+from ..faults import cause_of_os_error
 from ..specs.serde import short
 
 MAX_NAME_BYTES = 255  # one file or folder name

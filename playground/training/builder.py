@@ -6,7 +6,8 @@ import math
 import torch
 from torch import nn
 
-from ..specs.arch import Block, Layer, Net, block_name
+from ..specs.arch import Block, Layer, Net
+from ..specs.kinds import block_name
 from ..specs.geometry import trace
 from ..specs.serde import SpecError
 from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic, settings
-from ..runs.faults import cause_of_os_error
+from ..faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import ArchiveRefused, name_problem, unpack
 from .sources import (MB, NAMED, UPLOAD_PREFIX, DataError, cache_dir, hint, resolve_source,
@@ -124,9 +124,7 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def max_image_pixels() -> int:
     """Pixels of the largest image that is decoded; a bigger one is skipped unread (a PNG of
     16k x 16k zeros is a few kB that would decode to 768 MB). Hosted mode allows 1024 x 1024."""
-    from ..specs.config import hosted
-
-    return 1024 * 1024 if hosted() else 8192 * 8192
+    return 1024 * 1024 if settings.hosted() else 8192 * 8192
 
 
 class NotCached(DataError):

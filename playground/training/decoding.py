@@ -6,7 +6,7 @@ import subprocess
 import threading
 
 from .. import cli_child
-from ..specs.config import hosted
+from ..settings import hosted
 from ..specs.serde import short
 from .data import Dataset, NotCached, load_dataset
 from .sources import DataError

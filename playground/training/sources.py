@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import UserError
-from ..runs.faults import cause_of_os_error
+from ..faults import cause_of_os_error
 from ..specs.serde import short
 from .archives import archive_kind
 
@@ -65,9 +65,7 @@ def check_source(source: str) -> str:
     """``source`` if this server may load it for a visitor, else SourceRefused. Local mode: any
     source. Hosted mode: ``allowed_sources()`` and well-formed ``upload:`` ids only; the answer is
     decided from the string alone, so it never tells whether a path exists on the server."""
-    from ..specs.config import hosted
-
-    if not hosted() or source in allowed_sources() or UPLOAD_RE.fullmatch(source or ""):
+    if not settings.hosted() or source in allowed_sources() or UPLOAD_RE.fullmatch(source or ""):
         return source
     raise SourceRefused(f"This demo loads only {', '.join(allowed_sources())} or a dataset archive you upload; "
                         f"{short(source, 60)} is not one of them.")
@@ -84,9 +82,7 @@ def same_source(a: str, b: str) -> bool:
 
 def hint() -> str:
     """What to do about data that cannot be found or read: a hosted visitor can only upload or choose."""
-    from ..specs.config import hosted
-
-    if hosted():
+    if settings.hosted():
         return ("Upload a .tar.gz or .zip of train/<class>/*.png and test/<class>/*.png (ImageFolder layout), or "
                 "choose one of the listed datasets.")
     return ("Point the playground at a local copy with --data PATH or PLAYGROUND_DATA=PATH: a folder holding "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..runs.faults import StoreError
+from ..faults import StoreError
 from ..specs import limits as limits_
 from ..specs.arch import Net
 from ..specs.config import RunSpec, TrainSpec, checked, data_problems

@@ -1,7 +1,6 @@
-"""The run store's faults: four exceptions and the translation of OS and SQLite errors into the
-cause a person can act on, in one line (a full or read-only disk, a damaged or locked database,
-a failing disk). store.py raises them; every page and command shows their message, never a
-traceback.
+"""Faults below every stage: the store's and checkpoints' exceptions, and the translation of OS and
+SQLite errors into the cause a person can act on, in one line (a full or read-only disk, a damaged or
+locked database, a failing disk). Every page and command shows their message, never a traceback.
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):

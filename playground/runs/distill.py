@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..results.evaluate import LoadedRun, evaluate, load_run
-from ..runs.faults import CheckpointError
-from ..runs.records import RunRecord
-from ..runs.store import RunStore
-from .sources import same_source
+from ..faults import CheckpointError
+from ..training.checkpoint import LoadedRun, probabilities
+from ..training.sources import same_source
+from .loading import load_run
+from .records import RunRecord
+from .store import RunStore
 
 
 class TeacherError(UserError, ValueError):
@@ -76,7 +77,7 @@ def teacher_targets(store: RunStore, run_ids: list[str], teachers: list[LoadedRu
     key = _cache_key(store, run_ids, x)
     probs = store.load_teacher_targets(key)
     if probs is None:
-        probs = sum(evaluate(t, x, np.zeros(len(x), dtype=np.int64), tta=True, device=device, budget=False).probs
+        probs = sum(probabilities(t, x, device, tta=True)
                     for t in teachers) / len(teachers)  # in the training's worker: its slot bounds the work
         probs = probs.astype(np.float32)
         store.save_teacher_targets(key, probs)

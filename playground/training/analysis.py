@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 import torch
 from torchinfo import summary as torchinfo_summary
 
-from ..training.builder import build_model
-from .arch import Net
-from .geometry import Trace, trace
+from ..specs.arch import Net
+from ..specs.geometry import Trace, trace
+from ..specs.presets import PRESETS
+from ..specs.recipes import RECIPES, settings_line
+from .builder import build_model
 
 PARAM_BUDGET = 200_000
 RF_TARGET = 44
@@ -109,3 +111,25 @@ def analyze(net: Net, with_summary: bool = True) -> Analysis:
         with torch.no_grad():
             result.summary, result.macs = torchinfo_text(net)
     return result
+
+
+def markdown_table() -> str:
+    """Every preset with its seed's claim and what its recipe measured here: the README's table,
+    printed by ``python -m playground presets --markdown`` (a test keeps the README equal to it)."""
+    rows = ["| preset | params | RF | MACs | seed's claim | measured here (`--recipe`) | hardware | recipe |",
+            "|---|---|---|---|---|---|---|---|"]
+    by_preset = {r.preset: r for r in reversed(RECIPES.values())}
+    for p in PRESETS.values():
+        a = analyze(p.net)  # MACs as `presets` prints them (torchinfo's count)
+        r = by_preset.get(p.name)
+        m = r.measured if r else None
+        measured = (f"**{m.test_acc:.2f}%** @ {m.epochs} ep in {_minutes(m.wall_s)}" if m
+                    else f"not yet run ({r.train.epochs} ep)" if r else "-")
+        rows.append(f"| {p.name} | {a.params:,} | {a.trace.rf:g} | {a.macs / 1e6:.1f}M | {p.claim} | {measured} | "
+                    f"{m.hardware if m else '-'} | {settings_line(r) if r else '-'} |")
+    return "\n".join(rows)
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min {s} s"
