@@ -2,7 +2,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import ui
+from playground.ui import server, share_links, style, working_specs
 from playground.escape import bullets
 from playground.specs import limits
 from playground.specs.arch import Block, Layer, Net, replace
@@ -35,7 +35,7 @@ def widget_state(net: Net) -> dict:
 
 def show(net: Net) -> None:
     """Make ``net`` the working spec, and the widgets and the JSON editor show it."""
-    ui.set_net(net)
+    working_specs.set_net(net)
     st.session_state.update(widget_state(net), json_text=net.to_json())
 
 
@@ -63,7 +63,7 @@ def edited_layer(src: Layer, b: int, i: int) -> Layer:
 
 def on_edit() -> None:
     """A spec widget changed: rebuild the spec from the old one and the widget values, then show it."""
-    base, s = ui.get_net(), st.session_state
+    base, s = working_specs.get_net(), st.session_state
     blocks = []
     for b in range(s["w_blocks"]):
         old = base.blocks[b] if b < len(base.blocks) else NEW_BLOCK
@@ -77,7 +77,7 @@ def on_edit() -> None:
 
 def on_name() -> None:
     """The name widget changed: one line of printable text within the limit; an empty name keeps the old one."""
-    base = ui.get_net()
+    base = working_specs.get_net()
     name = " ".join("".join(c if c.isprintable() else " " for c in str(st.session_state["w_name"])).split())
     show(Net(**{**base.__dict__, "name": name[:limits.current().name_chars] or base.name}))
 
@@ -109,12 +109,12 @@ def options(usual: tuple[int, ...], value: int) -> list[int]:
 
 
 st.title("Architect")
-ui.link_error()
-net = ui.get_net()
+share_links.link_error()
+net = working_specs.get_net()
 if any(st.session_state.get(k) != v for k, v in widget_state(net).items()):
     show(net)  # first visit, or the spec was set elsewhere (a recipe, a share link)
 
-ui.sticky_column("arch_board")
+style.sticky_column("arch_board")
 controls, board = st.columns([3, 2], gap="medium")
 with controls:
     c1, c2, c3 = st.columns([4, 2, 2], vertical_alignment="bottom")
@@ -153,7 +153,7 @@ with controls:
                               "(airbench's order): halves the map like a max-pool layer after it, and BN and ReLU "
                               "run on a quarter of the pixels")
     st.space(240)  # room to scroll the last editors up beside the metrics (a sticky column stays within its row)
-a = ui.analysis(net)
+a = server.analysis(net)
 
 with board, st.container(key="arch_board"):  # beside the editors, and it stays in view while they scroll
     if not a.ok:
@@ -167,7 +167,7 @@ with board, st.container(key="arch_board"):  # beside the editors, and it stays 
                   delta_color="off")
         m4.metric("Output", f"{a.trace.out_channels}×{a.trace.out_size}×{a.trace.out_size}")
         st.progress(min(1.0, a.params / 200_000), text=f"{a.params / 200_000:.0%} of the parameter budget")
-        ui.badges(a, compact=True)
+        style.badges(a, compact=True)
 
 if a.ok:
     table = pd.DataFrame(a.table())
@@ -186,7 +186,7 @@ if a.ok:
 
 st.subheader("Share and edit")
 if st.button("Put this architecture and augmentation in the link", icon=":material/link:", key="share"):
-    st.query_params.update(ui.share_query(net, ui.get_aug()))
+    st.query_params.update(share_links.share_query(net, working_specs.get_aug()))
     st.success("The address bar now holds the spec; copy it to share.")
 with st.expander("Advanced: edit the JSON spec", key="arch_json"):
     st.text_area("Architecture JSON", height=300, key="json_text")

@@ -1,7 +1,7 @@
 import numpy as np
 import streamlit as st
 
-from playground import ui
+from playground.ui import data_choice, share_links, style, working_specs
 from playground.escape import bullets
 from playground.specs import limits
 from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
@@ -11,7 +11,7 @@ from playground.specs.serde import SpecError
 # The spec in st.session_state["aug"] is the only truth for the pipeline, and st.session_state["samples"] for the
 # sample settings; the widgets show them. A browser keeps each widget's value by key and sends it back with the next
 # edit, so every change goes through a callback (which runs before the widgets are drawn) that stores the new value
-# and writes the widget keys from it. ui.set_aug clears every "a_" key (the pipeline's widgets, re-written by show()),
+# and writes the widget keys from it. working_specs.set_aug clears every "a_" key (the pipeline's widgets, re-written by show()),
 # so the sample widgets use "sample_" keys, which a pipeline change leaves alone.
 
 SAMPLES = {"n": 12, "cls": "all", "seed": 0, "draw": 0}
@@ -36,14 +36,14 @@ def widget_state(aug: AugSpec) -> dict:
 
 def show(aug: AugSpec) -> None:
     """Make ``aug`` the working pipeline and its widgets show it; the sample settings are not touched."""
-    ui.set_aug(aug)
+    working_specs.set_aug(aug)
     st.session_state.update(widget_state(aug))
 
 
 def on_edit() -> None:
     """A pipeline widget changed: the spec takes every widget's value."""
     s, transforms = st.session_state, []
-    for i, t in enumerate(ui.get_aug().transforms):
+    for i, t in enumerate(working_specs.get_aug().transforms):
         params = {}
         for prm in REGISTRY[t.name].params:
             value = s.get(f"a_{i}_{t.name}_{prm.name}", t.params[prm.name])
@@ -53,20 +53,20 @@ def on_edit() -> None:
 
 
 def on_move(i: int, step: int) -> None:
-    order = list(ui.get_aug().transforms)
+    order = list(working_specs.get_aug().transforms)
     if 0 <= i + step < len(order):
         order[i], order[i + step] = order[i + step], order[i]
         show(AugSpec(order))
 
 
 def on_remove(i: int) -> None:
-    order = list(ui.get_aug().transforms)
+    order = list(working_specs.get_aug().transforms)
     del order[i]
     show(AugSpec(order))
 
 
 def on_add() -> None:
-    show(AugSpec(ui.get_aug().transforms + [make_transform(st.session_state["add_name"])]))
+    show(AugSpec(working_specs.get_aug().transforms + [make_transform(st.session_state["add_name"])]))
 
 
 def samples() -> dict:
@@ -83,9 +83,9 @@ def on_resample() -> None:
 
 
 st.title("Augment")
-ui.link_error()
-data = ui.dataset()
-aug = ui.get_aug()
+share_links.link_error()
+data = data_choice.dataset()
+aug = working_specs.get_aug()
 if any(st.session_state.get(k) != v for k, v in widget_state(aug).items()):
     show(aug)  # first visit, or the pipeline was set elsewhere (a recipe, a share link)
 classes = ["all"] + (data.classes if data else [])
@@ -105,7 +105,7 @@ with st.sidebar:
     st.number_input("Seed", 0, 10_000, key="sample_seed", on_change=on_samples)
     st.button("Resample", icon=":material/casino:", key="resample", on_click=on_resample)
 
-ui.sticky_column("aug_preview")
+style.sticky_column("aug_preview")
 controls, board = st.columns(2, gap="medium")
 with controls:
     st.subheader("Pipeline")

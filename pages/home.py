@@ -2,7 +2,7 @@
 server decodes its data source first, in a child process), with a progress message where it will show."""
 import streamlit as st
 
-from playground import ui
+from playground.ui import data_choice, server, visitor
 from playground.escape import code, plain
 
 
@@ -21,11 +21,11 @@ def guide() -> None:
                 ("results", "4. Results", "the confusion matrix, the mistakes and Grad-CAM"))):
             col.page_link(f"../pages/{page}.py", label=f"**{title}**")
             col.caption(what)
-        st.button("Got it, hide this guide", key="guide_hide", on_click=ui.hide_guide, icon=":material/close:")
+        st.button("Got it, hide this guide", key="guide_hide", on_click=visitor.hide_guide, icon=":material/close:")
 
 
 st.title("CIFAR-10 CNN Playground")
-hidden = ui.guide_hidden()
+hidden = visitor.guide_hidden()
 guide()
 st.markdown(
     "Build small convolutional networks, see their receptive field and parameter budget live, preview the "
@@ -45,7 +45,7 @@ with st.spinner("Measuring the presets…"):  # a fresh server imports torch her
 
     rows = []
     for p in PRESETS.values():
-        a = ui.analysis(p.net)
+        a = server.analysis(p.net)
         m = measured_for(p.name)
         rows.append({"preset": p.name, "params": a.params, "RF": a.trace.rf, "MACs (M)": round(a.macs / 1e6, 1),
                      "all rules": all(r.passed for r in a.rules),
@@ -66,46 +66,46 @@ st.subheader("Data")
 status = st.container(key="data_status")  # filled after the form: the form is usable while the data loads
 with st.form("data_form"):
     if hosted():
-        choices = ui.data_choices()
-        current = ui.data_source()
+        choices = data_choice.data_choices()
+        current = data_choice.data_source()
         source = st.selectbox("Data source", choices, choices.index(current) if current in choices else 0,
-                              format_func=ui.source_label)
+                              format_func=data_choice.source_label)
     else:
         source = st.text_input("Data source (cifar10, cifar100, or a folder / .tar.gz / .zip path)",
-                               ui.data_source())
+                               data_choice.data_source())
     upload = st.file_uploader(
         "Or upload a dataset: a .tar.gz or .zip of `train/<class>/*.png` and `test/<class>/*.png`",
         type=["gz", "tgz", "tar", "zip"],  # code spans: the label is markdown, and *.png and *.png made italics
-        max_upload_size=ui.max_upload_mb(), key="data_upload",
+        max_upload_size=data_choice.max_upload_mb(), key="data_upload",
         help="Images of any size are resized to 32×32; files that are not readable images are skipped and "
              "counted. Stored on the server by content; your uploads stay listed for you after a reload. To "
              "make room, your own older uploads go first, then others' unused for an hour.")
     if st.form_submit_button("Use this data"):
-        problem = ui.choose_data(source.strip(), upload)
+        problem = data_choice.choose_data(source.strip(), upload)
         if problem:
             st.error(plain(problem))
         else:
             st.rerun()
 
 with status:
-    data = ui.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
+    data = data_choice.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
     if data is None:
-        if not ui.source_refused():
+        if not data_choice.source_refused():
             advice = ("Choose another of the listed datasets, or upload your own below: a `.tar.gz` or `.zip` of "
                       "an ImageFolder with `train/<class>/` and `test/<class>/` image folders." if hosted() else
                       "Either let torchvision download CIFAR-10 (needs internet), or use a copy of your own: an "
                       "ImageFolder with `train/<class>/` and `test/<class>/` image folders, uploaded below as a "
                       "`.tar.gz` or `.zip`, entered as a folder or archive path, or named when the app starts "
                       "(`PLAYGROUND_DATA=/path/to/folder`).")
-            st.warning(f"No dataset is available from {code(ui.source_label(ui.data_source()))} yet: "
+            st.warning(f"No dataset is available from {code(data_choice.source_label(data_choice.data_source()))} yet: "
                        f"{plain(st.session_state.get('data_error') or '')} {advice}")
     else:
-        shown_name = ui.uploads().get(ui.data_source()) or data.name  # an upload by its file name, not "upload"
+        shown_name = data_choice.uploads().get(data_choice.data_source()) or data.name  # an upload by its file name, not "upload"
         st.success(f"Using **{plain(shown_name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
-                   f"test images, {len(data.classes)} classes, from {code(ui.source_label(ui.data_source()))}.")
+                   f"test images, {len(data.classes)} classes, from {code(data_choice.source_label(data_choice.data_source()))}.")
         if data.skipped:
             st.warning(plain(data.skipped_note()) + ": they are not readable images, or too large.")
 
 if hidden:
-    st.button("Show the “Start here” guide", key="guide_show", on_click=ui.hide_guide, args=(False,),
+    st.button("Show the “Start here” guide", key="guide_show", on_click=visitor.hide_guide, args=(False,),
               type="tertiary", icon=":material/help:")

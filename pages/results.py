@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import ui
+from playground.ui import data_choice, server
 from playground.escape import plain
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam
 from playground.runs.loading import load_run
@@ -17,8 +17,8 @@ from playground.specs.serde import SpecError
 from playground.training.data import DataError
 
 st.title("Results")
-store = ui.store()
-runs = [r for r in ui.launcher().runs()  # any ended, undamaged run with a saved epoch
+store = server.store()
+runs = [r for r in server.launcher().runs()  # any ended, undamaged run with a saved epoch
         if not r.active and r.checkpoint_sha and r.status != DAMAGED]
 if not runs:
     st.info("No finished runs yet: train one on the **Train** page.")
@@ -32,12 +32,12 @@ run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
 @st.cache_resource(max_entries=12, show_spinner="Evaluating the run…")  # per run and TTA setting: a few MB each
 def report_for(run_id: str, source: str, tta: bool, shift: int, checkpoint_sha: str):
     """``checkpoint_sha`` is part of the key: a resumed run's new weights are evaluated anew."""
-    data = ui.cached_dataset(source)
+    data = data_choice.cached_dataset(source)
     loaded = load_run(store, run_id, data)  # refuses data with other classes or image shapes
     return loaded, evaluate(loaded, data.x_test, data.y_test, tta=tta, shift=shift)
 
 
-data = ui.dataset()
+data = data_choice.dataset()
 if data is None:
     st.stop()
 try:
@@ -51,7 +51,7 @@ try:
     shift = v2.selectbox("Shift TTA: also average views moved by this many px", range(5),
                          run_train.get("tta_shift", 0), key=f"r_shift_{run_id}",
                          format_func=lambda px: "off" if px == 0 else f"{px} px (9× the views)")
-    loaded, report = report_for(run_id, ui.data_source(), tta, shift, record.checkpoint_sha)
+    loaded, report = report_for(run_id, data_choice.data_source(), tta, shift, record.checkpoint_sha)
 except (Busy, CheckpointError, SpecError, StoreError) as e:  # SpecError: over eval_macs; Busy: others evaluated
     # for minutes; StoreError: its row was damaged since the list was read
     st.error(plain(e))
@@ -62,7 +62,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Test accuracy", f"{report.accuracy:.2%}")
 m2.metric("Misclassified", f"{int((report.preds != report.labels).sum()):,} / {len(report.labels):,}")
 m3.metric("Checkpoint epoch", loaded.epoch)
-st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift, ui.data_source()))
+st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift, data_choice.data_source()))
 
 
 def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -> go.Figure:
@@ -164,7 +164,7 @@ other_id = st.selectbox("Run B", [i for i in ids if i != run_id], index=None, ke
                         help="The test images one run gets right and the other gets wrong, with both predictions")
 if other_id is not None:
     try:
-        _, other = report_for(other_id, ui.data_source(), tta, shift,
+        _, other = report_for(other_id, data_choice.data_source(), tta, shift,
                               next(r.checkpoint_sha for r in runs if r.id == other_id))
         only_a, only_b = disagreements(report, other)
     except (Busy, CheckpointError, DataError, OSError, SpecError) as e:

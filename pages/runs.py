@@ -3,7 +3,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from playground import ui
+from playground.ui import server, visitor
 from playground.escape import plain
 from playground.results.plots import compare_figure, minutes_seconds
 from playground.faults import StoreError
@@ -12,14 +12,14 @@ from playground.runs.records import RESUMABLE
 from playground.settings import hosted
 
 st.title("Runs")
-launcher = ui.launcher()
+launcher = server.launcher()
 if note := st.session_state.pop("runs_note", None):
     st.success(note)
 runs = launcher.runs()
 if not runs:
     st.info("No runs yet: train one on the **Train** page or with `python -m playground train`.")
     st.stop()
-me = ui.owner()
+me = visitor.owner()
 table = pd.DataFrame([{
     "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": r.best_acc,
     "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time": minutes_seconds(r.elapsed),

@@ -2,7 +2,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from playground import ui
+from playground.ui import data_choice, server
 from playground.escape import plain
 from playground.runs.space import space_from_dict
 from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, start_sweep, studies,
@@ -14,7 +14,7 @@ st.title("Sweep")
 st.markdown("Optuna searches a space of specs for you: every trial is a normal run (Runs, Results), poor trials "
             "are stopped early by a pruner (the space's `pruner`: median or hyperband), and the same study can be "
             "shared by several machines (`python -m playground sweep --storage postgresql://…`, see the README).")
-store = ui.store()
+store = server.store()
 
 @st.cache_data
 def reference_points(axis: str) -> list[dict]:
@@ -101,9 +101,9 @@ def start_form() -> None:
         if st.button("Start the sweep", type="primary", key="sw_start"):
             try:
                 space = space_from_dict(parse_json(text), pick)
-                data = ui.dataset()
+                data = data_choice.dataset()
                 if data is not None:
-                    start_sweep(space, int(trials), int(workers), ui.data_source(), store, name.strip() or pick)
+                    start_sweep(space, int(trials), int(workers), data_choice.data_source(), store, name.strip() or pick)
                     st.success(f"Sweep {plain(name)} started: its trials appear above as they run.")
             except SpecError as e:
                 st.error("**Not started:** " + "; ".join(map(plain, e.problems)))

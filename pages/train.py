@@ -1,7 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from playground import form, ui
+from playground import form
+from playground.ui import data_choice, server, visitor, widget_memory, working_specs
 from playground.escape import bullets, plain
 from playground.results.plots import live_figure, minutes_seconds
 from playground.faults import StoreError
@@ -16,10 +17,10 @@ from playground.training.device import DeviceError, cpu_bf16_units
 from playground.runs.distill import TeacherError, candidates
 
 st.title("Train")
-data = ui.dataset()
-net, aug = ui.get_net(), ui.get_aug()
-launcher = ui.launcher()
-ui.restore_widget_values()  # before the first widget (the recipe box)
+data = data_choice.dataset()
+net, aug = working_specs.get_net(), working_specs.get_aug()
+launcher = server.launcher()
+widget_memory.restore_widget_values()  # before the first widget (the recipe box)
 
 def load_recipe() -> None:
     """Runs before the widgets are drawn, so it may set their values. A recipe over this server's limits
@@ -31,9 +32,9 @@ def load_recipe() -> None:
         st.session_state["t_recipe_error"] = (f"The {recipe.name} recipe does not fit this server's limits: "
                                               f"{'; '.join(e.problems)}")
         return
-    ui.set_net(preset_net(recipe.preset))  # forgets any recipe loaded before
+    working_specs.set_net(preset_net(recipe.preset))  # forgets any recipe loaded before
     st.session_state["t_loaded"] = recipe.name  # its low-res epochs follow a changed epoch count at Start
-    ui.set_aug(aug)
+    working_specs.set_aug(aug)
     st.session_state.update({k: v for k, v in form.values(train).items() if k not in ("t_device", "t_teachers")})
 
 
@@ -52,11 +53,11 @@ if err := st.session_state.pop("t_recipe_error", None):
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 n_train = len(data.y_train) if data else 1
-finished = {r.id: r for r in candidates(ui.store(), ui.data_source())}  # the runs that may teach
-ui.fit_kept_values(t_subset=n_train, t_teachers=list(finished))
+finished = {r.id: r for r in candidates(server.store(), data_choice.data_source())}  # the runs that may teach
+widget_memory.fit_kept_values(t_subset=n_train, t_teachers=list(finished))
 with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
     top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
-    top.caption(f"Architecture **{plain(net.name)}** ({ui.analysis(net).params:,} params) and the Augment page's "
+    top.caption(f"Architecture **{plain(net.name)}** ({server.analysis(net).params:,} params) and the Augment page's "
                 f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}). The settings below apply.")
     start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
@@ -99,7 +100,7 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
              "loss at temperature 4). Their predictions on the training images are computed once per set of "
              "teachers before the first epoch.")
 
-ui.remember_widget_values()
+widget_memory.remember_widget_values()
 
 if start and data is not None:
     loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
@@ -109,7 +110,7 @@ if start and data is not None:
         if note := keep_low_res_share(train, loaded.train.epochs):
             st.info(note[0].upper() + note[1:] + ".")
     try:
-        run_id = launcher.start(ui.owner(), RunSpec(net, aug, train, ui.data_source()), data)
+        run_id = launcher.start(visitor.owner(), RunSpec(net, aug, train, data_choice.data_source()), data)
     except (JobError, DeviceError, TeacherError) as e:
         st.error(plain(e))
     except SpecError as e:
@@ -126,17 +127,17 @@ def watched() -> str | None:
         return st.session_state["watch"]
     if st.query_params.get("run"):
         return st.query_params["run"]
-    mine = [r for r in launcher.store.active() if owns(r, ui.owner())]
+    mine = [r for r in launcher.store.active() if owns(r, visitor.owner())]
     return mine[-1].id if mine else None
 
 
 def act(verb: str, run_id: str) -> None:
     try:
         if verb == "stop":
-            launcher.stop(ui.owner(), run_id)
+            launcher.stop(visitor.owner(), run_id)
             st.toast("Stopping after the current batch…")
         else:
-            launcher.resume(ui.owner(), run_id)
+            launcher.resume(visitor.owner(), run_id)
             st.toast(f"Resuming run {run_id}…")
     except (JobError, StoreError) as e:  # a callback's error would show as a traceback: app.py never sees it
         st.session_state["train_action_error"] = str(e)
@@ -149,7 +150,7 @@ def live() -> None:
     try:
         follow()
     except StoreError as e:
-        ui.store_error(e)
+        server.store_error(e)
 
 
 def follow() -> None:
@@ -174,7 +175,7 @@ def follow() -> None:
                 text=f"{plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"
                         "starting (loading the data and building the net)…" if record.active else "no step trained"))
-    mine = owns(record, ui.owner())
+    mine = owns(record, visitor.owner())
     b1, b2, _ = st.columns([1, 1, 6])
     b1.button("Stop", icon=":material/stop:", key="stop", on_click=act, args=("stop", run_id),
               disabled=not (mine and record.active))

@@ -8,19 +8,20 @@ if str(ROOT) not in sys.path:  # streamlit puts only playground/ on sys.path
 
 import streamlit as st  # noqa: E402
 
-from playground import settings, ui  # noqa: E402  (light: torch and albumentations load where a page first needs them)
+from playground import settings  # noqa: E402  (light: torch and albumentations load where a page first needs them)
+from playground.ui import data_choice, server, session_drafts, share_links, visitor  # noqa: E402
 from playground.faults import StoreError  # noqa: E402
 
-# Hosted mode's memory setting (device.return_memory_eagerly) is made by ui.dataset before the first dataset loads:
+# Hosted mode's memory setting (device.return_memory_eagerly) is made by data_choice.dataset before the first dataset loads:
 # importing config or device here would import torch before the first paint of a fresh server.
 st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
 if bad := settings.problems():  # a server misconfigured (PLAYGROUND_HOSTED=y) must not serve as anything
     for problem in bad:
         st.error(problem, icon=":material/settings:")
     st.stop()
-ui.restore_from_link()
-ui.remember_owner()
-ui.restore_draft()
+share_links.restore_from_link()
+visitor.remember_owner()
+session_drafts.restore_draft()
 pages = [
     st.Page("../pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("../pages/augment.py", title="Augment", icon=":material/palette:"),
@@ -33,6 +34,6 @@ pages = [
 try:
     st.navigation(pages).run()
 except StoreError as e:  # a damaged, full or read-only run store: one line on any page, never a traceback
-    ui.store_error(e)
+    server.store_error(e)
 finally:  # also when the page reran or switched pages (Streamlit's own exceptions)
-    ui.save_draft()
+    session_drafts.save_draft()

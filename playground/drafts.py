@@ -3,7 +3,7 @@
 A reload starts a new Streamlit session with an empty session state. The architecture someone spent
 ten minutes on, their augmentation pipeline and their data choice were gone. (Query parameters cannot
 hold them: Streamlit drops them when the visitor moves to another page.) The app saves them here after
-every run in which they changed, under the visitor's owner hash (ui.owner: a cookie), and a new session
+every run in which they changed, under the visitor's owner hash (ui/visitor.py: a cookie), and a new session
 of the same visitor starts from them unless a share link says otherwise.
 
 One small JSON file per visitor in ``<cache>/drafts/``, written whole or not at all. A draft is a

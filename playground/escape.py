@@ -1,6 +1,6 @@
 """Text from visitors, runs and archives made safe for Streamlit's markdown (st.markdown, st.error, captions).
 
-Plain string work, kept out of ui.py: the pages, ui.py and the CLI's message length share it."""
+The pages, the ui helpers and the CLI (its message length) share it."""
 from __future__ import annotations
 
 import re

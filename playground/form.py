@@ -24,7 +24,7 @@ FIELDS = {"t_epochs": "epochs", "t_batch": "batch_size", "t_opt": "optimizer", "
           "t_lowres_ep": "low_res_epochs", "t_teachers": "teachers"}
 # Streamlit forgets a widget's value once a page without that widget has run (and, with the live view's
 # fragment rerunning, even a value written back on every run was lost), so the page keeps a copy of these
-# under a key of its own (ui.remember_widget_values). Buttons are not among them.
+# under a key of its own (ui/widget_memory.py). Buttons are not among them.
 KEPT = ("t_recipe", "t_subset", *FIELDS)
 
 BATCHES = (32, 64, 128, 256, 512)
@@ -55,7 +55,7 @@ def values(train: TrainSpec) -> dict[str, Any]:
 def fits(key: str, value: Any) -> bool:
     """Whether the widget ``key`` can show ``value`` (of the field's type): a value outside a widget's
     options or bounds fails the widget, and with it the page. The subset's highest and the teachers, which
-    depend on the data and the store, are fitted by the page (ui.fit_kept_values)."""
+    depend on the data and the store, are fitted by the page (widget_memory.fit_kept_values)."""
     if key in CHOICES:
         return value in CHOICES[key]
     if key in ("t_epochs", "t_lowres_ep"):

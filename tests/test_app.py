@@ -6,9 +6,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from playground import escape, ui
+from playground import escape
+from playground.ui import server, share_links
 from playground.runs.runner import execute
 from playground.specs.arch import Net
+from playground.specs.augment import AugSpec
 from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.presets import preset_net
 from playground.training.data import load_dataset
@@ -139,7 +141,7 @@ def test_a_share_link_and_a_run_name_show_as_text_on_the_page(app_env):
     data = load_dataset(str(app_env))
     net = preset_net("fast")
     net.name = evil[:50]
-    run_id, _ = execute(ui.store(), RunSpec(net, train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
+    run_id, _ = execute(server.store(), RunSpec(net, train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
                                             data=str(app_env)), data, [])
     train = open_page("train")
     train.query_params["run"] = run_id
@@ -168,7 +170,7 @@ def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
 
     at = AppTest.from_file(APP, default_timeout=60)
     net = preset_net("seed-004")
-    at.query_params.update(ui.share_query(net, ui.AugSpec()))
+    at.query_params.update(share_links.share_query(net, AugSpec()))
     at.run()
     assert Net.from_dict(at.session_state["net"]) == net
     foo = json.loads(json.dumps(net.to_dict()).replace('"sep"', '"foo"'))
@@ -207,7 +209,7 @@ def test_augment_preview_and_pipeline_editing(app_env):
 
 
 def wait_for_run(at: AppTest, timeout: float = 90) -> str:
-    return ui.launcher().wait(at.session_state["watch"], timeout).status
+    return server.launcher().wait(at.session_state["watch"], timeout).status
 
 
 def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monkeypatch):
@@ -221,12 +223,12 @@ def test_train_runs_a_worker_and_refuses_a_second_run_per_visitor(app_env, monke
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error and "watch" in at.session_state
     run_id = at.session_state["watch"]
-    record = ui.store().get(run_id)
+    record = server.store().get(run_id)
     assert record.owner == at.session_state["owner"] and record.pid is not None  # a worker process, not a thread
     at.button(key="t_start").click().run()
     assert any("already running for you" in shown(e.value) for e in at.error)
     assert wait_for_run(at) == "finished"
-    assert {k: ui.store().get(run_id).spec["train"][k] for k in ("tta_shift", "bf16", "ema")} == dict(
+    assert {k: server.store().get(run_id).spec["train"][k] for k in ("tta_shift", "bf16", "ema")} == dict(
         tta_shift=1, bf16=True, ema=0.9)
     at.run()
     assert any(f"Finished run {run_id}" in shown(s.value) for s in at.success)
@@ -244,7 +246,7 @@ def test_train_rejects_missing_device(app_env):
 
 
 def test_server_busy_message(app_env, monkeypatch):
-    monkeypatch.setattr(ui.launcher(), "limit", 0)
+    monkeypatch.setattr(server.launcher(), "limit", 0)
     at = open_page("train")
     at.number_input(key="t_subset").set_value(60)
     at.button(key="t_start").click().run()
@@ -256,10 +258,10 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     data = load_dataset(str(app_env))
     teacher = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
                       data=resolve_source(None))
-    teacher_id = execute(ui.store(), teacher, data)[0]
+    teacher_id = execute(server.store(), teacher, data)[0]
     _stored_run(app_env)  # trained on another source: not offered, it may have seen the test images
     at = open_page("train")
-    best = ui.store().get(teacher_id).best_acc
+    best = server.store().get(teacher_id).best_acc
     assert at.multiselect(key="t_teachers").options == [f"fast · {teacher_id} · {best:.1%}"]
     at.number_input(key="t_subset").set_value(60)
     at.number_input(key="t_epochs").set_value(1)
@@ -267,20 +269,20 @@ def test_train_distils_from_a_chosen_teacher(app_env):
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error, [shown(e.value) for e in at.error]
     assert wait_for_run(at) == "finished"
-    assert ui.store().get(at.session_state["watch"]).spec["train"]["teachers"] == [teacher_id]
+    assert server.store().get(at.session_state["watch"]).spec["train"]["teachers"] == [teacher_id]
 
 
 def _stored_run(image_folder) -> str:
     data = load_dataset(str(image_folder))
     run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"))
-    return execute(ui.store(), run, data)[0]
+    return execute(server.store(), run, data)[0]
 
 
 def test_results_and_runs_pages(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")
     assert at.metric[0].label == "Test accuracy"
-    record = ui.store().get(run_id)
+    record = server.store().get(run_id)
     assert at.metric[0].value == f"{record.epochs[-1]['test_acc']:.2%}"  # the accuracy the run recorded
     assert any("Equal to the accuracy the run recorded at epoch" in shown(c.value) for c in at.caption)
     assert len(at.get("image")) > 2  # the gallery and the Grad-CAM pair
@@ -294,7 +296,7 @@ def test_results_and_runs_pages(app_env):
     runs.selectbox(key="manage_pick").set_value(run_id).run()
     runs.checkbox(key="del_confirm").check().run()
     runs.button(key="del_go").click().run()
-    assert ui.store().get(run_id) is None and not runs.exception
+    assert server.store().get(run_id) is None and not runs.exception
     assert any(f"Deleted {run_id}" in shown(s.value) for s in runs.success)
 
 
@@ -304,7 +306,7 @@ def test_results_evaluates_a_run_anew_when_its_checkpoint_changes(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")
     before = at.metric[0].value
-    store = ui.store()
+    store = server.store()
     ckpt = store.load_checkpoint(run_id)
     ckpt["state_dict"]["head.fc.weight"].zero_()  # equal logits: every image gets class 0, 10% of balanced data
     store.save_checkpoint(run_id, ckpt)
@@ -353,7 +355,7 @@ def test_results_says_in_one_line_when_other_evaluations_held_the_server_too_lon
 def test_results_handles_deleted_run(app_env):
     run_id = _stored_run(app_env)
     at = open_page("results")
-    ui.store().checkpoint_path(run_id).unlink()
+    server.store().checkpoint_path(run_id).unlink()
     at.run()
     assert any("deleted" in shown(e.value) or "No finished runs" in shown(e.value) for e in at.error) or at.info
     assert not at.exception
@@ -369,13 +371,13 @@ def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
             stop.set()
 
     run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=3, batch_size=32, device="cpu"), data=str(app_env))
-    run_id, result = execute(ui.store(), run, data, [stop_in_epoch_two], stop)
-    assert result.status == "stopped" and len(ui.store().get(run_id).epochs) == 1
+    run_id, result = execute(server.store(), run, data, [stop_in_epoch_two], stop)
+    assert result.status == "stopped" and len(server.store().get(run_id).epochs) == 1
     at = open_page("runs")
     at.selectbox(key="manage_pick").set_value(run_id).run()
     at.button(key="run_resume").click().run()
     assert not at.exception and any(f"Resuming {run_id}" in shown(s.value) for s in at.success)
-    record = ui.launcher().wait(run_id, 120)
+    record = server.launcher().wait(run_id, 120)
     assert record.status == "finished" and [e["epoch"] for e in record.epochs] == [1, 2, 3]
 
 

@@ -1,9 +1,11 @@
 """AppTest for the Home page's data: hosted mode's allow-list and uploads, skipped files, and the
 server's least-recently-used dataset cache (moved from test_app.py)."""
+from pathlib import Path
+
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from playground import ui
+from playground.ui import data_choice, visitor
 from playground.training.data import load_dataset
 
 from .test_app import app_env, open_page, shown  # noqa: F401  (app_env is a fixture)
@@ -42,8 +44,8 @@ def test_home_hosted_refuses_a_server_path_in_one_line_and_loads_nothing(app_env
     from tests.conftest import make_image_folder
 
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    loaded, real = [], ui.load_in_subprocess
-    monkeypatch.setattr(ui, "load_in_subprocess", lambda source: loaded.append(source) or real(source))
+    loaded, real = [], data_choice.load_in_subprocess
+    monkeypatch.setattr(data_choice, "load_in_subprocess", lambda source: loaded.append(source) or real(source))
     server_files = make_image_folder(tmp_path / "server-files", n_train=1, n_test=1)  # local mode would load it
     answers = []
     for path in (str(server_files), str(tmp_path / "nothing-here")):
@@ -62,7 +64,7 @@ def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
     from tests.conftest import make_image_folder
 
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
-    monkeypatch.setattr(ui, "load_in_subprocess", _in_process)
+    monkeypatch.setattr(data_choice, "load_in_subprocess", _in_process)
     mine = make_image_folder(tmp_path / "mine", n_train=2, n_test=1)
     at = open_page("home")
     at.file_uploader[0].set_value(("evil.tar.gz", _upload_bytes(mine, "mine", ("mine/../../../escaped.txt", b"x")),
@@ -83,9 +85,9 @@ def test_home_hosted_upload_hostile_then_good(app_env, monkeypatch, tmp_path):
 def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeypatch):
     st.cache_resource.clear()
     loaded = []
-    monkeypatch.setattr(ui, "load_in_subprocess", lambda source: loaded.append(source) or object())
+    monkeypatch.setattr(data_choice, "load_in_subprocess", lambda source: loaded.append(source) or object())
     for source in ("a", "b", "a", "c", "a", "b"):
-        ui.cached_dataset(source)
+        data_choice.cached_dataset(source)
     assert loaded == ["a", "b", "c", "b"]  # c pushed out b, the least recently used
     st.cache_resource.clear()
 
@@ -93,7 +95,7 @@ def test_the_server_keeps_at_most_two_datasets_least_recently_used_first(monkeyp
 def test_home_counts_skipped_files_in_a_warning_and_takes_a_path_locally(app_env, monkeypatch, tmp_path):
     from tests.conftest import make_image_folder
 
-    monkeypatch.setattr(ui, "load_in_subprocess", _in_process)
+    monkeypatch.setattr(data_choice, "load_in_subprocess", _in_process)
     damaged = make_image_folder(tmp_path / "damaged", n_train=1, n_test=1)
     (damaged / "train" / "cat" / "broken.png").write_bytes(b"not a png")
     at = open_page("home")
@@ -113,8 +115,8 @@ def test_home_hosted_lists_the_visitors_uploads_after_a_reload(app_env, monkeypa
     mine = store_upload(_upload_bytes(app_env, "mine"), owner="a" * 32, name="holiday.tar.gz")
     keep_upload(mine, owner="a" * 32)
     theirs = store_upload(_upload_bytes(app_env, "theirs"), owner="b" * 32, name="secret.tar.gz")
-    at = AppTest.from_file(ui.__file__.replace("ui.py", "app.py"), default_timeout=60)
-    at.session_state["owner"] = "a" * 32  # the hash of this visitor's cookie, as ui.owner() keeps it
+    at = AppTest.from_file(str(Path(data_choice.__file__).parents[1] / "app.py"), default_timeout=60)
+    at.session_state["owner"] = "a" * 32  # the hash of this visitor's cookie, as visitor.owner() keeps it
     at.run()
     box = next(b for b in at.selectbox if b.label == "Data source")
     assert any("holiday.tar.gz" in o and mine[7:19] in o for o in box.options), box.options

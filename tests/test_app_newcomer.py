@@ -4,7 +4,8 @@ shortened recipe that trains instead of being refused, and every recipe loading 
 import pytest
 import streamlit as st
 
-from playground import ui
+from playground.ui import server, visitor
+from playground.specs.arch import Net
 from playground.specs.geometry import trace
 from playground.specs.limits import current as current_limits
 from playground.specs.recipes import RECIPES
@@ -17,7 +18,7 @@ def guide_shown(at) -> bool:
 
 
 def cookie_scripts(at) -> list[str]:
-    return [h.proto.body for h in at.get("html") if ui.GUIDE_COOKIE in h.proto.body]
+    return [h.proto.body for h in at.get("html") if visitor.GUIDE_COOKIE in h.proto.body]
 
 
 def test_the_guide_shows_on_a_first_visit_until_dismissed_and_comes_back_on_request(app_env):
@@ -36,7 +37,7 @@ def test_the_guide_shows_on_a_first_visit_until_dismissed_and_comes_back_on_requ
 
 
 def test_a_returning_visitor_with_the_cookie_sees_no_guide(app_env, monkeypatch):
-    monkeypatch.setattr(type(st.context), "cookies", property(lambda self: {ui.GUIDE_COOKIE: "hidden"}))
+    monkeypatch.setattr(type(st.context), "cookies", property(lambda self: {visitor.GUIDE_COOKIE: "hidden"}))
     at = open_page("home")
     assert not guide_shown(at) and at.button(key="guide_show")
     assert not cookie_scripts(at)  # nothing to write: the browser has it
@@ -48,7 +49,7 @@ def test_a_new_visitor_gets_one_owner_cookie_script_a_run(app_env, monkeypatch, 
     inside their columns); a second one at the top broke the Architect's sticky metrics."""
     monkeypatch.setenv("PLAYGROUND_HOSTED", "1")
     at = open_page(page)
-    assert len([h for h in at.get("html") if ui.OWNER_COOKIE in h.proto.body]) == 1
+    assert len([h for h in at.get("html") if visitor.OWNER_COOKIE in h.proto.body]) == 1
 
 
 def net_name(at) -> str:
@@ -82,7 +83,7 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     assert net_name(at) == "blank" and not at.error and not at.exception
     blank = at.session_state["net"]
     assert len(blank["blocks"]) == 1 and len(blank["blocks"][0]["layers"]) == 1
-    assert at.metric[0].value == f"{trace(ui.Net.from_dict(blank)).params:,}"
+    assert at.metric[0].value == f"{trace(Net.from_dict(blank)).params:,}"
     at.slider(key="w_0_0_out").set_value(24).run()
     assert net_name(at) == "blank (edited)"
     at.text_input(key="w_name").set_value("tiny one").run()
@@ -94,7 +95,7 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     at.button(key="t_start").click().run()
     assert not at.exception and not at.error
     run_id = at.session_state["watch"]
-    assert ui.store().get(run_id).name == "tiny one"
+    assert server.store().get(run_id).name == "tiny one"
     assert wait_for_run(at) == "finished"
     runs = at.switch_page("../pages/runs.py").run()
     table = runs.dataframe[0].value.set_index("id")
@@ -114,7 +115,7 @@ def test_a_shortened_recipe_keeps_its_share_of_low_res_epochs_as_the_cli_does(ap
     assert not at.exception and not at.error, [shown(e.value) for e in at.error]
     assert any(says in shown(i.value) for i in at.info), [shown(i.value) for i in at.info]
     assert wait_for_run(at) == "finished"
-    train = ui.store().get(at.session_state["watch"]).spec["train"]
+    train = server.store().get(at.session_state["watch"]).spec["train"]
     assert (train["epochs"], train["low_res"], train["low_res_epochs"]) == (epochs, *expected)
 
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from playground import drafts, ui
+from playground import drafts
+from playground.ui import server
 from playground.specs.presets import preset_net
 from playground.training.sources import cache_dir
 
@@ -118,7 +119,7 @@ def test_a_reload_keeps_the_train_forms_settings(app_env):
     again.number_input(key="t_epochs").set_value(1)
     again.button(key="t_start").click().run()
     assert wait_for_run(again) == "finished"
-    train = ui.store().get(again.session_state["watch"]).spec["train"]
+    train = server.store().get(again.session_state["watch"]).spec["train"]
     assert (train["schedule"], train["warmup"], train["epochs"]) == ("cosine", 0.3, 1)  # not the default 20%
 
 
@@ -147,7 +148,7 @@ def test_a_run_started_from_a_loaded_recipe_keeps_its_settings_without_a_widget(
     at.number_input(key="t_epochs").set_value(1)
     at.button(key="t_start").click().run()
     assert wait_for_run(at) == "finished"
-    assert ui.store().get(at.session_state["watch"]).spec["train"]["warmup"] == 0.3
+    assert server.store().get(at.session_state["watch"]).spec["train"]["warmup"] == 0.3
 
 
 @pytest.mark.parametrize("train, shown", [

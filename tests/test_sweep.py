@@ -283,11 +283,11 @@ def values(array) -> list:
 
 
 def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
-    from playground import ui
+    from playground.ui import server
     from playground.runs.sweep import storage_for
     from tests.test_app import open_page
 
-    store = ui.store()
+    store = server.store()
     created = optuna.create_study(study_name="demo", storage=storage_for(None, store.root), direction="maximize")
     for n, (acc, params) in enumerate(((0.61, 90_000), (0.66, 150_000))):
         t = created.ask()
@@ -347,11 +347,11 @@ def test_a_storage_that_cannot_be_opened_is_one_line_without_the_password(url, w
 
 
 def test_a_damaged_sweeps_file_is_one_error_on_the_sweep_page(app_env):
-    from playground import ui
+    from playground.ui import server
     from tests.test_app import open_page
 
-    ui.store().root.mkdir(parents=True, exist_ok=True)
-    (ui.store().root / "sweeps.sqlite").write_bytes(b"not a database " * 400)
+    server.store().root.mkdir(parents=True, exist_ok=True)
+    (server.store().root / "sweeps.sqlite").write_bytes(b"not a database " * 400)
     at = open_page("sweep")
     assert not at.exception
     assert any("cannot be read" in shown(e.value) and "not a database" in shown(e.value) for e in at.error), \

@@ -29,7 +29,7 @@ DEFAULT_SOURCE = "cifar10"
 NAMED = ("cifar10", "cifar100")
 UPLOAD_PREFIX = "upload:"
 UPLOAD_RE = re.compile(r"upload:([0-9a-f]{64})")
-OWNER_RE = re.compile(r"[0-9a-f]{32}")  # ui.owner(): a hash of the visitor's cookie
+OWNER_RE = re.compile(r"[0-9a-f]{32}")  # visitor.owner(): a hash of the visitor's cookie
 IN_USE_S = 3600  # another visitor's upload used (loaded, uploaded again) this recently is never dropped
 MB = 1_000_000
 
