@@ -45,7 +45,8 @@ from playground.specs.recipes import get_recipe  # noqa: E402
 from playground.training.bench import cpu_description, reference_img_per_s  # noqa: E402
 from playground.training.data import load_dataset  # noqa: E402
 from playground.training.device import configure_threads, cpu_bf16_units  # noqa: E402
-from playground.training.trainer import Trainer, predict  # noqa: E402
+from playground.training.predict import predict  # noqa: E402
+from playground.training.trainer import Trainer  # noqa: E402
 
 SEED_EPOCH = 45_000  # images in one seed-style epoch (the seeds train on 45k-50k; the dev split has 45k)
 

@@ -9,7 +9,7 @@ if str(ROOT) not in sys.path:  # streamlit puts only playground/ on sys.path
 import streamlit as st  # noqa: E402
 
 from playground import settings  # noqa: E402  (light: torch and albumentations load where a page first needs them)
-from playground.ui import data_choice, server, session_drafts, share_links, visitor  # noqa: E402
+from playground.ui import server, session_drafts, share_links, visitor  # noqa: E402
 from playground.faults import StoreError  # noqa: E402
 
 # Hosted mode's memory setting (device.return_memory_eagerly) is made by data_choice.dataset before the first dataset loads:

@@ -69,25 +69,27 @@ def _progress(run, quiet: bool):
     """A callback that prints what a training does: a progress bar per epoch and a line per epoch."""
     from tqdm import tqdm
 
+    from .training.trainer import BATCH, END, EPOCH, START, TEACHERS
+
     bar = None
 
     def show(event) -> None:
         nonlocal bar
         d = event.data
-        if event.kind == "start":
+        if event.kind == START:
             resumed = f", resuming after epoch {d['first_epoch'] - 1}" if d["first_epoch"] > 1 else ""
             print(f"training {printable(run.net.name)} ({d['params']:,} params) on {d['train_size']:,} images, "
                   f"testing on {d['test_size']:,}, device {d['device']} ({d['precision']}){resumed}", flush=True)
-        elif event.kind == "teachers":
+        elif event.kind == TEACHERS:
             print(f"teachers: averaging {d['count']} runs' predictions on {d['images']:,} training images "
                   f"(cached in the run store after the first time)", flush=True)
-        elif event.kind == "batch":
+        elif event.kind == BATCH:
             if bar is None:
                 bar = tqdm(total=d["steps"] // run.train.epochs + 1, desc=f"epoch {d['epoch']}", leave=False,
                            disable=quiet)
             bar.update(1)
             bar.set_postfix(loss=f"{d['loss']:.3f}", img_s=f"{d['img_per_s']:.0f}")
-        elif event.kind == "epoch":
+        elif event.kind == EPOCH:
             if bar is not None:
                 bar.close()
                 bar = None
@@ -96,7 +98,7 @@ def _progress(run, quiet: bool):
             tqdm.write(f"epoch {d['epoch']:3d}  train loss {d['train_loss']:.4f} acc {d['train_acc']:.2%}  "
                        f"{tested}  lr {d['lr']:.4f}  {d['img_per_s']:.0f} img/s  {d['elapsed']:.0f}s")
             sys.stdout.flush()
-        elif event.kind == "end" and bar is not None:
+        elif event.kind == END and bar is not None:
             bar.close()
     return show
 

@@ -6,6 +6,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from playground.training.trainer import StopSignal
 from playground import escape
 from playground.ui import server, share_links
 from playground.runs.runner import execute
@@ -362,9 +363,8 @@ def test_results_handles_deleted_run(app_env):
 
 
 def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
-    import threading
     data = load_dataset(str(app_env))
-    stop = threading.Event()
+    stop = StopSignal()
 
     def stop_in_epoch_two(event):
         if event.kind == "batch" and event.data["epoch"] == 2:

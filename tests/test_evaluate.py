@@ -413,7 +413,7 @@ def test_test_batches_never_hold_more_activations_than_a_training_batch_may(monk
     import playground.training.trainer as trainer
     from playground.runs.runner import execute
     from playground.training.data import load_dataset
-    from playground.training.trainer import eval_batch_size
+    from playground.training.predict import eval_batch_size
 
     cpu = torch.device("cpu")
     assert eval_batch_size(preset_net("fast"), cpu) == eval_batch_size(preset_net("seed-002"), cpu) == 256

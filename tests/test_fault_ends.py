@@ -4,10 +4,10 @@ is not resumable, and a momentary process limit at a resume made hours of traini
 import errno
 import os
 import shutil
-import threading
 
 import pytest
 
+from playground.training.trainer import StopSignal
 from playground.runs import lifecycle
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, Launcher
@@ -64,7 +64,7 @@ def test_a_disk_that_fails_under_a_training_leaves_a_run_with_a_saved_epoch_resu
 
 def test_a_stop_whose_last_save_finds_the_disk_full_is_still_stopped(tmp_path, monkeypatch, image_folder):
     """A stopped run also keeps its mid-epoch weights; when that extra save failed, the run was "failed"."""
-    store, stop, saves = RunStore(tmp_path / "runs"), threading.Event(), []
+    store, stop, saves = RunStore(tmp_path / "runs"), StopSignal(), []
     real_save = RunStore.save_checkpoint
 
     def save(self, run_id, state):

@@ -19,6 +19,7 @@ from playground.runs import lifecycle
 from playground.runs.jobs import JobError, Launcher
 from playground.runs.runner import create_run, execute
 from playground.faults import CheckpointError
+from playground.runs.records import PHASE_TESTING, PHASE_TRAINING
 from playground.runs.store import RunStore
 from playground.training.data import load_dataset
 from tests.test_training import ROOT, run_cli, tiny_net, tiny_run
@@ -194,6 +195,16 @@ def test_a_worker_that_ignores_its_stop_is_killed_after_the_grace_period(tmp_pat
     assert record.status == "stopped" and "did not end within" in record.message
 
 
+def test_the_stop_grace_follows_the_recorded_phase_not_the_message(tmp_path):
+    """The grace is chosen by the phase the worker records; the message is only shown."""
+    store = RunStore(tmp_path)
+    run_id = create_run(store, tiny_run())
+    store.beat(run_id, "testing epoch 3 on 40 images", PHASE_TRAINING)
+    assert lifecycle.grace_s(store.get(run_id)) == lifecycle.GRACE_S
+    store.beat(run_id, "a message of any words", PHASE_TESTING)
+    assert lifecycle.grace_s(store.get(run_id)) == lifecycle.TEST_GRACE_S
+
+
 def test_a_worker_asked_to_stop_during_a_test_pass_may_finish_the_pass(tmp_path, monkeypatch):
     """A stop during the last epoch's TTA test (minutes on a CPU) killed the worker 20 s later: the run lost the
     epoch it had trained. While it says it is testing it has TEST_GRACE_S; it stops after the pass."""
@@ -201,14 +212,14 @@ def test_a_worker_asked_to_stop_during_a_test_pass_may_finish_the_pass(tmp_path,
     run_id = create_run(store, tiny_run())
     testing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     assert store.claim(run_id, testing.pid, lifecycle.process_start(testing.pid), lifecycle.this_host(), "cpu")
-    store.beat(run_id, "testing epoch 30 on 10,000 images × 18 TTA views")
+    store.beat(run_id, "testing epoch 30 on 10,000 images × 18 TTA views", PHASE_TESTING)
     monkeypatch.setattr(lifecycle, "GRACE_S", 0.5)
     store.request_stop(run_id)
     time.sleep(0.6)
     assert lifecycle.reconcile(store) == [] and testing.poll() is None
     store.add_epoch(run_id, dict(epoch=1, train_loss=1.0, train_acc=0.5, test_loss=1.0, test_acc=0.5, lr=0.1,
                                  img_per_s=100.0, epoch_time=1.0, elapsed=1.0))  # the pass ended, the epoch is saved:
-    store.beat(run_id, "")                                                       # now it has GRACE_S to end
+    store.beat(run_id, "", PHASE_TRAINING)                                             # now it has GRACE_S to end
     assert lifecycle.reconcile(store) == [] and testing.poll() is None
     time.sleep(0.6)
     assert lifecycle.reconcile(store) == [run_id] and testing.wait(5) is not None

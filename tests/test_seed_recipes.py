@@ -3,7 +3,7 @@ import pytest
 
 from playground.specs.presets import PRESETS
 from playground.specs.recipes import RECIPES, get_recipe
-from playground.training.trainer import lr_factor
+from playground.training.optim import lr_factor
 
 # seed-001's training log: the learning rate printed at the start of epochs 71 to 80
 SEED_001_LOGGED_LR = {71: 0.015324502257075004, 72: 0.012474937988473146, 73: 0.009900761204661693,

@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
+from playground.training.trainer import StopSignal
 from playground.cli import main
 from playground.runs import lifecycle
 from playground.faults import DamagedRun
@@ -214,7 +214,7 @@ def stopped_run(image_folder, tmp_path_factory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("stopped") / "runs"
     run = tiny_run(epochs=3)
     run.data = str(image_folder)
-    stop = threading.Event()
+    stop = StopSignal()
     run_id, result = execute(RunStore(root), run, load_dataset(str(image_folder)),
                              [lambda e: stop.set() if e.kind == "epoch" else None], stop=stop)
     assert result.status == "stopped"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from playground.training.trainer import StopSignal
 from playground.results.evaluate import evaluate, gradcam
 from playground.runs.loading import load_run
 from playground.results.export import export
@@ -21,7 +22,8 @@ from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.serde import SpecError
 from playground.training.data import load_dataset
 from playground.training.device import DeviceError, pick_device, speed_settings
-from playground.training.trainer import Trainer, normalize, predict, tta_views
+from playground.training.predict import normalize, predict, tta_views
+from playground.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +140,7 @@ def test_nan_loss_stops_with_advice_and_keeps_store_consistent(image_folder, tmp
 
 def test_stop_mid_epoch_takes_effect_within_one_batch(image_folder, tmp_path):
     data = load_dataset(str(image_folder))
-    store, stop, batches = RunStore(tmp_path), threading.Event(), []
+    store, stop, batches = RunStore(tmp_path), StopSignal(), []
 
     def on_event(event):
         if event.kind == "batch":

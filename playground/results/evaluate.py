@@ -27,7 +27,7 @@ from ..training.builder import last_conv
 from ..training.checkpoint import LoadedRun, channel_stats, check_data, probabilities
 from ..training.data import decode_image
 from ..training.sources import DataError
-from ..training.trainer import tta_view_count
+from ..training.predict import tta_view_count
 
 class Busy(RuntimeError):
     """Another evaluation held this process for longer than a visitor should wait; one line."""

@@ -24,7 +24,7 @@ import psutil
 
 from .. import cli_child
 from ..faults import StoreError
-from .records import RunRecord
+from .records import PHASE_TESTING, RunRecord
 from .store import RunStore
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive
@@ -129,9 +129,9 @@ def reconcile(store: RunStore, children: frozenset[str] | set[str] = frozenset()
 
 
 def grace_s(record: RunRecord) -> float:
-    """How long a worker asked to stop may take to end before it is killed (runner.StoreWriter's messages),
+    """How long a worker asked to stop may take to end before it is killed (by the phase it records),
     counted from the request or from the last epoch it saved (a test pass ends with one: then it stops)."""
-    return TEST_GRACE_S if record.message.startswith("testing epoch") else GRACE_S
+    return TEST_GRACE_S if record.phase == PHASE_TESTING else GRACE_S
 
 
 def _end_of(store: RunStore, record: RunRecord) -> tuple[str, str]:

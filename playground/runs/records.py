@@ -17,6 +17,8 @@ from ..specs.ids import is_run_id
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "interrupted")
 STATUSES = (*ACTIVE, "finished", *RESUMABLE, "failed", "diverged")  # diverged: trainer.py's divergence rules
+PHASE_TEACHERS, PHASE_TRAINING, PHASE_TESTING = "teachers", "training", "testing"
+PHASES = ("", PHASE_TEACHERS, PHASE_TRAINING, PHASE_TESTING)  # what an active run's worker does now; "" until it says
 DAMAGED = "damaged"  # a record's status (never stored) when its row fails the checks in record_from_row
 LATEST_TIME = 253_402_214_400.0  # 9999-12-31: the latest timestamp datetime (every page and the CLI) can show
 EPOCH_METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "elapsed")  # what plots and lists read
@@ -47,6 +49,7 @@ class RunRecord:
     stop_requested: float | None
     state_sha: str | None
     started: float | None
+    phase: str
     epochs: list[dict]
 
     @property
@@ -105,6 +108,12 @@ def _fraction(value: object) -> float:
 def _run_id(value: object) -> str:
     if not is_run_id(value):
         raise ValueError(f"{short(value)} is not a run id")
+    return value
+
+
+def _phase(value: object) -> str:
+    if value not in PHASES:
+        raise ValueError(f"{short(value)} is not a phase")
     return value
 
 
@@ -201,7 +210,7 @@ FIELDS = {
     "pid": (_optional(_count), None), "pid_start": (_optional(_time), None), "host": (_optional(_text), None),
     "heartbeat": (_optional(_time), None), "step": (_optional(_count, 0), 0), "steps": (_optional(_count, 0), 0),
     "img_per_s": (_optional(_amount), None), "stop_requested": (_optional(_time), None),
-    "state_sha": (_optional(_text), None), "started": (_optional(_time), None),
+    "state_sha": (_optional(_text), None), "started": (_optional(_time), None), "phase": (_optional(_phase, ""), ""),
 }
 COLUMNS = ", ".join(FIELDS)
 

@@ -11,7 +11,6 @@ the run (lifecycle.reconcile), since its worker process is gone by then.
 """
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import suppress
 from functools import partial
@@ -28,11 +27,13 @@ from ..training.batch_augment import BatchAugment
 from ..training.builder import build_model
 from ..training.data import Dataset
 from ..training.sources import DataError
-from ..training.trainer import Callback, Event, Trainer, TrainResult, make_optimizer, metrics_of
+from ..training.optim import make_optimizer
+from ..training.trainer import (BATCH, END, EPOCH, START, TEACHERS, TESTING, Callback, Event, Trainer, StopSignal,
+                                 TrainResult, metrics_of)
 from . import lifecycle
 from ..faults import CheckpointError, StoreError
 from .distill import load_teachers, teacher_targets
-from .records import check_metrics
+from .records import PHASE_TEACHERS, PHASE_TESTING, PHASE_TRAINING, check_metrics
 from .store import RunStore
 
 CHECKPOINT_FORMAT = 1
@@ -70,29 +71,29 @@ class StoreWriter:
 
     def __call__(self, event: Event) -> None:
         d, now = event.data, time.monotonic()
-        if event.kind == "start":
+        if event.kind == START:
             self.steps, self.epoch = d["steps"], d["first_epoch"] - 1
-        elif event.kind == "teachers":
+        elif event.kind == TEACHERS:
             self.store.beat(self.run_id, f"computing {d['count']} teachers' predictions on {d['images']:,} "
-                                         f"training images")
-        elif event.kind == "batch":
+                                         f"training images", PHASE_TEACHERS)
+        elif event.kind == BATCH:
             if now - self.last_point >= POINT_EVERY_S or d["batch"] == d["steps"] // max(1, self.run.train.epochs):
                 self.points.append({k: d[k] for k in ("step", "epoch", "loss", "acc", "lr", "img_per_s")})
                 self.last_point = now
             if now - self.last_flush >= PROGRESS_EVERY_S:
                 self.flush()
-        elif event.kind == "testing":  # a test pass is a pause in the batch points: the Train page says why
+        elif event.kind == TESTING:  # a test pass is a pause in the batch points: the Train page says why
             self.flush()
             views = f" × {d['views']} TTA views" if d["views"] > 1 else ""
-            self.store.beat(self.run_id, f"testing epoch {d['epoch']} on {d['images']:,} images{views}")
-        elif event.kind == "epoch":
+            self.store.beat(self.run_id, f"testing epoch {d['epoch']} on {d['images']:,} images{views}", PHASE_TESTING)
+        elif event.kind == EPOCH:
             self.flush()
             self.epoch = d["epoch"]
             self.store.save_state(self.run_id, d["state"])
             self.store.save_checkpoint(self.run_id, checkpoint_state(self.run, d["model"], self.data, self.epoch))
             self.store.add_epoch(self.run_id, metrics_of(event))
-            self.store.beat(self.run_id, "")
-        elif event.kind == "end":
+            self.store.beat(self.run_id, "", PHASE_TRAINING)
+        elif event.kind == END:
             self.flush()
             if d["status"] == "stopped":  # mid-epoch weights are valid; keep them (resume uses the epoch state)
                 with suppress(StoreError):  # a full disk keeps the last epoch's checkpoint: still "stopped"
@@ -208,7 +209,7 @@ def create_run(store: RunStore, run: RunSpec, device: str = "", owner: str = "")
 
 
 def execute(store: RunStore, run: RunSpec, data: Dataset, callbacks: list[Callback] | None = None,
-            stop: threading.Event | None = None, run_id: str | None = None,
+            stop: StopSignal | None = None, run_id: str | None = None,
             teachers: list[LoadedRun] | None = None, resume: dict | None = None) -> tuple[str, TrainResult]:
     """Train ``run`` on ``data``, recording everything in ``store``; returns (run id, result).
 

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from .. import atomic, settings
 from ..faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
-from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, RunRecord, batch_point, record_from_row
+from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, PHASE_TRAINING, RunRecord, batch_point, record_from_row
 from ..specs.ids import RUN_ID, is_run_id
 from .store_files import RunFiles, checked_id, previous
 
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS leftovers (
 LIFECYCLE_COLUMNS = {
     "owner": "TEXT DEFAULT ''", "pid": "INTEGER", "pid_start": "REAL", "host": "TEXT", "heartbeat": "REAL",
     "step": "INTEGER DEFAULT 0", "steps": "INTEGER DEFAULT 0", "img_per_s": "REAL", "stop_requested": "REAL",
-    "state_sha": "TEXT", "started": "REAL",
+    "state_sha": "TEXT", "started": "REAL", "phase": "TEXT DEFAULT ''",
 }
 ANY_PID = object()  # RunStore.finish: whichever process the run has
 BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
@@ -266,22 +266,24 @@ class RunStore(RunFiles):
         now = time.time()
         with self._tx() as c:
             return c.execute("UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, heartbeat = ?, "
-                             "updated = ?, device = ?, message = '', started = COALESCE(started, ?) "
+                             "updated = ?, device = ?, message = '', phase = '', started = COALESCE(started, ?) "
                              "WHERE id = ? AND status = 'queued'",
                              (pid, pid_start, host, now, now, device, now, run_id)).rowcount == 1
 
-    def beat(self, run_id: str, message: str | None = None) -> None:
+    def beat(self, run_id: str, message: str | None = None, phase: str | None = None) -> None:
+        """A live worker's heartbeat; with ``message`` and ``phase`` (records.PHASES), what it does now."""
         if message is None:
             self._update(run_id, "heartbeat = ?", (time.time(),))
         else:
-            self._update(run_id, "heartbeat = ?, message = ?", (time.time(), message))
+            self._update(run_id, "heartbeat = ?, message = ?, phase = ?", (time.time(), message, phase or ""))
 
     def progress(self, run_id: str, points: list[dict], steps: int) -> None:
         """Batch points (already thinned by the caller) and the latest step, in one transaction."""
         last = points[-1]
         with self._tx() as c:
-            if c.execute("UPDATE runs SET step = ?, steps = ?, img_per_s = ?, heartbeat = ?, message = '' "
-                         "WHERE id = ?", (last["step"], steps, last["img_per_s"], time.time(), run_id)).rowcount == 0:
+            if c.execute("UPDATE runs SET step = ?, steps = ?, img_per_s = ?, heartbeat = ?, message = '', phase = ? "
+                         "WHERE id = ?", (last["step"], steps, last["img_per_s"], time.time(), PHASE_TRAINING,
+                                         run_id)).rowcount == 0:
                 raise RunGone(f"run {run_id} is no longer in the store (deleted)")
             c.executemany("INSERT OR REPLACE INTO batches (run_id, step, epoch, loss, acc, lr, img_per_s) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)",

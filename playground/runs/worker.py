@@ -26,7 +26,7 @@ from ..specs.serde import SpecError
 from ..training.data import load_dataset
 from ..training.sources import DataError
 from ..training.device import return_memory_eagerly
-from ..training.trainer import Callback, TrainResult
+from ..training.trainer import Callback, StopSignal, TrainResult
 from . import lifecycle
 from .runner import execute, failure_message, record_end, record_error, resume_state
 from ..faults import CheckpointError, RunGone, StoreError
@@ -41,12 +41,7 @@ def _on_signal(stop: threading.Event):
     return handler
 
 
-class Stop(threading.Event):
-    """The worker's stop signal, with why it was given (the run's message says "stopped <reason>")."""
-    reason = "by request"
-
-
-def _heartbeat(store: RunStore, run_id: str, stop: Stop, done: threading.Event) -> None:
+def _heartbeat(store: RunStore, run_id: str, stop: StopSignal, done: threading.Event) -> None:
     """Beat, and stop the training when its stop is requested or this start has used up the tier's
     run_minutes (on the hosted demo one visitor could otherwise hold a training slot for hours)."""
     minutes = limits.current().run_minutes
@@ -96,7 +91,7 @@ def run_worker(store: RunStore, run_id: str, callbacks: list[Callback] | None = 
     except CheckpointError as e:
         record_end(store, run_id, "stopped", str(e))
         raise
-    stop, done = Stop(), threading.Event()
+    stop, done = StopSignal(), threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,7 +17,7 @@ from ..specs.presets import preset_net
 from .builder import build_model
 from .data import load_dataset
 from .device import cpu_bf16_units, precision_name, speed_settings
-from .trainer import Trainer
+from .trainer import BATCH, Trainer
 
 
 def _usable_cpus() -> int:
@@ -68,7 +68,7 @@ def our_img_per_s(ds, preset: str, steps: int, batch_size: int, warmup: int, bf1
     stamps: dict[int, float] = {}
 
     def on_batch(event) -> None:
-        if event.kind == "batch":
+        if event.kind == BATCH:
             stamps[event.data["batch"]] = time.perf_counter()
 
     Trainer(ds, run, [on_batch]).fit()

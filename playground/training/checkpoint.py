@@ -19,7 +19,7 @@ from ..faults import CheckpointError
 from ..specs.config import RunSpec
 from ..specs.serde import SpecError
 from .builder import build_model
-from .trainer import eval_batch_size, predict
+from .predict import eval_batch_size, predict
 
 CHECKPOINT_KEYS = ("spec", "state_dict", "classes", "mean", "std", "epoch")
 
