@@ -5,7 +5,8 @@ import streamlit as st
 from playground.ui import server, share_links, style, working_specs
 from playground.escape import bullets
 from playground.specs import limits
-from playground.specs.arch import Block, Layer, Net, replace
+from playground.specs.arch import Block, Layer, Net
+from playground.specs.edits import edited_layer
 from playground.specs.kinds import KIND_LABELS
 from playground.specs.presets import PRESETS, preset_net
 from playground.specs.recipes import measured_for
@@ -39,26 +40,13 @@ def show(net: Net) -> None:
     st.session_state.update(widget_state(net), json_text=net.to_json())
 
 
-def edited_layer(src: Layer, b: int, i: int) -> Layer:
-    """``src`` with this row's widget values; only what the user changed differs from it."""
+def layer_from_widgets(src: Layer, b: int, i: int) -> Layer:
+    """``src`` with this row's widget values."""
     s = st.session_state
-    kind, out, kernel, stride, dilation = (s.get(f"w_{b}_{i}_{name}", value) for name, value in (
-        ("kind", src.kind), ("out", src.out), ("k", src.kernel), ("s", src.stride), ("d", src.dilation)))
-    layer = replace(src, kind=kind, out=out, kernel=kernel, stride=stride, dilation=dilation)
-    if src.norm_order == "bn-relu" and not src.is_pool:
-        layer.order = "pool-bn-relu" if s.get(f"w_{b}_{i}_pool", src.pools) else "bn-relu"
-    if kind == src.kind and (kernel, dilation) == (src.kernel, src.dilation):
-        return layer
-    if layer.is_pool:
-        layer.padding, layer.order = 0, "none"
-        layer.dilation = dilation if src.is_pool else 1
-    else:
-        layer.padding = dilation * (kernel - 1) // 2
-        layer.order = "bn-relu" if src.is_pool else src.order
-        layer.out = layer.out or 32  # a pool turned conv: pools carry no width
-    if kind == "grouped" and src.kind != "grouped" and layer.groups == 1:
-        layer.groups = 4
-    return layer
+    kind, out, kernel, stride, dilation, pools = (s.get(f"w_{b}_{i}_{name}", value) for name, value in (
+        ("kind", src.kind), ("out", src.out), ("k", src.kernel), ("s", src.stride), ("d", src.dilation),
+        ("pool", src.pools)))
+    return edited_layer(src, kind, out, kernel, stride, dilation, pools)
 
 
 def on_edit() -> None:
@@ -68,7 +56,7 @@ def on_edit() -> None:
     for b in range(s["w_blocks"]):
         old = base.blocks[b] if b < len(base.blocks) else NEW_BLOCK
         n = s.get(f"w_{b}_n", len(old.layers))
-        layers = [edited_layer(old.layers[min(i, len(old.layers) - 1)], b, i) for i in range(n)]
+        layers = [layer_from_widgets(old.layers[min(i, len(old.layers) - 1)], b, i) for i in range(n)]
         blocks.append(Block(layers, s.get(f"w_{b}_skip", old.skip), old.skip_from if old.skip_from < n else 0,
                             s.get(f"w_{b}_every", old.skip_every)))
     name = f"{base.name} (edited)"[:limits.current().name_chars] if base.name in ORIGINS else base.name

@@ -1,9 +1,6 @@
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from playground.ui import data_choice, server
@@ -11,6 +8,7 @@ from playground.escape import plain
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam
 from playground.runs.loading import load_run
 from playground.results.export import ExportError, export
+from playground.results.plots import confusion_figure, heat_overlay, per_class_figure
 from playground.faults import CheckpointError, StoreError
 from playground.runs.records import DAMAGED
 from playground.specs.serde import SpecError
@@ -65,35 +63,6 @@ m3.metric("Checkpoint epoch", loaded.epoch)
 st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift, data_choice.data_source()))
 
 
-def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -> go.Figure:
-    """A heatmap, and over each cell an invisible square marker: a click in plotly selects scatter points,
-    never heatmap cells, so the markers are what a click on a cell selects. A frame marks the cells that the
-    gallery shows (the filters ``true`` and ``pred``); as the figure changes with them, a changed filter also
-    clears the chart's selection, so the next click on any cell is a new selection."""
-    true_idx, pred_idx = np.indices(cm.shape).reshape(2, -1)
-    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
-                               hoverinfo="skip", colorbar=dict(title="count")))
-    fig.add_scatter(x=[classes[j] for j in pred_idx], y=[classes[i] for i in true_idx], customdata=cm.ravel(),
-                    mode="markers", marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"), showlegend=False,
-                    hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra>click to filter</extra>")
-
-    def span(name: str) -> tuple[float, float]:  # one class, or all of them for "any"
-        return (classes.index(name) - 0.5, classes.index(name) + 0.5) if name in classes else (-0.5, len(classes) - 0.5)
-
-    if (true, pred) != ("any", "any"):
-        (y0, y1), (x0, x1) = span(true), span(pred)
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="black", width=2))
-    fig.update_layout(height=480, margin=dict(t=20), xaxis=dict(title="predicted", constrain="domain"),
-                      yaxis=dict(title="true", autorange="reversed", scaleanchor="x", constrain="domain"))
-    return fig
-
-
-def heat_overlay(image: np.ndarray, cam: np.ndarray, alpha: float) -> np.ndarray:
-    heat = px.colors.sample_colorscale("Jet", cam.ravel().tolist())
-    rgb = np.array([[int(v) for v in c[4:-1].split(",")] for c in heat], np.float32).reshape(*cam.shape, 3)
-    return ((1 - alpha) * image + alpha * rgb).clip(0, 255).astype(np.uint8)
-
-
 def on_cell_click() -> None:
     """Filter the gallery to the clicked cell (a cleared selection shows every class); runs before the
     selectboxes are drawn, so it may set their values."""
@@ -112,8 +81,7 @@ with left:
 with right:
     st.subheader("Per-class accuracy")
     per = report.per_class()
-    st.plotly_chart(px.bar(x=list(per.values()), y=list(per), orientation="h", labels=dict(x="accuracy", y="")),
-                    key="per_class")
+    st.plotly_chart(per_class_figure(per), key="per_class")
 
 st.subheader("Misclassified images")
 c1, c2, c3, c4 = st.columns(4)

@@ -5,7 +5,8 @@ import streamlit as st
 from playground.ui import data_choice, server
 from playground.escape import plain
 from playground.runs.space import space_from_dict
-from playground.runs.sweep import (SweepStorageError, pareto_front, references, shipped_spaces, start_sweep, studies,
+from playground.runs.space import shipped_spaces
+from playground.runs.sweep import (SweepStorageError, pareto_front, references, start_sweep, studies,
                                    study_objectives, trial_rows)
 from playground.settings import hosted
 from playground.specs.serde import SpecError, parse_json
@@ -88,7 +89,7 @@ def start_form() -> None:
     if hosted():
         st.info("Sweeps are off in this hosted demo: they train many networks and would take the server from every "
                 "other visitor. Run one on your own machine: `python -m playground sweep --space "
-                "sweeps/under-200k-seed-rules.json --trials 20`.")
+                "under-200k-seed-rules --trials 20`.")
     else:
         spaces = shipped_spaces()
         pick = st.selectbox("Search space", list(spaces), key="sw_space")

@@ -164,13 +164,9 @@ def follow() -> None:
         st.error(plain(record.message))
         return
     st.session_state["watch"] = run_id
-    per_epoch = max(1, record.steps // max(1, record.planned_epochs))
-    epoch = min(record.planned_epochs, record.step // per_epoch + (record.status == "running"))
+    epoch = record.current_epoch
     rate = f" · {record.img_per_s:.0f} img/s" if record.img_per_s else ""
-    eta = ""
-    if record.status == "running" and record.img_per_s and record.steps > record.step:
-        batch = record.spec["train"]["batch_size"]
-        eta = f" · ETA {minutes_seconds((record.steps - record.step) * batch / record.img_per_s)}"
+    eta = f" · ETA {minutes_seconds(record.eta_s)}" if record.eta_s is not None else ""
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
                 text=f"{plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"

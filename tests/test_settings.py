@@ -83,7 +83,7 @@ def test_the_cli_refuses_a_bad_setting_in_one_line_before_writing_anything(tmp_p
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
     for argv in (["data", "--data", str(archive)], ["runs", "--runs", str(tmp_path / "runs")],
-                 ["sweep", "--space", "sweeps/fastest-to-85.json", "--runs", str(tmp_path / "runs")]):
+                 ["sweep", "--space", "fastest-to-85", "--runs", str(tmp_path / "runs")]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and err.count("\n") == 1 and "Traceback" not in err

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.runs.space import check_trial, load_space, space_from_dict, trial_spec
+from playground.runs.space import check_trial, load_space, space_from_dict, space_path, trial_spec
 from playground.runs.store import RunStore
 from playground.specs.config import RunSpec
 from playground.specs.serde import SpecError
@@ -98,7 +98,7 @@ def test_refused_sweeps_and_workers_make_no_run_store(tmp_path, capsys):
     from playground.cli import main
 
     runs = tmp_path / "runs"
-    assert main(["sweep", "--space", "sweeps/fastest-to-85.json", "--storage", "nope://x", "--runs", str(runs)]) == 2
+    assert main(["sweep", "--space", "fastest-to-85", "--storage", "nope://x", "--runs", str(runs)]) == 2
     assert "storage nope://x: cannot open it" in capsys.readouterr().err
     worker = run_cli("worker", "20260101-120000-abc123", "--runs", str(runs))  # a process of its own, as always
     assert worker.returncode == 1 and "no run store" in worker.stderr, worker.stderr
@@ -221,9 +221,10 @@ def test_any_space_loads_or_is_refused_in_one_line_and_every_trial_builds_or_is_
 
 
 def test_shipped_spaces_load_and_their_lowest_values_make_valid_runs():
-    from pathlib import Path
+    from playground.runs.space import shipped_spaces
 
-    for path in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.json"):
+    assert set(shipped_spaces()) == {"fastest-to-85", "under-200k-seed-rules"}
+    for path in shipped_spaces().values():
         space = load_space(path)
         spec = trial_spec(space, {k: (d.get("choice") or d.get("int") or d.get("float"))[0]
                                   for k, d in space.params.items()})
@@ -239,8 +240,8 @@ def test_the_docker_sweep_workers_copy_only_what_exists_and_search_a_shipped_spa
     docker = root / "docs" / "sweeps"
     copied = re.findall(r"^COPY (\S+) ", (docker / "Dockerfile").read_text(), re.M)
     assert copied and [c for c in copied if not (root / c).exists()] == []
-    spaces = re.findall(r"sweeps/[\w.-]+\.json", (docker / "docker-compose.yml").read_text())
-    assert spaces and all(load_space(root / s) for s in spaces)
+    spaces = re.findall(r'"--space", "([\w.-]+)"', (docker / "docker-compose.yml").read_text())
+    assert spaces and all(load_space(space_path(s)) for s in spaces)
 
 
 @pytest.mark.parametrize("epochs, expected", [

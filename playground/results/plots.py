@@ -1,7 +1,9 @@
-"""Plotly figures shared by the Train and Runs pages and the CLI's ``curves`` command."""
+"""Plotly figures of runs and their results: the Train, Runs and Results pages and the CLI's ``curves`` command."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -71,3 +73,38 @@ def report_figure(runs: list[RunRecord]) -> go.Figure:
     fig.update_yaxes(title_text="cross-entropy loss", row=1, col=2)
     fig.update_layout(height=420, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)
+
+
+def confusion_figure(cm: np.ndarray, classes: list[str], true: str, pred: str) -> go.Figure:
+    """A heatmap, and over each cell an invisible square marker: a click in plotly selects scatter points,
+    never heatmap cells, so the markers are what a click on a cell selects. A frame marks the cells that the
+    gallery shows (the filters ``true`` and ``pred``); as the figure changes with them, a changed filter also
+    clears the chart's selection, so the next click on any cell is a new selection."""
+    true_idx, pred_idx = np.indices(cm.shape).reshape(2, -1)
+    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Oranges", texttemplate="%{z}",
+                               hoverinfo="skip", colorbar=dict(title="count")))
+    fig.add_scatter(x=[classes[j] for j in pred_idx], y=[classes[i] for i in true_idx], customdata=cm.ravel(),
+                    mode="markers", marker=dict(symbol="square", size=30, color="rgba(0,0,0,0)"), showlegend=False,
+                    hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra>click to filter</extra>")
+
+    def span(name: str) -> tuple[float, float]:  # one class, or all of them for "any"
+        return (classes.index(name) - 0.5, classes.index(name) + 0.5) if name in classes else (-0.5, len(classes) - 0.5)
+
+    if (true, pred) != ("any", "any"):
+        (y0, y1), (x0, x1) = span(true), span(pred)
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="black", width=2))
+    fig.update_layout(height=480, margin=dict(t=20), xaxis=dict(title="predicted", constrain="domain"),
+                      yaxis=dict(title="true", autorange="reversed", scaleanchor="x", constrain="domain"))
+    return fig
+
+
+def heat_overlay(image: np.ndarray, cam: np.ndarray, alpha: float) -> np.ndarray:
+    """``image`` with the heat map ``cam`` (values in [0, 1]) blended over it in the Jet colours."""
+    heat = px.colors.sample_colorscale("Jet", cam.ravel().tolist())
+    rgb = np.array([[int(v) for v in c[4:-1].split(",")] for c in heat], np.float32).reshape(*cam.shape, 3)
+    return ((1 - alpha) * image + alpha * rgb).clip(0, 255).astype(np.uint8)
+
+
+def per_class_figure(per_class: dict[str, float]) -> go.Figure:
+    """Test accuracy of each class, as horizontal bars."""
+    return px.bar(x=list(per_class.values()), y=list(per_class), orientation="h", labels=dict(x="accuracy", y=""))

@@ -60,6 +60,19 @@ class RunRecord:
     def planned_epochs(self) -> int:
         return self.spec.get("train", {}).get("epochs", 0)
 
+    @property
+    def current_epoch(self) -> int:
+        """The epoch the worker trains now while it runs, else the last it trained (from the step count)."""
+        per_epoch = max(1, self.steps // max(1, self.planned_epochs))
+        return min(self.planned_epochs, self.step // per_epoch + (self.status == "running"))
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the current speed for a running run, None where there is no speed to go by."""
+        if self.status != "running" or not self.img_per_s or self.steps <= self.step:
+            return None
+        return (self.steps - self.step) * self.spec["train"]["batch_size"] / self.img_per_s
+
 
 # -- a row as a record: every value checked -----------------------------------------------------
 def _is_number(value: object) -> bool:

@@ -47,6 +47,18 @@ class Space:
     pruner: str = "median"  # stops poor single-objective trials early; Optuna prunes no multi-objective study
 
 
+SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"  # package data: found from an installed package too
+
+
+def shipped_spaces() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.json"))}
+
+
+def space_path(name_or_path: str) -> Path:
+    """A shipped space's file by its name (``fastest-to-85``), else the path as given."""
+    return shipped_spaces().get(name_or_path, Path(name_or_path))
+
+
 def load_space(path: str | Path) -> Space:
     """A space file, checked key by key; SpecError names the key (one line)."""
     path, raw = Path(path), read_spec_file(path)

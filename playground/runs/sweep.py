@@ -238,13 +238,6 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     return sweep.finished
 
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "sweeps"
-
-
-def shipped_spaces() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(SPACES_DIR.glob("*.json"))}
-
-
 def studies(store: RunStore, url: str | None = None) -> list[str]:
     """Study names in ``url``, or in the runs folder's default storage (none if no sweep ran there)."""
     import optuna

@@ -13,7 +13,7 @@ from ..specs.serde import SpecError
 def add_sweep_parsers(sub) -> tuple:
     """The two subcommands' parsers; cli.py adds --data and --runs to them with the others."""
     sw = sub.add_parser("sweep", help="search a space of specs with Optuna; every trial is a run in the store")
-    sw.add_argument("--space", required=True, help="search space JSON (see sweeps/)")
+    sw.add_argument("--space", required=True, help="a shipped space by name (fastest-to-85, under-200k-seed-rules) or a space JSON file")
     sw.add_argument("--trials", type=int, default=20)
     sw.add_argument("--workers", type=int, default=1, help="trials at once on this machine, as processes")
     sw.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db to share a study "
@@ -31,11 +31,11 @@ def cmd_sweep(args) -> int:
     import subprocess
 
     from .. import cli_child
-    from .space import load_space
+    from .space import load_space, space_path
     from .store import RunStore, runs_dir
     from ..training.sources import resolve_source
 
-    space = load_space(args.space)  # a bad space file: one line before any process starts (or torch loads)
+    space = load_space(space_path(args.space))  # a bad space file: one line before any process starts (or torch loads)
     if not (1 <= args.trials <= 10_000) or not (1 <= args.workers <= 64):
         raise SpecError([f"--trials must be 1..10000 and --workers 1..64, got {args.trials} and {args.workers}"])
     import optuna
