@@ -35,7 +35,7 @@ def median_ms(fn, n=15) -> float:
 
 for name in PRESETS:
     net = preset_net(name)
-    print(f"analysis {name:9} {median_ms(lambda: analyze(net)):6.1f} ms (budget 150)")
+    print(f"analysis {name:9} {median_ms(lambda net=net: analyze(net)):6.1f} ms (budget 150)")
 data = load_dataset(args.data)
 idx = np.random.default_rng(0).choice(len(data.y_train), 16, replace=False)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from playground.ui import data_choice, visitor
+from playground.ui import data_choice
 from playground.training.data import load_dataset
 
 from .test_app import app_env, open_page, shown  # noqa: F401  (app_env is a fixture)

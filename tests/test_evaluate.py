@@ -409,7 +409,6 @@ def test_test_batches_never_hold_more_activations_than_a_training_batch_may(monk
     """At the CPU's usual 256 images, one Results evaluation of this hosted-legal net grew the server's
     memory by 1.5 GiB (1 GB is the demo's whole budget); at 13 by 140 MiB. The Results page and a
     training's own test pass both use the bound; the presets keep 256 outside hosted mode."""
-    import playground.results.evaluate as ev
     import playground.training.trainer as trainer
     from playground.runs.runner import execute
     from playground.training.data import load_dataset

@@ -37,7 +37,7 @@ def nets(draw) -> Net:
 def positive_weights(model: nn.Module) -> nn.Module:
     """No path may cancel: positive weights, BN as a positive affine map, max-pool -> avg-pool."""
     model = model.double().eval()
-    for name, mod in list(model.named_modules()):
+    for mod in list(model.modules()):
         for child_name, child in list(mod.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(mod, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import playground.runs.store as store_mod
-from playground.faults import CheckpointError
+from playground.faults import CheckpointError, StoreError
 from playground.runs.store import RunStore
 from tests.test_store_faults import store_with_checkpoint
 from tests.test_training import ROOT
@@ -34,7 +34,7 @@ def test_a_commit_that_fails_after_the_file_was_moved_in_keeps_the_recorded_file
         store, run_id = store_with_checkpoint(tmp_path)
     real = sqlite3.connect
     monkeypatch.setattr(store_mod.sqlite3, "connect", lambda *a, **k: real(*a, factory=FailingCommit, **k))
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError):
         store.save_checkpoint(run_id, {"epoch": 2})
     monkeypatch.undo()
     assert sorted(p.name for p in (store.root / "checkpoints").iterdir()) == ([] if first else [f"{run_id}.pt"])
@@ -82,7 +82,6 @@ def test_a_save_whose_file_cannot_be_moved_in_leaves_the_recorded_file_in_its_pl
     import errno
     import os
 
-    from playground.faults import StoreError
 
     store, run_id = store_with_checkpoint(tmp_path)
     real = os.replace

@@ -94,7 +94,7 @@ def test_any_share_link_is_a_valid_spec_or_a_clear_rejection(cls, text):
 ])
 def test_hostile_json_texts_get_one_line(text):
     for cls in SPECS:
-        assert isinstance(bounded(lambda: cls.from_json(text)), SpecError)
+        assert isinstance(bounded(lambda cls=cls: cls.from_json(text)), SpecError)
 
 
 def test_a_short_link_with_thousands_of_bad_layers_gets_a_short_message():

@@ -61,10 +61,13 @@ class RunRecord:
         return self.spec.get("train", {}).get("epochs", 0)
 
     @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.steps // max(1, self.planned_epochs))
+
+    @property
     def current_epoch(self) -> int:
         """The epoch the worker trains now while it runs, else the last it trained (from the step count)."""
-        per_epoch = max(1, self.steps // max(1, self.planned_epochs))
-        return min(self.planned_epochs, self.step // per_epoch + (self.status == "running"))
+        return min(self.planned_epochs, self.step // self.steps_per_epoch + (self.status == "running"))
 
     @property
     def eta_s(self) -> float | None:

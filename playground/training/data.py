@@ -296,7 +296,7 @@ def _load_folder(root: Path, shown: str, source: str = "", max_test: int | None 
         paths = [str(root / rel) for rel, _ in files[split]]
         out = np.empty((len(paths), 32, 32, 3), np.uint8)  # decoded in place: one copy of the split
 
-        def decode(k: int) -> str | None:
+        def decode(k: int, paths: list[str] = paths, out: np.ndarray = out) -> str | None:
             image, problem = decode_image(paths[k], limit)
             if image is not None:
                 out[k] = image
