@@ -192,7 +192,8 @@ def main() -> None:
               f"health p50 {statistics.median(lat) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(lat) * 1000:.0f}"
               f" ms ({len(lat)} probes)")
     if group is not None:
-        print(f"cgroup limit {args.cgroup_mib} MiB: max usage {int((group / 'memory.max_usage_in_bytes').read_text()) / MIB:.0f}"
+        peak = int((group / 'memory.max_usage_in_bytes').read_text()) / MIB
+        print(f"cgroup limit {args.cgroup_mib} MiB: max usage {peak:.0f}"
               f" MiB, failcnt {(group / 'memory.failcnt').read_text().strip()}, "
               f"oom: {(group / 'memory.oom_control').read_text().split()}; server exit code {server.returncode}")
         for pid in (group / "cgroup.procs").read_text().split():

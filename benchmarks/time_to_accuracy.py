@@ -62,7 +62,8 @@ ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                 help="change a training-spec field (VALUE as JSON, else a string); repeatable")
 ap.add_argument("--net", help="architecture JSON file instead of the recipe's preset")
 ap.add_argument("--aug", help="augmentation JSON file instead of the recipe's")
-ap.add_argument("--save", metavar="FILE", help="also save the final model's state dict (torch.save) for later TTA trials")
+ap.add_argument("--save", metavar="FILE",
+                help="also save the final model's state dict (torch.save) for later TTA trials")
 args = ap.parse_args()
 
 
@@ -152,7 +153,8 @@ if args.save:
     torch.save(result.model.state_dict(), args.save)
 summary["tta"] = {}
 for bf16 in sorted({False, bool(cpu_bf16_units())}):
-    for name, flip, shift in (("none", False, 0), ("flip", True, 0), ("flip+shift1", True, 1), ("flip+shift2", True, 2)):
+    views = (("none", False, 0), ("flip", True, 0), ("flip+shift1", True, 1), ("flip+shift2", True, 2))
+    for name, flip, shift in views:
         t_eval = time.perf_counter()
         probs = predict(result.model, ds.x_test, mean, std, torch.device("cpu"), 1000, flip, shift, bf16)
         seconds, acc = time.perf_counter() - t_eval, float((probs.argmax(1) == y_test).float().mean())

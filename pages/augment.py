@@ -11,7 +11,8 @@ from playground.specs.serde import SpecError
 # The spec in st.session_state["aug"] is the only truth for the pipeline, and st.session_state["samples"] for the
 # sample settings; the widgets show them. A browser keeps each widget's value by key and sends it back with the next
 # edit, so every change goes through a callback (which runs before the widgets are drawn) that stores the new value
-# and writes the widget keys from it. working_specs.set_aug clears every "a_" key (the pipeline's widgets, re-written by show()),
+# and writes the widget keys from it. working_specs.set_aug clears every "a_" key (the pipeline's widgets,
+# re-written by show()),
 # so the sample widgets use "sample_" keys, which a pipeline change leaves alone.
 
 SAMPLES = {"n": 12, "cls": "all", "seed": 0, "draw": 0}

@@ -88,7 +88,7 @@ with st.form("data_form"):
             st.rerun()
 
 with status:
-    data = data_choice.dataset(show_error=False)  # a source that hosted mode refuses is reported there, as one error line
+    data = data_choice.dataset(show_error=False)  # a source hosted mode refuses is reported there, in one line
     if data is None:
         if not data_choice.source_refused():
             advice = ("Choose another of the listed datasets, or upload your own below: a `.tar.gz` or `.zip` of "
@@ -97,12 +97,14 @@ with status:
                       "ImageFolder with `train/<class>/` and `test/<class>/` image folders, uploaded below as a "
                       "`.tar.gz` or `.zip`, entered as a folder or archive path, or named when the app starts "
                       "(`PLAYGROUND_DATA=/path/to/folder`).")
-            st.warning(f"No dataset is available from {code(data_choice.source_label(data_choice.data_source()))} yet: "
+            source = data_choice.source_label(data_choice.data_source())
+            st.warning(f"No dataset is available from {code(source)} yet: "
                        f"{plain(st.session_state.get('data_error') or '')} {advice}")
     else:
-        shown_name = data_choice.uploads().get(data_choice.data_source()) or data.name  # an upload by its file name, not "upload"
+        source = data_choice.data_source()
+        shown_name = data_choice.uploads().get(source) or data.name  # an upload by its file name, not "upload"
         st.success(f"Using **{plain(shown_name)}**: {len(data.y_train):,} training and {len(data.y_test):,} "
-                   f"test images, {len(data.classes)} classes, from {code(data_choice.source_label(data_choice.data_source()))}.")
+                   f"test images, {len(data.classes)} classes, from {code(data_choice.source_label(source))}.")
         if data.skipped:
             st.warning(plain(data.skipped_note()) + ": they are not readable images, or too large.")
 

@@ -60,7 +60,8 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Test accuracy", f"{report.accuracy:.2%}")
 m2.metric("Misclassified", f"{int((report.preds != report.labels).sum()):,} / {len(report.labels):,}")
 m3.metric("Checkpoint epoch", loaded.epoch)
-st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift, data_choice.data_source()))
+st.caption(accuracy_note(record, loaded.epoch, report.accuracy, len(report.labels), tta, shift,
+                         data_choice.data_source()))
 
 
 def on_cell_click() -> None:

@@ -104,7 +104,8 @@ def start_form() -> None:
                 space = space_from_dict(parse_json(text), pick)
                 data = data_choice.dataset()
                 if data is not None:
-                    start_sweep(space, int(trials), int(workers), data_choice.data_source(), store, name.strip() or pick)
+                    start_sweep(space, int(trials), int(workers), data_choice.data_source(), store,
+                                name.strip() or pick)
                     st.success(f"Sweep {plain(name)} started: its trials appear above as they run.")
             except SpecError as e:
                 st.error("**Not started:** " + "; ".join(map(plain, e.problems)))

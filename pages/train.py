@@ -196,7 +196,8 @@ def follow() -> None:
                    f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))
     elif record.status == "failed":
         st.error(f"Training failed: {plain(record.message)}")
-    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch), key="live_chart")
+    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch),
+                    key="live_chart")
     if record.epochs:
         table = pd.DataFrame(record.epochs)
         for col in ("epoch_time", "elapsed"):

@@ -12,7 +12,8 @@ from playground import settings  # noqa: E402  (light: torch and albumentations 
 from playground.ui import server, session_drafts, share_links, visitor  # noqa: E402
 from playground.faults import StoreError  # noqa: E402
 
-# Hosted mode's memory setting (device.return_memory_eagerly) is made by data_choice.dataset before the first dataset loads:
+# Hosted mode's memory setting (device.return_memory_eagerly) is made by data_choice.dataset before the first
+# dataset loads:
 # importing config or device here would import torch before the first paint of a fresh server.
 st.set_page_config(page_title="CIFAR-10 CNN Playground", page_icon=":material/science:", layout="wide")
 if bad := settings.problems():  # a server misconfigured (PLAYGROUND_HOSTED=y) must not serve as anything

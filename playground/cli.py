@@ -168,7 +168,8 @@ def cmd_runs(args) -> int:
     print(f"{'id':24} {'name':12} {'status':11} {'epochs':>9} {'best acc':>8} {'params':>9}  started")
     for r in rows:
         acc = f"{r['best_acc']:.2%}" if r["best_acc"] else "-"
-        print(f"{r['id']:24} {printable(r['name'])[:12]:12} {r['status']:11} {r['epochs_done']:>4}/{r['epochs_planned']:<4} "
+        epochs = f"{r['epochs_done']:>4}/{r['epochs_planned']:<4}"
+        print(f"{r['id']:24} {printable(r['name'])[:12]:12} {r['status']:11} {epochs} "
               f"{acc:>8} {r['params'] or 0:>9,}  {r['started'].replace('T', ' ')}")
         if r["status"] == DAMAGED:
             print(f"  {printable(r['message'])}")
@@ -333,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     arch(s)
     t = sub.add_parser("train", help="train and record a run", epilog=EPILOG)
     arch(t)
-    t.add_argument("--recipe", help="a recipe (fast, record, seed-000 to seed-004; `presets` shows which are measured): "
-                                    "its preset, augmentation and training spec; the other options override it")
+    t.add_argument("--recipe", help="a recipe (fast, record, seed-000 to seed-004; `presets` shows which are "
+                                    "measured): its preset, augmentation and training spec; the other options "
+                                    "override it")
     t.add_argument("--aug", help="augmentation JSON file (default: the seeds' flip + affine + cutout)")
     t.add_argument("--train", help="training spec JSON file; flags below override it")
     t.add_argument("--epochs", type=int, help="with a recipe or spec that trains its first epochs at low "

@@ -30,7 +30,8 @@ ap.add_argument("--port", type=int, default=8765)
 args = ap.parse_args()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
-env = {**os.environ, "PLAYGROUND_DATA": str(Path(args.data).resolve()), "PLAYGROUND_RUNS": str(Path(args.runs).resolve())}
+env = {**os.environ, "PLAYGROUND_DATA": str(Path(args.data).resolve()),
+       "PLAYGROUND_RUNS": str(Path(args.runs).resolve())}
 server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground/app.py", "--server.port",
                            str(args.port), "--server.headless", "true"], cwd=ROOT, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

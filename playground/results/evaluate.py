@@ -168,7 +168,8 @@ def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
     return cam.numpy(), target
 
 
-def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, tta: bool, shift: int, source: str) -> str:
+def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, tta: bool, shift: int,
+                  source: str) -> str:
     """Why this accuracy is, or is not, the one the run recorded: the checkpoint holds the last epoch
     (the run list shows the best), and the test set and the TTA views may differ from the run's."""
     train = record.spec.get("train", {})

@@ -13,7 +13,8 @@ from ..specs.serde import SpecError
 def add_sweep_parsers(sub) -> tuple:
     """The two subcommands' parsers; cli.py adds --data and --runs to them with the others."""
     sw = sub.add_parser("sweep", help="search a space of specs with Optuna; every trial is a run in the store")
-    sw.add_argument("--space", required=True, help="a shipped space by name (fastest-to-85, under-200k-seed-rules) or a space JSON file")
+    sw.add_argument("--space", required=True,
+                    help="a shipped space by name (fastest-to-85, under-200k-seed-rules) or a space JSON file")
     sw.add_argument("--trials", type=int, default=20)
     sw.add_argument("--workers", type=int, default=1, help="trials at once on this machine, as processes")
     sw.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db to share a study "

@@ -95,7 +95,8 @@ def validate_train(t: TrainSpec, limits: Limits | None = None) -> list[str]:
     for name, least in (("train_subset", 2), ("test_subset", 1)):  # training batches need 2 images (above)
         v = getattr(t, name)
         if v is not None and not (least <= v <= MAX_SUBSET):
-            p.append(f"{name.replace('_', ' ')} must be between {least} and {MAX_SUBSET:,} images, got {serde.short(v)}")
+            p.append(f"{name.replace('_', ' ')} must be between {least} and {MAX_SUBSET:,} images, "
+                     f"got {serde.short(v)}")
     if not (0 <= t.tta_shift <= 4):
         p.append(f"TTA shift must be between 0 and 4 px, got {t.tta_shift}")
     if not (0 <= t.ema < 1):

@@ -114,7 +114,8 @@ def _field_problems(where: str, layer: Layer, lim: Limits) -> list[str]:
     if not (0.0 <= layer.dropout < 1.0):
         p.append(f"{where}: dropout must be in [0, 1), got {layer.dropout}")
     if layer.padding_mode not in PADDING_MODES:
-        p.append(f"{where}: unknown padding mode {short(layer.padding_mode)} (choose one of {', '.join(PADDING_MODES)})")
+        p.append(f"{where}: unknown padding mode {short(layer.padding_mode)} "
+                 f"(choose one of {', '.join(PADDING_MODES)})")
     if layer.is_pool:
         if layer.dilation != 1 and "dilation" not in out_of_range:
             p.append(f"{where}: pooling layers cannot be dilated")

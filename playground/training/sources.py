@@ -1,6 +1,6 @@
 """Data sources: what a ``--data`` string names, whether this server may load it for a visitor,
-the data settings, and the archives visitors upload (kept under the cache by content hash). data.py reads what a source names; this module decides which
-source that is and keeps uploads, without reading any images.
+the data settings, and the archives visitors upload (kept under the cache by content hash). data.py reads
+what a source names; this module decides which source that is and keeps uploads, without reading any images.
 
 Its settings (settings.py reads and checks them): ``PLAYGROUND_MAX_UPLOAD_MB`` (50) the size of an
 uploaded archive; ``PLAYGROUND_MAX_UNPACKED_MB`` (1024) what one archive may unpack to;
