@@ -135,7 +135,9 @@ with controls:
                     k1.selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
                     k2.selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
                     k3.selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
-                                 disabled=layer.is_pool, on_change=on_edit)
+                                 disabled=layer.is_pool or layer.kernel == 1, on_change=on_edit,
+                                 help="Spreads the kernel's taps d pixels apart: a k×k kernel reaches d·(k−1)+1 "
+                                 "pixels. A 1×1 kernel is one tap, so it has no dilation.")
                     k4.toggle("pool", key=f"w_{b}_{i}_pool", disabled=layer.is_pool or layer.norm_order != "bn-relu",
                               on_change=on_edit, help="A 2×2 max-pool right after the conv, before its BN and ReLU "
                               "(airbench's order): halves the map like a max-pool layer after it, and BN and ReLU "
@@ -151,8 +153,10 @@ with board, st.container(key="arch_board"):  # beside the editors, and it stays 
         m1.metric("Parameters", f"{a.params:,}", f"{a.params - 200_000:+,} vs 200k", delta_color="inverse")
         m2.metric("MACs", f"{a.macs / 1e6:.1f} M")
         m3, m4 = st.columns(2)
-        m3.metric("Receptive field", f"{a.trace.rf:g} px", f"covers {a.coverage:.0%}",
-                  delta_color="off")
+        m3.metric("Receptive field", f"{a.trace.rf:g} px", f"{a.coverage:.0%} of the image's area",
+                  delta_color="off", delta_arrow="off",
+                  help="How wide a square of the input one unit before GAP sees (the rule asks for more than 44 "
+                       "px), and the share of the 32×32 image's area that the centre unit's square covers")
         m4.metric("Output", f"{a.trace.out_channels}×{a.trace.out_size}×{a.trace.out_size}")
         st.progress(min(1.0, a.params / 200_000), text=f"{a.params / 200_000:.0%} of the parameter budget")
         style.badges(a, compact=True)

@@ -58,8 +58,8 @@ def cmd_summary(args) -> int:
     for r in a.table():
         print(f"{r['layer']:7} {r['type']:12} {r['c_out']:>5} {r['k']:>2} {r['s']:>2} {r['d']:>2} {r['k_eff']:>5} "
               f"{r['n']:>3} {r['j']:>3g} {r['r']:>4g}")
-    print(f"RF before GAP: {a.trace.rf:g} px (covers {a.coverage:.0%} of the image); counting GAP: "
-          f"{a.trace.rf_with_gap:g}")
+    print(f"RF before GAP: {a.trace.rf:g} px (the centre unit sees {a.coverage:.0%} of the image's area); "
+          f"counting GAP: {a.trace.rf_with_gap:g}")
     for rule in a.rules:
         print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.name}: {rule.reason}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from playground.runs.records import RunRecord
 from playground.specs.arch import conv, pool, sep
 from playground.specs.edits import edited_layer
@@ -68,3 +70,54 @@ def test_the_time_left_counts_the_remaining_images_at_the_current_speed():
     assert record(step=10).eta_s is None  # no speed yet
     assert record(step=10, img_per_s=100.0, status="stopped").eta_s is None
     assert record(step=40, img_per_s=100.0).eta_s is None
+
+
+def test_a_dilated_1x1_conv_does_not_pass_the_dilated_rule():
+    """A 1x1 conv with dilation 2 changes nothing (the RF stays): the badge counts only dilations that widen."""
+    from playground.specs.arch import Block, Net
+    from playground.specs.geometry import trace
+    from playground.training.analysis import check_rules
+
+    def rule(net):
+        return next(r for r in check_rules(net, trace(net)) if r.name == "dilated + depthwise")
+
+    plain = [conv(16), sep(32), conv(32)]
+    no_op = Net(name="n", blocks=[Block(plain[:2] + [conv(32, 1, dilation=2)])])
+    widening = Net(name="w", blocks=[Block(plain[:2] + [conv(32, 3, dilation=2)])])
+    assert trace(no_op).rf == trace(Net(name="p", blocks=[Block(plain[:2] + [conv(32, 1)])])).rf
+    assert not rule(no_op).passed and "dilated: none" in rule(no_op).reason
+    assert rule(widening).passed and "C1.3" in rule(widening).reason
+
+
+def test_a_1x1_depthwise_stage_is_not_depthwise_separable():
+    from playground.specs.arch import Block, Net
+    from playground.specs.geometry import trace
+    from playground.training.analysis import check_rules
+
+    net = Net(name="n", blocks=[Block([conv(16), sep(32, 1), conv(32, 3, dilation=2)])])
+    rule = next(r for r in check_rules(net, trace(net)) if r.name == "dilated + depthwise")
+    assert not rule.passed and "depthwise-separable: none" in rule.reason
+
+
+@pytest.mark.parametrize("src, kind", [
+    (dataclasses.replace(conv(32), kind="grouped", groups=32), "sep"),
+    (dataclasses.replace(conv(32), kind="grouped", groups=32), "maxpool"),
+    (dataclasses.replace(sep(32), mid=True), "conv"),
+    (conv(64, bias=True), "avgpool"),
+])
+def test_a_type_change_leaves_no_field_the_new_type_ignores(src, kind):
+    from playground.specs.arch import Layer
+
+    layer = edit(src, kind=kind, kernel=2 if kind.endswith("pool") else 3, stride=2 if kind.endswith("pool") else 1)
+    default = Layer()
+    if kind == "sep" or kind.endswith("pool"):
+        assert layer.groups == 1
+    if kind != "sep":
+        assert layer.mid is False
+    if kind.endswith("pool"):
+        assert (layer.out, layer.bias) == (0, False)
+    assert layer.kind == kind and default.kind == "conv"
+
+
+def test_a_1x1_kernel_has_no_dilation():
+    assert edit(conv(32, 3, dilation=2), kernel=1).dilation == 1

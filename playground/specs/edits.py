@@ -25,4 +25,19 @@ def edited_layer(src: Layer, kind: str, out: int, kernel: int, stride: int, dila
         layer.out = layer.out or 32  # a pool turned conv: pools carry no width
     if kind == "grouped" and src.kind != "grouped" and layer.groups == 1:
         layer.groups = 4
+    return without_unused(layer)
+
+
+def without_unused(layer: Layer) -> Layer:
+    """``layer`` without the values its kind ignores, so its JSON holds only what builds the net: a pool's
+    width, bias and mid norm; a sep layer's groups; a plain conv's groups other than 1 stay (grouped conv
+    is a conv with groups); a 1x1 kernel's dilation (a single tap has no gaps to spread)."""
+    if layer.is_pool:
+        layer.out, layer.bias, layer.mid, layer.groups = 0, False, False, 1
+    elif layer.kind == "sep":
+        layer.groups = 1
+    else:
+        layer.mid = False
+    if layer.kernel == 1:
+        layer.dilation = 1
     return layer
