@@ -191,9 +191,12 @@ def follow() -> None:
             st.warning(plain(record.message))
     elif record.status == "diverged":
         st.error(f"Training diverged: {plain(record.message)}")
+    elif record.status in RESUMABLE and record.state_sha and record.epochs:
+        st.warning(f"{record.status.capitalize()}: {plain(record.message)}. Epoch {record.epochs[-1]['epoch']} is "
+                   f"saved with run {run_id}; **Resume** continues from it.")
     elif record.status in RESUMABLE:
-        st.warning(f"{record.status.capitalize()}: {plain(record.message)}. The last finished epoch is saved with run "
-                   f"{run_id}" + ("; **Resume** continues from it." if record.state_sha else "."))
+        st.warning(f"{record.status.capitalize()}: {plain(record.message)}. Nothing is saved: it ended before its "
+                   f"first epoch did, so there is nothing to resume. Start a new training instead.")
     elif record.status == "failed":
         st.error(f"Training failed: {plain(record.message)}")
     st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch),

@@ -362,6 +362,23 @@ def test_results_handles_deleted_run(app_env):
     assert not at.exception
 
 
+def test_a_run_stopped_in_its_first_epoch_says_it_has_nothing_to_resume(app_env):
+    data = load_dataset(str(app_env))
+    stop = StopSignal()
+
+    def stop_in_epoch_one(event):
+        if event.kind == "batch":
+            stop.set()
+
+    run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=3, batch_size=32, device="cpu"), data=str(app_env))
+    run_id, result = execute(server.store(), run, data, [stop_in_epoch_one], stop)
+    assert result.status == "stopped" and server.store().get(run_id).epochs == []
+    at = open_page("train", watch=run_id)
+    said = [shown(w.value) for w in at.warning]
+    assert any("nothing to resume" in w for w in said) and not any("saved with run" in w for w in said), said
+    assert at.button(key="resume").disabled
+
+
 def test_runs_page_resumes_a_stopped_run_to_its_planned_epochs(app_env):
     data = load_dataset(str(app_env))
     stop = StopSignal()

@@ -65,6 +65,12 @@ def test_a_running_run_is_in_the_epoch_after_its_finished_steps():
     assert record(step=20, status="stopped").current_epoch == 2
 
 
+def test_a_test_pass_belongs_to_the_epoch_it_tests():
+    """epoch 2/2 with step 16/32 was shown while the worker tested epoch 1."""
+    assert record(step=10, phase="testing").current_epoch == 1
+    assert record(step=10, phase="training").current_epoch == 2
+
+
 def test_the_time_left_counts_the_remaining_images_at_the_current_speed():
     assert record(step=10, img_per_s=100.0).eta_s == 30 * 50 / 100
     assert record(step=10).eta_s is None  # no speed yet

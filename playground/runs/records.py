@@ -66,8 +66,11 @@ class RunRecord:
 
     @property
     def current_epoch(self) -> int:
-        """The epoch the worker trains now while it runs, else the last it trained (from the step count)."""
-        return min(self.planned_epochs, self.step // self.steps_per_epoch + (self.status == "running"))
+        """The epoch the worker trains (or tests) now while it runs, else the last it trained (from the step
+        count): after an epoch's last step its test pass still belongs to that epoch."""
+        training = self.status == "running" and self.phase != PHASE_TESTING
+        return min(self.planned_epochs, max(1, self.step // self.steps_per_epoch + training)
+                   if self.status == "running" else self.step // self.steps_per_epoch)
 
     @property
     def eta_s(self) -> float | None:
