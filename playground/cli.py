@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from . import settings
-from .cli_specs import net_from_args, new_run
+from .cli_specs import net_from_args, new_run, warn_skipped
 from .errors import UserError
 from .escape import PLAIN_CHARS
 from .settings import SettingError
@@ -219,6 +219,7 @@ def cmd_evaluate(args) -> int:
     from .training.data import load_dataset
 
     data = load_dataset(args.data or found[0].spec.get("data") or None)
+    warn_skipped(data)
     reports = [evaluate(load_run(store, i, data), data.x_test, data.y_test, tta=args.tta, shift=args.tta_shift)
                for i in args.run_ids]
     if len(reports) == 1:
@@ -241,8 +242,7 @@ def cmd_data(args) -> int:
     data = load_dataset(args.data)
     print(f"{data.name}: {len(data.y_train):,} training and {len(data.y_test):,} test images, "
           f"{len(data.classes)} classes, from {data.source}; decoded and cached")
-    if data.skipped:
-        print(f"warning: {data.skipped_note()}", file=sys.stderr)
+    warn_skipped(data)
     return 0
 
 

@@ -2,6 +2,7 @@
 architecture, augmentation and training specs, through the one validator; the CLI's commands call these."""
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from .specs.serde import SpecError
@@ -81,9 +82,16 @@ def new_run(args) -> tuple[str, RunStore]:
 
     pick_device(run.train.device)
     data = load_dataset(run.data, mmap_train=True)
+    warn_skipped(data)
     if problems := data_problems(run.net, data.classes, data.x_test.shape[1:]):
         raise SpecError([f"{p} ({data.name})" for p in problems])
     if run.train.teachers:  # as the app does: before a record; they are runs in an existing store
         load_teachers(RunStore(args.runs, existing=True), run.train.teachers, run.data, list(data.classes))
     store = RunStore(args.runs)
     return create_run(store, run, run.train.device), store
+
+
+def warn_skipped(data) -> None:
+    """One line on stderr, with or without --quiet, when loading the data skipped files (and why)."""
+    if data.skipped:
+        print(f"warning: {data.skipped_note()}", file=sys.stderr)

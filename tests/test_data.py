@@ -93,3 +93,23 @@ def test_shared_dev_tarball_loads(monkeypatch):
     ds = load_dataset(str(SHARED_TARBALL))
     assert ds.x_train.shape == (45000, 32, 32, 3) and ds.x_test.shape == (5000, 32, 32, 3)
     assert np.bincount(ds.y_test).tolist() == [500] * 10
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--preset", "seed-004", "--epochs", "1", "--batch-size", "16", "--device", "cpu", "--quiet"],
+    ["data"],
+])
+def test_the_cli_names_the_files_it_skipped_and_why(tmp_path, capsys, command):
+    """A corrupt image, a zero-byte file and a text file named .jpg are skipped; the command says so in one
+    line, with or without --quiet."""
+    from playground.cli import main
+
+    root = make_image_folder(tmp_path / "d", n_train=2, n_test=1)
+    (root / "train" / "cat" / "9999.png").write_bytes(b"garbage")
+    (root / "train" / "dog" / "empty.png").write_bytes(b"")
+    (root / "test" / "cat" / "notes.jpg").write_text("not an image")
+    assert main([*command, "--data", str(root), "--runs", str(tmp_path / "runs")] if command[0] == "train"
+                else [*command, "--data", str(root)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: 3 files skipped (")
+    assert "9999.png" in warnings[0]

@@ -17,6 +17,7 @@ import json
 import math
 import re
 import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -231,6 +232,8 @@ def run_share(space_path: str, trials: int, storage_url: str | None, study_name:
     space = load_space(space_path)
     store = RunStore(runs)
     data = load_dataset(data_source, mmap_train=True)
+    if data.skipped:  # this process's own command line, or its log as a worker
+        print(f"warning: {data.skipped_note()}", file=sys.stderr)
     study = study_for(space, storage_for(storage_url, store.root), study_name)
     sweep = Sweep(space, store, data_source, list(data.classes), data.x_test.shape[1:], device)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
