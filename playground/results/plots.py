@@ -1,6 +1,8 @@
 """Plotly figures of runs and their results: the Train, Runs and Results pages and the CLI's ``curves`` command."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -8,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs.records import RunRecord
+from .axes import epoch_ticks, percent_axis
 
 
 def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -> go.Figure:
@@ -24,9 +27,12 @@ def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -
             for split in ("train", "test"):
                 fig.add_scatter(x=ep["epoch"], y=ep[f"{split}_{key}"], name=f"{split} {key}", mode="lines+markers",
                                 row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
+    last = max([*ep.get("epoch", []), *((bt["step"] / max(1, steps_per_epoch)).apply(math.ceil) if len(bt) else [])],
+               default=1)
+    fig.update_xaxes(title_text="epoch", tickmode="array", tickvals=epoch_ticks(last))
     fig.update_yaxes(title_text="cross-entropy loss", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
+    accuracies = [*ep.get("train_acc", []), *ep.get("test_acc", [])]
+    fig.update_yaxes(title_text="accuracy", **percent_axis(accuracies), row=1, col=2)
     fig.update_yaxes(title_text="learning rate", row=1, col=3)
     fig.update_layout(height=340, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)  # epochs without a test pass (eval_every > 1) are None
@@ -48,8 +54,13 @@ def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
         if r.epochs:
             x = [e["elapsed"] / 60 for e in r.epochs] if minutes else [e["epoch"] for e in r.epochs]
             fig.add_scatter(x=x, y=[e["test_acc"] for e in r.epochs], name=f"{r.name} {r.id}", mode="lines+markers")
+    last = max((e["epoch"] for r in runs for e in r.epochs), default=1)
+    tested = [e["test_acc"] for r in runs for e in r.epochs]
     fig.update_layout(height=360, xaxis_title="wall-clock minutes" if minutes else "epoch",
-                      yaxis=dict(title="test accuracy", tickformat=".0%"), margin=dict(t=20))
+                      yaxis=dict(title="test accuracy", **percent_axis(tested)),
+                      margin=dict(t=20), showlegend=True)
+    if not minutes:
+        fig.update_xaxes(tickmode="array", tickvals=epoch_ticks(last))
     return fig.update_traces(connectgaps=True)
 
 
@@ -68,8 +79,10 @@ def report_figure(runs: list[RunRecord]) -> go.Figure:
     for level in (0.85, 0.90):
         fig.add_hline(y=level, line=dict(color="grey", dash="dash"), row=1, col=1)
     fig.update_xaxes(title_text="wall-clock minutes", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_yaxes(title_text="test accuracy", tickformat=".0%", row=1, col=1)
+    last = max((e["epoch"] for r in runs for e in r.epochs), default=1)
+    fig.update_xaxes(title_text="epoch", tickmode="array", tickvals=epoch_ticks(last), row=1, col=2)
+    tested = [e["test_acc"] for r in runs for e in r.epochs] + [0.85, 0.90]
+    fig.update_yaxes(title_text="test accuracy", **percent_axis(tested), row=1, col=1)
     fig.update_yaxes(title_text="cross-entropy loss", row=1, col=2)
     fig.update_layout(height=420, margin=dict(t=40, b=20))
     return fig.update_traces(connectgaps=True)
