@@ -1,4 +1,4 @@
-"""The spec files that the README's experiments cite must keep loading, so their commands stay replayable."""
+"""The spec files that docs/experiments.md cites must keep loading, so its commands stay replayable."""
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,8 @@ def test_augmentation_files_load(path: Path) -> None:
 
 
 def test_cited_architectures_keep_their_figures_and_rules() -> None:
-    """The README states params and RF for each of these; every seed rule must hold, except for the
-    distillation teacher: it is meant to be large and dense."""
+    """docs/experiments.md and docs/sweeps.md state params and RF for each of these; every seed rule
+    must hold, except for the distillation teacher: it is meant to be large and dense."""
     stated = {"record-r3.net.json": (198_272, 76, set()), "record-c4at8.net.json": (191_232, 64, set()),
               "record-v1.net.json": (191_232, 84, set()),
               "sweep-best.net.json": (149_824, 78, set()),
@@ -33,8 +33,8 @@ def test_cited_architectures_keep_their_figures_and_rules() -> None:
 
 
 def test_the_first_record_recipe_stays_replayable() -> None:
-    """record-v1.*.json are the 35-epoch recipe that the README's earlier experiments start from;
-    the current record differs from it in exactly the three things the README names."""
+    """record-v1.*.json are the 35-epoch recipe that docs/experiments.md starts from; the current
+    record differs from it in exactly the three things that page names."""
     train = TrainSpec.from_json((EXPERIMENTS / "record-v1.train.json").read_text())
     aug = AugSpec.from_json((EXPERIMENTS / "record-v1.aug.json").read_text())
     assert (train.epochs, train.eval_every) == (35, 5)

@@ -293,12 +293,12 @@ def test_bench_refuses_an_unaffordable_batch_or_warmup_before_reading_the_data(t
     assert "warmup must be between 1 and 1000, got 0" in capsys.readouterr().err
 
 
-def test_the_readme_shows_the_limits_in_force():
+def test_the_docs_show_the_limits_in_force():
     from pathlib import Path
 
     from playground.specs.limits import table
 
-    assert table() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert table() in (Path(__file__).resolve().parents[1] / "docs" / "untrusted-input.md").read_text()
 
 
 @pytest.mark.parametrize("change, words", [
