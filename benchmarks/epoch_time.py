@@ -1,4 +1,4 @@
-"""Seconds per training epoch of presets on one device (the README's GPU figures).
+"""Seconds per training epoch of presets on one device (the GPU figures in docs/performance.md).
 
 Each preset trains with its recipe's augmentation and training spec when it has one
 (``record``, ``fast``), else with the defaults that ``train --preset`` uses; only the

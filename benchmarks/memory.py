@@ -2,7 +2,7 @@
 
     python benchmarks/memory.py --data PATH [--cgroup-mib 1024] [--cpu-python /venv/bin/python]
 
-It starts the app with the README's hosted settings (PLAYGROUND_HOSTED=1, PLAYGROUND_MAX_JOBS=2,
+It starts the app with the hosted settings of docs/hosted.md (PLAYGROUND_HOSTED=1, PLAYGROUND_MAX_JOBS=2,
 PLAYGROUND_THREADS=1) and drives it in Debian's chromium:
 
 1. a visitor starts the default demo training on the Train page and opens Results (of a run

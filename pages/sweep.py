@@ -14,7 +14,7 @@ from playground.specs.serde import SpecError, parse_json
 st.title("Sweep")
 st.markdown("Optuna searches a space of specs for you: every trial is a normal run (Runs, Results), poor trials "
             "are stopped early by a pruner (the space's `pruner`: median or hyperband), and the same study can be "
-            "shared by several machines (`python -m playground sweep --storage postgresql://…`, see the README).")
+            "shared by several machines (`python -m playground sweep --storage postgresql://…`, see docs/sweeps.md).")
 store = server.store()
 
 @st.cache_data

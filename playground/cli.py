@@ -294,7 +294,7 @@ def cmd_curves(args) -> int:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that answers a bad flag in one line (it printed the whole usage block), for every
+    """argparse that answers a bad flag in one line, not the whole usage block, for every
     subcommand: add_subparsers makes its parsers of this class too."""
 
     def error(self, message: str):

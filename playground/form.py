@@ -23,7 +23,7 @@ FIELDS = {"t_epochs": "epochs", "t_batch": "batch_size", "t_opt": "optimizer", "
           "t_altflip": "alternate_flip", "t_whiten": "whiten", "t_fixbn": "fixed_bn_scale", "t_lowres": "low_res",
           "t_lowres_ep": "low_res_epochs", "t_teachers": "teachers"}
 # Streamlit forgets a widget's value once a page without that widget has run (and, with the live view's
-# fragment rerunning, even a value written back on every run was lost), so the page keeps a copy of these
+# fragment rerunning, even a value written back on every run is lost), so the page keeps a copy of these
 # under a key of its own (ui/widget_memory.py). Buttons are not among them.
 KEPT = ("t_recipe", "t_subset", *FIELDS)
 

@@ -6,7 +6,7 @@
 #
 # JOB is `seeds` (the recipes of seed-001, seed-002 and seed-003, each `python -m playground train
 # --recipe NAME --device cuda`, all at once: one GPU runs several small trainings at nearly full speed
-# each, README "GPU timings") or one or more recipe names. Each training's log (per-epoch lines, the
+# each, docs/performance.md "GPU timings") or one or more recipe names. Each training's log (per-epoch lines, the
 # final test accuracy, its wall time) lands in $OUT/NAME.log, so what finished comes back even when the
 # call runs out of time; every training stops at $BUDGET_S seconds (default 540) and says so. EXTRA
 # adds flags to every training (a dry run here: DEVICE=cpu EXTRA="--train-subset 256 --test-subset 128

@@ -52,7 +52,7 @@ class Server:
 
     @property
     def plain_url(self) -> str:
-        """The URL as the README writes it; SQLAlchemy >= 2.1 reads ``postgresql://`` as psycopg (3)."""
+        """The URL as docs/sweeps.md writes it; SQLAlchemy >= 2.1 reads ``postgresql://`` as psycopg (3)."""
         return self.url.replace("+psycopg2", "", 1)
 
     @property

@@ -122,8 +122,8 @@ class Launcher:
 
     def _prune(self) -> None:
         """Keep the tier's ``kept_runs`` newest runs, deleting the oldest ended ones past it: on the hosted
-        demo one visitor starting run after run of a 1.8M-parameter net grew the store 21 MiB a run, toward
-        the full disk that every visitor would then meet. Nothing active is ever deleted."""
+        demo, one visitor starting run after run of a 1.8M-parameter net adds 21 MiB a run, toward the full
+        disk that every visitor would then meet. Nothing active is ever deleted."""
         for run_id in self.store.ended_past_newest(limits.current().kept_runs):
             self.store.delete(run_id)
 

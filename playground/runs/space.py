@@ -191,8 +191,8 @@ def base_run(space: Space) -> dict:
 
 def _keep_low_res_share(train: Any, planned: dict, epochs_only: bool) -> None:
     """Where the epochs changed but not the low-res epochs (``epochs_only``), ``train`` keeps ``planned``'s
-    share of low-res epochs (``fast``'s 8 of 20 become 2 of 6); before, a run of fewer epochs than the
-    planned low-res ones was refused."""
+    share of low-res epochs (``fast``'s 8 of 20 become 2 of 6), so a trial of fewer epochs than the
+    planned low-res ones is still a valid run."""
     if epochs_only and isinstance(train, dict):
         train["low_res"], train["low_res_epochs"] = low_res_share(
             train.get("low_res"), planned.get("low_res_epochs"), planned.get("epochs"), train.get("epochs"))

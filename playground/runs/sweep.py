@@ -99,7 +99,7 @@ class Sweep:
     def _train(self, trial, run_id: str):
         """Start the run's worker, report each tested epoch, stop it if the pruner says so. A run store that
         cannot be read for a moment (a lock held long, a passing I/O error) is looked at again for up to
-        STORE_PATIENCE_S while the worker trains on (a healthy trial's worker used to be killed for it)."""
+        STORE_PATIENCE_S while the worker trains on: a healthy trial is not killed for it."""
         proc = lifecycle.start_worker(self.store, run_id, stop_with_parent=True)
         reported, unreadable_since = set(), None
         try:

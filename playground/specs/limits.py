@@ -8,7 +8,7 @@ the field, the value and the limit, with the estimate.
 Three tiers. ``hosted`` (PLAYGROUND_HOSTED=1) keeps a demo that strangers share inside
 about 1 GB; ``local`` is the default and fits every preset, recipe and experiment in the
 repository; ``raised`` (PLAYGROUND_LIMITS=raised) is for a local user with a big machine,
-and hosted mode ignores it. The README's table is printed from ``table()``.
+and hosted mode ignores it. The table in docs/untrusted-input.md is printed from ``table()``.
 
 ``eval_macs`` caps an evaluation that runs in the process asking for it (the Results page: test
 images x TTA views x MACs per image): on the hosted demo that process is the web server every
@@ -96,7 +96,7 @@ def _fmt(v: float) -> str:
 
 
 def table() -> str:
-    """The limits as a Markdown table (the README shows it)."""
+    """The limits as a Markdown table (docs/untrusted-input.md shows it)."""
     names = list(TIERS)
     rows = [f"| limit | {' | '.join(names)} |", f"|---|{'---|' * len(names)}"]
     for f in fields(Limits):

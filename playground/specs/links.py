@@ -31,7 +31,7 @@ def decode(cls: type[S], text: str) -> S:
     if len(text) > MAX_LINK_CHARS:
         raise SpecError([f"the link part is {len(text):,} characters; the limit is {MAX_LINK_CHARS:,}"])
     try:
-        packed = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)  # "!!" + a link was read
+        packed = base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)  # strict: no junk in a link
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise SpecError(["the link part is damaged (not base64)"]) from None
     limit = current().json_bytes

@@ -43,8 +43,8 @@ def tta_views(x: torch.Tensor, flip: bool, shift: int = 0) -> Iterator[torch.Ten
 
 def eval_batch_size(net: Net, device: torch.device) -> int:
     """The test pass's batch: the device's, but never more than the tier allows a training batch of
-    ``net`` (its activation memory, estimated): at the CPU's 256 a wide net that hosted mode trains in
-    batches of 13 grew the web server's memory by 1.5 GiB in one Results evaluation, past the demo's 1 GB."""
+    ``net`` (its activation memory, estimated): at the CPU's 256, a wide net that hosted mode trains in
+    batches of 13 would take 1.5 GiB of the web server's memory in one Results evaluation, past the demo's 1 GB."""
     lim = limits_.current()
     return min(speed_settings(device).eval_batch, trace(net, lim).batch_that_fits(lim))
 

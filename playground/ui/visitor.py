@@ -25,9 +25,8 @@ def owner() -> str:
 
 def remember_owner() -> None:
     """app.py, once per run, before any page: a new visitor's token written to their cookie, on every
-    run of the session that made it (a run can be cut short before the browser sees it). Each call used to
-    draw the script where owner() was called, so a new visitor's first run had one in every column
-    that asked, and a second one at the top broke the Architect's sticky metrics."""
+    run of the session that made it (a run can be cut short before the browser sees it). It draws its
+    script here, once, so no page column gets one (a second one at the top would break sticky columns)."""
     owner()
     if token := st.session_state.get("_new_owner_token"):
         st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';"
