@@ -153,7 +153,7 @@ with board, st.container(key="arch_board"):  # beside the editors, and it stays 
         m1.metric("Parameters", f"{a.params:,}", f"{a.params - 200_000:+,} vs 200k", delta_color="inverse")
         m2.metric("MACs", f"{a.macs / 1e6:.1f} M")
         m3, m4 = st.columns(2)
-        m3.metric("Receptive field", f"{a.trace.rf:g} px", f"{a.coverage:.0%} of the image's area",
+        m3.metric("Receptive field", f"{a.trace.rf:g} px", f"{a.coverage:.0%} image area",
                   delta_color="off", delta_arrow="off",
                   help="How wide a square of the input one unit before GAP sees (the rule asks for more than 44 "
                        "px), and the share of the 32×32 image's area that the centre unit's square covers")
