@@ -1,9 +1,9 @@
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from playground.ui import server, share_links, style, working_specs
 from playground.escape import bullets
+from playground.results.plots import rf_figure
 from playground.specs import limits
 from playground.specs.arch import Block, Layer, Net
 from playground.specs.edits import edited_layer
@@ -131,7 +131,7 @@ with controls:
                     r2.slider("width", min(4, layer.out), max(256, layer.out),
                               step=4 if layer.out % 4 == 0 else 1, key=f"w_{b}_{i}_out", disabled=layer.is_pool,
                               on_change=on_edit)
-                    k1, k2, k3, k4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
+                    k1, k2, k3, k4 = st.columns([3, 3, 3, 3], vertical_alignment="bottom")
                     k1.selectbox("kernel", options(KERNELS, layer.kernel), key=f"w_{b}_{i}_k", on_change=on_edit)
                     k2.selectbox("stride", options(STRIDES, layer.stride), key=f"w_{b}_{i}_s", on_change=on_edit)
                     k3.selectbox("dilation", options(DILATIONS, layer.dilation), key=f"w_{b}_{i}_d",
@@ -164,13 +164,7 @@ with board, st.container(key="arch_board"):  # beside the editors, and it stays 
 if a.ok:
     table = pd.DataFrame(a.table())
     st.dataframe(table, hide_index=True, width="stretch", key="rf_table")
-    fig = go.Figure()
-    fig.add_scatter(x=table["layer"], y=table["r"], name="receptive field (px)", mode="lines+markers")
-    fig.add_bar(x=table["layer"], y=table["n"], name="feature map size n", yaxis="y2", opacity=0.4)
-    fig.add_hline(y=44, line_dash="dot", annotation_text="RF 44")
-    fig.update_layout(height=320, margin=dict(t=20, b=20), yaxis=dict(title="RF"),
-                      yaxis2=dict(title="n", overlaying="y", side="right"), legend=dict(orientation="h"))
-    st.plotly_chart(fig, key="rf_chart")
+    st.plotly_chart(rf_figure(a.table()), key="rf_chart")
     with st.expander("torchinfo summary", key="arch_summary"):
         st.code(a.summary, language="text")
     st.caption("RF is measured before global average pooling; the seeds also count GAP as one more layer "

@@ -55,7 +55,10 @@ with st.spinner("Measuring the presets…"):  # a fresh server imports torch her
                      "measured time": minutes_seconds(m.wall_s) if m else "–",
                      "measured on": m.where if m else "–", "source": p.source,
                      "about": p.description})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "params": st.column_config.NumberColumn(format="localized", width=70),
+    "RF": st.column_config.NumberColumn(width=40), "MACs (M)": st.column_config.NumberColumn(width=75),
+    "all rules": st.column_config.CheckboxColumn(width=70)})
 st.caption("Reported: the seed README's own figure. Measured: our recipe for that preset on the 45k/5k split, "
            "on the hardware named; replay it with " + ", ".join(f"`python -m playground train --recipe {r}`"
                                                          for r in RECIPES) + ".")

@@ -8,7 +8,7 @@ from playground.escape import plain
 from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam
 from playground.runs.loading import load_run
 from playground.results.export import ExportError, export
-from playground.results.plots import confusion_figure, heat_overlay, per_class_figure
+from playground.results.plots import accuracy_text, confusion_figure, heat_overlay, per_class_figure
 from playground.faults import CheckpointError, StoreError
 from playground.runs.records import DAMAGED
 from playground.specs.serde import SpecError
@@ -24,7 +24,7 @@ if not runs:
 ids = [r.id for r in runs]
 default = ids.index(st.session_state["last_run_id"]) if st.session_state.get("last_run_id") in ids else 0
 run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
-    f"{r.id} · {r.name} · {r.status} · best {r.best_acc or 0:.1%}" for r in runs if r.id == i), key="r_run")
+    f"{r.id} · {r.name} · {r.status} · best {accuracy_text(r.best_acc)}" for r in runs if r.id == i), key="r_run")
 
 
 @st.cache_resource(max_entries=12, show_spinner="Evaluating the run…")  # per run and TTA setting: a few MB each
@@ -129,7 +129,7 @@ if photo is not None:
 st.subheader("Compare with another run")
 other_id = st.selectbox("Run B", [i for i in ids if i != run_id], index=None, key="r_other",
                         placeholder="choose a run to compare with…", format_func=lambda i: next(
-                            f"{r.id} · {r.name} · best {r.best_acc or 0:.1%}" for r in runs if r.id == i),
+                            f"{r.id} · {r.name} · best {accuracy_text(r.best_acc)}" for r in runs if r.id == i),
                         help="The test images one run gets right and the other gets wrong, with both predictions")
 if other_id is not None:
     try:
@@ -157,9 +157,9 @@ try:
                        key="dl_ckpt")
 except (CheckpointError, StoreError) as e:  # deleted or damaged since it was evaluated
     d1.error(plain(e))
-baked = d2.checkbox("ONNX takes pixels / 255 (normalisation inside)", key="onnx_baked",
-                    help="Otherwise normalise with the mean and std in the file's metadata, which also names the "
-                         "classes")
+baked = d2.checkbox("Normalisation inside the ONNX", key="onnx_baked",
+                    help="The ONNX model takes pixels / 255 and normalises them itself. Otherwise normalise with "
+                         "the mean and std in the file's metadata, which also names the classes")
 for col, fmt, name, mime in ((d2, "onnx", f"{run_id}.onnx", "application/octet-stream"),
                              (d3, "script", f"train_{run_id}.py", "text/x-python")):
     if col.button(f"Prepare {fmt}", key=f"prep_{fmt}"):

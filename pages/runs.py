@@ -5,7 +5,7 @@ import streamlit as st
 
 from playground.ui import server, visitor
 from playground.escape import plain
-from playground.results.plots import compare_figure, minutes_seconds
+from playground.results.plots import accuracy_text, compare_figure, minutes_seconds
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
@@ -21,15 +21,15 @@ if not runs:
     st.stop()
 me = visitor.owner()
 table = pd.DataFrame([{
-    "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": r.best_acc,
+    "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": accuracy_text(r.best_acc, 2),
     "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time": minutes_seconds(r.elapsed),
     "started": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
     "optimizer": r.spec.get("train", {}).get("optimizer") or "", "max LR": r.spec.get("train", {}).get("max_lr"),
     **({"yours": owns(r, me)} if hosted() else {}), "message": r.message or ""} for r in runs])
 sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
                    column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                  "best acc": st.column_config.NumberColumn(format="percent"),
                                   "max LR": st.column_config.NumberColumn(format="%.3g"),
+                                  "yours": st.column_config.CheckboxColumn(width=60),
                                   "time": st.column_config.TextColumn(help="training time, h:mm:ss")})
 rows = sel.selection.rows if sel else []
 # the ticked rows (the list may have shrunk since the tick), else the newest run with a curve to draw
@@ -55,7 +55,8 @@ def act(verb: str, run_id: str) -> None:
     try:
         if verb == "stop":
             launcher.stop(me, run_id)
-            st.session_state["runs_note"] = f"Stopping {run_id} after its current batch…"
+            st.session_state["runs_note"] = (f"Stop requested for {run_id}: it stops after its current batch (a test "
+                                             "pass runs to its end first, and its epoch is saved).")
         elif verb == "resume":
             launcher.resume(me, run_id)
             st.session_state["runs_note"] = f"Resuming {run_id}; follow it on the **Train** page."
@@ -72,11 +73,11 @@ if err := st.session_state.pop("runs_error", None):
     st.error(plain(err))
 if pick:
     record = by_id[pick]
-    c1, c2, c3 = st.columns(3)
+    c1, c2, _ = st.columns([1, 1, 3])
     c1.button("Stop", icon=":material/stop:", key="run_stop", on_click=act, args=("stop", pick),
               disabled=not record.active)
     c2.button("Resume", icon=":material/play_arrow:", key="run_resume", on_click=act, args=("resume", pick),
               disabled=not (record.status in RESUMABLE and record.state_sha))
     warn = " It is still training: it will be stopped first." if record.active else ""
-    if c3.checkbox(f"Yes, delete run {pick} and its checkpoint.{warn}", key="del_confirm"):
-        c3.button("Delete", type="primary", key="del_go", on_click=act, args=("delete", pick))
+    if st.checkbox(f"Yes, delete run {pick} and its checkpoint.{warn}", key="del_confirm"):
+        st.button("Delete", type="primary", key="del_go", on_click=act, args=("delete", pick))

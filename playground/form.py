@@ -30,8 +30,11 @@ KEPT = ("t_recipe", "t_subset", *FIELDS)
 BATCHES = (32, 64, 128, 256, 512)
 SHIFTS = range(5)
 CHOICES = {"t_batch": BATCHES, "t_opt": OPTIMIZERS, "t_sched": SCHEDULES, "t_device": DEVICES, "t_shift": SHIFTS}
-# (lowest, highest) of the number widgets as the page draws them; the epoch counts' highest is the server's limit
-BOUNDS = {"t_lr": (1e-5, 5.0), "t_ls": (0.0, 0.3), "t_ema": (0.0, 0.9999), "t_eval": (1, 50), "t_lowres": (0, 64)}
+_FIXED = {"t_lr": (1e-5, 5.0), "t_ls": (0.0, 0.3), "t_ema": (0.0, 0.9999), "t_eval": (1, 50)}
+# the values a new form starts with; the page writes them to the widgets' keys before drawing them (a widget
+# drawn with a default value whose key is also set through Session State makes Streamlit log a warning)
+DEFAULTS = {"t_subset": 2000, "t_epochs": 2, "t_batch": 128, "t_lr": 0.05, "t_ls": 0.1, "t_ema": 0.0, "t_eval": 1,
+            "t_lowres": 0, "t_lowres_ep": 0}
 _CASTS = {"ema": float, "eval_every": int, "low_res": int, "low_res_epochs": int, "max_lr": float,
           "label_smoothing": float, "epochs": int}
 
@@ -58,9 +61,38 @@ def fits(key: str, value: Any) -> bool:
     depend on the data and the store, are fitted by the page (widget_memory.fit_kept_values)."""
     if key in CHOICES:
         return value in CHOICES[key]
-    if key in ("t_epochs", "t_lowres_ep"):
-        return (0 if key == "t_lowres_ep" else 1) <= value <= limits.current().epochs
     if key == "t_subset":
         return value >= 0
-    low, high = BOUNDS.get(key, (None, None))
+    low, high = bounds(key) if key in (*_FIXED, *_LIMITED) else (None, None)
     return low is None or low <= value <= high
+
+
+_LIMITED = ("t_epochs", "t_lowres_ep", "t_lowres")
+
+
+def bounds(key: str) -> tuple:
+    """(lowest, highest) of a number widget as the page draws it: the epoch counts and the low-res size stop
+    at this server's limits, so a widget never offers what Start would refuse."""
+    lim = limits.current()
+    return {"t_epochs": (1, lim.epochs), "t_lowres_ep": (0, lim.epochs), "t_lowres": (0, lim.input_size)}.get(
+        key) or _FIXED[key]
+
+
+def batches(most: int) -> tuple[int, ...]:
+    """The batch sizes the form offers when ``most`` is the largest this net and server allow."""
+    return tuple(b for b in BATCHES if b <= most) or BATCHES[:1]
+
+
+def changes(current: dict[str, Any], train: TrainSpec) -> list[str]:
+    """What loading ``train`` would change on the form holding ``current``, each as "field old → new"
+    (the device and the teachers stay as the visitor set them)."""
+    new = values(train)
+    return [f"{FIELDS.get(k, 'train_subset')} {_shown(k, current[k])} → {_shown(k, v)}" for k, v in new.items()
+            if k not in ("t_device", "t_teachers") and current.get(k) is not None and current[k] != v]
+
+
+def _shown(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "all" if key == "t_subset" and not value else f"{value:g}" if isinstance(value, float) else str(value)
+

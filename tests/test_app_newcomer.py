@@ -89,7 +89,8 @@ def test_net_names_follow_their_origin_are_editable_and_reach_the_stored_run(app
     at.text_input(key="w_name").set_value("tiny one").run()
 
     at.switch_page("../pages/train.py").run()
-    assert any("**tiny one**" in shown(c.value) for c in at.caption), [shown(c.value) for c in at.caption]
+    assert any("Start trains **tiny one**" in shown(m.value) for m in at.markdown), [m.value for m in at.markdown]
+    assert any("architecture tiny one → fast" in shown(c.value) for c in at.caption)  # what Load recipe changes
     at.number_input(key="t_subset").set_value(60)
     at.number_input(key="t_epochs").set_value(1)
     at.button(key="t_start").click().run()

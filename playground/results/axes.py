@@ -1,5 +1,5 @@
-"""Ticks that tell the truth: epochs are whole numbers, and a percent axis spans what an accuracy can be
-around the data, with as many decimals as its step needs, so no two labels read the same."""
+"""Ticks that tell the truth: epochs, pixels and map sizes are whole numbers, and a percent axis spans what an
+accuracy can be around the data, with as many decimals as its step needs, so no two labels read the same."""
 from __future__ import annotations
 
 import math
@@ -13,6 +13,15 @@ def epoch_ticks(last_epoch: int) -> list[int]:
     last = max(1, int(last_epoch))
     step = next(s for m in (1, 10, 100, 1000, 10_000) for s in (m, 2 * m, 5 * m) if last / s <= 10)
     return [1, *range(step, last + 1, step)] if step > 1 else list(range(1, last + 1))
+
+
+def integer_axis(values) -> dict:
+    """A y axis for whole numbers (pixels, map sizes): ticks at a round whole step from 0 past the largest value,
+    so no label is fractional."""
+    top = max([int(math.ceil(v)) for v in values if v is not None and math.isfinite(v)], default=1)
+    step = next(s for m in (1, 10, 100, 1000, 10_000) for s in (m, 2 * m, 5 * m) if top / s <= MAX_TICKS)
+    ticks = list(range(0, top + step, step))
+    return dict(range=[0, ticks[-1] * 1.05], tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks])
 
 
 def percent_axis(values) -> dict:

@@ -10,13 +10,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs.records import RunRecord
-from .axes import epoch_ticks, percent_axis
+from .axes import epoch_ticks, integer_axis, percent_axis
 
 
-def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -> go.Figure:
+def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int, eval_every: int = 1) -> go.Figure:
     """Loss (batch and epoch), accuracy and LR of one run, all against epochs (batches at
-    their fractional epoch, so the curves line up while the run is in progress)."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"))
+    their fractional epoch, so the curves line up while the run is in progress). The legend sits above the
+    three charts, and an accuracy chart with no test yet says when the first one comes."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"), horizontal_spacing=0.1)
     ep, bt = pd.DataFrame(epochs), pd.DataFrame(batches)
     if len(bt):
         x = bt["step"] / max(1, steps_per_epoch)
@@ -29,12 +30,16 @@ def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int) -
                                 row=1, col=col)
     last = max([*ep.get("epoch", []), *((bt["step"] / max(1, steps_per_epoch)).apply(math.ceil) if len(bt) else [])],
                default=1)
-    fig.update_xaxes(title_text="epoch", tickmode="array", tickvals=epoch_ticks(last))
+    fig.update_xaxes(title_text="epoch", tickmode="array", tickvals=epoch_ticks(last), range=[0.5, last + 0.5])
     fig.update_yaxes(title_text="cross-entropy loss", row=1, col=1)
     accuracies = [*ep.get("train_acc", []), *ep.get("test_acc", [])]
     fig.update_yaxes(title_text="accuracy", **percent_axis(accuracies), row=1, col=2)
+    if not [a for a in accuracies if a is not None and math.isfinite(a)]:
+        fig.add_annotation(text=f"no test yet: the first<br>comes after epoch {max(1, eval_every)}", showarrow=False,
+                           x=0.5, y=0.5, xref="x2 domain", yref="y2 domain")
     fig.update_yaxes(title_text="learning rate", row=1, col=3)
-    fig.update_layout(height=340, margin=dict(t=40, b=20))
+    fig.update_layout(height=360, margin=dict(t=70, b=20),
+                      legend=dict(orientation="h", x=0, y=1.2, xanchor="left", yanchor="bottom"))
     return fig.update_traces(connectgaps=True)  # epochs without a test pass (eval_every > 1) are None
 
 
@@ -45,6 +50,11 @@ def minutes_seconds(seconds: float | None) -> str:
     total = int(round(seconds))
     h, m, s = total // 3600, total // 60 % 60, total % 60
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def accuracy_text(value: float | None, digits: int = 1) -> str:
+    """An accuracy as a percentage, or "not tested" for a run with no tested epoch (never "None" or 0%)."""
+    return "not tested" if value is None else f"{value:.{digits}%}"
 
 
 def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
@@ -119,5 +129,22 @@ def heat_overlay(image: np.ndarray, cam: np.ndarray, alpha: float) -> np.ndarray
 
 
 def per_class_figure(per_class: dict[str, float]) -> go.Figure:
-    """Test accuracy of each class, as horizontal bars."""
-    return px.bar(x=list(per_class.values()), y=list(per_class), orientation="h", labels=dict(x="accuracy", y=""))
+    """Test accuracy of each class, as horizontal bars from the first class at the top down, in the confusion
+    matrix's row order."""
+    fig = px.bar(x=list(per_class.values()), y=list(per_class), orientation="h", labels=dict(x="accuracy", y=""))
+    return fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=percent_axis([0.0, *per_class.values()]))
+
+
+def rf_figure(rows: list[dict]) -> go.Figure:
+    """The Architect's chart: each layer's receptive field (px) and its output map's size n, both whole numbers,
+    with the rule's 44 px line."""
+    layers = [r["layer"] for r in rows]
+    fig = go.Figure()
+    fig.add_scatter(x=layers, y=[r["r"] for r in rows], name="receptive field (px)", mode="lines+markers")
+    fig.add_bar(x=layers, y=[r["n"] for r in rows], name="feature map size n (px)", yaxis="y2", opacity=0.4)
+    fig.add_hline(y=44, line_dash="dot", annotation_text="RF 44")
+    fig.update_layout(height=320, margin=dict(t=20, b=20), legend=dict(orientation="h"),
+                      yaxis=dict(title="receptive field (px)", **integer_axis([45, *(r["r"] for r in rows)])),
+                      yaxis2=dict(title="map size n (px)", overlaying="y", side="right",
+                                  **integer_axis([r["n"] for r in rows])))
+    return fig
