@@ -2,12 +2,12 @@ import pandas as pd
 import streamlit as st
 
 from playground import form
-from playground.ui import data_choice, server, visitor, widget_memory, working_specs
+from playground.ui import data_choice, estimates, server, visitor, widget_memory, working_specs
 from playground.escape import bullets, plain
-from playground.results.plots import live_figure, minutes_seconds
+from playground.results.plots import accuracy_text, live_figure, minutes_seconds
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
-from playground.runs.records import DAMAGED, RESUMABLE
+from playground.runs.records import DAMAGED, PHASE_TEACHERS, PHASE_TESTING, RESUMABLE
 from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, keep_low_res_share
 from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
@@ -50,32 +50,53 @@ r1.selectbox("Recipes: a preset with its augmentation and training settings", li
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 if err := st.session_state.pop("t_recipe_error", None):
     st.error(plain(err))
+recipe = RECIPES[st.session_state["t_recipe"]]
+recipe_net = preset_net(recipe.preset)
+pending = ([f"architecture {net.name} → {recipe_net.name}"] if net != recipe_net else []) + (
+    [f"augmentation → {', '.join(t.name for t in recipe.aug.transforms) or 'none'}"] if aug != recipe.aug else []) + (
+    form.changes({k: st.session_state.get(k) for k in form.KEPT}, recipe.train))
+st.caption(f"**Load recipe** sets {plain('; '.join(pending))}." if pending else
+           f"The form holds the {recipe.name} recipe: Start trains it.")
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 n_train = len(data.y_train) if data else 1
 finished = {r.id: r for r in candidates(server.store(), data_choice.data_source())}  # the runs that may teach
 widget_memory.fit_kept_values(t_subset=n_train, t_teachers=list(finished))
+lim = current_limits()
+batch_sizes = form.batches(min(lim.batch_size, server.analysis(net).trace.batch_that_fits(lim)))
+for key, value in form.DEFAULTS.items():
+    st.session_state.setdefault(key, min(value, n_train) if key == "t_subset" else value)
+if st.session_state["t_batch"] not in batch_sizes:
+    st.session_state["t_batch"] = batch_sizes[-1]
 with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
-    top, go = st.columns([5, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
-    top.caption(f"Architecture **{plain(net.name)}** ({server.analysis(net).params:,} params) and the Augment page's "
-                f"pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}). The settings below apply.")
+    top, go = st.columns([3, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
+    top.markdown(f"Start trains **{plain(net.name)}** ({server.analysis(net).params:,} params) with the Augment "
+                 f"page's pipeline ({', '.join(t.name for t in aug.transforms) or 'none'}) and the settings below"
+                 + (f", not the {recipe.name} recipe until you load it." if pending else "."))
     start = go.form_submit_button("Start training", icon=":material/play_arrow:", type="primary",
                                   disabled=data is None, key="t_start")
+    est_line, est_go = st.columns([3, 1], vertical_alignment="center")
+    estimate = est_go.form_submit_button("Estimate time", icon=":material/timer:", type="tertiary",
+                                         disabled=data is None, key="t_estimate",
+                                         help="Train a few batches of this net on this server (a few seconds, "
+                                              "once per net and batch size) and scale them to the run")
     c1, c2, c3 = st.columns(3)
-    c1.number_input("Train subset (images, 0 = all)", 0, n_train, min(2000, n_train), 500, key="t_subset")
-    c1.number_input("Epochs", 1, current_limits().epochs, 2, key="t_epochs")
-    c1.select_slider("Batch size", form.BATCHES, 128, key="t_batch")
+    c1.number_input("Train subset (images, 0 = all)", 0, n_train, step=500, key="t_subset")
+    c1.number_input("Epochs", *form.bounds("t_epochs"), key="t_epochs")
+    c1.select_slider("Batch size", batch_sizes, key="t_batch",
+                     help=f"Up to {batch_sizes[-1]} for this net on this server (its activation memory per image "
+                          "and the server's limits)")
     c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
-    c2.number_input("Max LR", *form.BOUNDS["t_lr"], 0.05, format="%.4f", key="t_lr")
+    c2.number_input("Max LR", *form.bounds("t_lr"), format="%.4f", key="t_lr")
     c2.selectbox("Schedule", SCHEDULES, key="t_sched")
-    c3.slider("Label smoothing", *form.BOUNDS["t_ls"], 0.1, 0.05, key="t_ls")
+    c3.slider("Label smoothing", *form.bounds("t_ls"), step=0.05, key="t_ls")
     c3.selectbox("Device", DEVICES, key="t_device")
     c3.checkbox("Flip TTA at evaluation", key="t_tta")
     c3.selectbox("Shift TTA (px)", form.SHIFTS, key="t_shift",
                  format_func=lambda px: "off" if px == 0 else f"{px} px",
                  help="The last epoch's test (the run's result) also averages the views moved by this many "
                  "pixels (a 3×3 grid, 9× the cost); the tests before it use the flip TTA setting only")
-    c3.number_input("Test every N epochs (always after the last)", *form.BOUNDS["t_eval"], 1, key="t_eval")
+    c3.number_input("Test every N epochs (always after the last)", *form.bounds("t_eval"), key="t_eval")
     with st.expander("Levers: precision, weight averaging, airbench tricks"):
         l1, l2 = st.columns(2)
         units = cpu_bf16_units()
@@ -83,29 +104,61 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
             f"This server's CPU has {' and '.join(units)}: bf16 trains 1.3-1.8x faster there at the same accuracy "
             "(docs/experiments/levers.md)" if units else
             "This server's CPU has no bf16 matrix units (AMX-BF16, AVX512-BF16), so the run stays in fp32"))
-        l1.number_input("EMA decay of the weights (0 = off)", *form.BOUNDS["t_ema"], 0.0, 0.001, format="%.4f",
+        l1.number_input("EMA decay of the weights (0 = off)", *form.bounds("t_ema"), step=0.001, format="%.4f",
                         key="t_ema", help="Test and keep an exponential moving average of the weights")
         l1.checkbox("Alternating flip", key="t_altflip",
                     help="Each image's horizontal flip is drawn once, then alternates every epoch")
         l1.checkbox("Frozen whitening of the first conv", key="t_whiten")
         l1.checkbox("BatchNorm scales fixed at 1", key="t_fixbn",
                     help="Only each BatchNorm's shift learns; its scale stays 1 (airbench)")
-        l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", *form.BOUNDS["t_lowres"], 0,
+        l2.number_input("Progressive resizing: early epochs at (px, 0 = off)", *form.bounds("t_lowres"),
                         key="t_lowres")
-        l2.number_input("… for this many first epochs", 0, current_limits().epochs, 0, key="t_lowres_ep")
+        l2.number_input("… for this many first epochs", *form.bounds("t_lowres_ep"), key="t_lowres_ep")
     st.multiselect(
         "Teachers: distil from finished runs on this data", list(finished), key="t_teachers",
-        format_func=lambda i: f"{finished[i].name} · {i} · {finished[i].best_acc or 0:.1%}",
+        max_selections=lim.teachers,
+        format_func=lambda i: f"{finished[i].name} · {i} · {accuracy_text(finished[i].best_acc)}",
         help="The student also learns the teachers' averaged predictions (knowledge distillation, 90% of the "
              "loss at temperature 4). Their predictions on the training images are computed once per set of "
              "teachers before the first epoch.")
 
 widget_memory.remember_widget_values()
 
+
+def form_run() -> RunSpec:
+    """The run the form describes now, over the loaded recipe's training spec (its fields without a widget)."""
+    loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
+    return RunSpec(net, aug, form.spec({k: st.session_state[k] for k in form.KEPT if k in st.session_state},
+                                       base=loaded.train if loaded else None), data_choice.data_source())
+
+
+def estimate_text(run: RunSpec, result) -> str:
+    t = run.train
+    images = min(len(data.y_train), t.train_subset or len(data.y_train))
+    return (f"Expected: about **{minutes_seconds(result.epoch_s)} per epoch** and **{minutes_seconds(result.run_s)} "
+            f"for the run** ({t.epochs} epochs of {images:,} images with their tests), from a few batches of "
+            "this net measured on this server." + (
+                f" This server stops a start after {lim.run_minutes} minutes; **Resume** goes on from the last "
+                "finished epoch." if result.run_s > lim.run_minutes * 60 else ""))
+
+
+if data is not None:
+    with est_line:
+        if estimate:
+            with st.spinner("Measuring this net on this server (a few batches)…"):
+                result = estimates.measured(form_run(), len(data.y_train), len(data.y_test))
+        else:
+            result = estimates.known(form_run(), len(data.y_train), len(data.y_test))
+        if isinstance(result, str):
+            st.caption(f"No estimate: {plain(result)}.")
+        elif result is not None:
+            st.caption(estimate_text(form_run(), result))
+        else:
+            st.caption("**Estimate time** says how long this run takes here before you start it.")
+
 if start and data is not None:
     loaded = RECIPES.get(st.session_state.get("t_loaded", ""))
-    train = form.spec({k: st.session_state[k] for k in form.KEPT if k in st.session_state},
-                      base=loaded.train if loaded else None)
+    train = form_run().train
     if loaded and train.low_res_epochs == loaded.train.low_res_epochs:  # as the CLI: left as the recipe set it
         if note := keep_low_res_share(train, loaded.train.epochs):
             st.info(note[0].upper() + note[1:] + ".")
@@ -135,7 +188,6 @@ def act(verb: str, run_id: str) -> None:
     try:
         if verb == "stop":
             launcher.stop(visitor.owner(), run_id)
-            st.toast("Stopping after the current batch…")
         else:
             launcher.resume(visitor.owner(), run_id)
             st.toast(f"Resuming run {run_id}…")
@@ -167,6 +219,8 @@ def follow() -> None:
     epoch = record.current_epoch
     rate = f" · {record.img_per_s:.0f} img/s" if record.img_per_s else ""
     eta = f" · ETA {minutes_seconds(record.eta_s)}" if record.eta_s is not None else ""
+    if data is not None and (guess := estimates.known_stored(record.spec, len(data.y_train), len(data.y_test))):
+        eta += f" · estimated {minutes_seconds(guess.run_s)} in all before the start"
     st.progress(min(1.0, record.step / record.steps) if record.steps else 0.0,
                 text=f"{plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"
@@ -181,7 +235,12 @@ def follow() -> None:
         st.error(plain(err))
     if not mine:
         st.caption("Another visitor started this run: you can watch it, not stop or resume it.")
-    if record.status == "queued":
+    if record.active and record.stop_requested:  # a test pass or the teachers' predictions run to their end first
+        st.warning("Stop requested: " + {
+            PHASE_TESTING: f"the test pass of epoch {epoch} finishes first and that epoch is saved, then it stops.",
+            PHASE_TEACHERS: "it stops once the teachers' predictions are computed, before its first epoch."}.get(
+            record.phase, "it stops after the current batch."), icon=":material/stop_circle:")
+    elif record.status == "queued":
         st.info("Starting a worker process…")
     elif record.status == "running" and record.message:
         st.info(plain(record.message) + "…")
@@ -199,7 +258,8 @@ def follow() -> None:
                    f"first epoch did, so there is nothing to resume. Start a new training instead.")
     elif record.status == "failed":
         st.error(f"Training failed: {plain(record.message)}")
-    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch),
+    first_test = min(record.spec.get("train", {}).get("eval_every", 1), record.planned_epochs)
+    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch, first_test),
                     key="live_chart")
     if record.epochs:
         table = pd.DataFrame(record.epochs)

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from . import settings
+from .cli_estimate import cmd_estimate, cmd_train_estimate
 from .cli_specs import net_from_args, new_run, warn_skipped
 from .errors import UserError
 from .escape import PLAIN_CHARS
@@ -108,6 +109,8 @@ def cmd_train(args) -> int:
     from .runs.store import RunStore
     from .specs.config import RunSpec
 
+    if args.estimate:
+        return cmd_train_estimate(args)
     if args.resume:
         store = RunStore(args.runs, existing=True)
         if _find_runs(store, [args.resume]) is None:
@@ -373,8 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-subset", type=int, dest="train_subset", help="train on N random images (quick runs)")
     t.add_argument("--test-subset", type=int, dest="test_subset")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--estimate", action="store_true", help="train nothing: measure a few batches of this run "
+                   "on this machine and print its expected epoch and run times as one JSON line")
     t.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run from its last "
                                                        "finished epoch, under the same run id")
+    sub.add_parser("estimate", help="this machine's speed for the run spec JSON on stdin (the app's time estimate)")
     w = sub.add_parser("worker", help="train a queued run (what the app starts, one process per run)")
     w.add_argument("run_id")
     r = sub.add_parser("runs", help="list the run store: id, status, epochs done/planned, best accuracy")
@@ -414,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
                 bench=cmd_bench, export=cmd_export, curves=cmd_curves, data=cmd_data, worker=cmd_worker, runs=cmd_runs,
-                stop=cmd_stop, sweep=cmd_sweep, trials=cmd_trials)
+                stop=cmd_stop, sweep=cmd_sweep, trials=cmd_trials, estimate=cmd_estimate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,17 @@ def train_spec(args, base):
 def new_run(args) -> tuple[str, RunStore]:
     """The run the flags describe, recorded as queued, and its store: everything is checked before
     anything is written, the store itself included (a refused spec left an empty store behind)."""
+    from .runs.runner import create_run  # torch: only for a spec that passed (a refusal answers in a second)
+    from .runs.store import RunStore
+
+    run, _ = checked_run(args)
+    store = RunStore(args.runs)
+    return create_run(store, run, run.train.device), store
+
+
+def checked_run(args):
+    """The RunSpec the flags describe and its data, both checked (the device, the data's classes and image
+    size, the teachers), writing nothing."""
     from .specs.augment import AugSpec, default_aug  # here, not at the top: the CLI starts without numpy
     from .specs.config import RunSpec, TrainSpec, checked, data_problems
     from .specs.recipes import get_recipe
@@ -74,8 +85,7 @@ def new_run(args) -> tuple[str, RunStore]:
     if args.aug:
         aug = load_spec_file(AugSpec, args.aug)
     run = checked(RunSpec(net_from_args(args), aug, train_spec(args, base), resolve_source(args.data)))
-    from .runs.runner import create_run  # torch: only for a spec that passed (a refusal answers in a second)
-    from .runs.store import RunStore
+    from .runs.store import RunStore  # torch: only for a spec that passed (a refusal answers in a second)
     from .training.data import load_dataset
     from .training.device import pick_device
     from .runs.distill import load_teachers
@@ -87,8 +97,7 @@ def new_run(args) -> tuple[str, RunStore]:
         raise SpecError([f"{p} ({data.name})" for p in problems])
     if run.train.teachers:  # as the app does: before a record; they are runs in an existing store
         load_teachers(RunStore(args.runs, existing=True), run.train.teachers, run.data, list(data.classes))
-    store = RunStore(args.runs)
-    return create_run(store, run, run.train.device), store
+    return run, data
 
 
 def warn_skipped(data) -> None:
