@@ -16,7 +16,7 @@ from playground.training.estimate import Speed, expected, measure, speed_key
 from .browser import ROOT
 
 TINY = Net(name="tiny", blocks=[Block([Layer(out=8)])])
-SPEED = Speed(train_img_per_s=1000.0, test_img_per_s=4000.0)
+SPEED = Speed(train_img_per_s=1000.0, test_img_per_s=4000.0, calibrate_img_per_s=2048.0)
 
 
 def run(**train) -> RunSpec:
@@ -25,14 +25,17 @@ def run(**train) -> RunSpec:
 
 def test_the_run_is_its_epochs_and_each_test_pass_with_its_views():
     e = expected(run(epochs=4, eval_every=2, train_subset=2000, tta=True, tta_shift=1), SPEED, 45_000, 5_000)
-    # 4 epochs of 2,000 images at 1,000 img/s; tests after epochs 2 and 4: 2 flip views, then 2 x 9 on the last
-    assert e.run_s == pytest.approx(4 * 2.0 + 5000 * 2 / 4000 + 5000 * 18 / 4000)
-    assert e.epoch_s == pytest.approx(2.0 + 5000 * 2 / 4000)
+    # 4 epochs of 2,000 images at 1,000 img/s, each ending with BN's re-estimate on them (63 steps an epoch,
+    # under 300 in all); tests after epochs 2 and 4: 2 flip views, then 2 x 9 on the last
+    assert e.run_s == pytest.approx(4 * 2.0 + 4 * 2000 / 2048 + 5000 * 2 / 4000 + 5000 * 18 / 4000)
+    assert e.epoch_s == pytest.approx(2.0 + 2000 / 2048 + 5000 * 2 / 4000)
+    long = expected(run(epochs=2, batch_size=32), SPEED, 20_000, 0)  # 625 steps an epoch: no re-estimate
+    assert long.run_s == pytest.approx(2 * 20.0)
 
 
 def test_low_res_epochs_cost_the_share_of_pixels_they_keep_and_subsets_cap_at_the_data():
     e = expected(run(epochs=4, low_res=16, low_res_epochs=2, train_subset=100_000, test_subset=10), SPEED, 1000, 50)
-    assert e.run_s == pytest.approx(2 * 1.0 + 2 * 0.25 + 4 * 10 / 4000)
+    assert e.run_s == pytest.approx(2 * 1.0 + 2 * 0.25 + 4 * 1000 / 2048 + 4 * 10 / 4000)
 
 
 def test_the_speed_is_measured_on_the_run_itself_and_keyed_by_what_it_depends_on():

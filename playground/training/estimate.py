@@ -12,7 +12,7 @@ import numpy as np
 from ..specs.config import RunSpec
 from .data import Dataset
 from .predict import tta_view_count
-from .trainer import BATCH, EPOCH, TESTING, Trainer
+from .trainer import BATCH, BN_RECALIBRATE_BELOW, BN_CALIBRATION_IMAGES, EPOCH, TESTING, Trainer
 
 WARMUP, TIMED = 1, 2  # batches: the first pays for oneDNN's kernel choices and the allocator
 TEST_IMAGES = 256
@@ -23,6 +23,7 @@ class Speed:
     """This machine's speed for one net, augmentation, batch size and precision (images a second)."""
     train_img_per_s: float  # full-size training steps, augmentation and the optimizer included
     test_img_per_s: float  # one test view, forward only
+    calibrate_img_per_s: float  # the BatchNorm re-estimate after each epoch of a short run (train-mode forward)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ def measure(run: RunSpec) -> Speed:
     Trainer(data, RunSpec(net, run.aug, one_epoch, run.data), [on_event]).fit()
     last = max(k for k in stamps if isinstance(k, int))
     return Speed(train_img_per_s=(last - WARMUP) * t.batch_size / (stamps[last] - stamps[WARMUP]),
-                 test_img_per_s=TEST_IMAGES / max(stamps[EPOCH] - stamps[TESTING], 1e-9))
+                 test_img_per_s=TEST_IMAGES / max(stamps[EPOCH] - stamps[TESTING], 1e-9),
+                 calibrate_img_per_s=min(n, BN_CALIBRATION_IMAGES) / max(stamps[TESTING] - stamps[last], 1e-9))
 
 
 def expected(run: RunSpec, speed: Speed, train_images: int, test_images: int) -> Estimate:
     """The run's time at ``speed`` on a dataset of this many images (its subsets applied): every epoch at its
-    resolution (a low-res epoch costs the share of pixels it keeps), and every test pass with its TTA views."""
+    resolution (a low-res epoch costs the share of pixels it keeps), the BatchNorm re-estimate that ends each
+    epoch of a short run, and every test pass with its TTA views."""
     t = run.train
     n_train = min(train_images, t.train_subset or train_images)
     n_test = min(test_images, t.test_subset or test_images)
@@ -75,5 +78,10 @@ def expected(run: RunSpec, speed: Speed, train_images: int, test_images: int) ->
     tested = [e for e in range(1, t.epochs + 1) if e % t.eval_every == 0 or e == t.epochs]
     views = [tta_view_count(t.tta, t.tta_shift if e == t.epochs else 0) for e in tested]
     test_s = [n_test * v / speed.test_img_per_s for v in views]
-    run_s = full * (t.epochs - t.low_res_epochs) + low * t.low_res_epochs + sum(test_s)
-    return Estimate(epoch_s=full + n_test * tta_view_count(t.tta) / speed.test_img_per_s, run_s=run_s)
+    steps = -(-n_train // t.batch_size)
+    recalibrate = min(n_train, BN_CALIBRATION_IMAGES) / speed.calibrate_img_per_s
+    recalibrated = sum(1 for e in range(1, t.epochs + 1) if e * steps < BN_RECALIBRATE_BELOW)
+    run_s = full * (t.epochs - t.low_res_epochs) + low * t.low_res_epochs + recalibrate * recalibrated + sum(test_s)
+    epoch_s = full + (recalibrate if steps < BN_RECALIBRATE_BELOW else 0) + n_test * tta_view_count(t.tta) / (
+        speed.test_img_per_s)
+    return Estimate(epoch_s=epoch_s, run_s=run_s)

@@ -71,6 +71,7 @@ class _Loop:
 
 Callback = Callable[[Event], None]
 BN_RECALIBRATE_BELOW = 300  # optimizer steps; longer runs have settled running stats
+BN_CALIBRATION_IMAGES = 2048  # training images whose batch statistics re-estimate BN's running stats
 RESUME_FORMAT = 1
 EPOCH_OBJECTS = ("model", "state")  # in an "epoch" event's data beside the metrics
 
@@ -184,7 +185,7 @@ class Trainer:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
         model.train()
-        pick = np.random.default_rng(0).permutation(len(self.data.y_train))[:2048]
+        pick = np.random.default_rng(0).permutation(len(self.data.y_train))[:BN_CALIBRATION_IMAGES]
         x = self.data.x_train[np.sort(pick)]
         for s in spans(len(x), 256):
             model(normalize(torch.from_numpy(x[s]).to(self.device), mean, std))
