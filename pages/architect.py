@@ -97,7 +97,6 @@ def options(usual: tuple[int, ...], value: int) -> list[int]:
 
 
 st.title("Architect")
-share_links.link_error()
 net = working_specs.get_net()
 if any(st.session_state.get(k) != v for k, v in widget_state(net).items()):
     show(net)  # first visit, or the spec was set elsewhere (a recipe, a share link)

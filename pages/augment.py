@@ -1,7 +1,7 @@
 import numpy as np
 import streamlit as st
 
-from playground.ui import data_choice, share_links, style, working_specs
+from playground.ui import data_choice, style, working_specs
 from playground.escape import bullets
 from playground.specs import limits
 from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
@@ -84,7 +84,6 @@ def on_resample() -> None:
 
 
 st.title("Augment")
-share_links.link_error()
 data = data_choice.dataset()
 aug = working_specs.get_aug()
 if any(st.session_state.get(k) != v for k, v in widget_state(aug).items()):

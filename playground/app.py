@@ -32,8 +32,10 @@ pages = [
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:"),
     st.Page("../pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
+page = st.navigation(pages)
+share_links.link_error()  # above whichever page the link opens: a refused part is said before anything trains
 try:
-    st.navigation(pages).run()
+    page.run()
 except StoreError as e:  # a damaged, full or read-only run store: one line on any page, never a traceback
     server.store_error(e)
 finally:  # also when the page reran or switched pages (Streamlit's own exceptions)

@@ -29,13 +29,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(data: Path, runs: Path, **settings: str) -> Iterator[str]:
-    """The app on a free port with PLAYGROUND_DATA, PLAYGROUND_RUNS and ``settings`` set; yields its URL."""
+def streamlit_server(data: Path, runs: Path, log: Path | None = None, **settings: str) -> Iterator[str]:
+    """The app on a free port with PLAYGROUND_DATA, PLAYGROUND_RUNS and ``settings`` set; yields its URL.
+    Its output goes to ``log`` (default: a file beside ``runs``), which a test may read for warnings."""
     port = free_port()
     env = {**os.environ, "PLAYGROUND_DATA": str(data), "PLAYGROUND_RUNS": str(runs), **settings}
+    log = log or runs.parent / f"{runs.name}-server.log"
+    out = open(log, "wb")  # a pipe nobody reads fills up and blocks the server's logging
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "playground/app.py", "--server.port",
                              str(port), "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -46,12 +49,14 @@ def streamlit_server(data: Path, runs: Path, **settings: str) -> Iterator[str]:
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("streamlit server did not start: " + proc.stdout.read().decode()[-2000:])
+        out.close()
+        pytest.fail("streamlit server did not start: " + log.read_text(errors="replace")[-2000:])
     try:
         yield url
     finally:
         proc.terminate()
         proc.wait(10)
+        out.close()
 
 
 @contextmanager

@@ -134,7 +134,6 @@ def test_a_share_link_and_a_run_name_show_as_text_on_the_page(app_env):
     spec["blocks"][0]["layers"][0]["kind"] = evil
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["arch"] = base64.urlsafe_b64encode(zlib.compress(json.dumps(spec).encode())).decode()
-    at.run()
     at.switch_page("../pages/architect.py").run()
     assert not at.exception and len(at.error) == 1
     assert evil[:30] in shown(at.error[0].value) and "https://" not in at.error[0].value
@@ -182,16 +181,16 @@ def test_share_link_restores_and_a_bad_link_is_refused_with_one_error(app_env):
                            {**net.to_dict(), "version": 2.0}).encode())).decode(), "version")):
         bad = AppTest.from_file(APP, default_timeout=60)
         bad.query_params["arch"] = raw
-        bad.run()
-        bad.switch_page("../pages/architect.py").run()
+        bad.run()  # Home: the page the link opens says it
         assert not bad.exception and any(words in shown(e.value) for e in bad.error), [shown(e.value) for e in bad.error]
+        bad.switch_page("../pages/architect.py").run()
         assert Net.from_dict(bad.session_state["net"]) == preset_net("fast")  # the visitor's spec is untouched
     both = AppTest.from_file(APP, default_timeout=60)  # two bad parts: two lines (the second had replaced the first)
     both.query_params.update(arch="not-base64!!", aug="not-base64!!")
-    both.run()
-    both.switch_page("../pages/architect.py").run()
+    both.switch_page("../pages/train.py").run()  # a link that opens Train, where a visitor may start at once
     assert [shown(e.value).split(":")[0] for e in both.error] == ["The share link's arch part was ignored",
                                                                  "The share link's aug part was ignored"]
+    assert both.get("form")  # the Train page itself is drawn below the lines
 
 
 def test_augment_preview_and_pipeline_editing(app_env):

@@ -39,6 +39,7 @@ def restore_from_link() -> None:
         st.session_state["_link_error"] = errors
 
 def link_error() -> None:
+    """The link's refused parts, once, above the page it opened."""
     for msg in st.session_state.pop("_link_error", []):
         st.error(msg)
 
