@@ -25,6 +25,8 @@ ids = [r.id for r in runs]
 default = ids.index(st.session_state["last_run_id"]) if st.session_state.get("last_run_id") in ids else 0
 run_id = st.selectbox("Run", ids, default, format_func=lambda i: next(
     f"{r.id} · {r.name} · {r.status} · best {accuracy_text(r.best_acc)}" for r in runs if r.id == i), key="r_run")
+if note := next(r.note for r in runs if r.id == run_id):
+    st.caption(f"Note: {plain(note)}")
 
 
 @st.cache_resource(max_entries=12, show_spinner="Evaluating the run…")  # per run and TTA setting: a few MB each

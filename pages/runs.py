@@ -10,6 +10,8 @@ from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
 from playground.settings import hosted
+from playground.specs import limits
+from playground.specs.ids import NOTE_CHARS
 
 st.title("Runs")
 launcher = server.launcher()
@@ -21,7 +23,8 @@ if not runs:
     st.stop()
 me = visitor.owner()
 table = pd.DataFrame([{
-    "id": r.id, "name": r.name, "status": r.status, "params": r.params, "best acc": accuracy_text(r.best_acc, 2),
+    "id": r.id, "name": r.name, "note": r.note, "status": r.status, "params": r.params,
+    "best acc": accuracy_text(r.best_acc, 2),
     "epochs": f"{len(r.epochs)}/{r.planned_epochs}", "time": minutes_seconds(r.elapsed),
     "started": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
     "optimizer": r.spec.get("train", {}).get("optimizer") or "", "max LR": r.spec.get("train", {}).get("max_lr"),
@@ -57,6 +60,9 @@ def act(verb: str, run_id: str) -> None:
             launcher.stop(me, run_id)
             st.session_state["runs_note"] = (f"Stop requested for {run_id}: it stops after its current batch (a test "
                                              "pass runs to its end first, and its epoch is saved).")
+        elif verb == "label":
+            launcher.label(me, run_id, st.session_state["label_name"], st.session_state["label_note"])
+            st.session_state["runs_note"] = f"Saved the name and note of {run_id}."
         elif verb == "resume":
             launcher.resume(me, run_id)
             st.session_state["runs_note"] = f"Resuming {run_id}; follow it on the **Train** page."
@@ -78,6 +84,13 @@ if pick:
               disabled=not record.active)
     c2.button("Resume", icon=":material/play_arrow:", key="run_resume", on_click=act, args=("resume", pick),
               disabled=not (record.status in RESUMABLE and record.state_sha))
+    if st.session_state.get("label_for") != pick:  # the fields show the picked run's label, not the last one's
+        st.session_state.update(label_for=pick, label_name=record.name, label_note=record.note)
+    with st.form("label_form", enter_to_submit=False, border=False):
+        n1, n2 = st.columns([1, 2])
+        n1.text_input("Name", key="label_name", max_chars=limits.current().name_chars)
+        n2.text_input("Note", key="label_note", max_chars=NOTE_CHARS, placeholder="what this run tries")
+        st.form_submit_button("Save name and note", on_click=act, args=("label", pick), icon=":material/edit:")
     warn = " It is still training: it will be stopped first." if record.active else ""
     if st.checkbox(f"Yes, delete run {pick} and its checkpoint.{warn}", key="del_confirm"):
         st.button("Delete", type="primary", key="del_go", on_click=act, args=("delete", pick))

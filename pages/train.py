@@ -225,6 +225,8 @@ def follow() -> None:
                 text=f"{plain(record.name)} · run {run_id} · {record.status} · epoch {epoch}/{record.planned_epochs} · "
                      + (f"step {record.step}/{record.steps}{rate}{eta}" if record.steps else  # was "step 0/0"
                         "starting (loading the data and building the net)…" if record.active else "no step trained"))
+    if record.note:
+        st.caption(f"Note: {plain(record.note)}")
     mine = owns(record, visitor.owner())
     b1, b2, _ = st.columns([1, 1, 6])
     b1.button("Stop", icon=":material/stop:", key="stop", on_click=act, args=("stop", run_id),

@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import settings
 from ..specs import limits
 from ..specs.config import RunSpec, checked, data_problems
+from ..specs.ids import label_problems
 from ..specs.serde import SpecError
 from ..training.data import Dataset
 from ..training.device import pick_device
@@ -153,6 +154,15 @@ class Launcher:
             raise JobError(f"run {run_id} already ended ({record.status}); there is nothing to stop")
         lifecycle.request_stop(self.store, record)
         return record
+
+    def label(self, owner: str, run_id: str, name: str, note: str) -> None:
+        """Rename a run and set its note, each stripped; a label that fails the check writes nothing."""
+        self._owned(owner, run_id, "rename")
+        name, note = " ".join(name.split()), note.strip()
+        if problems := label_problems(name, note, limits.current().name_chars):
+            raise JobError(f"run {run_id} not renamed: " + "; ".join(problems))
+        if not self.store.label(run_id, name, note):
+            raise JobError(f"there is no run {run_id} (deleted?)")
 
     def delete(self, owner: str, run_id: str) -> None:
         """Delete a run and its files; a run still training is stopped (and if need be killed) first."""

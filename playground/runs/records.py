@@ -51,6 +51,7 @@ class RunRecord:
     started: float | None
     phase: str
     epochs: list[dict]
+    note: str = ""
 
     @property
     def active(self) -> bool:
@@ -230,6 +231,7 @@ FIELDS = {
     "heartbeat": (_optional(_time), None), "step": (_optional(_count, 0), 0), "steps": (_optional(_count, 0), 0),
     "img_per_s": (_optional(_amount), None), "stop_requested": (_optional(_time), None),
     "state_sha": (_optional(_text), None), "started": (_optional(_time), None), "phase": (_optional(_phase, ""), ""),
+    "note": (_optional(_text, ""), ""),
 }
 COLUMNS = ", ".join(FIELDS)
 

@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS leftovers (
 LIFECYCLE_COLUMNS = {
     "owner": "TEXT DEFAULT ''", "pid": "INTEGER", "pid_start": "REAL", "host": "TEXT", "heartbeat": "REAL",
     "step": "INTEGER DEFAULT 0", "steps": "INTEGER DEFAULT 0", "img_per_s": "REAL", "stop_requested": "REAL",
-    "state_sha": "TEXT", "started": "REAL", "phase": "TEXT DEFAULT ''",
+    "state_sha": "TEXT", "started": "REAL", "phase": "TEXT DEFAULT ''", "note": "TEXT DEFAULT ''",
 }
 ANY_PID = object()  # RunStore.finish: whichever process the run has
 BUSY_TIMEOUT_S = 30.0  # how long an operation waits for another process's write lock
@@ -339,6 +339,11 @@ class RunStore(RunFiles):
                 for path in (self.state_path(run_id), previous(self.state_path(run_id))):
                     path.unlink(missing_ok=True)
         return changed
+
+    def label(self, run_id: str, name: str, note: str) -> bool:
+        """Set a run's name and note (checked by the caller: specs.ids.label_problems); False if it is gone."""
+        with self._tx() as c:
+            return c.execute("UPDATE runs SET name = ?, note = ? WHERE id = ?", (name, note, run_id)).rowcount == 1
 
     def request_stop(self, run_id: str) -> None:
         self._update(run_id, "stop_requested = COALESCE(stop_requested, ?)", (time.time(),))
