@@ -9,7 +9,8 @@ from playground.runs.jobs import JobError, Launcher
 from playground.runs.store import RunStore
 from playground.specs.ids import NOTE_CHARS, label_problems
 
-from .browser import chromium, needs_chromium, settle, streamlit_server
+from .browser import chromium, needs_chromium, streamlit_server
+from .test_browser_state import choose
 
 
 @pytest.fixture
@@ -66,12 +67,8 @@ def test_a_renamed_run_keeps_its_name_and_note_after_a_reload(image_folder, tmp_
     with streamlit_server(image_folder, runs) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{url}/runs")
-        picker = page.get_by_role("combobox", name="Run", exact=True)
-        picker.wait_for(timeout=60_000)
-        picker.evaluate("e => e.scrollIntoView({block: 'center'})")
-        picker.fill(run_id)
-        page.keyboard.press("Enter")
-        settle(page)
+        page.get_by_role("combobox", name="Run", exact=True).wait_for(timeout=60_000)
+        choose(page, "Run", 0, run_id)
         page.get_by_label("Name", exact=True).fill("wider C3")
         page.get_by_label("Note", exact=True).fill("96 channels in C3")
         page.get_by_role("button", name="Save name and note").click()
@@ -80,10 +77,6 @@ def test_a_renamed_run_keeps_its_name_and_note_after_a_reload(image_folder, tmp_
         page.get_by_test_id("stDataFrame").wait_for(timeout=60_000)
         record = RunStore(runs).get(run_id)
         assert (record.name, record.note) == ("wider C3", "96 channels in C3")
-        picker = page.get_by_role("combobox", name="Run", exact=True)
-        picker.evaluate("e => e.scrollIntoView({block: 'center'})")
-        picker.fill(run_id)
-        page.keyboard.press("Enter")
-        settle(page)
+        choose(page, "Run", 0, run_id)
         expect(page.get_by_label("Name", exact=True)).to_have_value("wider C3")  # the store's, after the reload
         expect(page.get_by_label("Note", exact=True)).to_have_value("96 channels in C3")
