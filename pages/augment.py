@@ -2,9 +2,9 @@ import numpy as np
 import streamlit as st
 
 from playground.ui import data_choice, style, working_specs
-from playground.escape import bullets
+from playground.escape import bullets, plain
 from playground.specs import limits
-from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, build_pipeline, describe_replay, make_transform,
+from playground.specs.augment import (REGISTRY, AugSpec, TransformSpec, describe_replay, draw_samples, make_transform,
                                       to_python)
 from playground.specs.serde import SpecError
 
@@ -13,9 +13,13 @@ from playground.specs.serde import SpecError
 # edit, so every change goes through a callback (which runs before the widgets are drawn) that stores the new value
 # and writes the widget keys from it. working_specs.set_aug clears every "a_" key (the pipeline's widgets,
 # re-written by show()),
-# so the sample widgets use "sample_" keys, which a pipeline change leaves alone.
+# so the sample widgets use "sample_" keys, which a pipeline change leaves alone. The seed alone picks and augments
+# the samples, so the seed shown always reproduces the samples shown.
 
-SAMPLES = {"n": 12, "cls": "all", "seed": 0, "draw": 0}
+SAMPLES = {"n": 12, "cls": "all", "seed": 0}
+SEED_MAX = 10_000
+ZOOM = 3  # each 32 px image drawn at 96 px, pixels repeated (nearest neighbour): crisp, not blurred
+PER_ROW = 2  # two original → augmented pairs a row: each image about 90 px wide in the column at 1280x800
 
 
 def widget_value(kind: str, value):
@@ -80,7 +84,17 @@ def on_samples() -> None:
 
 
 def on_resample() -> None:
-    st.session_state["samples"] = {**samples(), "draw": samples()["draw"] + 1}
+    """Draw new samples from a new random seed, written into the Seed field so that it reproduces them."""
+    current = samples()["seed"]
+    seed = int(np.random.default_rng().choice(np.setdiff1d(np.arange(1, SEED_MAX + 1), [current])))
+    st.session_state["samples"] = {**samples(), "seed": seed}
+    st.session_state["sample_seed"] = seed
+
+
+def pair(original: np.ndarray, augmented: np.ndarray) -> np.ndarray:
+    """The two images side by side, each zoomed ZOOM times by repeating its pixels, with a white gap."""
+    zoom = [np.repeat(np.repeat(x, ZOOM, 0), ZOOM, 1) for x in (original, augmented)]
+    return np.concatenate([zoom[0], np.full((32 * ZOOM, 2 * ZOOM, 3), 255, np.uint8), zoom[1]], 1)
 
 
 st.title("Augment")
@@ -96,14 +110,15 @@ st.session_state["samples"] = settings
 for name in ("n", "cls", "seed"):
     if st.session_state.get(f"sample_{name}") != settings[name]:
         st.session_state[f"sample_{name}"] = settings[name]  # first visit, or back from another page
-n, cls, seed, draw = settings["n"], settings["cls"], settings["seed"], settings["draw"]
+n, cls, seed = settings["n"], settings["cls"], settings["seed"]
 
 with st.sidebar:
     st.subheader("Samples")
     st.slider("Number of samples", 4, 32, step=4, key="sample_n", on_change=on_samples)
     st.selectbox("Class", classes, key="sample_cls", on_change=on_samples)
-    st.number_input("Seed", 0, 10_000, key="sample_seed", on_change=on_samples)
+    st.number_input("Seed", 0, SEED_MAX, key="sample_seed", on_change=on_samples)
     st.button("Resample", icon=":material/casino:", key="resample", on_click=on_resample)
+    st.caption("Resample writes a new random seed into Seed; the same seed shows the same samples.")
 
 style.sticky_column("aug_preview")
 controls, board = st.columns(2, gap="medium")
@@ -119,7 +134,8 @@ with controls:
                 if prm.kind == "bool":
                     st.checkbox(prm.name, help=prm.help, key=key, on_change=on_edit)
                 elif prm.kind == "choice":
-                    st.selectbox(prm.name, prm.choices, help=prm.help, key=key, on_change=on_edit)
+                    st.selectbox(prm.name, prm.choices, format_func=prm.label, help=prm.help, key=key,
+                                 on_change=on_edit)
                 else:
                     cast = int if prm.kind.startswith("int") else float
                     st.slider(prm.name, cast(prm.min), cast(prm.max), step=cast(prm.step), help=prm.help, key=key,
@@ -140,26 +156,26 @@ with board, st.container(key="aug_preview"):  # beside the pipeline, and it stay
     if data is None:
         st.info("The preview appears here once a dataset is loaded (Home page).")
     else:
-        idx = (np.arange(len(data.y_train)) if cls == "all"
-               else np.flatnonzero(data.y_train == data.classes.index(cls)))
-        rng = np.random.default_rng(int(seed) + 1000 * draw)
-        picks = rng.choice(idx, size=min(n, len(idx)), replace=False)
         try:
-            pipe = build_pipeline(aug, data.mean, seed=int(seed) + draw, replay=True)
+            drawn = draw_samples(data.x_train, data.y_train, aug, data.mean, n, int(seed),
+                                 None if cls == "all" else data.classes.index(cls))
         except SpecError as e:  # the working copy may come from elsewhere; say why instead of a traceback
             st.error("**This pipeline cannot be built:**\n\n"
                      + bullets(e.problems))
             st.stop()
         st.subheader("Original → augmented")
-        cols = st.columns(4)
-        for k, i in enumerate(picks):
-            out = pipe(image=data.x_train[i])
-            with cols[k % 4]:
-                st.image(np.concatenate([data.x_train[i], np.full((32, 2, 3), 255, np.uint8), out["image"]], 1),
-                         caption=data.classes[data.y_train[i]], width="stretch")
-                with st.popover(":material/tune:", help="The parameters drawn for this image", width="stretch"):
-                    st.text("\n".join(describe_replay(out["replay"])) or "no transforms")
-                    st.caption("shift: x to the right, y down, in pixels")
+        st.html("<style>.st-key-aug_preview [data-testid=stImage] img { image-rendering: pixelated; }</style>")
+        for row in range(0, len(drawn), PER_ROW):
+            for col, (i, out) in zip(st.columns(PER_ROW), drawn[row:row + PER_ROW]):
+                col.image(pair(data.x_train[i], out["image"]), caption=data.classes[data.y_train[i]],
+                          width="stretch")
+        with st.expander("Parameters drawn for each sample"):  # below the grid: it covers no image
+            st.caption("Numbered left to right, row by row. shift=(x, y): x to the right, y down, in pixels.")
+            st.markdown("\n".join(
+                f"{k}. **{plain(data.classes[data.y_train[i]])}** (row {(k - 1) // PER_ROW + 1}, "
+                f"{'left' if (k - 1) % PER_ROW == 0 else 'right'})\n"
+                + "\n".join(f"    - {plain(line)}" for line in describe_replay(out["replay"]) or ["no transforms"])
+                for k, (i, out) in enumerate(drawn, 1)))
 
 st.subheader("Export")
 mean = data.mean if data else (0.4914, 0.4822, 0.4465)

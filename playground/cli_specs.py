@@ -60,10 +60,10 @@ def train_spec(args, base):
 def new_run(args) -> tuple[str, RunStore]:
     """The run the flags describe, recorded as queued, and its store: everything is checked before
     anything is written, the store itself included (a refused spec left an empty store behind)."""
+    run, _ = checked_run(args)
     from .runs.runner import create_run  # torch: only for a spec that passed (a refusal answers in a second)
     from .runs.store import RunStore
 
-    run, _ = checked_run(args)
     store = RunStore(args.runs)
     return create_run(store, run, run.train.device), store
 

@@ -23,7 +23,8 @@ AUG_VERSION = 1
 
 @dataclass(frozen=True)
 class Param:
-    """Schema of one parameter. ``kind``: float, int, bool, choice, int_range or float_range."""
+    """Schema of one parameter. ``kind``: float, int, bool, choice, int_range or float_range; a choice's
+    ``labels`` say what each choice exports, and ``aliases`` map an old stored name to its current one."""
 
     name: str
     kind: str
@@ -33,6 +34,12 @@ class Param:
     step: float | None = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    def label(self, choice: str) -> str:
+        """What the page shows for ``choice``: its name and what it exports."""
+        return dict(zip(self.choices, self.labels)).get(choice, choice)
 
     def check(self, value: Any) -> str | None:
         if self.kind == "bool":
@@ -74,7 +81,7 @@ class TransformDef:
 def _border(name: str) -> int:
     import cv2  # here, not above: validating a spec needs neither OpenCV nor Albumentations (nor their torch)
 
-    return {"reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
+    return {"reflect_101": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT,
             "replicate": cv2.BORDER_REPLICATE}[name]
 
 
@@ -82,8 +89,13 @@ def _fill(choice: str, ctx: Context) -> Any:
     return {"mean": tuple(ctx["fill"]), "zero": 0, "random": "random"}[choice]
 
 
-BORDER = Param("border", "choice", "reflect", choices=("reflect", "constant", "replicate"),
-               help="how pixels moved in from outside the image are filled (constant = dataset mean)")
+BORDER = Param("border", "choice", "reflect_101", choices=("reflect_101", "constant", "replicate"),
+               labels=("reflect_101 (cv2.BORDER_REFLECT_101)", "constant (cv2.BORDER_CONSTANT)",
+                       "replicate (cv2.BORDER_REPLICATE)"),
+               aliases=(("reflect", "reflect_101"),),  # the earlier name, which old specs and share links carry
+               help="how pixels moved in from outside the image are filled: reflect_101 mirrors the image "
+                    "without repeating the edge pixel (dcb|abcd|cba), replicate repeats the edge pixel "
+                    "(aaa|abcd|ddd), constant fills with the dataset mean")
 
 REGISTRY: dict[str, TransformDef] = {t.name: t for t in [
     TransformDef("HorizontalFlip", "Mirror the image left-right.", (),
@@ -102,7 +114,10 @@ REGISTRY: dict[str, TransformDef] = {t.name: t for t in [
         "CoarseDropout", "Cut out rectangular holes (Cutout), filled with the dataset mean by default.",
         (Param("holes", "int_range", (1, 1), 1, 8, 1, "number of holes"),
          Param("size", "int_range", (16, 16), 1, 32, 1, "hole side in pixels"),
-         Param("fill", "choice", "mean", choices=("mean", "zero", "random"), help="what fills each hole")),
+         Param("fill", "choice", "mean", choices=("mean", "zero", "random"),
+               labels=("mean (fill=(R, G, B): the dataset mean)", "zero (fill=0: black)",
+                       "random (fill='random': noise)"),
+               help="what fills each hole: the dataset mean colour, black, or random values in every pixel")),
         lambda p, c: ("CoarseDropout", dict(num_holes_range=tuple(p["holes"]), hole_height_range=tuple(p["size"]),
                                             hole_width_range=tuple(p["size"]), fill=_fill(p["fill"], c)), [])),
     TransformDef(
@@ -142,11 +157,14 @@ class TransformSpec:
 
     def __post_init__(self):
         """A whole number written as 4.0 for an integer parameter is read as 4, as every spec's integer
-        fields are: the validator accepts it, and NumPy's padding refused the float in mid-training."""
+        fields are: the validator accepts it, and NumPy's padding refused the float in mid-training. A
+        choice's old name (``reflect``) is read as its current one, so old specs and share links load."""
         schema = {prm.name: prm for prm in REGISTRY[self.name].params} if self.name in REGISTRY else {}
         for key, value in self.params.items():
             if key in schema and schema[key].kind.startswith("int"):
                 self.params[key] = [_whole(v) for v in value] if isinstance(value, list) else _whole(value)
+            elif key in schema and isinstance(value, str):
+                self.params[key] = dict(schema[key].aliases).get(value, value)
 
 
 def _whole(v: Any) -> Any:
@@ -288,27 +306,68 @@ def to_python(spec: AugSpec, mean: tuple[float, float, float]) -> str:
             f"train_transform = A.Compose([\n{body},\n])\n")
 
 
+def draw_samples(images: np.ndarray, labels: np.ndarray, spec: AugSpec, mean: tuple[float, float, float], n: int,
+                 seed: int, label: int | None = None) -> list[tuple[int, dict]]:
+    """``n`` images (of class ``label``, or any) as (index, ReplayCompose output), picked and augmented
+    from ``seed`` alone: the same seed draws the same samples."""
+    idx = np.arange(len(labels)) if label is None else np.flatnonzero(labels == label)
+    picks = np.random.default_rng(seed).choice(idx, size=min(n, len(idx)), replace=False)
+    pipe = build_pipeline(spec, mean, seed=seed, replay=True)
+    return [(int(i), pipe(image=images[i])) for i in picks]
+
+
 def describe_replay(replay: dict) -> list[str]:
-    """One line per transform of a ReplayCompose record: what was applied and with which draws."""
-    lines = []
+    """One line per transform of a ReplayCompose record: what was applied and with which draws, each
+    named (a hole's and a crop's corners as x and y pixel ranges, a shift as (x right, y down) px)."""
+    lines, pad = [], None
     for t in replay.get("transforms", []):
         name = t["__class_fullname__"].split(".")[-1]
         if not t.get("applied"):
             lines.append(f"{name}: skipped")
             continue
         params = t.get("params") or {}
-        shown = {k: v for k, v in params.items() if k in ("angle", "rotate", "scale", "holes", "x_min", "y_min",
-                                                         "brightness", "contrast", "alpha", "beta")}
+        shown = {k: v for k, v in params.items() if k in ("angle", "rotate", "scale")}
         if isinstance(shown.get("scale"), dict) and len(set(shown["scale"].values())) == 1:
             shown["scale"] = next(iter(shown["scale"].values()))  # keep_ratio: one factor for both axes
         if name in AFFINE_RECORDS and (shift := affine_shift(params)) is not None:
             shown["shift"] = f"({_px(shift[0])}, {_px(shift[1])}) px"
+        drawn = [f"{k}={_short(v)}" for k, v in shown.items()] + _named_draws(params)
+        if "pad_left" in params:
+            pad = params["pad_left"], params["pad_top"]
+        if "crop_coords" in params and pad is not None:
+            x1, y1 = params["crop_coords"][:2]
+            drawn.append(f"shift=({_px(pad[0] - x1)}, {_px(pad[1] - y1)}) px")
         children = t.get("transforms")
         if children:
             lines += [f"{name} > {line}" for line in describe_replay({"transforms": children})]
         else:
-            lines.append(f"{name}: " + (", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or "applied"))
+            lines.append(f"{name}: " + (", ".join(drawn) or "applied"))
     return lines
+
+
+def _named_draws(params: dict) -> list[str]:
+    """The draws that a record keeps as bare numbers or tuples, each with its name and unit."""
+    drawn = [f"hole {k}: {_span(box)}" for k, box in enumerate(np.asarray(params.get("holes", [])).tolist(), 1)]
+    if "crop_coords" in params:
+        drawn.append(f"window {_span(params['crop_coords'])} of the {params['shape'][1]}×{params['shape'][0]} "
+                     "padded image")
+    if "pad_left" in params:
+        sides = [params[f"pad_{side}"] for side in ("top", "bottom", "left", "right")]
+        drawn.append(f"pad={sides[0]} px on each side" if len(set(sides)) == 1
+                     else "pad=(top {}, bottom {}, left {}, right {}) px".format(*sides))
+    drawn += [f"{k}=×{_short(params[k])}" for k in ("brightness", "contrast", "saturation")
+              if k in params]  # ColorJitter: factors
+    if "hue" in params:
+        drawn.append(f"hue={params['hue'] * 360:+.3g}°")
+    if "alpha" in params and "beta" in params:  # RandomBrightnessContrast
+        drawn += [f"contrast=×{_short(params['alpha'])}", f"brightness={params['beta']:+.3g} (of 255)"]
+    return drawn
+
+
+def _span(box) -> str:
+    """A box (x1, y1, x2, y2), the ends excluded, as the pixels it covers: x 3–18, y 8–23 (16×16 px)."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return f"x {x1}–{x2 - 1}, y {y1}–{y2 - 1} ({x2 - x1}×{y2 - y1} px)"
 
 
 AFFINE_RECORDS = ("Affine", "ShiftScaleRotate")  # ShiftScaleRotate is an Affine in Albumentations 2
