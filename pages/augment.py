@@ -152,7 +152,9 @@ with controls:
     c2.button("Add", icon=":material/add:", key="add", on_click=on_add, disabled=len(aug.transforms) >= most,
               help=f"at most {most} transforms" if len(aug.transforms) >= most else None)
 
-with board, st.container(key="aug_preview"):  # beside the pipeline, and it stays in view while that scrolls
+# beside the pipeline, and it stays in view while that scrolls: a box that fits a 1280x800 window, its own
+# scroll for the samples below its fold
+with board, st.container(key="aug_preview", height=620, border=False):
     if data is None:
         st.info("The preview appears here once a dataset is loaded (Home page).")
     else:

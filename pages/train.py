@@ -50,13 +50,7 @@ r1.selectbox("Recipes: a preset with its augmentation and training settings", li
 r2.button("Load recipe", on_click=load_recipe, key="t_load_recipe")
 if err := st.session_state.pop("t_recipe_error", None):
     st.error(plain(err))
-recipe = RECIPES[st.session_state["t_recipe"]]
-recipe_net = preset_net(recipe.preset)
-pending = ([f"architecture {net.name} → {recipe_net.name}"] if net != recipe_net else []) + (
-    [f"augmentation → {', '.join(t.name for t in recipe.aug.transforms) or 'none'}"] if aug != recipe.aug else []) + (
-    form.changes({k: st.session_state.get(k) for k in form.KEPT}, recipe.train))
-st.caption(f"**Load recipe** sets {plain('; '.join(pending))}." if pending else
-           f"The form holds the {recipe.name} recipe: Start trains it.")
+recipe_note = st.container()  # filled once the form's values are set: what Load recipe would change
 following = st.container()  # the followed run's progress and chart: above the long form, in view after Start
 
 n_train = len(data.y_train) if data else 1
@@ -68,6 +62,13 @@ for key, value in form.DEFAULTS.items():
     st.session_state.setdefault(key, min(value, n_train) if key == "t_subset" else value)
 if st.session_state["t_batch"] not in batch_sizes:
     st.session_state["t_batch"] = batch_sizes[-1]
+recipe = RECIPES[st.session_state["t_recipe"]]
+recipe_net = preset_net(recipe.preset)
+pending = ([f"architecture {net.name} → {recipe_net.name}"] if net != recipe_net else []) + (
+    [f"augmentation → {', '.join(t.name for t in recipe.aug.transforms) or 'none'}"] if aug != recipe.aug else []) + (
+    form.changes({k: st.session_state.get(k) for k in form.KEPT}, recipe.train))
+recipe_note.caption(f"**Load recipe** sets {plain('; '.join(pending))}." if pending else
+                    f"The form holds the {recipe.name} recipe: Start trains it.")
 with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it; only the button starts a run
     top, go = st.columns([3, 1], vertical_alignment="center")  # Start in the first row: in view at 1280x800
     top.markdown(f"Start trains **{plain(net.name)}** ({server.analysis(net).params:,} params) with the Augment "
