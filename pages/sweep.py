@@ -4,11 +4,11 @@ import streamlit as st
 
 from playground.ui import data_choice, server
 from playground.escape import plain
-from playground.runs.space import space_from_dict
-from playground.runs.space import shipped_spaces
+from playground.runs.space import shipped_spaces, space_from_dict, with_train
 from playground.runs.sweep import (SweepStorageError, pareto_front, references, start_sweep, studies,
                                    study_objectives, trial_rows)
 from playground.settings import hosted
+from playground.specs import limits
 from playground.specs.serde import SpecError, parse_json
 
 st.title("Sweep")
@@ -99,9 +99,16 @@ def start_form() -> None:
         workers = c2.number_input("Processes at once", 1, 4, 1, key="sw_workers",
                                   help="Each trains one trial; on a 2-core machine 1 is usually fastest per trial")
         name = c3.text_input("Study name (the same name continues a study)", pick, max_chars=80, key="sw_study")
+        c4, c5 = st.columns(2)
+        subset = c4.number_input("Train subset per trial (images, 0 = the space's)", 0, 1_000_000, 0, 500,
+                                 key="sw_subset", help="Set in the space's base training spec: a small sweep "
+                                 "for a quick look needs no hand-edited JSON")
+        epochs = c5.number_input("Epochs per trial (0 = the space's)", 0, limits.current().epochs, 0,
+                                 key="sw_epochs", help="A space that searches train.epochs draws its own instead")
         if st.button("Start the sweep", type="primary", key="sw_start"):
             try:
-                space = space_from_dict(parse_json(text), pick)
+                overrides = {k: int(v) for k, v in (("train_subset", subset), ("epochs", epochs)) if v}
+                space = space_from_dict(with_train(parse_json(text), **overrides), pick)
                 data = data_choice.dataset()
                 if data is not None:
                     start_sweep(space, int(trials), int(workers), data_choice.data_source(), store,

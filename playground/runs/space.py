@@ -82,6 +82,16 @@ def check_study_name(name: str) -> str:
     return name
 
 
+def with_train(data: Any, **train: int) -> Any:
+    """Parsed space JSON with these fields set in its base's training overrides (the Sweep form's train subset
+    and epochs), for ``space_from_dict`` to check; anything but an object with an object base is left as it is."""
+    if isinstance(data, dict) and isinstance(data.get("base", {}), dict) and train:
+        base = dict(data.get("base", {"preset": "fast"}))
+        base["train"] = {**(base["train"] if isinstance(base.get("train"), dict) else {}), **train}
+        return {**data, "base": base}
+    return data
+
+
 def space_from_dict(data: Any, where: str = "space") -> Space:
     """A space from parsed JSON: every key checked, the base resolved and validated, each distribution
     bounded (Optuna's own errors would otherwise surface mid-sweep as tracebacks)."""
