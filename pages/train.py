@@ -229,7 +229,7 @@ def follow() -> None:
     if record.note:
         st.caption(f"Note: {plain(record.note)}")
     mine = owns(record, visitor.owner())
-    b1, b2, _ = st.columns([1, 1, 6])
+    b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Stop", icon=":material/stop:", key="stop", on_click=act, args=("stop", run_id),
               disabled=not (mine and record.active))
     b2.button("Resume", icon=":material/play_arrow:", key="resume", on_click=act, args=("resume", run_id),

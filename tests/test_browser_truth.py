@@ -123,7 +123,7 @@ def test_a_run_stopped_before_its_first_epoch_says_there_is_nothing_to_resume(pa
 
 
 def test_no_label_is_cut_at_1280x800(page, site):
-    for path in PAGES:
+    for path in (*PAGES, f"train?run={site['finished']}"):  # the followed run's Stop and Resume too
         visit(page, site, path)
         assert page.evaluate(CUT) == [], path or "home"
     visit(page, site, "runs")
