@@ -11,7 +11,6 @@ from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
 from playground.settings import hosted
 from playground.specs import limits
-from playground.specs.ids import NOTE_CHARS
 
 st.title("Runs")
 launcher = server.launcher()
@@ -63,6 +62,7 @@ def act(verb: str, run_id: str) -> None:
         elif verb == "label":
             launcher.label(me, run_id, st.session_state["label_name"], st.session_state["label_note"])
             st.session_state["runs_note"] = f"Saved the name and note of {run_id}."
+            st.session_state.pop("label_for", None)  # the fields show them as stored (whitespace made one space)
         elif verb == "resume":
             launcher.resume(me, run_id)
             st.session_state["runs_note"] = f"Resuming {run_id}; follow it on the **Train** page."
@@ -89,7 +89,8 @@ if pick:
     with st.form("label_form", enter_to_submit=False, border=False):
         n1, n2 = st.columns([1, 2])
         n1.text_input("Name", key="label_name", max_chars=limits.current().name_chars)
-        n2.text_input("Note", key="label_note", max_chars=NOTE_CHARS, placeholder="what this run tries")
+        n2.text_input("Note", key="label_note", max_chars=limits.current().note_chars,
+                      placeholder="what this run tries")
         st.form_submit_button("Save name and note", on_click=act, args=("label", pick), icon=":material/edit:")
     warn = " It is still training: it will be stopped first." if record.active else ""
     if st.checkbox(f"Yes, delete run {pick} and its checkpoint.{warn}", key="del_confirm"):

@@ -1,5 +1,5 @@
 """What the app does with trainings: start a worker process per run, remember its handle,
-and stop, resume or delete runs on behalf of their owner. No Streamlit here, and no
+and stop, resume, rename or delete runs on behalf of their owner. No Streamlit here, and no
 training in this process: the web server never holds the training set.
 
 Progress and status live in the run store, written by the worker (worker.py); this module
@@ -17,12 +17,11 @@ from pathlib import Path
 from .. import settings
 from ..specs import limits
 from ..specs.config import RunSpec, checked, data_problems
-from ..specs.ids import label_problems
 from ..specs.serde import SpecError
 from ..training.data import Dataset
 from ..training.device import pick_device
 from . import lifecycle
-from ..faults import CheckpointError, StoreError
+from ..faults import CheckpointError, RunGone, StoreError
 from .distill import load_teachers
 from .runner import create_run, resume_state
 from .records import DAMAGED, RESUMABLE, RunRecord
@@ -32,7 +31,7 @@ DELETE_WAIT_S = 10.0  # deleting a training run stops it; past this it is killed
 
 
 class JobError(RuntimeError):
-    """A run cannot be started, stopped, resumed or deleted; the message says why."""
+    """A run cannot be started, stopped, resumed, renamed or deleted; the message says why."""
 
 
 def max_jobs() -> int:
@@ -155,14 +154,15 @@ class Launcher:
         lifecycle.request_stop(self.store, record)
         return record
 
-    def label(self, owner: str, run_id: str, name: str, note: str) -> None:
-        """Rename a run and set its note, each stripped; a label that fails the check writes nothing."""
+    def label(self, owner: str, run_id: str, name: str | None = None, note: str | None = None) -> tuple[str, str]:
+        """Rename the run, set its note, or both (RunStore.label), if ``owner`` may; its name and note now."""
         self._owned(owner, run_id, "rename")
-        name, note = " ".join(name.split()), note.strip()
-        if problems := label_problems(name, note, limits.current().name_chars):
-            raise JobError(f"run {run_id} not renamed: " + "; ".join(problems))
-        if not self.store.label(run_id, name, note):
-            raise JobError(f"there is no run {run_id} (deleted?)")
+        try:
+            return self.store.label(run_id, name, note)
+        except SpecError as e:
+            raise JobError(f"run {run_id} kept its name and note: {e}") from None
+        except RunGone:
+            raise JobError(f"there is no run {run_id} (deleted?)") from None
 
     def delete(self, owner: str, run_id: str) -> None:
         """Delete a run and its files; a run still training is stopped (and if need be killed) first."""

@@ -32,7 +32,7 @@ from typing import Iterator
 from .. import atomic, settings
 from ..faults import DamagedRun, RunGone, StoreError, cause_of_os_error, cause_of_sqlite_error, read_only_disk
 from .records import BATCH_POINT, COLUMNS, DAMAGED, STATUSES, PHASE_TRAINING, RunRecord, batch_point, record_from_row
-from ..specs.ids import RUN_ID, is_run_id
+from ..specs.ids import RUN_ID, checked_label, is_run_id
 from .store_files import RunFiles, checked_id, previous
 
 RUN_OWN_FILE = re.compile(rf"({RUN_ID.pattern})\.")
@@ -340,10 +340,17 @@ class RunStore(RunFiles):
                     path.unlink(missing_ok=True)
         return changed
 
-    def label(self, run_id: str, name: str, note: str) -> bool:
-        """Set a run's name and note (checked by the caller: specs.ids.label_problems); False if it is gone."""
+    def label(self, run_id: str, name: str | None = None, note: str | None = None) -> tuple[str, str]:
+        """Rename the run, set its note, or both, in one transaction, as specs.ids.checked_label makes them (its
+        SpecError, and nothing written, where either fails); the run's name and note now. RunGone if there is no
+        such run. Nothing else writes a run's name after it is created, so a running run may be renamed."""
+        checked_id(run_id)
+        name, note = checked_label(name, note)
         with self._tx() as c:
-            return c.execute("UPDATE runs SET name = ?, note = ? WHERE id = ?", (name, note, run_id)).rowcount == 1
+            if c.execute("UPDATE runs SET name = COALESCE(?, name), note = COALESCE(?, note) WHERE id = ?",
+                         (name, note, run_id)).rowcount == 0:
+                raise RunGone(f"there is no run {run_id} in the run store {self.root}")
+            return c.execute("SELECT name, note FROM runs WHERE id = ?", (run_id,)).fetchone()
 
     def request_stop(self, run_id: str) -> None:
         self._update(run_id, "stop_requested = COALESCE(stop_requested, ?)", (time.time(),))

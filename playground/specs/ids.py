@@ -5,26 +5,49 @@ from __future__ import annotations
 
 import re
 
+from . import limits
+from .serde import SpecError, hidden_char
+
 RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # ASCII digits: \d also takes Arabic-Indic ones
-
-
-NOTE_CHARS = 500
 
 
 def is_run_id(text: object) -> bool:
     return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
 
 
-def label_problems(name: str, note: str, name_chars: int) -> list[str]:
-    """What is wrong with a run's name (one line of printable text, 1 to ``name_chars`` characters) and note
-    (printable text, at most NOTE_CHARS characters; lines may break); [] when both are fine."""
-    p = []
-    if not isinstance(name, str) or not name.strip() or not name.isprintable():
-        p.append("name: one line of printable text, not empty")
-    elif len(name) > name_chars:
-        p.append(f"name: at most {name_chars} characters, got {len(name)}")
-    if not isinstance(note, str) or not all(c.isprintable() or c == "\n" for c in note):
-        p.append("note: printable text only")
-    elif len(note) > NOTE_CHARS:
-        p.append(f"note: at most {NOTE_CHARS} characters, got {len(note)}")
-    return p
+def checked_label(name: str | None = None, note: str | None = None) -> tuple[str | None, str | None]:
+    """A run's new name and note as the store keeps them (None: left as it is), each one paragraph whose runs of
+    whitespace are one space; SpecError, naming the field and its limit, when one is not printable text within
+    the tier's limit (a name one line, not empty) or when neither is given."""
+    lim = limits.current()
+    name_rule = f"a name is one line of printable text of 1 to {lim.name_chars} characters"
+    note_rule = f"a note is printable text of at most {lim.note_chars} characters"
+    problems = [] if name is not None or note is not None else ["name and note: neither given; give one or both"]
+    if name is not None:
+        lines = len(name.strip().splitlines()) if isinstance(name, str) else 0
+        name = _paragraph(name, "name", name_rule, problems)
+        if lines > 1:
+            problems.append(f"name: {lines} lines; {name_rule}")
+        elif name == "":
+            problems.append(f"name: empty; {name_rule}")
+        elif name and (too_long := limits.exceeded("the name", len(name), lim, "name_chars", " characters")):
+            problems.append(too_long)
+    if note is not None:
+        note = _paragraph(note, "note", note_rule, problems)
+        if note and (too_long := limits.exceeded("the note", len(note), lim, "note_chars", " characters")):
+            problems.append(too_long)
+    if problems:
+        raise SpecError(problems)
+    return name, note
+
+
+def _paragraph(text: object, field: str, rule: str, problems: list[str]) -> str | None:
+    """``text`` with its runs of whitespace made one space, or None after adding what is wrong to ``problems``."""
+    if not isinstance(text, str):
+        problems.append(f"{field}: not text; {rule}")
+        return None
+    text = " ".join(text.split())
+    if bad := hidden_char(text):
+        problems.append(f"{field}: control and invisible characters are not allowed, got {bad}; {rule}")
+        return None
+    return text

@@ -47,6 +47,7 @@ class Limits:
     transforms: int  # augmentation pipeline length
     teachers: int
     name_chars: int
+    note_chars: int  # a run's note (its name is within name_chars)
     json_bytes: int  # a spec file, the JSON editor, a share link once inflated
     eval_macs: int  # one evaluation in the asking process (the app's Results page): images x TTA views x MACs
     run_minutes: int  # one start (or resume) of a training's worker, wall clock: then it stops, resumable
@@ -57,18 +58,18 @@ TIERS: dict[str, Limits] = {
     "hosted": Limits(blocks=8, layers=40, channels=512, in_channels=3, classes=100, input_size=32, kernel=9,
                      stride=4, dilation=16, padding=16, params=2_000_000, macs=500_000_000, act_mib=24,
                      train_mib=320, epochs=100, batch_size=512, transforms=16, teachers=4, name_chars=80,
-                     json_bytes=200_000, eval_macs=2 * 10 ** 12, run_minutes=60,
+                     note_chars=500, json_bytes=200_000, eval_macs=2 * 10 ** 12, run_minutes=60,
                      kept_runs=100),
     "local": Limits(blocks=8, layers=64, channels=1024, in_channels=4, classes=1000, input_size=64, kernel=15,
                     stride=8, dilation=32, padding=32, params=20_000_000, macs=4_000_000_000, act_mib=256,
                     train_mib=12_288, epochs=1000, batch_size=4096, transforms=32, teachers=8, name_chars=80,
-                    json_bytes=1_000_000, eval_macs=10 ** 15, run_minutes=100_000,
+                    note_chars=500, json_bytes=1_000_000, eval_macs=10 ** 15, run_minutes=100_000,
                     kept_runs=10 ** 9),
     "raised": Limits(blocks=32, layers=512, channels=4096, in_channels=64, classes=100_000, input_size=512,
                      kernel=31, stride=32, dilation=256, padding=256, params=500_000_000, macs=200_000_000_000,
                      act_mib=4096, train_mib=262_144, epochs=100_000, batch_size=65_536, transforms=64,
-                     teachers=32, name_chars=200, json_bytes=20_000_000, eval_macs=10 ** 18, run_minutes=10_000_000,
-                     kept_runs=10 ** 9),
+                     teachers=32, name_chars=200, note_chars=2000, json_bytes=20_000_000, eval_macs=10 ** 18,
+                     run_minutes=10_000_000, kept_runs=10 ** 9),
 }
 
 
