@@ -8,12 +8,11 @@ import json
 import sys
 import time
 from contextlib import suppress
-from functools import partial
 from pathlib import Path
 
 from . import settings
 from .cli_estimate import cmd_estimate, cmd_train_estimate
-from .cli_runs import add_rename_parser, cmd_rename
+from .cli_runs import add_rename_parser, cmd_rename, cmd_runs
 from .cli_specs import net_from_args, new_run, warn_skipped
 from .errors import UserError
 from .escape import PLAIN_CHARS
@@ -152,32 +151,6 @@ def cmd_worker(args) -> int:
     from .runs.worker import main
 
     return main(args.run_id, args.runs)
-
-
-def cmd_runs(args) -> int:
-    import datetime as dt
-
-    from .runs.lifecycle import as_seen, reconcile
-    from .runs.records import DAMAGED
-    from .runs.store import RunStore
-
-    store = RunStore(args.runs, existing=True)
-    reconcile(store)
-    rows = [dict(id=r.id, name=r.name, status=r.status, epochs_done=len(r.epochs), epochs_planned=r.planned_epochs,
-                 best_acc=r.best_acc, params=r.params, started=dt.datetime.fromtimestamp(r.created).isoformat(
-                     timespec="seconds"), message=r.message) for r in map(partial(as_seen, store), store.list())]
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    print(f"{'id':24} {'name':12} {'status':11} {'epochs':>9} {'best acc':>8} {'params':>9}  started")
-    for r in rows:
-        acc = f"{r['best_acc']:.2%}" if r["best_acc"] else "-"
-        epochs = f"{r['epochs_done']:>4}/{r['epochs_planned']:<4}"
-        print(f"{r['id']:24} {printable(r['name'])[:12]:12} {r['status']:11} {epochs} "
-              f"{acc:>8} {r['params'] or 0:>9,}  {r['started'].replace('T', ' ')}")
-        if r["status"] == DAMAGED:
-            print(f"  {printable(r['message'])}")
-    return 0
 
 
 def cmd_stop(args) -> int:

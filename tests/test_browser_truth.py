@@ -12,8 +12,8 @@ from playground.runs.store import RunStore
 from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.presets import preset_net
 
-from .browser import ROOT, chromium, needs_chromium, settle, streamlit_server
-from .test_browser_state import choose
+from .browser import ROOT, needs_chromium, settle, streamlit_server
+from .test_browser_state import browser, choose  # noqa: F401 - browser is a module-scoped fixture
 
 pytestmark = needs_chromium
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -41,12 +41,6 @@ def site(image_folder, tmp_path_factory):
     log = runs.parent / "truth-server.log"
     with streamlit_server(image_folder, runs, log=log) as url:
         yield dict(url=url, finished=finished, early=early, log=log)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture
