@@ -109,6 +109,7 @@ st.subheader("Grad-CAM")
 g1, g2 = st.columns([1, 2])
 choice = g1.selectbox("Image", list(shown) or [0], format_func=lambda i: f"test #{i}", key="r_cam")
 alpha = g1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="r_alpha")
+st.session_state["picked_test_image"] = int(choice)  # the Inside page offers it (a key no page switch drops)
 cam, target = gradcam(loaded, data.x_test[choice])
 g2.image([data.x_test[choice], heat_overlay(data.x_test[choice], cam, alpha)], width=200,
          caption=["original", f"Grad-CAM for '{classes[target]}' (last conv layer)"])

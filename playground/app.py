@@ -29,6 +29,7 @@ pages = [
     st.Page("../pages/architect.py", title="Architect", icon=":material/account_tree:"),
     st.Page("../pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("../pages/results.py", title="Results", icon=":material/search:"),
+    st.Page("../pages/inside.py", title="Inside", icon=":material/visibility:"),
     st.Page("../pages/runs.py", title="Runs", icon=":material/history:"),
     st.Page("../pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]

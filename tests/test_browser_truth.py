@@ -17,7 +17,7 @@ from .test_browser_state import browser, choose  # noqa: F401 - browser is a mod
 
 pytestmark = needs_chromium
 expect = pytest.importorskip("playwright.sync_api").expect
-PAGES = ("", "augment", "architect", "train", "results", "runs", "sweep")
+PAGES = ("", "augment", "architect", "train", "results", "inside", "runs", "sweep")
 # text that overflows its box and is clipped (an ellipsis, or hidden overflow) on a visible element
 CUT = """() => [...document.querySelectorAll('[data-testid=stMain] *')].filter(e => {
   if (!e.offsetParent || !e.innerText || !e.innerText.trim() || e.children.length > 3) return false;
@@ -155,3 +155,39 @@ def test_a_walk_of_every_page_leaves_no_warning_in_the_server_log(page, site):
     settle(page)  # back to the form after other pages: its kept values are written to its widgets again
     lines = [ln for ln in site["log"].read_text(errors="replace").splitlines() if re.search(r"warn|error", ln, re.I)]
     assert lines == []
+
+
+SHAPES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(el => {
+  const fl = el._fullLayout;
+  return (el.layout.shapes || []).filter(s => s.name === 'theoretical RF').map(s => ({
+    x0: s.x0, x1: s.x1, y0: s.y0, y1: s.y1,
+    px: [fl.xaxis.l2p(s.x0) + fl.xaxis._offset, fl.xaxis.l2p(s.x1) + fl.xaxis._offset],
+    drawn: [...el.querySelectorAll('.shapelayer path')].map(p => p.getBoundingClientRect().width)
+      .map(w => Math.round(w)), left: el.getBoundingClientRect().left}));
+})"""
+
+
+def test_the_inside_view_draws_a_picked_units_field_where_the_trace_puts_it(page, site):
+    from playground.results import inside
+    from playground.specs.geometry import trace
+
+    visit(page, site, "inside")
+    page.get_by_text("A finished run's weights").click()
+    settle(page, 120_000)
+    choose(page, "Layer", 0, "C2.1")
+    settle(page)
+    row = trace(preset_net("seed-004")).rows[3]
+    assert inside.layer_id(row) == "C2.1"
+    for label, value in ((f"Row (0 to {row.n - 1})", 0), (f"Column (0 to {row.n - 1})", 3)):
+        field = page.get_by_label(label)
+        field.fill(str(value))
+        field.press("Enter")
+        settle(page)
+    box = inside.theoretical_box(row, 0, 3)
+    expect(page.get_by_test_id("stMetric").first).to_contain_text(f"{row.r:g} px")
+    shapes = page.evaluate(SHAPES)
+    assert len(shapes) == 1, shapes
+    s = shapes[0]
+    assert (s["x0"], s["x1"], s["y0"], s["y1"]) == (box.left - 0.5, box.right + 0.5, box.top - 0.5, box.bottom + 0.5)
+    width = s["px"][1] - s["px"][0]  # the box's side on the screen: the trace's RF times the pixels per image pixel
+    assert round(width) in s["drawn"] or round(width) + 1 in s["drawn"] or round(width) - 1 in s["drawn"]

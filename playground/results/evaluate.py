@@ -199,16 +199,21 @@ def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, t
 MAX_PHOTO_BYTES = 10_000_000
 
 
-def classify_photo(loaded: LoadedRun, raw: bytes, k: int = 3, tta: bool = False
-                   ) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """A visitor's photo as the data's images are made (RGB, resized to 32x32 bilinearly), and the
-    run's top ``k`` classes with their probabilities. DataError (one line) for a file that is too
-    large or not a usable image."""
+def read_photo(raw: bytes) -> np.ndarray:
+    """A visitor's photo as the data's images are made (RGB, resized to 32x32 bilinearly); DataError (one
+    line) for a file that is too large or not a usable image."""
     if len(raw) > MAX_PHOTO_BYTES:
         raise DataError(f"the photo is {len(raw) / 1e6:.1f} MB; the limit is {MAX_PHOTO_BYTES / 1e6:.0f} MB")
     image, why = decode_image(io.BytesIO(raw))
     if image is None:
         raise DataError(f"the photo cannot be used: {why}")
+    return image
+
+
+def classify_photo(loaded: LoadedRun, raw: bytes, k: int = 3, tta: bool = False
+                   ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """A visitor's photo (``read_photo``) and the run's top ``k`` classes with their probabilities."""
+    image = read_photo(raw)
     net = loaded.run.net
     if (net.in_channels, net.input_size) != (3, 32):
         raise DataError(f"this run's net takes {net.input_size}×{net.input_size} with {net.in_channels} channel(s); "

@@ -83,7 +83,8 @@ class ConvBlock(nn.Module):
                 self.add_module(name, nn.Conv2d(bounds[first], bounds[end], 1, stride=stride, bias=False))
             self.spans[first] = (end, name)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, taps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``taps``, when given, receives each layer's output as the next layer sees it (after a residual's add)."""
         shortcut, end, proj = None, -1, None
         for i in range(self.n_layers):
             if i in self.spans:
@@ -91,6 +92,8 @@ class ConvBlock(nn.Module):
             x = self._modules[str(i)](x)
             if i + 1 == end:
                 x = x + (self._modules[proj](shortcut) if proj else shortcut)
+            if taps is not None:
+                taps.append(x)
         return x
 
 
@@ -138,6 +141,13 @@ class SpecNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def layer_outputs(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Every spec layer's output, in the trace's row order, and the logits."""
+        taps: list[torch.Tensor] = []
+        for name in self.block_names:
+            x = self._modules[name](x, taps)
+        return taps, self.head(x)
 
 
 def build_model(net: Net, fast: bool = True) -> SpecNet:

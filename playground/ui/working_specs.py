@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 # albumentations (through augment) takes seconds to import: it is imported where first used.
 DEFAULT_PRESET = "fast"
 
-
-DEFAULT_PRESET = "fast"
-
 def get_net() -> Net:
     if "net" not in st.session_state:
         st.session_state["net"] = preset_net(DEFAULT_PRESET).to_dict()
