@@ -106,9 +106,8 @@ acts = layer_maps(subject_key, subject, image_key, image)
 i3.image(np.kron(image, np.ones((4, 4, 1), np.uint8)), caption="as the net sees it", width=128)
 
 st.subheader("Every layer's output")
-top3 = " · ".join(f"{c} {p:.0%}" for c, p in acts.top_classes(subject.classes))
 st.caption(f"{plain(subject.label)}. Each layer's {TOP} channels with the highest mean activation, each tile scaled "
-           f"to its own range (bright: high). The prediction at the end: **{plain(top3)}**.")
+           f"to its own range (bright: high); the input above, the prediction below.")
 for layer in acts.layers:
     c_, n_ = layer.maps.shape[0], layer.maps.shape[1]
     s = layer.stats
@@ -117,6 +116,8 @@ for layer in acts.layers:
                   f"max {s['max']:.2f} · {s['zero']:.0%} zero")
     right.image(mosaic(layer.maps[layer.top(TOP)], cols=TOP, tile=40), caption=f"top {min(TOP, c_)} of {c_} channels",
                 output_format="PNG")
+top3 = " · ".join(f"{plain(c)} {p:.0%}" for c, p in acts.top_classes(subject.classes))
+st.markdown(f"**Prediction**, the top 3 after the head: {top3}")
 names = [layer.name for layer in acts.layers]
 every = st.selectbox("See every channel of", names, len(names) - 1, key=f"i_all_{subject_key}")
 chosen = acts.layers[names.index(every)]
@@ -131,7 +132,7 @@ index = f1.selectbox("Layer", range(len(rows)), len(rows) - 1, format_func=lambd
 row = rows[index]
 r = f2.number_input(f"Row (0 to {row.n - 1})", 0, row.n - 1, (row.n - 1) // 2, key=f"i_r_{subject_key}_{index}")
 c = f3.number_input(f"Column (0 to {row.n - 1})", 0, row.n - 1, (row.n - 1) // 2, key=f"i_c_{subject_key}_{index}")
-view = inside.look(subject, image, names[index], (r, c))
+view = inside.look(subject, image, names[index], (r, c), acts)
 summary = view.summary()
 m = st.columns(4)
 m[0].metric("Theoretical RF", f"{row.r:g} px", help="The analytic trace's field, as the Architect and `summary` "

@@ -343,9 +343,11 @@ class Look:
                     top3=[dict(label=c, p=round(p, 4)) for c, p in self.acts.top_classes(self.subject.classes)])
 
 
-def look(subject: Subject, image: np.ndarray, layer: str | None = None, at: tuple[int, int] | None = None) -> Look:
+def look(subject: Subject, image: np.ndarray, layer: str | None = None, at: tuple[int, int] | None = None,
+         acts: Activations | None = None) -> Look:
     """All of the view for ``image``: ``layer`` defaults to the last (the RF the rule counts), ``at`` to the
-    centre of its map. InsideError (one line) for a layer, position or image the net does not have."""
+    centre of its map; ``acts``, the image's activations where they are at hand. InsideError (one line) for a
+    layer, position or image the net does not have."""
     subject.check_image(image)
     index = subject.layer_index(layer)
     row = subject.trace.rows[index]
@@ -353,5 +355,5 @@ def look(subject: Subject, image: np.ndarray, layer: str | None = None, at: tupl
     subject.check_position(index, r, c)
     grads = {"trained": effective_rf(subject, image, index, r, c)} if subject.init is not None else {}
     grads["init"] = effective_rf(subject, image, index, r, c, subject.init or subject.model)
-    return Look(subject, activations(subject, image), index, (r, c), theoretical_box(row, r, c),
+    return Look(subject, acts or activations(subject, image), index, (r, c), theoretical_box(row, r, c),
                 reach(subject.net, index, r, c), grads)

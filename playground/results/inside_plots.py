@@ -67,7 +67,7 @@ def field_figure(image: np.ndarray, box: Box, reach: np.ndarray) -> go.Figure:
     _rect(fig, clipped, "theoretical RF on the image", CLIP_COLOUR)
     lim = [-margin - 0.5, size - 0.5 + margin]
     fig.update_xaxes(range=lim, title="column (px)", constrain="domain")
-    fig.update_yaxes(range=lim[::-1], title="row (px)", scaleanchor="x")
+    fig.update_yaxes(range=lim[::-1], title="row (px)", scaleanchor="x", constrain="domain")
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white")
     return fig
 
@@ -85,7 +85,8 @@ def erf_figure(maps: list[tuple[str, np.ndarray]], box: Box) -> go.Figure:
                                  hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"), 1, i)
         _rect(fig, clipped, "theoretical RF on the image", BOX_COLOUR, row=1, col=i)
         fig.update_xaxes(range=[-0.5, size - 0.5], constrain="domain", row=1, col=i)
-        fig.update_yaxes(range=[size - 0.5, -0.5], scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
+        fig.update_yaxes(range=[size - 0.5, -0.5], scaleanchor=f"x{i if i > 1 else ''}", constrain="domain",
+                         row=1, col=i)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
@@ -107,6 +108,6 @@ def taps_figure(t: Taps, k_eff: int) -> go.Figure:
     _rect(fig, Box(min(ys), min(xs), min(ys) + k_eff - 1, min(xs) + k_eff - 1), "kernel reach", CLIP_COLOUR)
     fig.update_xaxes(range=[lo, hi], title="column of the layer's input map", constrain="domain",
                      showgrid=False, zeroline=False)
-    fig.update_yaxes(range=[hi, lo], title="row", scaleanchor="x", showgrid=False, zeroline=False)
+    fig.update_yaxes(range=[hi, lo], title="row", scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white")
     return fig
