@@ -27,22 +27,25 @@ torch.set_num_threads(args.threads)
 print(f"CPU: {cpu_description()}; {args.threads} thread(s), median of {args.repeats}", flush=True)
 print(f"{'preset':10} {'params':>8} {'activations':>12} {'one ERF map':>12} {'reach':>8}")
 image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def timed(fn, *a) -> float:
+    """The median wall time of ``fn(*a)`` after one warm-up call."""
+    fn(*a)
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        fn(*a)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 for name in args.presets:
     subject = inside.from_net(preset_net(name), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), [str(i) for i in range(10)])
     last = len(subject.trace.rows) - 1
     u = (subject.trace.rows[last].n - 1) // 2
-
-    def timed(fn) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    acts = timed(lambda: inside.activations(subject, image))
-    erf = timed(lambda: inside.effective_rf(subject, image, last, u, u))
-    reach = timed(lambda: inside.reach(subject.net, last, u, u))
+    acts = timed(inside.activations, subject, image)
+    erf = timed(inside.effective_rf, subject, image, last, u, u)
+    reach = timed(inside.reach, subject.net, last, u, u)
     params = subject.trace.params
     print(f"{name:10} {params:>8,} {acts * 1000:>10.0f} ms {erf * 1000:>10.0f} ms {reach * 1000:>6.1f} ms", flush=True)
