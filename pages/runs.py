@@ -5,6 +5,7 @@ import streamlit as st
 
 from playground.ui import server, visitor
 from playground.escape import plain
+from playground.results.compare import settings_diff
 from playground.results.plots import accuracy_text, compare_figure, minutes_seconds
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
@@ -41,6 +42,18 @@ if any(r.epochs for r in chosen):
     st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
 else:  # an empty chart drew axes from -100% to 400%
     st.caption("No finished epoch to draw yet: tick a run that has trained at least one epoch.")
+if len(chosen) > 1:
+    st.markdown(f"**How the {len(chosen)} ticked runs differ**")
+    diff = settings_diff(chosen)
+    if diff:
+        st.dataframe(pd.DataFrame(diff), hide_index=True, key="runs_diff")
+        st.caption("Only the settings that are not the same in every ticked run: the net layer by layer (C2.1 is "
+                   "block C2's first layer), the augmentation, the training and the data. — : the run's spec has "
+                   "no such setting.")
+    else:
+        st.caption("The ticked runs share every setting: they differ only by chance (and by when they ran).")
+elif rows:
+    st.caption("Tick a second run to see how their settings differ.")
 
 st.subheader("Stop, resume or delete")
 mine = [r for r in runs if owns(r, me)]

@@ -129,8 +129,12 @@ def test_deleting_runs_while_rows_are_ticked(server, image_folder, tmp_path):
         for row in (0, 1):  # the row-selection checkboxes, drawn on the grid's canvas
             page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
             page.wait_for_timeout(1500)
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length == 2",
-                               timeout=30_000)  # both runs ticked: both curves overlaid
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length == 4",
+                               timeout=30_000)  # both runs ticked: both runs' test and training curves overlaid
+        page.get_by_text("How the 2 ticked runs differ").wait_for(timeout=30_000)
+        diff = page.get_by_test_id("stDataFrame").nth(1)  # the settings that differ: the seed alone
+        sync_api.expect(diff.locator("tr[aria-rowindex='2'] td[aria-colindex='1']")).to_have_text("train.seed")
+        sync_api.expect(diff.locator("tr[aria-rowindex='3']")).to_have_count(0)
         store.delete(first)  # the older run, the second row, goes elsewhere
         page.get_by_text("Wall-clock minutes on the x axis").click()  # any rerun
         page.wait_for_timeout(3000)

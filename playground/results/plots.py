@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..runs.records import RunRecord
 from .axes import epoch_ticks, integer_axis, percent_axis
+from .compare import run_labels
 
 
 def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int, eval_every: int = 1) -> go.Figure:
@@ -58,16 +59,23 @@ def accuracy_text(value: float | None, digits: int = 1) -> str:
 
 
 def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
-    """Test accuracy of several runs, by epoch or by wall-clock minutes."""
+    """Test (solid) and training (dotted) accuracy of several runs in one colour per run, by epoch or by
+    wall-clock minutes: a training curve far above the test one is a run that overfits. The legend names runs
+    by name (with the id where two share one)."""
     fig = go.Figure()
-    for r in runs:
+    colours = px.colors.qualitative.Plotly
+    for k, (r, label) in enumerate(zip(runs, run_labels(runs))):
         if r.epochs:
             x = [e["elapsed"] / 60 for e in r.epochs] if minutes else [e["epoch"] for e in r.epochs]
-            fig.add_scatter(x=x, y=[e["test_acc"] for e in r.epochs], name=f"{r.name} {r.id}", mode="lines+markers")
+            colour = colours[k % len(colours)]
+            fig.add_scatter(x=x, y=[e["test_acc"] for e in r.epochs], name=label, legendgroup=r.id,
+                            mode="lines+markers", line=dict(color=colour))
+            fig.add_scatter(x=x, y=[e.get("train_acc") for e in r.epochs], name=f"{label}, training",
+                            legendgroup=r.id, mode="lines", line=dict(color=colour, dash="dot"))
     last = max((e["epoch"] for r in runs for e in r.epochs), default=1)
-    tested = [e["test_acc"] for r in runs for e in r.epochs]
-    fig.update_layout(height=360, xaxis_title="wall-clock minutes" if minutes else "epoch",
-                      yaxis=dict(title="test accuracy", **percent_axis(tested)),
+    shown = [e.get(k) for r in runs for e in r.epochs for k in ("test_acc", "train_acc")]
+    fig.update_layout(height=380, xaxis_title="wall-clock minutes" if minutes else "epoch",
+                      yaxis=dict(title="accuracy (solid: test, dotted: training)", **percent_axis(shown)),
                       margin=dict(t=20), showlegend=True)
     if not minutes:
         fig.update_xaxes(tickmode="array", tickvals=epoch_ticks(last))
