@@ -1,11 +1,14 @@
 import tempfile
+
+import numpy as np
 from pathlib import Path
 
 import streamlit as st
 
 from playground.ui import data_choice, server
 from playground.escape import plain
-from playground.results.evaluate import Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam
+from playground.results.evaluate import (Busy, accuracy_note, classify_photo, disagreements, evaluate, gradcam,
+                                        gradcams)
 from playground.runs.loading import load_run
 from playground.results.export import ExportError, export
 from playground.results.plots import accuracy_text, confusion_figure, heat_overlay, per_class_figure
@@ -99,10 +102,15 @@ page = c4.number_input(f"Page (of {pages})", 1, pages, 1, key="r_page")
 shown = wrong[(page - 1) * per_page: page * per_page]
 if not len(shown):
     st.info("No misclassified images match these filters.")
+tile_cam = st.toggle("Grad-CAM on the tiles: where the net looked for the class it predicted", key="r_tile_cam")
+tiles = data.x_test[shown]
+if tile_cam and len(shown):  # one batch on a copy of the model, as fastai's plot_top_losses draws them
+    tile_cams, _ = gradcams(loaded, tiles, report.preds[shown])
+    tiles = np.stack([heat_overlay(t, c, 0.5) for t, c in zip(tiles, tile_cams)])
 cols = st.columns(8)
-for k, i in enumerate(shown):
+for k, (i, tile) in enumerate(zip(shown, tiles)):
     p = report.probs[i]
-    cols[k % 8].image(data.x_test[i], width="stretch",
+    cols[k % 8].image(tile, width="stretch",
                       caption=f"{classes[report.labels[i]]} → {classes[p.argmax()]} ({p.max():.0%})")
 
 st.subheader("Grad-CAM")

@@ -289,6 +289,10 @@ def test_results_and_runs_pages(app_env):
     at.selectbox(key="r_sort").set_value("confidence").run()
     at.slider(key="r_alpha").set_value(0.8).run()
     assert not at.exception
+    plain_tiles = [im.proto.imgs[0].url for im in at.get("image")]
+    at.toggle(key="r_tile_cam").set_value(True).run()  # the gallery's tiles with their Grad-CAM, one batch
+    with_cam = [im.proto.imgs[0].url for im in at.get("image")]
+    assert not at.exception and len(with_cam) == len(plain_tiles) and with_cam[:-2] != plain_tiles[:-2]
     at.selectbox(key=f"r_shift_{run_id}").set_value(1).run()
     assert not at.exception and at.metric[0].label == "Test accuracy"
     runs = open_page("runs")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from playground.training.trainer import StopSignal
-from playground.results.evaluate import evaluate, gradcam
+from playground.results.evaluate import evaluate, gradcam, gradcams
 from playground.runs.loading import load_run
 from playground.results.export import export
 from playground.runs.runner import execute
@@ -72,6 +72,10 @@ def test_gradcam_is_safe_for_sessions_that_share_a_loaded_run(image_folder, tmp_
         together = list(pool.map(lambda i: gradcam(loaded, data.x_test[i])[0], range(16)))
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone, together))
     assert not loaded.model._forward_hooks and all(p.grad is None for p in loaded.model.parameters())
+    targets = np.arange(16) % 10  # the gallery's batch: each image's own class, in one pass
+    batch, explained = gradcams(loaded, data.x_test[:16], targets)
+    assert list(explained) == list(targets)
+    assert all(np.allclose(batch[i], gradcam(loaded, data.x_test[i], int(targets[i]))[0], atol=1e-5) for i in range(16))
 
 
 def test_eval_every_tests_some_epochs_and_always_the_last(image_folder, tmp_path):

@@ -136,11 +136,20 @@ def evaluate(loaded: LoadedRun, x: np.ndarray, y: np.ndarray, tta: bool = False,
 
 def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
             layer: nn.Module | None = None) -> tuple[np.ndarray, int]:
-    """Grad-CAM heat map in [0, 1] at image resolution, and the class it explains.
+    """Grad-CAM heat map in [0, 1] at image resolution, and the class it explains (the predicted one by default)."""
+    cams, targets = gradcams(loaded, np.asarray(image)[None], None if target is None else [target], layer)
+    return cams[0], int(targets[0])
+
+
+def gradcams(loaded: LoadedRun, images: np.ndarray, targets=None, layer: nn.Module | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM maps (N, H, W) in [0, 1], each scaled to its own maximum, for a batch of uint8 images in one
+    forward and backward pass, and the classes they explain (the predicted ones by default). In eval mode no
+    image's map depends on another's.
 
     It works on a private copy of the model (hooks, gradients): the app's sessions share one
     loaded run, and two maps computed at once must not see each other's hooks."""
-    check_data(loaded, np.asarray(image)[None])
+    check_data(loaded, images)
     model = copy.deepcopy(loaded.model).float().eval()
     layer = last_conv(model) if layer is None else dict(zip(loaded.model.modules(), model.modules()))[layer]
     store: dict = {}
@@ -151,21 +160,22 @@ def gradcam(loaded: LoadedRun, image: np.ndarray, target: int | None = None,
 
     handle = layer.register_forward_hook(hook)
     try:
-        x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
         x = (x - channel_stats(loaded.mean, "cpu")) / channel_stats(loaded.std, "cpu")
         with torch.enable_grad():
             logits = model(x)
-            target = int(logits.argmax(1)) if target is None else int(target)
-            logits[0, target].backward()
+            chosen = logits.argmax(1) if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
+            logits.gather(1, chosen[:, None]).sum().backward()  # each image's own class, summed: one backward
     finally:
         handle.remove()
     act, grad = store["act"], store["act"].grad
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=image.shape[:2], mode="bilinear", align_corners=False)[0, 0].detach()
-    cam = cam - cam.min()
-    cam = cam / cam.max() if cam.max() > 0 else cam
-    return cam.numpy(), target
+    cam = F.interpolate(cam, size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0].detach()
+    cam = cam - cam.amin(dim=(1, 2), keepdim=True)
+    peak = cam.amax(dim=(1, 2), keepdim=True)
+    cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam)
+    return cam.numpy(), chosen.numpy()
 
 
 def accuracy_note(record: RunRecord, epoch: int, accuracy: float, n_test: int, tta: bool, shift: int,
