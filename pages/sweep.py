@@ -4,8 +4,9 @@ import streamlit as st
 
 from playground.ui import data_choice, server
 from playground.escape import plain
+from playground.results.sweep_insight import OBJECTIVE_LABELS, VIEWS, snapshot
 from playground.runs.space import shipped_spaces, space_from_dict, with_train
-from playground.runs.sweep import (SweepStorageError, pareto_front, references, start_sweep, studies,
+from playground.runs.sweep import (SweepStorageError, load_study, pareto_front, references, start_sweep, studies,
                                    study_objectives, trial_rows)
 from playground.settings import hosted
 from playground.specs import limits
@@ -20,6 +21,19 @@ store = server.store()
 @st.cache_data
 def reference_points(axis: str) -> list[dict]:
     return references(axis)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def study_snapshot(root: str, study: str, stamp: tuple):
+    """The study in memory, read again from the run store (``root``) when a trial starts, ends or reports an
+    epoch (``stamp``)."""
+    return snapshot(load_study(store, study))
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing Optuna's plot…")
+def insight(root: str, study: str, stamp: tuple, view: int) -> go.Figure | str:
+    """One of the views, drawn once per state of the study: the page refreshes every 3 s."""
+    return VIEWS[view].draw(study_snapshot(root, study, stamp))
 
 
 def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
@@ -41,8 +55,7 @@ def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
                         textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"),
                         cliponaxis=False)  # labels at the edges stay whole
     fig.update_layout(height=380, margin=dict(t=20), yaxis=dict(title="test accuracy", tickformat=".0%"),
-                      xaxis=dict(title={"params": "parameters", "macs": "multiply-accumulates per image",
-                                        "minutes": "training minutes"}[axis]))
+                      xaxis=dict(title=OBJECTIVE_LABELS[axis]))
     return fig
 
 
@@ -82,6 +95,22 @@ def show_studies() -> None:
     if opened:
         st.session_state["last_run_id"] = opened
         st.page_link("../pages/results.py", label=f"Results for run {opened}", icon=":material/search:")
+    learned(study, tuple((r["trial"], r["state"], r["accuracy"]) for r in rows))
+
+
+def learned(study: str, stamp: tuple) -> None:
+    """Optuna's own plots of the study, one tab each; only the open tab is drawn."""
+    st.subheader("What the sweep learned")
+    tabs = st.tabs([v.label for v in VIEWS], key="sw_insight", on_change="rerun")
+    for i, tab in enumerate(tabs):
+        if tab.open:
+            with tab:
+                shown = insight(str(store.root), study, stamp, i)
+                if isinstance(shown, str):
+                    st.info(plain(shown))
+                else:
+                    st.caption(VIEWS[i].note)
+                    st.plotly_chart(shown, key="sw_insight_chart")
 
 
 def start_form() -> None:

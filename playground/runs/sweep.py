@@ -346,3 +346,9 @@ def start_sweep(space: Space, trials: int, workers: int, data_source: str, store
                           "--study", study_name, "--data", data_source, "--runs", str(store.root.resolve()))
     with open(store.root / "logs" / f"sweep-{study_name}.log", "ab") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def load_study(store: RunStore, study_name: str, url: str | None = None):
+    """A study to read (the Sweep page's Optuna plots), from ``url`` or the runs folder's storage;
+    SweepStorageError if it is gone or unreadable."""
+    return _load(store, study_name, url)
