@@ -2,13 +2,13 @@ import pandas as pd
 import streamlit as st
 
 from playground import form
-from playground.ui import data_choice, estimates, server, visitor, widget_memory, working_specs
+from playground.ui import data_choice, estimates, range_test, server, visitor, widget_memory, working_specs
 from playground.escape import bullets, plain
 from playground.results.plots import accuracy_text, live_figure, minutes_seconds
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, PHASE_TEACHERS, PHASE_TESTING, RESUMABLE
-from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, keep_low_res_share
+from playground.specs.config import DEVICES, OPTIMIZERS, SCHEDULES, RunSpec, checked, keep_low_res_share
 from playground.specs.limits import current as current_limits
 from playground.specs.presets import preset_net
 from playground.specs.recipes import RECIPES
@@ -89,6 +89,9 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field edits it;
                           "and the server's limits)")
     c2.selectbox("Optimizer", OPTIMIZERS, key="t_opt")
     c2.number_input("Max LR", *form.bounds("t_lr"), format="%.4f", key="t_lr")
+    find = c2.form_submit_button("Find max LR", icon=":material/query_stats:", type="tertiary", key="t_find",
+                                 disabled=data is None, help="An LR range test: a throwaway copy of this net trains "
+                                 "100 batches while the LR rises from 1e-5 to 10, in a process of its own")
     c2.selectbox("Schedule", SCHEDULES, key="t_sched")
     c3.slider("Label smoothing", *form.bounds("t_ls"), step=0.05, key="t_ls")
     c3.selectbox("Device", DEVICES, key="t_device")
@@ -156,6 +159,13 @@ if data is not None:
             st.caption(estimate_text(form_run(), result))
         else:
             st.caption("**Estimate time** says how long this run takes here before you start it.")
+
+if find and data is not None:
+    try:
+        range_test.start(checked(form_run()))
+    except SpecError as e:
+        st.error("**Cannot test this spec:**\n\n" + bullets(e.problems))
+range_test.show(form.bounds("t_lr"))
 
 if start and data is not None:
     loaded = RECIPES.get(st.session_state.get("t_loaded", ""))

@@ -1,6 +1,7 @@
 """Headless CLI: ``python -m playground COMMAND``, one function per command (presets, summary, train,
 worker, runs, stop, evaluate, data, bench, export, curves; sweep and trials are in runs/sweep_cli.py, rename in
-cli_runs.py, inside in cli_inside.py). The specs that flags and files describe are built in cli_specs.py."""
+cli_runs.py, inside in cli_inside.py, lr-find in cli_lr_find.py). The specs that flags and files describe are
+built in cli_specs.py."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ from pathlib import Path
 from . import settings
 from .cli_estimate import cmd_estimate, cmd_train_estimate
 from .cli_inside import add_inside_parser, cmd_inside
+from .cli_lr_find import add_lr_find_parser, cmd_lr_find
 from .cli_runs import add_rename_parser, cmd_rename, cmd_runs
 from .cli_specs import net_from_args, new_run, warn_skipped
 from .errors import UserError
@@ -385,11 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_ids", nargs="+")
     c.add_argument("--out", default="docs/curves.html")
     sw, tr = add_sweep_parsers(sub)
-    ins = add_inside_parser(sub)
-    for p in (t, e, b, d, sw, ins):
+    ins, lrf = add_inside_parser(sub), add_lr_find_parser(sub)
+    for p in (t, e, b, d, sw, ins, lrf):
         p.add_argument("--data", help="cifar10 | cifar100 | PATH (folder, .zip or .tar[.gz|.bz2|.xz]) | "
                                       "upload:<sha256> (default: $PLAYGROUND_DATA, then cifar10)")
-    for p in (t, e, x, c, w, r, st, sw, tr, ins, add_rename_parser(sub)):
+    for p in (t, e, x, c, w, r, st, sw, tr, ins, lrf, add_rename_parser(sub)):
         p.add_argument("--runs", help="run store folder (default: $PLAYGROUND_RUNS, then ./runs)")
     return ap
 
@@ -397,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = dict(presets=cmd_presets, summary=cmd_summary, train=cmd_train, evaluate=cmd_evaluate,
                 bench=cmd_bench, export=cmd_export, curves=cmd_curves, data=cmd_data, worker=cmd_worker, runs=cmd_runs,
                 stop=cmd_stop, sweep=cmd_sweep, trials=cmd_trials, estimate=cmd_estimate, rename=cmd_rename,
-                inside=cmd_inside)
+                inside=cmd_inside, **{"lr-find": cmd_lr_find})
 
 
 def main(argv: list[str] | None = None) -> int:

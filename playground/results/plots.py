@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs.records import RunRecord
+from ..training.lr_find import RangeTest
 from .axes import epoch_ticks, integer_axis, percent_axis
 from .compare import run_labels
 
@@ -155,4 +156,25 @@ def rf_figure(rows: list[dict]) -> go.Figure:
                       yaxis=dict(title="receptive field (px)", **integer_axis([45, *(r["r"] for r in rows)])),
                       yaxis2=dict(title="map size n (px)", overlaying="y", side="right",
                                   **integer_axis([r["n"] for r in rows])))
+    return fig
+
+
+def lr_figure(result: RangeTest) -> go.Figure:
+    """The LR range test: each batch's loss and its smoothed curve against the LR on a log axis, with the
+    suggested max LR (the smoothed minimum / 10) and the steepest descent marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=result.lrs, y=result.losses, mode="markers", name="batch loss", opacity=0.35,
+                    marker=dict(size=4, color="#868e96"))
+    fig.add_scatter(x=result.lrs, y=result.smoothed, mode="lines", name="smoothed loss", line=dict(color="#1c7ed6"))
+    for lr, label, colour in ((result.suggested_max_lr, "suggested max LR (minimum / 10)", "#d9480f"),
+                              (result.steepest_lr, "steepest descent", "#2b8a3e")):
+        if lr is not None:
+            fig.add_vline(x=lr, line=dict(color=colour, dash="dash"))
+            fig.add_scatter(x=[lr], y=[None], mode="lines", name=f"{label}: {lr:.2g}",
+                            line=dict(color=colour, dash="dash"))
+    finite = [s for s in result.smoothed if s is not None and math.isfinite(s)]
+    top = min(max(finite), 4 * min(finite)) * 1.1 if finite else 1
+    fig.update_xaxes(type="log", title="learning rate (log scale)", exponentformat="power")
+    fig.update_yaxes(title="training loss", range=[0, top])
+    fig.update_layout(height=340, margin=dict(t=30, b=20), legend=dict(orientation="h", y=1.12, x=0))
     return fig

@@ -51,8 +51,8 @@ class StopSignal(threading.Event):
 
 
 @dataclass
-class _Loop:
-    """What one ``fit`` trains with, from ``_prepare``; ``watch`` is set once the resume state is known."""
+class Loop:
+    """What one ``fit`` trains with, from ``prepare``; ``watch`` is set once the resume state is known."""
     model: nn.Module
     ema: AveragedModel | None
     soft: torch.Tensor | None
@@ -214,7 +214,7 @@ class Trainer:
                 f"{len(self.data.classes)} classes; if the loss curve jumps about, the learning rate is too high: "
                 f"try a lower max LR than {self.run.train.max_lr:g}, e.g. {self.run.train.max_lr / 10:.3g}")
 
-    def _prepare(self) -> _Loop:
+    def prepare(self) -> Loop:
         """The model (whitened, BN scales fixed, channels_last as the spec and device say), its EMA, the
         teachers' targets, the batch source and the optimizer, schedule and scaler for the whole run."""
         t, s, dev = self.run.train, self.settings, self.device
@@ -241,11 +241,11 @@ class Trainer:
             soft = soft.to(dev)
         steps = len(source) * t.epochs
         opt = make_optimizer(model, t)
-        return _Loop(model, ema, soft, augment, source, opt, make_schedule(opt, t, steps),
+        return Loop(model, ema, soft, augment, source, opt, make_schedule(opt, t, steps),
                      torch.amp.GradScaler(dev.type, enabled=s.grad_scaler), getattr(model, "outputs_log_probs", False),
                      mean, std, eval_batch_size(self.run.net, dev), steps)
 
-    def _restore(self, loop: _Loop, resume: dict) -> tuple[list[dict], int, float, int]:
+    def _restore(self, loop: Loop, resume: dict) -> tuple[list[dict], int, float, int]:
         """Every state a resumed run continues from; (epochs so far, step, elapsed seconds, next epoch)."""
         loop.model.load_state_dict(resume["model"])
         loop.opt.load_state_dict(resume["optimizer"])
@@ -260,7 +260,7 @@ class Trainer:
         loop.augment.set_state(resume["augment"])
         return list(resume["epochs"]), resume["step"], resume["elapsed"], resume["epoch"] + 1
 
-    def _train_epoch(self, loop: _Loop, epoch: int, step: int, start: float) -> tuple[int, int, float, int]:
+    def _train_epoch(self, loop: Loop, epoch: int, step: int, start: float) -> tuple[int, int, float, int]:
         """One epoch's batches, or those before a stop; (images seen, correct, loss sum, step after)."""
         t, s, dev = self.run.train, self.settings, self.device
         loop.model.train()
@@ -304,7 +304,7 @@ class Trainer:
                       elapsed=time.perf_counter() - start)
         return seen, correct, loss_sum, step
 
-    def _test(self, loop: _Loop, model: nn.Module, epoch: int) -> tuple[float | None, float | None]:
+    def _test(self, loop: Loop, model: nn.Module, epoch: int) -> tuple[float | None, float | None]:
         """(test loss, test accuracy) where this epoch is tested, else (None, None); the last epoch's
         test adds the shifted TTA views, for the run's result only (9x the views)."""
         t = self.run.train
@@ -320,7 +320,7 @@ class Trainer:
         return (float(F.nll_loss(probs.clamp_min(1e-12).log(), y_test)),
                 float((probs.argmax(1) == y_test).float().mean()))
 
-    def _epochs(self, loop: _Loop, epochs: list[dict], first: int, step: int, start: float) -> tuple[str, str]:
+    def _epochs(self, loop: Loop, epochs: list[dict], first: int, step: int, start: float) -> tuple[str, str]:
         """Train and test from epoch ``first`` to the planned end, one EPOCH event each; (status, message)
         of a stop, else ("finished", "")."""
         for epoch in range(first, self.run.train.epochs + 1):
@@ -349,7 +349,7 @@ class Trainer:
         if dev.type == "cpu":
             configure_threads()
         seed_everything(t.seed)
-        loop = self._prepare()
+        loop = self.prepare()
         epochs, step, done_before, first = self._restore(loop, resume) if resume is not None else ([], 0, 0.0, 1)
         loop.watch = DivergenceWatch(len(loop.source), resume.get("loss_reference") if resume is not None else None)
         start = time.perf_counter() - done_before
