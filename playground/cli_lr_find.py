@@ -47,7 +47,7 @@ def cmd_lr_find(args) -> int:
     run, data = checked_run(args)
     store = RunStore(args.runs)
     test = lr_tests.create(store, run, run.data, args.start, args.end, args.steps)
-    test = _run(store, test, data)
+    test = run_test(store, test, data)
     r = test.result
     print(json.dumps({"id": test.id, "status": test.status, "ended": r.ended, "points": len(r.lrs),
                       "suggested_max_lr": r.suggested_max_lr, "rule": "the smoothed loss's minimum / 10",
@@ -56,7 +56,7 @@ def cmd_lr_find(args) -> int:
     return 0 if test.status == lr_tests.FINISHED else 1
 
 
-def _run(store, test, data):
+def run_test(store, test, data):
     """Run ``test`` in this process, saving the curve every few points and at its end."""
     from .runs import lr_tests
     from .runs.lifecycle import process_start
@@ -96,4 +96,4 @@ def run_job(store, test_id: str) -> int:
         test.status, test.message = lr_tests.FAILED, f"the data cannot be read: {' '.join(str(e).split())[:200]}"
         lr_tests.save(store, test)
         return 1
-    return 0 if _run(store, test, data).status == lr_tests.FINISHED else 1
+    return 0 if run_test(store, test, data).status == lr_tests.FINISHED else 1

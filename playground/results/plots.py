@@ -173,8 +173,9 @@ def lr_figure(result: RangeTest) -> go.Figure:
             fig.add_scatter(x=[lr], y=[None], mode="lines", name=f"{label}: {lr:.2g}",
                             line=dict(color=colour, dash="dash"))
     finite = [s for s in result.smoothed if s is not None and math.isfinite(s)]
-    top = min(max(finite), 4 * min(finite)) * 1.1 if finite else 1
-    fig.update_xaxes(type="log", title="learning rate (log scale)", exponentformat="power")
-    fig.update_yaxes(title="training loss", range=[0, top])
+    low, high = (min(finite), min(max(finite), 4 * min(finite))) if finite else (0.0, 1.0)
+    pad = max(0.05, (high - low) * 0.15)  # the smoothed curve fills the chart; a batch far above it is cut
+    fig.update_xaxes(type="log", title="learning rate (log scale)", exponentformat="power", dtick=1)
+    fig.update_yaxes(title="training loss", range=[max(0.0, low - pad), high + pad])
     fig.update_layout(height=340, margin=dict(t=30, b=20), legend=dict(orientation="h", y=1.12, x=0))
     return fig

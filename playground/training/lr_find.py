@@ -18,7 +18,8 @@ import torch
 from ..specs.config import RunSpec
 from .data import Dataset
 from .predict import normalize
-from .trainer import Trainer, train_loss
+from .device import configure_threads
+from .trainer import Trainer, seed_everything, train_loss
 
 SMOOTHING = 0.98  # the loss's exponential moving average, bias-corrected as fastai does
 MIN_STEPS_FOR_SUGGESTION = 5
@@ -86,6 +87,9 @@ def range_test(data: Dataset, run: RunSpec, start: float = 1e-5, end: float = 10
     throwaway = replace(run, train=replace(run.train, teachers=[], ema=0.0, low_res=0, low_res_epochs=0,
                                            epochs=max(1, run.train.epochs)))
     trainer = Trainer(data, throwaway)
+    if trainer.device.type == "cpu":
+        configure_threads()
+    seed_everything(throwaway.train.seed)  # the same test twice draws the same curve, as fit() does
     loop = trainer.prepare()
     dev, amp = trainer.device, trainer.settings.amp_dtype
     result, avg, t0 = RangeTest(start, end, steps), 0.0, time.perf_counter()

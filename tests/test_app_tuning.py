@@ -1,0 +1,24 @@
+"""AppTest of the Train page's LR range test: a stored test is drawn with its suggestion, and "Use this max LR"
+writes it into the form."""
+import pytest
+
+from playground.cli_lr_find import run_test
+from playground.runs import lr_tests
+from playground.training.data import load_dataset
+from playground.ui import server
+from tests.test_app import app_env, open_page, shown  # noqa: F401  (app_env is a fixture)
+from tests.test_training import tiny_run
+
+
+def test_a_stored_range_test_is_drawn_and_its_suggestion_fills_the_form(app_env):
+    run = tiny_run(batch_size=16)
+    store = server.store()
+    test = lr_tests.create(store, run, str(app_env), 1e-4, 1.0, 15, owner="")
+    test = run_test(store, test, load_dataset(str(app_env)))
+    at = open_page("train", lr_test=test.id)
+    assert not at.exception
+    assert any("LR range test" in shown(m.value) and test.id in shown(m.value) for m in at.markdown)
+    assert any("Suggested max LR for OneCycle" in shown(c.value) for c in at.caption)
+    at.button(key="lr_use").click().run()
+    assert not at.exception
+    assert at.number_input(key="t_lr").value == pytest.approx(test.result.suggested_max_lr)
