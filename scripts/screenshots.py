@@ -43,6 +43,14 @@ def nav(page, name: str) -> None:
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name).click()
 
 
+def pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the select box with this label, as a user types it."""
+    box = page.get_by_role("combobox", name=label).first
+    box.fill(option)
+    page.keyboard.press("Enter")
+    settle(page, 120_000)
+
+
 def shot(page, name: str) -> None:
     time.sleep(2)  # let charts finish drawing
     print(f"{name}: {page.get_by_test_id('stException').count()} exceptions", flush=True)
@@ -74,6 +82,10 @@ try:
         # not get_by_text("Finished run"): it also matches the teachers' label "... finished runs ..."
         page.get_by_text(re.compile(r"Finished run \d{8}-\d{6}-")).wait_for(timeout=600_000)
         shot(page, "train")
+        page.get_by_role("button", name="Find max LR").click()
+        page.get_by_role("button", name="Use this max LR").wait_for(timeout=600_000)
+        page.get_by_text("LR range test", exact=False).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        shot(page, "lr-find")
         nav(page, "Results")
         page.get_by_text("Misclassified images", exact=True).wait_for(timeout=120_000)
         if args.run:
@@ -84,6 +96,26 @@ try:
         page.mouse.move(800, 600)
         page.mouse.wheel(0, 850)  # the app scrolls inside its own container, not the window
         shot(page, "gallery")
+        nav(page, "Inside")
+        page.get_by_text("A finished run's weights").click()
+        settle(page, 120_000)
+        if args.run:
+            pick(page, "Run", args.run)
+        pick(page, "Class", "cat")
+        index = page.get_by_label("Index", exact=False).first
+        index.fill("1")
+        index.press("Enter")
+        settle(page, 120_000)
+        page.get_by_text("The image", exact=True).evaluate("e => e.scrollIntoView({block: 'start'})")
+        shot(page, "inside")
+        pick(page, "Layer", "C3.1")
+        for label in ("Row", "Column"):
+            field = page.get_by_label(label, exact=False).first
+            field.fill("2")
+            field.press("Enter")
+            settle(page, 60_000)
+        page.get_by_text("Where one unit looks", exact=True).evaluate("e => e.scrollIntoView({block: 'start'})")
+        shot(page, "inside-rf")
         nav(page, "Runs")
         page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
         shot(page, "runs")
