@@ -3,10 +3,11 @@
 ``start()`` runs Debian's ``postgresql`` binaries (``initdb``, ``pg_ctl``) on a free port of
 127.0.0.1, with the data and the unix socket in a fresh temp dir, creates a user with a password
 and a database it owns, and returns a ``Server`` whose ``url`` Optuna takes
-(``postgresql+psycopg2://``: the driver in requirements.txt); ``stop()`` shuts it down and
-deletes the dir. PostgreSQL refuses to run as root, so as root the binaries run as the
-``postgres`` user (``runuser``) on a dir that user owns. ``Unavailable`` says why a server could
-not be had (no binaries, no postgres user, no start), for a clear ``pytest.skip``.
+(``postgresql+psycopg2://``: the driver in requirements.txt); ``create_database`` adds another,
+empty one; ``stop()`` shuts it down and deletes the dir. PostgreSQL refuses to run as root, so
+as root the binaries run as the ``postgres`` user (``runuser``) on a dir that user owns.
+``Unavailable`` says why a server could not be had (no binaries, no postgres user, no start),
+for a clear ``pytest.skip``.
 """
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ class Server:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg2://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.db}"
+
+    def create_database(self, name: str) -> str:
+        """A fresh, empty database owned by the user; its URL (as ``url``, another database)."""
+        import psycopg2
+
+        conn = psycopg2.connect(host=str(self.root), port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}" OWNER {self.user}')
+        conn.close()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, self.pg_ctl, "stop", "-D", str(self.root / "data"), "-m", "immediate", "-w"],

@@ -15,11 +15,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,14 @@ TRIAL_ATTRS = ("run_id", "params", "macs", "minutes", "last_acc", "pruned_at", "
                "failed_because")
 POLL_S = 0.5
 STORE_PATIENCE_S = 120.0  # how long a trial waits for a run store it cannot read before it fails
+OPEN_PATIENCE_S = 60.0  # how long opening a storage waits for another process that is creating its tables
+TABLES_LOCK = 0x706C61795357  # the PostgreSQL advisory lock key that creating Optuna's tables holds
+RACES = ("already exists", "duplicate key", "unique constraint", "database is locked")  # two creators met
+
+try:
+    import fcntl
+except ImportError:  # Windows: opening an SQLite storage relies on the retries alone
+    fcntl = None
 
 
 class SweepStorageError(UserError, RuntimeError):
@@ -154,7 +164,9 @@ def heartbeat_grace() -> int:
 
 def storage_for(url: str | None, runs_root: Path):
     """Optuna storage: ``url``, or an SQLite file in the runs folder (which must exist). RDB storages get a heartbeat,
-    so a trial whose process died is marked failed (and retried once) instead of running forever."""
+    so a trial whose process died is marked failed (and retried once) instead of running forever. Any number of
+    processes may open a fresh storage at once: creating its tables is serialised (_creating_tables), and a
+    creation race that gets through anyway (no lock to be had) is retried."""
     import optuna
     from optuna.storages import RDBStorage
 
@@ -170,15 +182,74 @@ def storage_for(url: str | None, runs_root: Path):
     retry = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
              or optuna.storages.RetryFailedTrialCallback)
     grace = heartbeat_grace()
+    for attempt in range(4):
+        try:
+            with _creating_tables(url, connect), warnings.catch_warnings():
+                # Optuna calls its heartbeat experimental; it is what fails dead trials
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=grace // 3, grace_period=grace,
+                                  heartbeat_stale_trial_callback=retry(max_retry=1),
+                                  engine_kwargs={"connect_args": connect} if connect else None)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors share no base with ours
+            detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200] or type(e).__name__
+            if attempt < 3 and any(race in detail.lower() for race in RACES):
+                time.sleep(0.5 * (attempt + 1))  # the other creator has finished by then: its tables are read
+                continue
+            raise SweepStorageError(f"storage {shown}: cannot open it: {detail}") from None
+
+
+@contextmanager
+def _creating_tables(url: str, connect: dict | None):
+    """Holds every other process that opens ``url`` off while this one creates or checks Optuna's tables (two
+    creators at once collide on the same names): on PostgreSQL an advisory lock, held by a connection of its own
+    and released when it closes (a process that dies releases it); on SQLite a lock file beside the database
+    (this host's processes); elsewhere nothing, and the retries in storage_for remain."""
+    import sqlalchemy
+
+    where = sqlalchemy.engine.make_url(url)
+    if where.get_backend_name() == "postgresql":
+        engine = sqlalchemy.create_engine(where, poolclass=sqlalchemy.pool.NullPool, connect_args=connect or {})
+        try:
+            with engine.connect() as conn:
+                lock = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
+                _wait_for(lambda: conn.execute(lock, {"key": TABLES_LOCK}).scalar())
+                yield
+        finally:
+            engine.dispose()
+        return
+    fd = None
+    if where.get_backend_name() == "sqlite" and fcntl is not None and where.database:
+        database = Path(where.database)
+        with suppress(OSError):  # a folder that cannot hold the lock file: the retries remain
+            fd = os.open(database.parent / f".{database.name}.init-lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with warnings.catch_warnings():  # Optuna calls its heartbeat experimental; it is what fails dead trials
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=grace // 3, grace_period=grace,
-                              heartbeat_stale_trial_callback=retry(max_retry=1),
-                              engine_kwargs={"connect_args": connect} if connect else None)
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors share no base with ours
-        detail = " ".join(str(getattr(e, "orig", None) or e).split())[:200] or type(e).__name__
-        raise SweepStorageError(f"storage {shown}: cannot open it: {detail}") from None
+        if fd is not None:
+            _wait_for(lambda: _flocked(fd))
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _flocked(fd: int) -> bool:
+    """Whether this process now holds the lock file's lock (also true where the file system has no locks:
+    the retries remain there)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _wait_for(taken) -> None:
+    """Calls ``taken`` until it returns true, for up to OPEN_PATIENCE_S (a creator that hangs is named)."""
+    deadline = time.monotonic() + OPEN_PATIENCE_S
+    while not taken():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"another process has been creating its tables for {OPEN_PATIENCE_S:.0f} s")
+        time.sleep(0.05)
 
 
 def make_pruner(space: Space):
