@@ -201,7 +201,8 @@ def act(verb: str, run_id: str) -> None:
             launcher.stop(visitor.owner(), run_id)
         else:
             launcher.resume(visitor.owner(), run_id)
-            st.toast(f"Resuming run {run_id}…")
+            st.session_state["train_action_note"] = f"Resuming run {run_id}…"  # said by the fragment: a callback
+            # that draws (a toast) during a fragment rerun is what Streamlit warns about in the server log
     except (JobError, StoreError) as e:  # a callback's error would show as a traceback: app.py never sees it
         st.session_state["train_action_error"] = str(e)
 
@@ -246,6 +247,8 @@ def follow() -> None:
               disabled=not (mine and record.status in RESUMABLE and record.state_sha))
     if err := st.session_state.pop("train_action_error", None):
         st.error(plain(err))
+    if note := st.session_state.pop("train_action_note", None):
+        st.toast(note)
     if not mine:
         st.caption("Another visitor started this run: you can watch it, not stop or resume it.")
     if record.active and record.stop_requested:  # a test pass or the teachers' predictions run to their end first

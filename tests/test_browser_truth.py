@@ -38,9 +38,25 @@ def site(image_folder, tmp_path_factory):
     run = RunSpec(preset_net("fast"), train=TrainSpec(epochs=3, device="cpu"), data=str(image_folder))
     early = store.create("stopped early", run.to_dict(), params=1, device="cpu")
     store.finish(early, "stopped", "stopped by request during epoch 1")
+    resumable = stopped_in_epoch_two(store, image_folder)
     log = runs.parent / "truth-server.log"
     with streamlit_server(image_folder, runs, log=log) as url:
-        yield dict(url=url, finished=finished, early=early, log=log)
+        yield dict(url=url, finished=finished, early=early, resumable=resumable, log=log)
+
+
+def stopped_in_epoch_two(store: RunStore, image_folder) -> str:
+    """A run stopped after its first epoch was saved: one that Resume continues."""
+    from playground.runs.runner import execute
+    from playground.training.data import load_dataset
+    from playground.training.trainer import StopSignal
+
+    stop = StopSignal()
+    run = RunSpec(preset_net("seed-004"), train=TrainSpec(epochs=3, batch_size=32, device="cpu"),
+                  data=str(image_folder))
+    run_id, result = execute(store, run, load_dataset(str(image_folder)),
+                             [lambda e: e.kind == "batch" and e.data["epoch"] == 2 and stop.set()], stop)
+    assert result.status == "stopped"
+    return run_id
 
 
 @pytest.fixture
@@ -147,16 +163,6 @@ def test_the_train_page_names_what_start_trains_and_estimates_it(page, site):
     expect(main).to_contain_text(re.compile(r"Expected: about \d+:\d\d per epoch"), timeout=120_000)
 
 
-def test_a_walk_of_every_page_leaves_no_warning_in_the_server_log(page, site):
-    """Last in the module: the log holds every earlier test's walk too."""
-    for path in PAGES:
-        visit(page, site, path)
-    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
-    settle(page)  # back to the form after other pages: its kept values are written to its widgets again
-    lines = [ln for ln in site["log"].read_text(errors="replace").splitlines() if re.search(r"warn|error", ln, re.I)]
-    assert lines == []
-
-
 SHAPES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(el => {
   const fl = el._fullLayout;
   return (el.layout.shapes || []).filter(s => s.name === 'theoretical RF').map(s => ({
@@ -173,6 +179,8 @@ def test_the_inside_view_draws_a_picked_units_field_where_the_trace_puts_it(page
 
     visit(page, site, "inside")
     page.get_by_text("A finished run's weights").click()
+    settle(page, 120_000)
+    choose(page, "Run", 0, site["finished"])
     settle(page, 120_000)
     choose(page, "Layer", 0, "C2.1")
     settle(page)
@@ -191,3 +199,18 @@ def test_the_inside_view_draws_a_picked_units_field_where_the_trace_puts_it(page
     assert (s["x0"], s["x1"], s["y0"], s["y1"]) == (box.left - 0.5, box.right + 0.5, box.top - 0.5, box.bottom + 0.5)
     width = s["px"][1] - s["px"][0]  # the box's side on the screen: the trace's RF times the pixels per image pixel
     assert round(width) in s["drawn"] or round(width) + 1 in s["drawn"] or round(width) - 1 in s["drawn"]
+
+
+def test_a_walk_of_every_page_leaves_no_warning_in_the_server_log(page, site):
+    """Last in the module: the log holds every earlier test's walk too. Resume is pressed in the Train page's
+    live fragment first: a callback that drew there (a toast) was logged as a warning."""
+    visit(page, site, f"train?run={site['resumable']}")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_text(f"Resuming run {site['resumable']}")).to_be_visible(timeout=30_000)
+    for path in PAGES:
+        visit(page, site, path)
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
+    settle(page)  # back to the form after other pages: its kept values are written to its widgets again
+    lines = [ln for ln in site["log"].read_text(errors="replace").splitlines() if re.search(r"warn|error", ln, re.I)]
+    assert lines == []
+
