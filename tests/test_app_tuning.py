@@ -22,3 +22,20 @@ def test_a_stored_range_test_is_drawn_and_its_suggestion_fills_the_form(app_env)
     at.button(key="lr_use").click().run()
     assert not at.exception
     assert at.number_input(key="t_lr").value == pytest.approx(test.result.suggested_max_lr)
+
+
+def test_two_ticked_runs_show_only_the_settings_they_differ_in(app_env):
+    from playground.runs.runner import execute
+    from playground.specs.config import RunSpec, TrainSpec
+
+    data = load_dataset(str(app_env))
+    store = server.store()
+    for lr in (0.05, 0.1):
+        execute(store, RunSpec(tiny_run().net, train=TrainSpec(epochs=1, batch_size=32, max_lr=lr, device="cpu")), data)
+    at = open_page("runs", runs_table={"selection": {"rows": [0, 1], "columns": [], "cells": []}})
+    assert not at.exception
+    assert any("How the 2 ticked runs differ" in shown(m.value) for m in at.markdown)
+    diff = at.dataframe[1].value
+    assert list(diff["setting"]) == ["train.max_lr"] and sorted(diff.iloc[0, 1:]) == ["0.05", "0.1"]
+    one = open_page("runs", runs_table={"selection": {"rows": [0], "columns": [], "cells": []}})
+    assert any("Tick a second run" in shown(c.value) for c in one.caption)
