@@ -8,6 +8,7 @@ from playground.escape import plain
 from playground.results.compare import settings_diff
 from playground.results.plots import accuracy_text, compare_figure, minutes_seconds
 from playground.faults import StoreError
+from playground.runs import lr_tests
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import RESUMABLE
 from playground.settings import hosted
@@ -54,6 +55,16 @@ if len(chosen) > 1:
         st.caption("The ticked runs share every setting: they differ only by chance (and by when they ran).")
 elif rows:
     st.caption("Tick a second run to see how their settings differ.")
+
+if tested := lr_tests.tests(launcher.store):  # kept apart from the trainings: no weights, no curve of epochs
+    with st.expander(f"LR range tests ({len(tested)})"):
+        st.dataframe(pd.DataFrame([{
+            "id": t.id, "net": t.spec.get("net", {}).get("name", ""), "status": t.status,
+            "batches": len(t.result.lrs), "suggested max LR": t.result.suggested_max_lr,
+            "ended": t.result.ended or t.message} for t in tested]), hide_index=True, key="lr_tests_table",
+            column_config={"suggested max LR": st.column_config.NumberColumn(format="%.3g")})
+        st.caption("Each is a throwaway copy of a net trained while the LR rose (the Train page's **Find max LR**, "
+                   "or `python -m playground lr-find`); no run's weights changed.")
 
 st.subheader("Stop, resume or delete")
 mine = [r for r in runs if owns(r, me)]

@@ -39,3 +39,16 @@ def test_two_ticked_runs_show_only_the_settings_they_differ_in(app_env):
     assert list(diff["setting"]) == ["train.max_lr"] and sorted(diff.iloc[0, 1:]) == ["0.05", "0.1"]
     one = open_page("runs", runs_table={"selection": {"rows": [0], "columns": [], "cells": []}})
     assert any("Tick a second run" in shown(c.value) for c in one.caption)
+
+
+def test_the_runs_page_lists_range_tests_apart_from_trainings(app_env):
+    from playground.runs.runner import execute
+
+    store, data = server.store(), load_dataset(str(app_env))
+    test = run_test(store, lr_tests.create(store, tiny_run(batch_size=16), str(app_env), 1e-4, 1.0, 12), data)
+    run_id = execute(store, tiny_run(), data)[0]
+    at = open_page("runs")
+    assert not at.exception
+    assert list(at.dataframe[0].value["id"]) == [run_id]  # the trainings' table holds no range test
+    tests_table = at.dataframe[1].value
+    assert list(tests_table["id"]) == [test.id] and tests_table["batches"][0] == len(test.result.lrs)
