@@ -34,12 +34,16 @@ sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="mu
                    column_config={"params": st.column_config.NumberColumn(format="localized"),
                                   "max LR": st.column_config.NumberColumn(format="%.3g"),
                                   "yours": st.column_config.CheckboxColumn(width=60),
-                                  "time": st.column_config.TextColumn(help="training time, h:mm:ss")})
+                                  "time": st.column_config.TextColumn(help="training time, m:ss (h:mm:ss past an "
+                                                                            "hour)")})
 rows = sel.selection.rows if sel else []
 # the ticked rows (the list may have shrunk since the tick), else the newest run with a curve to draw
 chosen = [runs[i] for i in rows if i < len(runs)] or [r for r in runs if r.epochs][:1]
 by_time = st.toggle("Wall-clock minutes on the x axis", key="runs_by_time")
 if any(r.epochs for r in chosen):
+    if not rows:
+        st.caption(f"The newest run with a finished epoch, {plain(chosen[0].name)} ({chosen[0].id}): tick runs in "
+                   "the table to compare them.")
     st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
 else:  # an empty chart drew axes from -100% to 400%
     st.caption("No finished epoch to draw yet: tick a run that has trained at least one epoch.")

@@ -59,6 +59,20 @@ def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
     return fig
 
 
+def trial_scale(table: pd.DataFrame) -> str:
+    """What one trial trains, said where it is less than a full training: trials of 5,000 images for 2 epochs sit
+    far below the presets' and recipes' points, which are full trainings."""
+    trains = [r.spec.get("train", {}) for r in map(store.get, [i for i in table["run"] if i][:50]) if r is not None]
+    subsets = {t.get("train_subset") for t in trains if isinstance(t.get("train_subset"), int) and t["train_subset"]}
+    epochs = sorted({t.get("epochs") for t in trains if isinstance(t.get("epochs"), int)})
+    if not subsets or not epochs:
+        return ""
+    images = " to ".join(f"{n:,}" for n in sorted({min(subsets), max(subsets)}))
+    span = " to ".join(map(str, sorted({epochs[0], epochs[-1]})))
+    return (f"The trials train on {images} images for {span} epoch{'s' * (epochs[-1] != 1)}; the presets and "
+            "recipes are full trainings, so a trial's accuracy sits below theirs.")
+
+
 @st.fragment(run_every=3.0)
 def watch() -> None:
     try:
@@ -85,6 +99,8 @@ def show_studies() -> None:
                     help="The front: the trials no other trial beats with fewer parameters (MACs, minutes) and "
                          "more accuracy. Pruned trials are drawn grey at their last tested accuracy.")
     st.plotly_chart(front_figure(table, axis), key="sw_chart")
+    if scale := trial_scale(table):
+        st.caption(scale)
     st.dataframe(table, hide_index=True, key="sw_table", column_config={
         "accuracy": st.column_config.NumberColumn(format="percent"),
         "params": st.column_config.NumberColumn(format="localized"),

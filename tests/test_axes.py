@@ -85,6 +85,8 @@ def test_the_per_class_bars_run_in_the_confusion_matrix_row_order():
     # both draw the first class at the top: the same category order on an axis reversed the same way
     assert list(bars.data[0].y) == classes and list(cm.data[0].y) == classes
     assert bars.layout.yaxis.autorange == cm.layout.yaxis.autorange == "reversed"
+    near_top = per_class_figure(dict(zip(classes, [0.93, 0.95, 0.97])))  # the last tick is above every bar
+    assert near_top.layout.xaxis.ticktext[-1] == "100%" and max(near_top.layout.xaxis.tickvals) >= 0.97
 
 
 def test_the_train_chart_says_when_the_first_test_comes_and_keeps_its_legend_above():
