@@ -138,6 +138,9 @@ def test_two_worker_processes_share_one_study_without_losing_or_repeating_a_tria
     result = run_cli("sweep", "--space", space, "--trials", "4", "--workers", "2", "--data", str(image_folder),
                      "--runs", str(runs))
     assert result.returncode == 0, result.stderr
+    heads = [ln for ln in result.stdout.splitlines() if ln.startswith("study ")]  # one per process, each true
+    assert sorted(h.split(": ")[1].split(",")[0] for h in heads) == [
+        "4 trials in 2 process(es)", "a worker process for 2 of its 4 trials"], heads
     trials = study(runs).trials
     assert sorted(t.number for t in trials) == list(range(4))
     run_ids = [t.user_attrs["run_id"] for t in trials]

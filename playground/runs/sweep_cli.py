@@ -3,6 +3,7 @@ in the store, in one or several processes on this machine and on any machine tha
 storage (sweep.py does the work; this is its command line)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -21,6 +22,7 @@ def add_sweep_parsers(sub) -> tuple:
                                       "between machines (default: sweeps.sqlite in the runs folder)")
     sw.add_argument("--study", help="study name (default: the space's name); the same name joins the same study")
     sw.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    sw.add_argument("--share-of", type=int, dest="share_of", help=argparse.SUPPRESS)  # a worker process of a sweep
     tr = sub.add_parser("trials", help="a sweep's trials, best first (no --study: the studies in the storage)")
     tr.add_argument("--study", help="study name")
     tr.add_argument("--storage", help="Optuna storage URL (default: sweeps.sqlite in the runs folder)")
@@ -54,12 +56,15 @@ def cmd_sweep(args) -> int:
     children = []
     for share in shares[1:]:
         if share:
-            argv, env = cli_child("sweep", "--space", args.space, "--trials", str(share), "--study", study.study_name,
+            argv, env = cli_child("sweep", "--space", args.space, "--trials", str(share),
+                                  "--share-of", str(args.trials), "--study", study.study_name,
                                   "--data", source, "--runs", str(store.root), "--device", args.device,
                                   *(["--storage", args.storage] if args.storage else []))
             children.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL))
-    print(f"study {study.study_name}: {args.trials} trials in {args.workers} process(es), storage "
-          f"{(args.storage or str(store.root / 'sweeps.sqlite')).split('@')[-1]}", flush=True)
+    where = (args.storage or str(store.root / "sweeps.sqlite")).split("@")[-1]
+    print(f"study {study.study_name}: " + (f"a worker process for {args.trials} of its {args.share_of} trials"
+          if args.share_of else f"{args.trials} trials in {args.workers} process(es)") + f", storage {where}",
+          flush=True)
     run_share(args.space, shares[0], args.storage, study.study_name, source, args.runs, args.device)
     failed = sum(child.wait() != 0 for child in children)
     study = study_for(space, storage_for(args.storage, store.root), study.study_name)
