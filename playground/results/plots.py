@@ -143,7 +143,7 @@ def per_class_figure(per_class: dict[str, float]) -> go.Figure:
     fig = px.bar(x=list(per_class.values()), y=list(per_class), orientation="h", labels=dict(x="accuracy", y=""))
     ticks = [k / 5 for k in range(6)]  # 0 to 100%, with room for the last label: a range cut at the data's top
     # left its last tick at 80% under bars near 95%, and one ending at 100% hid that label at the edge
-    return fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=dict(
+    return fig.update_layout(yaxis=dict(autorange="reversed"), margin=dict(r=30), xaxis=dict(
         range=[0, 1.06], tickmode="array", tickvals=ticks, ticktext=[f"{t:.0%}" for t in ticks]))
 
 
