@@ -83,3 +83,16 @@ def test_a_run_shows_its_trained_and_initial_fields(image_folder, tmp_path, caps
     rc, _, err = run_cli(capsys, run_id, "--preset", "fast", "--image", "test:dog:0", "--runs", store.root,
                          "--out", tmp_path / "r2.png")
     assert rc == 2 and "not both" in err
+
+
+def test_a_photo_that_is_a_fifo_or_not_an_image_is_one_line(image_folder, tmp_path, capsys):
+    import os
+
+    fifo, text = tmp_path / "photo.fifo", tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # opened, it would wait for a writer forever
+    text.write_text("not a picture")
+    for path, says in ((fifo, "not a regular file"), (text, "not an image")):
+        rc, stdout, err = run_cli(capsys, "--preset", "seed-000", "--image", path, "--data", image_folder,
+                                  "--out", tmp_path / "x.png")
+        assert rc == 2 and not stdout and says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.png").exists()
