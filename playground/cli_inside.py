@@ -59,27 +59,17 @@ def test_image(spec: str, data):
 def photo(path: str):
     """A photo file read as the app reads an upload: a regular file (a FIFO or a device is refused unread), at
     most MAX_PHOTO_BYTES, decoded as the data's images are."""
-    import stat
-    from pathlib import Path
-
     from .results.evaluate import MAX_PHOTO_BYTES, read_photo
+    from .specs.serde import SpecError, read_bounded
 
-    shown = printable(path)[:80]
     try:
-        info = Path(path).stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"--image: {shown} is not a regular file; give a photo file or test:CLASS:INDEX")
-        if info.st_size > MAX_PHOTO_BYTES:
-            raise UserError(f"--image: {shown} is {info.st_size / 1e6:.1f} MB; the limit is "
-                            f"{MAX_PHOTO_BYTES / 1e6:.0f} MB")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_PHOTO_BYTES + 1)
-    except OSError as e:
-        raise UserError(f"--image: {shown} cannot be read: {e.strerror or e}") from None
+        raw = read_bounded(path, MAX_PHOTO_BYTES, "a photo")
+    except SpecError as e:
+        raise UserError(f"--image: {'; '.join(e.problems)} (give a photo file or test:CLASS:INDEX)") from None
     try:
         return read_photo(raw)
     except UserError as e:
-        raise UserError(f"--image: {shown}: {e}") from None
+        raise UserError(f"--image: {printable(path)[:80]}: {e}") from None
 
 
 def subject_from_args(args):

@@ -78,3 +78,14 @@ def settle(page, timeout_ms: int = 30_000) -> None:
     chosen run in it; a picture taken earlier shows the previous run greyed out under a spinner)."""
     page.wait_for_timeout(500)
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout_ms)
+
+
+@contextmanager
+def new_page(browser, width: int, height: int, timeout_ms: int = 30_000):
+    """A tab of this size for one test, closed after it."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(timeout_ms)
+    try:
+        yield page
+    finally:
+        page.close()

@@ -11,7 +11,7 @@ from playground.specs.arch import Net
 from playground.specs.geometry import trace
 from playground.specs.presets import preset_net
 
-from .browser import ROOT, chromium, needs_chromium, settle, streamlit_server
+from .browser import ROOT, chromium, needs_chromium, new_page, settle, streamlit_server
 
 pytestmark = needs_chromium
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -36,10 +36,8 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(30_000)
-    yield page
-    page.close()
+    with new_page(browser, 1400, 1000) as page:
+        yield page
 
 
 def open_architect(page, server) -> None:

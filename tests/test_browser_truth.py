@@ -12,7 +12,7 @@ from playground.runs.store import RunStore
 from playground.specs.config import RunSpec, TrainSpec
 from playground.specs.presets import preset_net
 
-from .browser import ROOT, needs_chromium, settle, streamlit_server
+from .browser import ROOT, needs_chromium, new_page, settle, streamlit_server
 from .test_browser_state import browser, choose  # noqa: F401 - browser is a module-scoped fixture
 
 pytestmark = needs_chromium
@@ -61,10 +61,8 @@ def stopped_in_epoch_two(store: RunStore, image_folder) -> str:
 
 @pytest.fixture
 def page(browser, site):
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.set_default_timeout(30_000)
-    yield page
-    page.close()
+    with new_page(browser, 1280, 800) as page:
+        yield page
 
 
 def visit(page, site, path: str) -> None:

@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 
 import optuna
-import pytest
 
 from playground.runs.store import RunStore
-from tests import postgres
+from tests.test_sweep_postgres import pg  # noqa: F401 - the module's PostgreSQL server, a fixture
 from tests.test_training import ROOT
 
 PROCESSES, TRIALS_EACH = 4, 1
@@ -38,16 +37,6 @@ while not go.exists():
     time.sleep(0.005)
 sys.exit(playground.cli.main(sys.argv[3:]))
 """
-
-
-@pytest.fixture(scope="module")
-def pg():
-    try:
-        server = postgres.start(settings={"fsync": "off"})
-    except postgres.Unavailable as e:
-        pytest.skip(f"no PostgreSQL server for the concurrent sweep test: {e}")
-    yield server
-    server.stop()
 
 
 def start_together(tmp_path, image_folder, storage: str | None, runs: list) -> list[subprocess.CompletedProcess]:

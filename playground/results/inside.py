@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -44,8 +45,9 @@ class Subject:
     label: str
     init: SpecNet | None = None
 
-    @property
+    @cached_property
     def trace(self) -> Trace:
+        """The net's trace, once: the layers, positions and boxes all read it."""
         return trace(self.net)
 
     def layer_index(self, name: str | None) -> int:

@@ -261,7 +261,13 @@ def read_spec_file(path: str | os.PathLike) -> bytes:
     a huge file is refused, not read. SpecError (one line, naming the file) when it cannot be read."""
     from .limits import current
 
-    limit, name = current().json_bytes, short(str(path), 80)[1:-1]
+    return read_bounded(path, current().json_bytes, "a spec file")
+
+
+def read_bounded(path: str | os.PathLike, limit: int, what: str) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them (``what`` it is names the limit); a FIFO, a device or
+    a larger file is refused unread. SpecError (one line, naming the file) when it cannot be read."""
+    name = short(str(path), 80)[1:-1]
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO waits for a writer
             raise SpecError([f"{name}: not a regular file"])
@@ -270,7 +276,7 @@ def read_spec_file(path: str | os.PathLike) -> bytes:
     except OSError as e:
         raise SpecError([f"{name}: {e.strerror or 'cannot be read'}"]) from None
     if len(raw) > limit:
-        raise SpecError([f"{name}: larger than the {limit:,}-byte limit for a spec file"])
+        raise SpecError([f"{name}: larger than the {limit:,}-byte limit for {what}"])
     return raw
 
 

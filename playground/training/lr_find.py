@@ -92,7 +92,7 @@ def range_test(data: Dataset, run: RunSpec, start: float = 1e-5, end: float = 10
     seed_everything(throwaway.train.seed)  # the same test twice draws the same curve, as fit() does
     loop = trainer.prepare()
     dev, amp = trainer.device, trainer.settings.amp_dtype
-    result, avg, t0 = RangeTest(start, end, steps), 0.0, time.perf_counter()
+    result, avg, lowest, t0 = RangeTest(start, end, steps), 0.0, math.inf, time.perf_counter()
     loop.model.train()
     epoch = 0
     while len(result.lrs) < steps and not result.ended:
@@ -122,7 +122,7 @@ def range_test(data: Dataset, run: RunSpec, start: float = 1e-5, end: float = 10
             avg = SMOOTHING * avg + (1 - SMOOTHING) * value
             smooth = avg / (1 - SMOOTHING ** (k + 1))
             result.smoothed.append(smooth)
-            lowest = min(s for s in result.smoothed if s is not None)
+            lowest = min(lowest, smooth)
             if k >= MIN_STEPS_FOR_SUGGESTION and smooth > diverge * lowest:
                 result.ended = f"the smoothed loss passed {diverge:g}× its minimum at LR {lr:.3g}"
             loop.opt.zero_grad(set_to_none=True)
