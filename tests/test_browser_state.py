@@ -175,6 +175,8 @@ def test_architect_pool_toggle_follows_the_spec(page, server):
     expect(pool_toggle(page, 0)).to_be_checked()
 
 
+CM = ".st-key-cm .js-plotly-plot"  # the confusion matrix, whichever chart the page mounts first
+HAS_HEATMAP = "sel => (gd => gd?.calcdata?.some(c => c?.[0]?.trace?.type === 'heatmap'))(document.querySelector(sel))"
 CELL = """gd => {
   const hm = gd.data.findIndex(t => t.type === 'heatmap');
   const z = gd.calcdata[hm][0].z, x = gd.data[hm].x, y = gd.data[hm].y;
@@ -189,7 +191,8 @@ CELL = """gd => {
 
 def click_cell(page) -> dict:
     """Hover over the off-diagonal cell with the most images, then click it; its classes and count."""
-    chart = page.locator(".js-plotly-plot").first
+    chart = page.locator(CM)
+    page.wait_for_function(HAS_HEATMAP, arg=CM)  # Plotly has laid out this chart's heatmap, not only mounted it
     chart.evaluate("e => e.scrollIntoView({block: 'center'})")  # not under the app's top bar
     cell = chart.evaluate(CELL)
     page.mouse.move(cell["x"], cell["y"])
@@ -206,19 +209,18 @@ def assert_filters(page, true: str, pred: str) -> None:
 def test_results_confusion_cell_filters_gallery(page, server):
     page.goto(f"{server}/results")
     page.get_by_text("Misclassified images", exact=True).wait_for(timeout=60_000)
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.calcdata")
     cell = click_cell(page)
     assert_filters(page, cell["true"], cell["pred"])
     captions = page.get_by_test_id("stImage").filter(has_text="→")
     expect(captions).to_have_count(min(cell["count"], 24))
     for text in captions.all_inner_texts():
         assert text.startswith(f"{cell['true']} → {cell['pred']} ("), text
-    framed = page.locator(".js-plotly-plot").first.evaluate("e => JSON.stringify(e.layout.shapes)")
+    framed = page.locator(CM).evaluate("e => JSON.stringify(e.layout.shapes)")
     choose(page, "True class", 0, "any")  # a filter changed by hand...
     assert_filters(page, "any", cell["pred"])
     page.wait_for_function(  # the chart has redrawn with the new frame (on a loaded machine it lags the script)
-        "old => (p => p?.layout && JSON.stringify(p.layout.shapes) !== old)(document.querySelector('.js-plotly-plot'))",
-        arg=framed)
+        "([sel, old]) => (p => p?.layout && JSON.stringify(p.layout.shapes) !== old)(document.querySelector(sel))",
+        arg=[CM, framed])
     click_cell(page)  # ...and a click on the same cell filters to it again
     assert_filters(page, cell["true"], cell["pred"])
     assert page.get_by_test_id("stException").count() == 0
