@@ -6,7 +6,7 @@ import streamlit as st
 from playground.ui import server, visitor
 from playground.escape import plain
 from playground.results.compare import settings_diff
-from playground.results.plots import accuracy_text, compare_figure, minutes_seconds
+from playground.results.plots import accuracy_text, compare_figure, minutes_seconds, seed_logs
 from playground.faults import StoreError
 from playground.runs import lr_tests
 from playground.runs.jobs import JobError, owns
@@ -45,6 +45,9 @@ if any(r.epochs for r in chosen):
         st.caption(f"The newest run with a finished epoch, {plain(chosen[0].name)} ({chosen[0].id}): tick runs in "
                    "the table to compare them.")
     st.plotly_chart(compare_figure(chosen, minutes=by_time), key="overlay")
+    for log in seed_logs(chosen):
+        st.caption(f"Grey: {plain(log.source)}, the curve a run of {log.preset}'s own network is judged against"
+                   + (" (the log has no times: switch the axis to epochs to see it)." if by_time else "."))
 else:  # an empty chart drew axes from -100% to 400%
     st.caption("No finished epoch to draw yet: tick a run that has trained at least one epoch.")
 if len(chosen) > 1:

@@ -4,7 +4,7 @@ import streamlit as st
 from playground import form
 from playground.ui import data_choice, estimates, range_test, server, visitor, widget_memory, working_specs
 from playground.escape import bullets, plain
-from playground.results.plots import accuracy_text, live_figure, minutes_seconds
+from playground.results.plots import accuracy_text, live_figure, minutes_seconds, seed_log
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, PHASE_TEACHERS, PHASE_TESTING, RESUMABLE
@@ -275,8 +275,12 @@ def follow() -> None:
     elif record.status == "failed":
         st.error(f"Training failed: {plain(record.message)}")
     first_test = min(record.spec.get("train", {}).get("eval_every", 1), record.planned_epochs)
-    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch, first_test),
-                    key="live_chart")
+    reference = seed_log(record)
+    st.plotly_chart(live_figure(record.epochs, launcher.store.batches(run_id), record.steps_per_epoch, first_test,
+                                reference), key="live_chart")
+    if reference:
+        st.caption(f"Grey: {plain(reference.source)}: this run trains {reference.preset}'s own network, so its "
+                   "accuracy can be read against the seed's.")
     if record.epochs:
         table = pd.DataFrame(record.epochs)
         for col in ("epoch_time", "elapsed"):

@@ -10,15 +10,26 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..runs.records import RunRecord
+from ..specs.seed_logs import SeedLog, log_for
 from ..training.lr_find import RangeTest
 from .axes import epoch_ticks, integer_axis, percent_axis
 from .compare import run_labels
 
 
-def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int, eval_every: int = 1) -> go.Figure:
+def add_seed_log(fig: go.Figure, log: SeedLog, **where) -> list[float]:
+    """The seed's logged test (solid) and training (dotted) accuracy in grey, as a reference; its values."""
+    for split, values, dash in (("test", log.test_acc, "solid"), ("training", log.train_acc, "dot")):
+        fig.add_scatter(x=log.epochs, y=list(values), name=f"{log.source}, {split}", legendgroup="seed-log",
+                        mode="lines", line=dict(color="#9e9e9e", dash=dash, width=2), **where)
+    return [*log.train_acc, *log.test_acc]
+
+
+def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int, eval_every: int = 1,
+                reference: SeedLog | None = None) -> go.Figure:
     """Loss (batch and epoch), accuracy and LR of one run, all against epochs (batches at
     their fractional epoch, so the curves line up while the run is in progress). The legend sits above the
-    three charts, and an accuracy chart with no test yet says when the first one comes."""
+    three charts, and an accuracy chart with no test yet says when the first one comes. ``reference``: the
+    seed's logged curve, drawn on the accuracy chart over all its epochs."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"), horizontal_spacing=0.1)
     ep, bt = pd.DataFrame(epochs), pd.DataFrame(batches)
     if len(bt):
@@ -30,12 +41,13 @@ def live_figure(epochs: list[dict], batches: list[dict], steps_per_epoch: int, e
             for split in ("train", "test"):
                 fig.add_scatter(x=ep["epoch"], y=ep[f"{split}_{key}"], name=f"{split} {key}", mode="lines+markers",
                                 row=1, col=col)
-    last = max([*ep.get("epoch", []), *((bt["step"] / max(1, steps_per_epoch)).apply(math.ceil) if len(bt) else [])],
-               default=1)
+    accuracies = [*ep.get("train_acc", []), *ep.get("test_acc", [])]
+    logged = add_seed_log(fig, reference, row=1, col=2) if reference else []
+    last = max([*ep.get("epoch", []), *((bt["step"] / max(1, steps_per_epoch)).apply(math.ceil) if len(bt) else []),
+                *(reference.epochs if reference else [])], default=1)
     fig.update_xaxes(title_text="epoch", tickmode="array", tickvals=epoch_ticks(last), range=[0.5, last + 0.5])
     fig.update_yaxes(title_text="cross-entropy loss", row=1, col=1)
-    accuracies = [*ep.get("train_acc", []), *ep.get("test_acc", [])]
-    fig.update_yaxes(title_text="accuracy", **percent_axis(accuracies), row=1, col=2)
+    fig.update_yaxes(title_text="accuracy", **percent_axis([*accuracies, *logged]), row=1, col=2)
     if not [a for a in accuracies if a is not None and math.isfinite(a)]:
         fig.add_annotation(text=f"no test yet: the first<br>comes after epoch {max(1, eval_every)}", showarrow=False,
                            x=0.5, y=0.5, xref="x2 domain", yref="y2 domain")
@@ -62,7 +74,8 @@ def accuracy_text(value: float | None, digits: int = 1) -> str:
 def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
     """Test (solid) and training (dotted) accuracy of several runs in one colour per run, by epoch or by
     wall-clock minutes: a training curve far above the test one is a run that overfits. The legend names runs
-    by name (with the id where two share one)."""
+    by name (with the id where two share one). By epoch, a run of a seed's own network has that seed's logged
+    curve beside it in grey (the log has no times, so it is not drawn against minutes)."""
     fig = go.Figure()
     colours = px.colors.qualitative.Plotly
     for k, (r, label) in enumerate(zip(runs, run_labels(runs))):
@@ -73,14 +86,27 @@ def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
                             mode="lines+markers", line=dict(color=colour))
             fig.add_scatter(x=x, y=[e.get("train_acc") for e in r.epochs], name=f"{label}, training",
                             legendgroup=r.id, mode="lines", line=dict(color=colour, dash="dot"))
-    last = max((e["epoch"] for r in runs for e in r.epochs), default=1)
-    shown = [e.get(k) for r in runs for e in r.epochs for k in ("test_acc", "train_acc")]
+    logs = [] if minutes else seed_logs(runs)
+    logged = [v for log in logs for v in add_seed_log(fig, log)]
+    last = max([*(e["epoch"] for r in runs for e in r.epochs), *(len(log.test_acc) for log in logs)], default=1)
+    shown = [e.get(k) for r in runs for e in r.epochs for k in ("test_acc", "train_acc")] + logged
     fig.update_layout(height=380, xaxis_title="wall-clock minutes" if minutes else "epoch",
                       yaxis=dict(title="accuracy (solid: test, dotted: training)", **percent_axis(shown)),
                       margin=dict(t=20), showlegend=True)
     if not minutes:
         fig.update_xaxes(tickmode="array", tickvals=epoch_ticks(last))
     return fig.update_traces(connectgaps=True)
+
+
+def seed_log(run: RunRecord) -> SeedLog | None:
+    """The logged curve of the seed whose network ``run`` trained, if it is one."""
+    return log_for(run.spec.get("net"))
+
+
+def seed_logs(runs: list[RunRecord]) -> list[SeedLog]:
+    """The logged curves of the seeds these runs trained, each once."""
+    logs = [log for log in map(seed_log, runs) if log]
+    return [log for k, log in enumerate(logs) if log not in logs[:k]]
 
 
 def report_figure(runs: list[RunRecord]) -> go.Figure:

@@ -49,6 +49,13 @@ def flip_crop(padding: int, cutout: int = 0) -> AugSpec:
     return AugSpec(steps)
 
 
+def seed_003_aug() -> AugSpec:
+    """seed-003's pipeline as its code builds it: Albumentations' ShiftScaleRotate at its defaults."""
+    return AugSpec([make_transform("HorizontalFlip", 0.5),
+                    make_transform("Affine", 0.5, shift=0.0625, scale=0.1, rotate=45),
+                    make_transform("CoarseDropout", 0.5)])
+
+
 CPU2 = "2-core AMD EPYC (Zen 3) CPU, torch 2.14.1"
 EPYC4 = "2-core AMD EPYC (Zen 4, KVM) with AVX512-BF16, torch 2.14.1"
 H100 = "NVIDIA H100 80GB, torch 2.11.0+cu130"
@@ -105,12 +112,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         "epoch 3 and resumed, and shared the cores with tests for about half its epochs)"),
            default_aug(), seed_schedule(20, 128, 0.1, bf16=True),
            Measured(82.36, 20, 7393.9, XEON, _CMD.format("seed-002"), "2-core Xeon")),
-    Recipe("seed-003", "seed-003", _SEED_GOAL.format(
-        "its README names Cutout, flip and affine transforms, 30 epochs and batch 128 (391 batches an epoch), "
-        "no optimizer or schedule: SGD OneCycle chosen. 165.6M MACs: about 2 h 15 min on 2 CPU cores with bf16 "
-        "(about 4 min an epoch with the cores to itself)"),
-           default_aug(), seed_schedule(30, 128, 0.1, bf16=True),
-           Measured(81.92, 30, 8122.4, XEON, _CMD.format("seed-003"), "2-core Xeon")),
+    Recipe("seed-003", "seed-003", (
+        "the seed's own training, read off its code (woncoh1/era1a9, S9.ipynb and src/data.py): flip, "
+        "ShiftScaleRotate at its defaults (shift 0.0625, scale 0.1, rotate 45, half the time) and one 16 px "
+        "mean-filled hole half the time; SGD momentum 0.9 without weight decay, PyTorch's OneCycleLR to max LR 0.5 "
+        "(30% warm-up, cosine), 30 epochs of batch 128. Ours uses Nesterov momentum and a warm-up from 0; "
+        "165.6M MACs: about 6 min an epoch on 2 CPU cores with bf16; not yet run here to the end"),
+           seed_003_aug(), TrainSpec(epochs=30, batch_size=128, schedule="cosine", max_lr=0.5, warmup=0.3,
+                                     weight_decay=0.0, label_smoothing=0.0, eval_every=1, bf16=True)),
 ]}
 
 
