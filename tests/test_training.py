@@ -367,7 +367,7 @@ def test_charts_have_axis_titles_and_tables_read_as_people_read():
     assert [layout.yaxis.title.text, layout.yaxis2.title.text, layout.yaxis3.title.text] == [
         "cross-entropy loss", "accuracy", "learning rate"] and all(t.endswith("%") for t in layout.yaxis2.ticktext)
     from types import SimpleNamespace
-    run = SimpleNamespace(epochs=epochs, name="fast", id="x", params=1000)
+    run = SimpleNamespace(epochs=epochs, name="fast", id="x", params=1000, spec={"net": tiny_net().to_dict()})
     for fig in (compare_figure([run]), compare_figure([run], minutes=True), report_figure([run])):
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and all(t.endswith("%") for t in fig.layout.yaxis.ticktext)
     assert [minutes_seconds(x) for x in (None, 0, 42.4, 727, 3909)] == ["", "0:00", "0:42", "12:07", "1:05:09"]
