@@ -5,7 +5,7 @@ from torch import nn
 
 from playground.specs.presets import preset_net
 from playground.training.builder import build_model
-from playground.training.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
+from playground.training.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d, ZeroPadConv2d
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -28,6 +28,41 @@ def test_subsampled_conv_matches_dilated_strided_conv(size, stride, padding, gro
     torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
     if channels_last:
         assert xs[1].grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,kernel,stride,dilation,padding,groups", [
+    (1, 3, 1, 1, 1, 8), (2, 3, 1, 1, 1, 8), (2, 3, 2, 1, 1, 1), (3, 5, 1, 1, 2, 4), (4, 3, 1, 2, 2, 8),
+    (3, 5, 1, 1, (2, 1), 8), (8, 3, 1, 1, 1, 8)])  # the last: a map the kernel fits, the plain path
+def test_zero_pad_conv_matches_conv_on_maps_smaller_than_its_kernel(size, kernel, stride, dilation, padding, groups,
+                                                                   channels_last):
+    torch.manual_seed(0)
+    kw = dict(stride=stride, dilation=dilation, padding=padding, groups=groups)
+    ref, fast = nn.Conv2d(8, 8, kernel, **kw), ZeroPadConv2d(8, 8, kernel, **kw)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 8, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    outs = [m(v) for m, v in zip((ref, fast), xs)]
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(outs[0])
+    for out in outs:
+        out.backward(g)
+    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-4)
+    if channels_last and size > 1:
+        assert outs[1].is_contiguous(memory_format=torch.channels_last)
+        assert xs[1].grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_every_zero_padded_conv_of_a_preset_takes_the_small_map_path():
+    """seed-004's last dilated conv subsamples a 4x4 map to 2x2 under a 3x3 kernel."""
+    model = build_model(preset_net("seed-004"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.padding != (0, 0)]
+    assert convs and all(isinstance(m, (ZeroPadConv2d, SubsampledConv2d, PolyphaseConv2d)) for m in convs)
+    assert not ZeroPadConv2d.applies(0, "zeros") and not ZeroPadConv2d.applies(1, "replicate")
 
 
 def test_subsampled_conv_applies_only_where_exact():

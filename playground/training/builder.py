@@ -10,7 +10,7 @@ from ..specs.arch import Block, Layer, Net
 from ..specs.kinds import block_name
 from ..specs.geometry import trace
 from ..specs.serde import SpecError
-from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d
+from .fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d, ZeroPadConv2d
 
 
 def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
@@ -26,11 +26,13 @@ def _post(order: str, channels: int) -> list[tuple[str, nn.Module]]:
 
 
 def _conv_class(layer: Layer) -> type[nn.Conv2d]:
-    """The exact fast equivalent for dilated convs (see fastops), else nn.Conv2d."""
+    """The exact fast equivalent of the layer's conv (see fastops), else nn.Conv2d."""
     if SubsampledConv2d.applies(layer.stride, layer.dilation, layer.padding, layer.padding_mode):
         return SubsampledConv2d
     if PolyphaseConv2d.applies(layer.kernel, layer.stride, layer.dilation, layer.padding, layer.padding_mode):
         return PolyphaseConv2d
+    if ZeroPadConv2d.applies(layer.padding, layer.padding_mode):
+        return ZeroPadConv2d
     return nn.Conv2d
 
 
