@@ -4,10 +4,11 @@ import streamlit as st
 
 from playground.ui import data_choice, server
 from playground.escape import plain
-from playground.results.sweep_insight import OBJECTIVE_LABELS, VIEWS, snapshot
+from playground.results.sweep_chart import front_figure
+from playground.results.sweep_insight import VIEWS, snapshot
 from playground.runs.space import shipped_spaces, space_from_dict, with_train
-from playground.runs.sweep import (SweepStorageError, load_study, pareto_front, references, start_sweep, studies,
-                                   study_objectives, trial_rows)
+from playground.runs.sweep import (SweepStorageError, load_study, references, start_sweep, studies, study_objectives,
+                                   trial_rows)
 from playground.settings import hosted
 from playground.specs import limits
 from playground.specs.serde import SpecError, parse_json
@@ -34,29 +35,6 @@ def study_snapshot(root: str, study: str, stamp: tuple):
 def insight(root: str, study: str, stamp: tuple, view: int) -> go.Figure | str:
     """One of the views, drawn once per state of the study: the page refreshes every 3 s."""
     return VIEWS[view].draw(study_snapshot(root, study, stamp))
-
-
-def front_figure(table: pd.DataFrame, axis: str) -> go.Figure:
-    """Every tested trial, the Pareto front through the finished ones, and the presets and recipes."""
-    done = table[table["accuracy"].notna() & table[axis].notna()]
-    complete = done[done["state"] == "complete"]
-    front = complete.iloc[pareto_front(list(zip(complete[axis], complete["accuracy"])))]
-    fig = go.Figure()
-    fig.add_scatter(x=done[axis], y=done["accuracy"], mode="markers", name="trials",
-                    text=[f"trial {t} ({s})" for t, s in zip(done["trial"], done["state"])],
-                    marker=dict(size=9, color=["#d9480f" if s == "complete" else "#adb5bd" for s in done["state"]]))
-    if len(front):
-        fig.add_scatter(x=front[axis], y=front["accuracy"], mode="lines+markers", name="Pareto front",
-                        line=dict(shape="hv", color="#d9480f"), hoverinfo="skip",  # a one-trial front shows too
-                        marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(width=2, color="#d9480f")))
-    ref = pd.DataFrame(reference_points(axis))
-    if len(ref):
-        fig.add_scatter(x=ref["x"], y=ref["accuracy"], mode="markers+text", text=ref["name"], name="presets, recipes",
-                        textposition="top center", marker=dict(symbol="diamond", size=10, color="#1c7ed6"),
-                        cliponaxis=False)  # labels at the edges stay whole
-    fig.update_layout(height=380, margin=dict(t=20), yaxis=dict(title="test accuracy", tickformat=".0%"),
-                      xaxis=dict(title=OBJECTIVE_LABELS[axis]))
-    return fig
 
 
 def trial_scale(table: pd.DataFrame) -> str:
@@ -98,7 +76,7 @@ def show_studies() -> None:
                     index=axes.index(objectives[-1]) if objectives[-1] in axes else 0,
                     help="The front: the trials no other trial beats with fewer parameters (MACs, minutes) and "
                          "more accuracy. Pruned trials are drawn grey at their last tested accuracy.")
-    st.plotly_chart(front_figure(table, axis), key="sw_chart")
+    st.plotly_chart(front_figure(table, axis, reference_points(axis)), key="sw_chart")
     if scale := trial_scale(table):
         st.caption(scale)
     st.dataframe(table, hide_index=True, key="sw_table", column_config={

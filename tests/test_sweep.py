@@ -286,6 +286,28 @@ def values(array) -> list:
     return list(array)
 
 
+def test_the_sweep_chart_keeps_its_labels_inside_and_its_percent_labels_distinct():
+    """Labels of points at the right edge (the presets near 200k parameters) ran past the chart; a default tick
+    format of whole percents repeats labels for trials within a point of each other."""
+    import pandas as pd
+
+    from playground.results.sweep_chart import front_figure, label_positions
+
+    assert label_positions([0, 50, 100], 0, 100) == ["middle right", "top center", "middle left"]
+    assert label_positions([5, 5], 5, 5) == ["middle right", "middle right"]  # one x: no division by zero
+    table = pd.DataFrame(dict(trial=[0, 1, 2], state=["complete"] * 3, accuracy=[0.852, 0.855, 0.858],
+                              params=[150_000, 180_000, 196_000]))
+    refs = [dict(name="fast recipe (2-core EPYC)", label="fast", measured=True, x=196_480, accuracy=0.8672),
+            dict(name="seed-001 (reported)", label="seed-001", measured=False, x=68_992, accuracy=0.871)]
+    fig = front_figure(table, "params", refs)
+    recipes, seeds = (next(d for d in fig.data if d.name == n)
+                      for n in ("recipes, measured here", "seeds, as their READMEs report"))
+    assert (list(recipes.textposition), list(seeds.textposition)) == (["middle left"], ["middle right"])
+    assert (list(recipes.text), list(recipes.hovertext)) == (["fast"], ["fast recipe (2-core EPYC)"])
+    labels = list(fig.layout.yaxis.ticktext)
+    assert len(labels) == len(set(labels)) >= 2 and fig.layout.legend.orientation == "h"
+
+
 def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
     from playground.ui import server
     from playground.runs.sweep import storage_for
@@ -303,7 +325,7 @@ def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypat
     chart = plotly.io.from_json(at.get("plotly_chart")[0].proto.spec)
     front = next(d for d in chart.data if d.name == "Pareto front")
     assert values(front.x) == [90_000, 150_000] and values(front.y) == [0.61, 0.66]  # more params, more accuracy
-    assert any(d.name == "presets, recipes" and any("fast recipe" in t for t in d.text) for d in chart.data)
+    assert any(d.name == "recipes, measured here" and any("fast recipe" in t for t in d.hovertext) for d in chart.data)
     table = [d.value for d in at.dataframe][0]
     assert table["trial"].tolist() == [0, 1] and table["run"].tolist()[1] == "20261125-000001-abcdef"
     at.selectbox(key="sw_space").set_value("fastest-to-85").run()

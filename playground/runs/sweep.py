@@ -336,20 +336,23 @@ def _unreadable(store: RunStore, url: str | None, e: Exception) -> SweepStorageE
 
 def references(axis: str = "params") -> list[dict]:
     """Points to read a sweep against: the seed presets at their reported accuracy and the recipes
-    at their measured one (``axis`` "minutes": only the recipes, whose wall time is measured)."""
+    at their measured one (``axis`` "minutes": only the recipes, whose wall time is measured). Each has a
+    ``label`` (the preset or recipe) and a ``name`` that says where its accuracy comes from; ``measured``
+    tells the two kinds apart."""
     from ..specs.presets import PRESETS
     from ..specs.recipes import RECIPES
 
     out = []
     if axis != "minutes":
-        out += [{"name": f"{p.name} (reported)", "x": getattr(trace(p.net), axis),
+        out += [{"name": f"{p.name} (reported)", "label": p.name, "measured": False, "x": getattr(trace(p.net), axis),
                  "accuracy": p.reported_accuracy / 100}
                 for p in PRESETS.values() if p.reported_accuracy is not None and not any(
                     r.preset == p.name and r.measured for r in RECIPES.values())]
     for r in (r for r in RECIPES.values() if r.measured):
         t = trace(preset_net(r.preset))
         x = {"params": t.params, "macs": t.macs, "minutes": r.measured.wall_s / 60}[axis]
-        out.append({"name": f"{r.name} recipe ({r.measured.where})", "x": x, "accuracy": r.measured.test_acc / 100})
+        out.append({"name": f"{r.name} recipe ({r.measured.where})", "label": r.name, "measured": True, "x": x,
+                    "accuracy": r.measured.test_acc / 100})
     return out
 
 
