@@ -36,12 +36,18 @@ def discard(tmp: Path) -> None:
 
 def write_temporary(path: Path, write: Callable[[Path], None]) -> Path:
     """``write(tmp)`` fills a new temporary file beside ``path``, which is then flushed to the disk;
-    removed again if anything fails (OSError and the rest propagate)."""
+    removed again if anything fails (OSError and the rest propagate). An OSError about the temporary
+    file names ``path`` instead: the temporary name means nothing to the person who asked for ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+    except OSError as e:
+        discard(tmp)
+        if e.filename is not None and str(e.filename) == str(tmp):
+            raise type(e)(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         discard(tmp)
         raise

@@ -246,8 +246,14 @@ def cmd_export(args) -> int:
     from .runs.loading import load_run  # torch: once the run is found
     from .results.export import default_filename, export
 
+    from .faults import cause_of_os_error
+
     out = Path(args.out or default_filename(args.run_id, args.format))
-    export(load_run(store, args.run_id), args.format, out, args.run_id, baked=args.baked)
+    try:
+        export(load_run(store, args.run_id), args.format, out, args.run_id, baked=args.baked)
+    except OSError as e:
+        _say(f"error: --out: {cause_of_os_error(e, out, 'the export')}; nothing was written")
+        return 2
     print(f"wrote {out}")
     return 0
 

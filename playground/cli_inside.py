@@ -28,10 +28,10 @@ def add_inside_parser(sub):
 def parse_at(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
-    parts = text.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.removeprefix("-").isdigit() and p.isascii() and len(p) <= 9 for p in parts):
         raise UserError(f"--at: expected ROW,COL (two whole numbers, e.g. 3,4), got {text[:40]!r}")
-    return int(parts[0]), int(parts[1])
+    return int(parts[0]), int(parts[1])  # one outside the layer's map is refused with its range by inside.look
 
 
 def test_image(spec: str, data):
@@ -99,6 +99,7 @@ def subject_from_args(args):
 
 
 def cmd_inside(args) -> int:
+    from .faults import cause_of_os_error
     from .results import inside
     from .results.inside_png import write_png
 
@@ -106,7 +107,10 @@ def cmd_inside(args) -> int:
     subject, data = subject_from_args(args)
     image = test_image(args.image, data) if args.image.startswith("test:") else photo(args.image)
     view = inside.look(subject, image, args.layer, at)
-    path = write_png(view, args.out)
+    try:
+        path = write_png(view, args.out)
+    except OSError as e:
+        raise UserError(f"--out: {cause_of_os_error(e, args.out, 'the picture')}; nothing was written") from None
     print(json.dumps({**view.summary(), "out": str(path)}, allow_nan=False))
     sys.stdout.flush()
     return 0

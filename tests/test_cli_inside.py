@@ -71,6 +71,19 @@ def test_a_bad_layer_position_or_image_is_one_line_and_writes_nothing(args, says
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_a_negative_position_gets_the_range_and_an_unwritable_out_names_itself(image_folder, tmp_path, capsys):
+    """A negative row read as a malformed --at; an --out the disk refuses named its temporary file."""
+    rc, stdout, err = run_cli(capsys, "--preset", "seed-000", "--image", "test:cat:0", "--at=-1,5",
+                              "--data", image_folder, "--out", tmp_path / "never.png")
+    assert rc == 2 and not stdout and "row -1 is outside" in err and "choose 0 to" in err, err
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "x.png"  # under a regular file: NotADirectoryError
+    rc, stdout, err = run_cli(capsys, "--preset", "seed-000", "--image", "test:cat:0", "--data", image_folder,
+                              "--out", out)
+    assert rc == 2 and not stdout and err.count("\n") == 1, err
+    assert err.startswith(f"error: --out: cannot write the picture {out}") and ".tmp" not in err, err
+
+
 def test_a_run_shows_its_trained_and_initial_fields(image_folder, tmp_path, capsys):
     store = RunStore(tmp_path / "runs")
     run = RunSpec(preset_net("seed-004"), train=TrainSpec(epochs=1, batch_size=32, device="cpu"),
