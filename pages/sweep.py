@@ -4,7 +4,7 @@ import streamlit as st
 
 from playground.ui import data_choice, server
 from playground.escape import plain
-from playground.results.sweep_chart import front_figure
+from playground.results.sweep_chart import front_figure, trial_table
 from playground.results.sweep_insight import VIEWS, snapshot
 from playground.runs.space import shipped_spaces, space_from_dict, with_train
 from playground.runs.sweep import (SweepStorageError, load_study, references, start_sweep, studies, study_objectives,
@@ -79,11 +79,9 @@ def show_studies() -> None:
     st.plotly_chart(front_figure(table, axis, reference_points(axis)), key="sw_chart")
     if scale := trial_scale(table):
         st.caption(scale)
-    st.dataframe(table, hide_index=True, key="sw_table", column_config={
-        "accuracy": st.column_config.NumberColumn(format="percent"),
-        "params": st.column_config.NumberColumn(format="localized"),
-        "macs": st.column_config.NumberColumn("MACs", format="compact"),
-        "minutes": st.column_config.NumberColumn(format="%.1f")})
+    st.dataframe(trial_table(rows), hide_index=True, key="sw_table", column_config={
+        "run": st.column_config.TextColumn(width=175),
+        "time": st.column_config.TextColumn(help="training time, m:ss (h:mm:ss past an hour)")})
     opened = st.selectbox("Open a trial's run in Results", [r for r in table["run"] if r], index=None,
                           key="sw_open", placeholder="choose a trial's run…")
     if opened:

@@ -308,6 +308,23 @@ def test_the_sweep_chart_keeps_its_labels_inside_and_its_percent_labels_distinct
     assert len(labels) == len(set(labels)) >= 2 and fig.layout.legend.orientation == "h"
 
 
+def test_the_trials_table_says_what_a_pruned_trial_lacks_in_words():
+    """A trial pruned over the budget has no accuracy, size or time: the table read "None" in four columns."""
+    from playground.results.sweep_chart import trial_table
+
+    rows = [dict(trial=0, state="pruned", accuracy=None, params=None, macs=None, minutes=None, run="",
+                 why="314,656 params: over the 200,000 budget", **{"train.max_lr": 0.31}),
+            dict(trial=1, state="complete", accuracy=0.4242, params=175_376, macs=11_234_567, minutes=1.8,
+                 run="20261208-004758-ffabf6", why="", **{"train.max_lr": None})]
+    table = trial_table(rows)
+    assert table.to_dict("records") == [
+        {"trial": 0, "state": "pruned", "accuracy": "not tested", "params": "—", "MACs": "—", "time": "—", "run": "",
+         "why": "314,656 params: over the 200,000 budget", "train.max_lr": "0.31"},
+        {"trial": 1, "state": "complete", "accuracy": "42.42%", "params": "175,376", "MACs": "11.2M", "time": "1:48",
+         "run": "20261208-004758-ffabf6", "why": "", "train.max_lr": "—"}]
+    assert "None" not in table.to_string()
+
+
 def test_the_sweep_page_shows_a_study_and_refuses_a_bad_space(app_env, monkeypatch):
     from playground.ui import server
     from playground.runs.sweep import storage_for

@@ -1,5 +1,6 @@
-"""The Sweep page's own chart: every tested trial, the Pareto front through the finished ones, and the presets and
-recipes to read them against, on a percent axis that fits them and with every label inside the chart."""
+"""The Sweep page's own chart and trials table: every tested trial, the Pareto front through the finished ones, and
+the presets and recipes to read them against, on a percent axis that fits them and with every label inside the chart;
+the table says what a trial lacks in words, never "None"."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,8 +8,10 @@ import plotly.graph_objects as go
 
 from ..runs.sweep import pareto_front
 from .axes import percent_axis
+from .plots import accuracy_text, minutes_seconds
 from .sweep_insight import OBJECTIVE_LABELS
 
+ABSENT = "—"  # a figure a trial does not have: pruned before it trained, or still waiting
 EDGE = 0.2  # a label whose point sits in the outer fifth of the x range runs inward from it
 
 
@@ -50,3 +53,21 @@ def front_figure(table: pd.DataFrame, axis: str, refs: list[dict]) -> go.Figure:
                       yaxis=dict(title="test accuracy", **percent_axis(accuracies)),
                       legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"))
     return fig
+
+
+def trial_table(rows: list[dict]) -> pd.DataFrame:
+    """The trials as the page lists them (runs.sweep.trial_rows): accuracy as a percentage or "not tested",
+    parameters and MACs as people read them, training time as m:ss, and a dash for any other figure a trial lacks."""
+    def text(v) -> str:
+        return ABSENT if v is None or v == "" else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    shown = []
+    for r in rows:
+        row = {k: text(v) for k, v in r.items()}
+        row.update(trial=r["trial"], state=r["state"], why=r["why"] or "", run=r["run"],
+                   accuracy=accuracy_text(r["accuracy"], 2),
+                   params=ABSENT if r["params"] is None else f"{r['params']:,}",
+                   macs=ABSENT if r["macs"] is None else f"{r['macs'] / 1e6:.1f}M",
+                   minutes=ABSENT if r["minutes"] is None else minutes_seconds(r["minutes"] * 60))
+        shown.append(row)
+    return pd.DataFrame(shown).rename(columns={"macs": "MACs", "minutes": "time"})

@@ -299,7 +299,7 @@ def check_trial(space: Space, spec: dict, classes: list[str], image_shape: tuple
         raise SpecError(problems)
     t = trace(run.net)
     if space.max_params is not None and t.params > space.max_params:
-        raise SpecError([f"{t.params:,} parameters is over the budget of {space.max_params:,}"])
+        raise SpecError([f"{t.params:,} params: over the {space.max_params:,} budget"])
     from ..training.analysis import check_rules  # torchinfo and torch: a space file is checked without them
 
     if space.rules and (broken := [r.name for r in check_rules(run.net, t) if not r.passed]):
