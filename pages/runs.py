@@ -67,9 +67,9 @@ if tested := lr_tests.tests(launcher.store):  # kept apart from the trainings: n
     with st.expander(f"LR range tests ({len(tested)})"):
         st.dataframe(pd.DataFrame([{
             "id": t.id, "net": t.spec.get("net", {}).get("name", ""), "status": t.status,
-            "batches": len(t.result.lrs), "suggested max LR": t.result.suggested_max_lr,
-            "ended": t.result.ended or t.message} for t in tested]), hide_index=True, key="lr_tests_table",
-            column_config={"suggested max LR": st.column_config.NumberColumn(format="%.3g")})
+            "batches": len(t.result.lrs),
+            "suggested max LR": "–" if t.result.suggested_max_lr is None else f"{t.result.suggested_max_lr:.3g}",
+            "ended": t.result.ended or t.message} for t in tested]), hide_index=True, key="lr_tests_table")
         st.caption("Each is a throwaway copy of a net trained while the LR rose (the Train page's **Find max LR**, "
                    "or `python -m playground lr-find`); no run's weights changed.")
 

@@ -1,10 +1,9 @@
-import pandas as pd
 import streamlit as st
 
 from playground import form
 from playground.ui import data_choice, estimates, range_test, server, visitor, widget_memory, working_specs
 from playground.escape import bullets, plain
-from playground.results.plots import accuracy_text, live_figure, minutes_seconds, seed_log
+from playground.results.plots import accuracy_text, epoch_table, live_figure, minutes_seconds, seed_log
 from playground.faults import StoreError
 from playground.runs.jobs import JobError, owns
 from playground.runs.records import DAMAGED, PHASE_TEACHERS, PHASE_TESTING, RESUMABLE
@@ -282,15 +281,7 @@ def follow() -> None:
         st.caption(f"Grey: {plain(reference.source)}: this run trains {reference.preset}'s own network, so its "
                    "accuracy can be read against the seed's.")
     if record.epochs:
-        table = pd.DataFrame(record.epochs)
-        for col in ("epoch_time", "elapsed"):
-            table[col] = table[col].map(minutes_seconds)
-        pct, loss = st.column_config.NumberColumn(format="percent"), st.column_config.NumberColumn(format="%.3f")
-        st.dataframe(table, hide_index=True, key="epoch_table", column_config={
-            "train_acc": pct, "test_acc": pct, "train_loss": loss, "test_loss": loss,
-            "lr": st.column_config.NumberColumn("LR", format="%.4g"),
-            "img_per_s": st.column_config.NumberColumn("img/s", format="%.0f"),
-            "epoch_time": "epoch time", "elapsed": "elapsed"})
+        st.dataframe(epoch_table(record.epochs), hide_index=True, key="epoch_table")
     st.session_state["last_run_id"] = run_id
 
 

@@ -52,3 +52,5 @@ def test_the_runs_page_lists_range_tests_apart_from_trainings(app_env):
     assert list(at.dataframe[0].value["id"]) == [run_id]  # the trainings' table holds no range test
     tests_table = at.dataframe[1].value
     assert list(tests_table["id"]) == [test.id] and tests_table["batches"][0] == len(test.result.lrs)
+    suggested = test.result.suggested_max_lr
+    assert tests_table["suggested max LR"][0] == ("–" if suggested is None else f"{suggested:.3g}")  # never "None"

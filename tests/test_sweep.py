@@ -318,10 +318,10 @@ def test_the_trials_table_says_what_a_pruned_trial_lacks_in_words():
                  run="20261208-004758-ffabf6", why="", **{"train.max_lr": None})]
     table = trial_table(rows)
     assert table.to_dict("records") == [
-        {"trial": 0, "state": "pruned", "accuracy": "not tested", "params": "—", "MACs": "—", "time": "—", "run": "",
+        {"trial": 0, "state": "pruned", "accuracy": "not tested", "params": "–", "MACs": "–", "time": "–", "run": "",
          "why": "314,656 params: over the 200,000 budget", "train.max_lr": "0.31"},
         {"trial": 1, "state": "complete", "accuracy": "42.42%", "params": "175,376", "MACs": "11.2M", "time": "1:48",
-         "run": "20261208-004758-ffabf6", "why": "", "train.max_lr": "—"}]
+         "run": "20261208-004758-ffabf6", "why": "", "train.max_lr": "–"}]
     assert "None" not in table.to_string()
 
 

@@ -373,6 +373,21 @@ def test_charts_have_axis_titles_and_tables_read_as_people_read():
     assert [minutes_seconds(x) for x in (None, 0, 42.4, 727, 3909)] == ["", "0:00", "0:42", "12:07", "1:05:09"]
 
 
+def test_the_epoch_table_says_not_tested_for_an_epoch_without_a_test_pass():
+    """A recipe that tests every 4th epoch listed None as the test accuracy and loss of the others."""
+    from playground.results.plots import epoch_table
+
+    epochs = [dict(epoch=1, train_loss=2.0412, test_loss=None, train_acc=0.3012, test_acc=None, lr=0.1, img_per_s=1234.5,
+                   epoch_time=70.2, elapsed=71.0),
+              dict(epoch=2, train_loss=1.5, test_loss=1.4321, train_acc=0.45, test_acc=0.4811, lr=0.05, img_per_s=1300,
+                   epoch_time=69.0, elapsed=140.4)]
+    table = epoch_table(epochs)
+    assert table.to_dict("records")[0] == {"epoch": 1, "train acc": "30.12%", "test acc": "not tested",
+                                           "train loss": "2.041", "test loss": "–", "LR": "0.1", "img/s": "1,234",
+                                           "epoch time": "1:10", "elapsed": "1:11"}
+    assert table["test acc"].tolist()[1] == "48.11%" and "None" not in table.to_string()
+
+
 def test_batches_never_end_with_a_single_image():
     from playground.training.batches import spans
 

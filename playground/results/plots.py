@@ -71,6 +71,21 @@ def accuracy_text(value: float | None, digits: int = 1) -> str:
     return "not tested" if value is None else f"{value:.{digits}%}"
 
 
+def epoch_table(epochs: list[dict]) -> pd.DataFrame:
+    """A run's epochs as the Train page lists them: accuracies as percentages ("not tested" for an epoch without a
+    test pass), losses to 3 decimals ("–" where untested), LR, images a second, and times as m:ss."""
+    def loss(v: float | None) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    return pd.DataFrame([{
+        "epoch": e["epoch"], "train acc": accuracy_text(e.get("train_acc"), 2),
+        "test acc": accuracy_text(e.get("test_acc"), 2), "train loss": loss(e.get("train_loss")),
+        "test loss": loss(e.get("test_loss")), "LR": f"{e['lr']:.4g}" if e.get("lr") is not None else "–",
+        "img/s": f"{e['img_per_s']:,.0f}" if e.get("img_per_s") is not None else "–",
+        "epoch time": minutes_seconds(e.get("epoch_time")), "elapsed": minutes_seconds(e.get("elapsed"))}
+        for e in epochs])
+
+
 def compare_figure(runs: list[RunRecord], minutes: bool = False) -> go.Figure:
     """Test (solid) and training (dotted) accuracy of several runs in one colour per run, by epoch or by
     wall-clock minutes: a training curve far above the test one is a run that overfits. The legend names runs

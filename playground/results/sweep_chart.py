@@ -11,7 +11,7 @@ from .axes import percent_axis
 from .plots import accuracy_text, minutes_seconds
 from .sweep_insight import OBJECTIVE_LABELS
 
-ABSENT = "—"  # a figure a trial does not have: pruned before it trained, or still waiting
+ABSENT = "–"  # a figure a trial lacks (pruned before it trained, or waiting), written as Home writes it
 EDGE = 0.2  # a label whose point sits in the outer fifth of the x range runs inward from it
 
 
