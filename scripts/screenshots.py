@@ -122,6 +122,7 @@ try:
         nav(page, "Sweep")
         page.get_by_role("heading", name="Trials").wait_for(timeout=60_000)
         time.sleep(4)  # the trials fragment
+        page.get_by_text("Accuracy against", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
         shot(page, "sweep")
         browser.close()
 finally:
