@@ -6,7 +6,7 @@ import streamlit as st
 from playground.ui import server, visitor
 from playground.escape import plain
 from playground.results.compare import settings_diff
-from playground.results.plots import accuracy_text, compare_figure, minutes_seconds, seed_logs
+from playground.results.plots import accuracy_text, compare_figure, figure_text, minutes_seconds, seed_logs
 from playground.faults import StoreError
 from playground.runs import lr_tests
 from playground.runs.jobs import JobError, owns
@@ -68,7 +68,7 @@ if tested := lr_tests.tests(launcher.store):  # kept apart from the trainings: n
         st.dataframe(pd.DataFrame([{
             "id": t.id, "net": t.spec.get("net", {}).get("name", ""), "status": t.status,
             "batches": len(t.result.lrs),
-            "suggested max LR": "–" if t.result.suggested_max_lr is None else f"{t.result.suggested_max_lr:.3g}",
+            "suggested max LR": figure_text(t.result.suggested_max_lr, ".3g"),
             "ended": t.result.ended or t.message} for t in tested]), hide_index=True, key="lr_tests_table")
         st.caption("Each is a throwaway copy of a net trained while the LR rose (the Train page's **Find max LR**, "
                    "or `python -m playground lr-find`); no run's weights changed.")

@@ -43,13 +43,10 @@ def write_temporary(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-    except OSError as e:
+    except BaseException as e:
         discard(tmp)
-        if e.filename is not None and str(e.filename) == str(tmp):
+        if isinstance(e, OSError) and e.filename is not None and str(e.filename) == str(tmp):
             raise type(e)(e.errno, e.strerror, str(path)) from None
-        raise
-    except BaseException:
-        discard(tmp)
         raise
     return tmp
 

@@ -243,10 +243,9 @@ def cmd_export(args) -> int:
     store = RunStore(args.runs, existing=True)
     if _find_runs(store, [args.run_id]) is None:
         return 2
+    from .faults import cause_of_os_error
     from .runs.loading import load_run  # torch: once the run is found
     from .results.export import default_filename, export
-
-    from .faults import cause_of_os_error
 
     out = Path(args.out or default_filename(args.run_id, args.format))
     try:

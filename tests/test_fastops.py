@@ -8,16 +8,10 @@ from playground.training.builder import build_model
 from playground.training.fastops import FastDropout, PolyphaseConv2d, SubsampledConv2d, ZeroPadConv2d
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("size,stride,padding,groups", [(32, 2, 2, 8), (15, 2, 0, 1), (9, 3, 3, 4)])
-def test_subsampled_conv_matches_dilated_strided_conv(size, stride, padding, groups, channels_last):
-    torch.manual_seed(0)
-    ref = nn.Conv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
-    fast = SubsampledConv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
+def same_conv(ref: nn.Conv2d, fast: nn.Conv2d, x: torch.Tensor):
+    """``fast`` (given ``ref``'s weights) computes what ``ref`` does on ``x``: outputs, input and weight gradients;
+    returns both outputs and both inputs for the caller's own checks."""
     fast.load_state_dict(ref.state_dict())
-    x = torch.randn(4, 8, size, size)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
     outs = [m(v) for m, v in zip((ref, fast), xs)]
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
@@ -26,6 +20,19 @@ def test_subsampled_conv_matches_dilated_strided_conv(size, stride, padding, gro
         out.backward(g)
     torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+    return outs, xs
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,stride,padding,groups", [(32, 2, 2, 8), (15, 2, 0, 1), (9, 3, 3, 4)])
+def test_subsampled_conv_matches_dilated_strided_conv(size, stride, padding, groups, channels_last):
+    torch.manual_seed(0)
+    ref = nn.Conv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
+    fast = SubsampledConv2d(8, 8, 3, stride=stride, dilation=stride, padding=padding, groups=groups)
+    x = torch.randn(4, 8, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    _, xs = same_conv(ref, fast, x)
     if channels_last:
         assert xs[1].grad.is_contiguous(memory_format=torch.channels_last)
 
@@ -39,18 +46,10 @@ def test_zero_pad_conv_matches_conv_on_maps_smaller_than_its_kernel(size, kernel
     torch.manual_seed(0)
     kw = dict(stride=stride, dilation=dilation, padding=padding, groups=groups)
     ref, fast = nn.Conv2d(8, 8, kernel, **kw), ZeroPadConv2d(8, 8, kernel, **kw)
-    fast.load_state_dict(ref.state_dict())
     x = torch.randn(5, 8, size, size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
-    outs = [m(v) for m, v in zip((ref, fast), xs)]
-    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
-    g = torch.randn_like(outs[0])
-    for out in outs:
-        out.backward(g)
-    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+    outs, xs = same_conv(ref, fast, x)
     torch.testing.assert_close(fast.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-4)
     if channels_last and size > 1:
         assert outs[1].is_contiguous(memory_format=torch.channels_last)
@@ -146,19 +145,11 @@ def test_polyphase_conv_matches_dilated_conv(size, dilation, kernel, groups, cha
     pad = dilation * (kernel - 1) // 2
     ref = nn.Conv2d(8, 8, kernel, dilation=dilation, padding=pad, groups=groups)
     fast = PolyphaseConv2d(8, 8, kernel, dilation=dilation, padding=pad, groups=groups)
-    fast.load_state_dict(ref.state_dict())
     x = torch.randn(3, 8, size, size)  # size 9 is not divisible by 2: the plain path
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
-    outs = [m(v) for m, v in zip((ref, fast), xs)]
-    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    outs, _ = same_conv(ref, fast, x)
     assert outs[1].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    g = torch.randn_like(outs[0])
-    for out in outs:
-        out.backward(g)
-    torch.testing.assert_close(xs[1].grad, xs[0].grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
 
 
 def test_polyphase_conv_applies_only_to_same_padding_stride_one():

@@ -71,17 +71,22 @@ def accuracy_text(value: float | None, digits: int = 1) -> str:
     return "not tested" if value is None else f"{value:.{digits}%}"
 
 
+ABSENT = "–"  # a figure a row lacks (an untested epoch, a trial pruned before it trained), as Home writes it
+
+
+def figure_text(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``ABSENT``: a table cell never reads "None"."""
+    return ABSENT if value is None else format(value, spec)
+
+
 def epoch_table(epochs: list[dict]) -> pd.DataFrame:
     """A run's epochs as the Train page lists them: accuracies as percentages ("not tested" for an epoch without a
-    test pass), losses to 3 decimals ("–" where untested), LR, images a second, and times as m:ss."""
-    def loss(v: float | None) -> str:
-        return "–" if v is None else f"{v:.3f}"
-
+    test pass), losses to 3 decimals (ABSENT where untested), LR, images a second, and times as m:ss."""
     return pd.DataFrame([{
         "epoch": e["epoch"], "train acc": accuracy_text(e.get("train_acc"), 2),
-        "test acc": accuracy_text(e.get("test_acc"), 2), "train loss": loss(e.get("train_loss")),
-        "test loss": loss(e.get("test_loss")), "LR": f"{e['lr']:.4g}" if e.get("lr") is not None else "–",
-        "img/s": f"{e['img_per_s']:,.0f}" if e.get("img_per_s") is not None else "–",
+        "test acc": accuracy_text(e.get("test_acc"), 2), "train loss": figure_text(e.get("train_loss"), ".3f"),
+        "test loss": figure_text(e.get("test_loss"), ".3f"), "LR": figure_text(e.get("lr"), ".4g"),
+        "img/s": figure_text(e.get("img_per_s"), ",.0f"),
         "epoch time": minutes_seconds(e.get("epoch_time")), "elapsed": minutes_seconds(e.get("elapsed"))}
         for e in epochs])
 

@@ -8,10 +8,9 @@ import plotly.graph_objects as go
 
 from ..runs.sweep import pareto_front
 from .axes import percent_axis
-from .plots import accuracy_text, minutes_seconds
+from .plots import ABSENT, accuracy_text, figure_text, minutes_seconds
 from .sweep_insight import OBJECTIVE_LABELS
 
-ABSENT = "–"  # a figure a trial lacks (pruned before it trained, or waiting), written as Home writes it
 EDGE = 0.2  # a label whose point sits in the outer fifth of the x range runs inward from it
 
 
@@ -57,17 +56,13 @@ def front_figure(table: pd.DataFrame, axis: str, refs: list[dict]) -> go.Figure:
 
 def trial_table(rows: list[dict]) -> pd.DataFrame:
     """The trials as the page lists them (runs.sweep.trial_rows): accuracy as a percentage or "not tested",
-    parameters and MACs as people read them, training time as m:ss, and a dash for any other figure a trial lacks."""
-    def text(v) -> str:
-        return ABSENT if v is None or v == "" else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    shown = []
-    for r in rows:
-        row = {k: text(v) for k, v in r.items()}
-        row.update(trial=r["trial"], state=r["state"], why=r["why"] or "", run=r["run"],
-                   accuracy=accuracy_text(r["accuracy"], 2),
-                   params=ABSENT if r["params"] is None else f"{r['params']:,}",
-                   macs=ABSENT if r["macs"] is None else f"{r['macs'] / 1e6:.1f}M",
-                   minutes=ABSENT if r["minutes"] is None else minutes_seconds(r["minutes"] * 60))
-        shown.append(row)
-    return pd.DataFrame(shown).rename(columns={"macs": "MACs", "minutes": "time"})
+    parameters and MACs as people read them, training time as m:ss, and ABSENT for any figure a trial lacks."""
+    fixed = ("trial", "state", "accuracy", "params", "macs", "minutes", "run", "why")
+    return pd.DataFrame([{
+        "trial": r["trial"], "state": r["state"], "accuracy": accuracy_text(r["accuracy"], 2),
+        "params": figure_text(r["params"], ","),
+        "MACs": ABSENT if r["macs"] is None else f"{r['macs'] / 1e6:.1f}M",
+        "time": ABSENT if r["minutes"] is None else minutes_seconds(r["minutes"] * 60), "run": r["run"],
+        "why": r["why"] or "",
+        **{k: figure_text(v, ".4g" if isinstance(v, float) else "") for k, v in r.items() if k not in fixed}}
+        for r in rows])
